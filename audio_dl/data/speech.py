@@ -1,0 +1,245 @@
+"""Speech + noise files -> (noisy, clean) waveform batches with tf.data.
+
+Files are decoded on demand (soundfile + soxr through `tf.numpy_function`, only the crop that is
+needed), so the corpus is never loaded into memory. Every example is a pure function of
+(cfg.seed, its index): parallel maps stay reproducible.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import threading
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from audio_dl import audio_io
+from audio_dl.config import DenoiserConfig
+from audio_dl.data import augment, corpora
+from audio_dl.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """The readable files of one split: speech (with its speaker) and noise."""
+
+    speech: tuple[audio_io.AudioInfo, ...]
+    speakers: tuple[str, ...]
+    noise: tuple[audio_io.AudioInfo, ...]
+
+    @property
+    def speech_seconds(self) -> float:
+        return sum(i.seconds for i in self.speech)
+
+
+@dataclasses.dataclass(frozen=True)
+class Corpus:
+    train: Split
+    val: Split
+    skipped: int  # unreadable, corrupt or empty files left out
+
+
+def load_corpus(cfg: DenoiserConfig) -> Corpus:
+    """Find and probe the speech and noise files of cfg; split by speaker folder and noise file.
+
+    Raises UsageError for missing paths, folders without audio, or an empty split.
+    """
+    speech_specs = corpora.resolve(cfg.speech, "speech")
+    noise_specs = corpora.resolve(cfg.noise, "noise")
+    speech_files = [(path, _speaker(path, root)) for root in speech_specs
+                    for path in audio_io.find_audio_files([root])]
+    speech_infos, skipped_speech = audio_io.probe_all([p for p, _ in speech_files])
+    speaker_of = dict((str(p), s) for p, s in speech_files)
+    noise_infos, skipped_noise = audio_io.probe_all(audio_io.find_audio_files(noise_specs))
+    if not speech_infos or not noise_infos:
+        raise UsageError(f"no readable {'speech' if not speech_infos else 'noise'} files in "
+                         f"{', '.join(speech_specs if not speech_infos else noise_specs)}")
+
+    splits = corpora.read_splits(speech_specs + noise_specs)
+    speakers = sorted({speaker_of[i.path] for i in speech_infos})
+    val_speakers = set(cfg.val_speakers or splits.get("val_speakers") or _held_out(speakers, cfg.val_fraction))
+    noise_names = sorted({Path(i.path).stem for i in noise_infos})
+    val_noises = set(cfg.val_noises or splits.get("val_noises") or _held_out(noise_names, cfg.val_fraction))
+
+    def split(is_val: bool) -> Split:
+        speech = tuple(i for i in speech_infos if (speaker_of[i.path] in val_speakers) == is_val)
+        noise = tuple(i for i in noise_infos if (Path(i.path).stem in val_noises) == is_val)
+        return Split(speech, tuple(speaker_of[i.path] for i in speech), noise)
+
+    corpus = Corpus(split(False), split(True), len(skipped_speech) + len(skipped_noise))
+    for name, part in (("training", corpus.train), ("validation", corpus.val)):
+        if not part.speech or not part.noise:
+            raise UsageError(f"the {name} split has no {'speech' if not part.speech else 'noise'} files; "
+                             "add files or set val_speakers / val_noises / val_fraction")
+    return corpus
+
+
+def _speaker(path: Path, root: str) -> str:
+    """Speaker = first folder below the spec root; files lying directly in it are their own speaker."""
+    root_path = Path(root)
+    if root_path.is_dir():
+        parts = path.relative_to(root_path).parts
+        return parts[0] if len(parts) > 1 else path.stem
+    return path.parent.name or path.stem
+
+
+def _held_out(names: list[str], fraction: float) -> list[str]:
+    """A stable `fraction` of names (at least one when there are two or more), chosen by hash."""
+    if len(names) < 2 or fraction <= 0:
+        return []
+    ranked = sorted(names, key=lambda n: hashlib.sha1(n.encode()).hexdigest())
+    return ranked[: max(1, round(fraction * len(names)))]
+
+
+# --- reading crops inside tf.data -----------------------------------------------------------
+
+_failures = {"count": 0}
+_failures_lock = threading.Lock()
+
+
+def read_failures() -> int:
+    """Files that failed to decode mid-run (after a good header) and were skipped."""
+    return _failures["count"]
+
+
+def _read_crop(path: bytes, seconds: float, native_seconds: float, position: float, sample_rate: int,
+               loop: bool) -> np.ndarray:
+    """[round(sample_rate*seconds)] float32 from `position` (0..1) of the file.
+
+    Short files are looped (noise) or placed at `position` in zeros (speech). Returns [0] on a
+    decode failure (counted, then filtered out by the pipeline).
+    """
+    path = path.decode()
+    length = int(round(sample_rate * seconds))
+    try:
+        if native_seconds > seconds:
+            start = position * (native_seconds - seconds)
+            audio = audio_io.read_audio(path, sample_rate, start, seconds)
+        else:
+            audio = audio_io.read_audio(path, sample_rate)
+    except ValueError as error:
+        with _failures_lock:
+            _failures["count"] += 1
+        log.warning("skipped an undecodable file (%d so far): %s", _failures["count"], error)
+        return np.zeros(0, np.float32)
+    if audio.size == 0:
+        return audio
+    if audio.size < length:
+        if loop:
+            audio = np.tile(audio, -(-length // audio.size))
+        else:
+            offset = int(position * (length - audio.size))
+            audio = np.pad(audio, (offset, length - audio.size - offset))
+    return audio[:length].astype(np.float32)
+
+
+class _FileTable:
+    """Paths and durations as tensors; draws a file with probability proportional to its length."""
+
+    def __init__(self, infos):
+        self.paths = tf.constant([i.path for i in infos])
+        self.seconds = tf.constant([i.seconds for i in infos], tf.float32)
+        self.cumulative = tf.constant(np.cumsum([i.seconds for i in infos]), tf.float32)
+
+    def draw(self, seed):
+        u = tf.random.stateless_uniform([1], seed, 0.0, 1.0) * self.cumulative[-1]
+        return tf.minimum(tf.searchsorted(self.cumulative, u, side="right")[0], tf.size(self.paths) - 1)
+
+    def read(self, index, seconds: float, position, sample_rate: int, loop: bool):
+        audio = tf.numpy_function(
+            _read_crop, [self.paths[index], seconds, self.seconds[index], position, sample_rate, loop],
+            tf.float32, stateful=False)
+        return tf.reshape(audio, [-1])
+
+
+def _load_impulse_responses(cfg: DenoiserConfig) -> tf.Tensor | None:
+    """Recorded RIRs [K, L] (zero-padded, peak-normalised), or None to simulate rooms."""
+    if not cfg.impulse_responses:
+        return None
+    infos, _ = audio_io.probe_all(audio_io.find_audio_files(cfg.impulse_responses))
+    if not infos:
+        raise UsageError("no readable impulse responses in " + ", ".join(cfg.impulse_responses))
+    responses = [audio_io.read_audio(i.path, cfg.sample_rate, 0, min(i.seconds, 2.0)) for i in infos]
+    longest = max(len(r) for r in responses)
+    return tf.constant(np.stack([np.pad(r / max(1e-9, np.abs(r).max()), (0, longest - len(r)))
+                                 for r in responses]).astype(np.float32))
+
+
+def make_example_fn(split: Split, cfg: DenoiserConfig, augmented: bool):
+    """index -> {"clean": [N], "noisy": [N]} (or empty tensors when a file failed to decode)."""
+    speech, noise = _FileTable(split.speech), _FileTable(split.noise)
+    responses = _load_impulse_responses(cfg) if augmented and cfg.reverb_probability > 0 else None
+    seconds, rate = cfg.crop_samples / cfg.sample_rate, cfg.sample_rate
+
+    def example(index):
+        seeds = [tf.stack([tf.constant(cfg.seed, tf.int64), index * 16 + k]) for k in range(12)]
+        uniform = [tf.random.stateless_uniform([], s) for s in seeds]
+        clean = speech.read(speech.draw(seeds[0]), seconds, uniform[1], rate, loop=False)
+        noise_clip = noise.read(noise.draw(seeds[2]), seconds, uniform[3], rate, loop=True)
+        ok = tf.logical_and(tf.size(clean) == cfg.crop_samples, tf.size(noise_clip) == cfg.crop_samples)
+        clean = tf.cond(ok, lambda: clean, lambda: tf.zeros([cfg.crop_samples]))
+        noise_clip = tf.cond(ok, lambda: noise_clip, lambda: tf.zeros([cfg.crop_samples]))
+        if augmented and cfg.reverb_probability > 0:
+            if responses is None:
+                rir = augment.simulated_room_impulse_response(seeds[4], rate, cfg.rt60_seconds)
+            else:
+                rir = responses[tf.random.stateless_uniform([], seeds[4], 0, responses.shape[0], tf.int32)]
+            clean = tf.cond(uniform[5] < cfg.reverb_probability,
+                            lambda: augment.reverberate(clean, rir), lambda: clean)
+        snr = cfg.snr_db[0] + (cfg.snr_db[1] - cfg.snr_db[0]) * uniform[6]
+        noisy, _ = augment.mix_at_snr(clean, noise_clip, snr)
+        if augmented and cfg.bandpass_probability > 0:
+            low = cfg.low_cut_hz[0] + (cfg.low_cut_hz[1] - cfg.low_cut_hz[0]) * uniform[7]
+            high = cfg.high_cut_hz[0] + (cfg.high_cut_hz[1] - cfg.high_cut_hz[0]) * uniform[8]
+            pair = tf.stack([clean, noisy])
+            pair = tf.cond(uniform[9] < cfg.bandpass_probability,
+                           lambda: augment.bandpass(pair, low, high, rate), lambda: pair)
+            clean, noisy = pair[0], pair[1]
+        if augmented:
+            gain = augment.db_to_gain(cfg.gain_db[0] + (cfg.gain_db[1] - cfg.gain_db[0]) * uniform[10])
+            clean, noisy = clean * gain, noisy * gain
+        return {"clean": clean, "noisy": noisy, "ok": ok}
+
+    return example
+
+
+def _loud_enough(cfg: DenoiserConfig, augmented: bool):
+    # the gain augmentation lowers the level on purpose: judge the level before it
+    threshold = augment.db_to_gain(cfg.min_speech_dbfs + (cfg.gain_db[0] if augmented else 0.0)) ** 2
+
+    def keep(example):
+        return tf.logical_and(example["ok"], augment.power(example["clean"]) >= threshold)
+
+    return keep
+
+
+def _to_model_io(example):
+    return example["noisy"], {"denoised": example["clean"], "magnitude": example["clean"]}
+
+
+def training_dataset(split: Split, cfg: DenoiserConfig) -> tf.data.Dataset:
+    """Endless (noisy [B, N], {"denoised": clean, "magnitude": clean}) batches with augmentation."""
+    return (tf.data.Dataset.counter()
+            .map(make_example_fn(split, cfg, augmented=cfg.augment), num_parallel_calls=tf.data.AUTOTUNE)
+            .filter(_loud_enough(cfg, cfg.augment))
+            .map(_to_model_io)
+            .batch(cfg.batch_size, drop_remainder=True)
+            .prefetch(tf.data.AUTOTUNE))
+
+
+def validation_dataset(split: Split, cfg: DenoiserConfig) -> tf.data.Dataset:
+    """The same `cfg.val_examples` mixtures every time (no augmentation), cached, batched."""
+    val_cfg = dataclasses.replace(cfg, seed=cfg.seed + 7919)
+    return (tf.data.Dataset.range(20 * cfg.val_examples)  # bounded: silent files cannot stall it
+            .map(make_example_fn(split, val_cfg, augmented=False), num_parallel_calls=tf.data.AUTOTUNE)
+            .filter(_loud_enough(cfg, False))
+            .take(cfg.val_examples)
+            .map(_to_model_io)
+            .cache()
+            .batch(min(cfg.batch_size, cfg.val_examples))
+            .prefetch(tf.data.AUTOTUNE))

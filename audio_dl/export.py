@@ -1,0 +1,206 @@
+"""Exports: SavedModel (TF Serving layout) + builtin-ops TFLite, each verified right after writing.
+
+An export is written into a temporary folder next to its destination and renamed into place
+only after the SavedModel and the TFLite model have matched the Keras model on the same input;
+an interrupted or failed export leaves nothing behind.
+
+Version folders: `BASE/<N>/` holds `saved_model.pb` + `variables/` (what TF Serving loads),
+`denoiser.tflite`, `config.json`, `MODEL_CARD.md` and `provenance.json`. TF Serving serves the
+highest N; a version whose provenance says "shipped" is the project's released model, and a
+user's run is only published above it on request (`python -m audio_dl.export publish`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from audio_dl import cli
+from audio_dl.config import DenoiserConfig, save_config
+from audio_dl.errors import UsageError
+
+# Stated tolerances (max absolute difference of the output waveform, audio in [-1, 1]).
+SAVED_MODEL_TOLERANCE = 1e-5
+TFLITE_TOLERANCE = 1e-4
+TFLITE_NAME = "denoiser.tflite"
+
+
+class ExportError(RuntimeError):
+    """An export did not reproduce the Keras model within tolerance."""
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+def write_saved_model(model: keras.Model, path: Path) -> None:
+    """SavedModel with `serving_default`: waveform [batch, samples] float32 -> {"denoised": same}."""
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+
+    def serve(waveform):
+        return {"denoised": model(waveform, training=False)["denoised"]}
+
+    archive.add_endpoint("serving_default", serve,
+                         input_signature=[tf.TensorSpec([None, None], tf.float32, name="waveform")])
+    archive.write_out(str(path), verbose=False)
+
+
+def convert_tflite(model: keras.Model, output_keys: Sequence[str] = ("denoised",)) -> bytes:
+    """Builtin-ops-only TFLite flatbuffer of a fixed-shape model's `output_keys` outputs.
+
+    Goes through a temporary SavedModel: converting a concrete function of a Keras 3 model keeps
+    its weights as uninitialised resource variables (READ_VARIABLE), which run as garbage.
+    """
+    specs = [tf.TensorSpec(t.shape, tf.float32, name=t.name) for t in model.inputs]
+
+    def serve(*inputs):
+        outputs = model(list(inputs) if len(inputs) > 1 else inputs[0], training=False)
+        return {key: outputs[key] for key in output_keys}
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default", serve, input_signature=specs)
+    with tempfile.TemporaryDirectory() as tmp:
+        archive.write_out(tmp, verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        return converter.convert()
+
+
+def run_tflite(model_path_or_bytes, inputs: dict[str, np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
+    """Run a .tflite under ai_edge_litert (no Flex ops there) through its signature runner."""
+    from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415 - heavy import, used at export/test
+
+    if isinstance(model_path_or_bytes, (bytes, bytearray)):
+        interpreter = Interpreter(model_content=bytes(model_path_or_bytes), num_threads=1)
+    else:
+        interpreter = Interpreter(model_path=str(model_path_or_bytes), num_threads=1)
+    runner = interpreter.get_signature_runner()
+    if isinstance(inputs, np.ndarray):
+        (name,) = runner.get_input_details().keys()
+        inputs = {name: inputs}
+    outputs = runner(**{k: np.asarray(v, np.float32) for k, v in inputs.items()})
+    return {k: np.array(v, copy=True) for k, v in outputs.items()}  # the buffers die with the interpreter
+
+
+# --- verification ----------------------------------------------------------------------------
+
+def verify_denoiser_export(model: keras.Model, version_dir: Path, cfg: DenoiserConfig) -> dict[str, float]:
+    """Keras vs SavedModel (batch of 2, odd length) and Keras vs TFLite (its fixed length).
+
+    Returns the max absolute differences; raises ExportError above the stated tolerances.
+    """
+    rng = np.random.default_rng(0)
+    batch = (0.1 * rng.standard_normal((2, cfg.sample_rate + 37))).astype(np.float32)
+    expected = model(batch, training=False)["denoised"].numpy()
+    served = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+    saved_error = float(np.abs(served(waveform=tf.constant(batch))["denoised"].numpy() - expected).max())
+
+    clip = (0.1 * rng.standard_normal((1, cfg.tflite_samples))).astype(np.float32)
+    expected_clip = model(clip, training=False)["denoised"].numpy()
+    lite = run_tflite(version_dir / TFLITE_NAME, clip)["denoised"]
+    tflite_error = float(np.abs(lite - expected_clip).max())
+    errors = {"saved_model_max_abs_error": saved_error, "tflite_max_abs_error": tflite_error}
+    if not (saved_error <= SAVED_MODEL_TOLERANCE and tflite_error <= TFLITE_TOLERANCE):  # NaN fails too
+        raise ExportError(f"export does not match the Keras model: {errors} (tolerances "
+                          f"{SAVED_MODEL_TOLERANCE}, {TFLITE_TOLERANCE})")
+    return errors
+
+
+# --- the whole export ------------------------------------------------------------------------
+
+def export_denoiser(model: keras.Model, tflite_twin: keras.Model, cfg: DenoiserConfig, version_dir: Path,
+                    model_card: str, provenance: dict) -> dict[str, float]:
+    """Write SavedModel + TFLite + config + card into `version_dir` atomically; returns the errors."""
+    version_dir = Path(version_dir)
+    if version_dir.exists():
+        raise UsageError(f"{version_dir} already exists; choose another version")
+    version_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{version_dir.name}-partial-", dir=version_dir.parent))
+    try:
+        write_saved_model(model, staging)
+        (staging / TFLITE_NAME).write_bytes(convert_tflite(tflite_twin))
+        errors = verify_denoiser_export(model, staging, cfg)
+        save_config(cfg, staging / "config.json")
+        (staging / "MODEL_CARD.md").write_text(model_card.replace("{export_errors}", json.dumps(errors)))
+        (staging / "provenance.json").write_text(json.dumps(provenance, indent=2) + "\n")
+        os.replace(staging, version_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return errors
+
+
+def versions(base: Path) -> dict[int, dict]:
+    """{version: provenance} of the complete version folders under a TF Serving base path."""
+    found = {}
+    for child in Path(base).glob("*"):
+        if child.is_dir() and child.name.isdigit() and (child / "saved_model.pb").is_file():
+            provenance = child / "provenance.json"
+            found[int(child.name)] = json.loads(provenance.read_text()) if provenance.is_file() else {}
+    return found
+
+
+def shipped_versions(base: Path) -> list[int]:
+    return sorted(v for v, p in versions(base).items() if p.get("source") == "shipped")
+
+
+def next_version(base: Path) -> int:
+    return max(versions(base), default=0) + 1
+
+
+def publish(version_dir: Path, base: Path, version: int | None = None) -> Path:
+    """Copy an exported version folder under `base` as `version` (default: the next free number)."""
+    version_dir, base = Path(version_dir), Path(base)
+    if not (version_dir / "saved_model.pb").is_file():
+        raise UsageError(f"{version_dir} is not an exported model (no saved_model.pb)")
+    target = base / str(version or next_version(base))
+    if target.exists():
+        raise UsageError(f"{target} already exists")
+    base.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-partial-", dir=base))
+    try:
+        shutil.copytree(version_dir, staging, dirs_exist_ok=True)
+        os.replace(staging, target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return target
+
+
+# --- CLI: python -m audio_dl.export publish RUN_EXPORT [--base saved_models/denoiser] -----------
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = cli.ArgumentParser(prog="python -m audio_dl.export",
+                                description="Publish a run's exported model as a new TF Serving version.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    pub = commands.add_parser("publish", help="copy RUN_DIR/export/1 (or a version folder) to BASE/<N>")
+    pub.add_argument("source", help="a run directory or an exported version folder")
+    pub.add_argument("--base", default="saved_models/denoiser", help="TF Serving base path (default: %(default)s)")
+    pub.add_argument("--version", type=int, help="version number (default: highest + 1)")
+    args = parser.parse_args(argv)
+    source = Path(args.source)
+    if not source.exists():
+        raise UsageError(f"path does not exist: {source}")
+    if not (source / "saved_model.pb").is_file():
+        candidates = sorted(versions(source / "export"))
+        if not candidates:
+            raise UsageError(f"{source} holds no exported model")
+        source = source / "export" / str(candidates[-1])
+    target = publish(source, Path(args.base), args.version)
+    print(f"published {source} as {target}; TF Serving now serves version "
+          f"{max(versions(Path(args.base)))} of {args.base}")
+    return 0
+
+
+main.prog = "python -m audio_dl.export"
+
+if __name__ == "__main__":
+    raise SystemExit(cli.run_main(main))

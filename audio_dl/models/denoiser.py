@@ -1,0 +1,100 @@
+"""Speech denoisers: waveform in, waveform out, with the STFT, the model and the inverse STFT in
+one graph.
+
+    build_denoiser(cfg)               Keras model for training/serving (kapre STFT, any length)
+    build_denoiser(cfg, tflite=True)  the same weights in builtin-TFLite ops (kapre STFTTflite,
+                                      fixed [1, cfg.tflite_samples] input)
+
+Outputs: {"denoised": [B, N] waveform, "magnitude": [B, T, F] estimated clean magnitude}.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+
+from audio_dl import layers as L
+from audio_dl.config import DenoiserConfig
+
+
+def build_denoiser(cfg: DenoiserConfig, tflite: bool = False) -> keras.Model:
+    length, batch = (cfg.tflite_samples, 1) if tflite else (None, None)
+    waveform = keras.Input(shape=(length,), batch_size=batch, name="waveform")
+    pad, stft, magnitude = L.spectral_front_end(cfg, tflite)
+    spectrum = stft(pad(waveform))
+    noisy_magnitude = magnitude(spectrum)  # [B, T, F, 1]
+    gain_fn = {"mask": _mask_gain, "fcn16": _fcn16_gain}[cfg.architecture]
+    gain = gain_fn(noisy_magnitude, cfg)  # [B, T, F, 1], float32
+    estimate = keras.layers.Multiply(dtype="float32", name="estimated_magnitude")([gain, noisy_magnitude])
+    resynthesised = L.inverse_stft(cfg, tflite)(L.ApplyMask(dtype="float32", name="apply_gain")([spectrum, gain]))
+    denoised = L.TrimToInput(cfg.frame_length, cfg.hop_length, dtype="float32", name="denoised")(
+        [resynthesised, waveform])
+    magnitude_out = keras.layers.Reshape((-1, cfg.n_bins), dtype="float32", name="magnitude")(estimate)
+    return keras.Model(waveform, {"denoised": denoised, "magnitude": magnitude_out},
+                       name=f"denoiser_{cfg.architecture}")
+
+
+def _mask_gain(noisy_magnitude, cfg: DenoiserConfig):
+    """Bounded mask in [mask_floor, 1] from level-normalised log magnitudes of the last 8 frames.
+
+    Per frame: one context layer (8 frames x F bins -> hidden), `hidden_layers` dense layers,
+    a sigmoid over F bins.
+    """
+    features = L.LogCompress(dtype="float32", name="log_magnitude")(noisy_magnitude)
+    features = L.CausalLevelNorm(cfg.context_frames, dtype="float32", name="level_norm")(features)
+    features = keras.layers.Normalization(axis=-2, dtype="float32", name="input_normalization")(features)
+    x = L.CausalContextConv(cfg.hidden_units, cfg.context_frames, cfg.n_bins, freq_padding="valid",
+                            activation="relu", name="context")(features)  # [B, T, 1, H]
+    for i in range(cfg.hidden_layers):
+        x = keras.layers.Dense(cfg.hidden_units, activation="relu", name=f"hidden_{i + 1}")(x)
+    mask = keras.layers.Dense(cfg.n_bins, activation="sigmoid", dtype="float32", name="mask_logits")(x)
+    mask = keras.layers.Rescaling(1.0 - cfg.mask_floor, offset=cfg.mask_floor, dtype="float32",
+                                  name="mask")(mask)
+    return keras.layers.Reshape((-1, cfg.n_bins, 1), dtype="float32", name="gain")(mask)  # [B, T, F, 1]
+
+
+# The MATLAB demo's network: (filters, frequency kernel) of the convs after the first one.
+_FCN16_BODY = 4 * [(30, 5), (8, 9), (18, 9)] + [(30, 5), (8, 9)]
+
+
+def _fcn16_gain(noisy_magnitude, cfg: DenoiserConfig):
+    """The demo's 16-conv network on globally normalised magnitudes; gain = prediction / noisy.
+
+    conv[9x8]x18 (the 8-frame context) -> 4 x {conv[5x1]x30, conv[9x1]x8, conv[9x1]x18} ->
+    conv[5x1]x30 -> conv[9x1]x8 -> conv[129x1]x1, batch norm + ReLU after all but the last.
+    """
+    x = keras.layers.Normalization(axis=None, dtype="float32", name="input_normalization")(noisy_magnitude)
+    x = L.CausalContextConv(18, cfg.context_frames, 9, freq_padding="same", name="context")(x)
+    x = _bn_relu(x, "context")
+    for i, (filters, width) in enumerate(_FCN16_BODY, start=2):
+        x = keras.layers.Conv2D(filters, (1, width), padding="same", name=f"conv_{i}")(x)
+        x = _bn_relu(x, f"conv_{i}")
+    x = keras.layers.Conv2D(1, (1, cfg.n_bins), padding="same", dtype="float32", name="conv_16")(x)
+    predicted = keras.layers.Normalization(axis=None, invert=True, dtype="float32",
+                                           name="target_denormalization")(x)
+    return L.GainFromMagnitude(dtype="float32", name="gain")([predicted, noisy_magnitude])
+
+
+def _bn_relu(x, name):
+    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    return keras.layers.ReLU(name=f"{name}_relu")(x)
+
+
+def copy_weights(source: keras.Model, target: keras.Model) -> None:
+    """Copy weights layer by layer (by name), e.g. from the training model into its TFLite twin."""
+    for layer in target.layers:
+        if layer.weights:
+            layer.set_weights(source.get_layer(layer.name).get_weights())
+            if isinstance(layer, keras.layers.Normalization):
+                layer.finalize_state()  # set_weights alone leaves its mean/variance tensors stale
+
+
+def count_macs_per_frame(model: keras.Model) -> int:
+    """Multiply-accumulates per STFT frame of the trainable layers (convs and dense)."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
+            positions = int(layer.output.shape[2]) if isinstance(layer, keras.layers.Conv2D) else 1
+            total += math.prod(layer.kernel.shape) * positions  # positions: frequency bins per frame
+    return total

@@ -1,0 +1,72 @@
+"""Train the speech denoiser and export it for TF Serving and TFLite.
+
+    python -m audio_dl.train_denoiser                       # bundled real data, default recipe
+    python -m audio_dl.train_denoiser --preset matlab       # the MATLAB demo's network and options
+    python -m audio_dl.train_denoiser --set speech=DIR --set noise=DIR --set snr_db=-5,10
+
+The run directory keeps config, TensorBoard logs, checkpoints and the export; running the same
+command again after an interruption resumes it. The export is published to the TF Serving base
+path (--export-base) as a new version only while that holds no shipped model, or with --publish.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from audio_dl import cli, export
+from audio_dl.config import DENOISER_PRESETS, DenoiserConfig, make_config
+
+
+def build_parser() -> cli.ArgumentParser:
+    parser = cli.ArgumentParser(prog="python -m audio_dl.train_denoiser", description=__doc__,
+                                formatter_class=cli.argparse.RawDescriptionHelpFormatter)
+    cli.add_config_options(parser, DENOISER_PRESETS)
+    parser.add_argument("--run-dir", type=Path,
+                        help="where config, logs, checkpoints and the export go (default: runs/denoiser-PRESET); "
+                             "an interrupted run in it is resumed")
+    parser.add_argument("--export-base", type=Path, default=Path("saved_models/denoiser"),
+                        help="TF Serving base path to publish to (default: %(default)s)")
+    parser.add_argument("--publish", choices=("auto", "always", "never"), default="auto",
+                        help="auto: publish as the next version unless a shipped model is there; "
+                             "always: publish even above a shipped model; never: keep it in the run dir")
+    parser.add_argument("--mixed-precision", action="store_true",
+                        help="mixed_float16 compute (for GPUs; DSP layers stay float32; exports are float32)")
+    parser.add_argument("--quiet", action="store_true", help="no Keras progress bar (one line per epoch)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    cfg = make_config(DenoiserConfig, args.preset, args.config, args.overrides)
+    run_dir = args.run_dir or Path("runs") / f"denoiser-{args.preset}"
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    command = shlex.join(["python", "-m", "audio_dl.train_denoiser", *(sys.argv[1:] if argv is None else argv)])
+    print(f"run directory: {run_dir} (config, TensorBoard logs, checkpoints, export)")
+
+    from audio_dl.training import train_denoiser  # noqa: PLC0415 - keeps --help fast (no TensorFlow)
+
+    result = train_denoiser(cfg, run_dir, mixed_precision=args.mixed_precision,
+                            verbose=2 if args.quiet else 1, command=command)
+    print(f"\nexported and verified {result.export_dir} "
+          f"(SavedModel max error {result.export_errors['saved_model_max_abs_error']:.1e}, "
+          f"TFLite {result.export_errors['tflite_max_abs_error']:.1e})")
+    shipped = export.shipped_versions(args.export_base)
+    if args.publish == "always" or (args.publish == "auto" and not shipped):
+        target = export.publish(result.export_dir, args.export_base)
+        print(f"published as {target} (TF Serving base path {args.export_base}); "
+              f"TFLite model: {target / export.TFLITE_NAME}")
+    else:
+        why = f"the shipped model is version {shipped[-1]}" if shipped else "--publish never"
+        print(f"not published ({why}); to serve this run as a new version:\n"
+              f"  python -m audio_dl.export publish {run_dir} --base {args.export_base}")
+    return 0
+
+
+main.prog = "python -m audio_dl.train_denoiser"
+
+if __name__ == "__main__":
+    raise SystemExit(cli.run_main(main))

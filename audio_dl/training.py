@@ -1,0 +1,185 @@
+"""Training the denoiser: run directory, strategy, normalisation, fit, validation metrics, export.
+
+A run directory holds everything of one run::
+
+    RUN/config.json            the exact config (rebuild the model with it)
+    RUN/logs/                  TensorBoard (train/ and validation/)
+    RUN/backup/                BackupAndRestore state: rerunning the command resumes
+    RUN/checkpoints/best.weights.h5   best validation loss
+    RUN/history.csv, RUN/metrics.json
+    RUN/export/1/              SavedModel + denoiser.tflite + MODEL_CARD.md (TF Serving layout)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+import os
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from audio_dl import evaluate, export
+from audio_dl import layers as L
+from audio_dl.config import DenoiserConfig, save_config
+from audio_dl.data import speech
+from audio_dl.losses import make_losses
+from audio_dl.models.denoiser import build_denoiser, copy_weights, count_macs_per_frame
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class TrainResult:
+    run_dir: Path
+    export_dir: Path | None
+    metrics: dict[str, dict[str, float]]
+    train_seconds: float
+    export_errors: dict[str, float]
+
+
+def distribution_strategy() -> tf.distribute.Strategy:
+    """MirroredStrategy when more than one GPU is visible, else the default strategy."""
+    gpus = tf.config.list_logical_devices("GPU")
+    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+
+
+def adapt_normalization(model: keras.Model, batches: list, cfg: DenoiserConfig) -> None:
+    """Fit the in-model normalisation statistics on a few training batches (so exports carry them)."""
+    features = keras.Model(model.input, model.get_layer("input_normalization").input)
+    model.get_layer("input_normalization").adapt(np.concatenate([features(x).numpy() for x, _ in batches]))
+    if any(layer.name == "target_denormalization" for layer in model.layers):
+        clean = np.concatenate([L.stft_magnitude(y["denoised"], cfg).numpy() for _, y in batches])
+        model.get_layer("target_denormalization").adapt(clean[..., np.newaxis])
+
+
+def denoise_batches(model: keras.Model, dataset) -> tuple[list, list, list]:
+    """(clean, noisy, denoised) lists of [N] arrays over a finite (noisy, targets) dataset."""
+    clean, noisy, denoised = [], [], []
+    for x, y in dataset:
+        out = model(x, training=False)["denoised"].numpy()
+        clean += list(y["denoised"].numpy())
+        noisy += list(x.numpy())
+        denoised += list(out)
+    return clean, noisy, denoised
+
+
+def train_denoiser(cfg: DenoiserConfig, run_dir: Path, mixed_precision: bool = False, verbose: int = 1,
+                   command: str = "") -> TrainResult:
+    """Train cfg in run_dir (resuming if it was interrupted), report validation metrics, export."""
+    run_dir = Path(run_dir)
+    corpus = speech.load_corpus(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / "config.json")
+    keras.utils.set_random_seed(cfg.seed)
+    print(_describe_corpus(corpus))
+    if mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+
+    train_ds = speech.training_dataset(corpus.train, cfg)
+    val_ds = speech.validation_dataset(corpus.val, cfg)
+    strategy = distribution_strategy()
+    with strategy.scope():
+        model = build_denoiser(cfg)
+        adapt_normalization(model, list(train_ds.take(cfg.normalization_batches)), cfg)
+        losses, weights = make_losses(cfg, model)
+        optimizer = keras.optimizers.Adam(cfg.learning_rate, clipnorm=cfg.clipnorm)
+        model.compile(optimizer=optimizer, loss=losses, loss_weights=weights)
+
+    checkpoint = run_dir / "checkpoints" / "best.weights.h5"
+    checkpoint.parent.mkdir(exist_ok=True)
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+        keras.callbacks.ModelCheckpoint(str(checkpoint), monitor="val_loss", save_best_only=True,
+                                        save_weights_only=True),
+        keras.callbacks.TensorBoard(str(run_dir / "logs"), update_freq="epoch"),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        keras.callbacks.LearningRateScheduler(lambda epoch: cfg.learning_rate * cfg.lr_decay_per_epoch ** epoch),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    started = time.perf_counter()
+    model.fit(train_ds, epochs=cfg.epochs, steps_per_epoch=cfg.steps_per_epoch, validation_data=val_ds,
+              callbacks=callbacks, verbose=verbose)
+    train_seconds = time.perf_counter() - started
+    if checkpoint.is_file():
+        model.load_weights(str(checkpoint))
+    if mixed_precision:  # exports and TFLite are float32
+        keras.mixed_precision.set_global_policy("float32")
+        float_model = build_denoiser(cfg)
+        copy_weights(model, float_model)
+        model = float_model
+
+    metrics = evaluate.compare(*denoise_batches(model, val_ds), sample_rate=cfg.sample_rate)
+    skipped = corpus.skipped + speech.read_failures()
+    (run_dir / "metrics.json").write_text(json.dumps(
+        {"validation": metrics, "train_seconds": train_seconds, "skipped_files": skipped}, indent=2) + "\n")
+    print(f"\nValidation ({cfg.val_examples} mixtures of held-out speakers and noises, "
+          f"SNR {cfg.snr_db[0]:g}..{cfg.snr_db[1]:g} dB, PESQ narrowband):")
+    print(evaluate.format_table(metrics))
+
+    twin = build_denoiser(cfg, tflite=True)
+    copy_weights(model, twin)
+    export_dir = run_dir / "export" / "1"
+    if export_dir.exists():
+        shutil.rmtree(export_dir)
+    card = model_card(cfg, corpus, metrics, train_seconds, model, command)
+    errors = export.export_denoiser(model, twin, cfg, export_dir, card,
+                                    {"source": "local run", "run_dir": str(run_dir.resolve())})
+    return TrainResult(run_dir, export_dir, metrics, train_seconds, errors)
+
+
+def _describe_corpus(corpus: speech.Corpus) -> str:
+    def part(split):
+        return (f"{len(split.speech)} speech files ({split.speech_seconds / 60:.1f} min, "
+                f"{len(set(split.speakers))} speakers), {len(split.noise)} noise files")
+    skipped = f"; skipped {corpus.skipped} unreadable/empty files" if corpus.skipped else ""
+    return f"training: {part(corpus.train)}\nvalidation: {part(corpus.val)}{skipped}"
+
+
+def model_card(cfg: DenoiserConfig, corpus: speech.Corpus, metrics: dict, train_seconds: float,
+               model: keras.Model, command: str) -> str:
+    """MODEL_CARD.md text: data, command, time, held-out metrics, size and export checks."""
+    table = evaluate.format_table(metrics)
+    val_speakers = ", ".join(sorted(set(corpus.val.speakers)))
+    val_noises = ", ".join(sorted(Path(i.path).stem for i in corpus.val.noise))
+    return f"""# Speech denoiser ({cfg.architecture})
+
+Waveform in, waveform out at {cfg.sample_rate} Hz: STFT (periodic {cfg.window}, {cfg.frame_length}
+samples, hop {cfg.hop_length}, {cfg.n_bins} bins) -> {cfg.architecture} -> inverse STFT with the
+noisy phase, all inside the graph. {model.count_params():,} parameters,
+{count_macs_per_frame(model):,} multiply-accumulates per frame.
+
+## Data
+- training: {len(corpus.train.speech)} speech files ({corpus.train.speech_seconds / 60:.1f} min,
+  {len(set(corpus.train.speakers))} speakers), {len(corpus.train.noise)} noise recordings
+- validation (never trained on): speakers {val_speakers}; noises {val_noises}
+- sources: {", ".join(cfg.speech)} (speech), {", ".join(cfg.noise)} (noise); SNR {cfg.snr_db[0]:g}..{cfg.snr_db[1]:g} dB;
+  augmentation {"on" if cfg.augment else "off"}
+
+## Training
+- command: `{command}`
+- {cfg.epochs} epochs x {cfg.steps_per_epoch} steps x batch {cfg.batch_size} of {cfg.crop_seconds:g} s,
+  loss {cfg.loss}, Adam lr {cfg.learning_rate:g}, clipnorm {cfg.clipnorm:g}
+- training time: {train_seconds / 60:.1f} min on {_device_name()}
+- full config: config.json
+
+## Held-out metrics ({cfg.val_examples} mixtures, PESQ narrowband)
+```
+{table}
+```
+
+## Export checks
+Max absolute difference to the Keras model: {{export_errors}} (tolerances
+SavedModel {export.SAVED_MODEL_TOLERANCE:g}, TFLite {export.TFLITE_TOLERANCE:g}).
+TFLite input: [1, {cfg.tflite_samples}] samples (fixed length; run longer audio in chunks).
+"""
+
+
+def _device_name() -> str:
+    gpus = tf.config.list_logical_devices("GPU")
+    return f"{len(gpus)} GPU(s)" if gpus else f"CPU ({os.cpu_count()} cores)"

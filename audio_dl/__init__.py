@@ -5,3 +5,7 @@ exported for TF Serving (SavedModel) and devices (TFLite).
 """
 
 __version__ = "0.1.0"
+
+import os as _os
+
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ INFO/WARNING lines drown the progress bar

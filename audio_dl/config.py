@@ -42,6 +42,9 @@ class DenoiserConfig:
 
     # --- real-world simulation (augmentation, training split only) ---------------------------
     augment: bool = False
+    synthetic_noise_probability: float = 0.25  # share of noise clips replaced by colored noise or hum
+    second_noise_probability: float = 0.25  # share of examples with a second real noise added
+    noise_tilt_db: float = 12.0  # random spectral tilt of the noise, +-this/2 dB at the band edges
     gain_db: tuple[float, float] = (-25.0, 0.0)  # random level of the whole recording
     reverb_probability: float = 0.0  # share of examples convolved with a room impulse response
     rt60_seconds: tuple[float, float] = (0.15, 0.6)  # simulated rooms
@@ -55,6 +58,7 @@ class DenoiserConfig:
     hidden_units: int = 256  # mask model width
     hidden_layers: int = 2  # mask model: dense layers after the 8-frame context layer
     mask_floor: float = 0.0  # lowest gain the mask may apply, 0..1
+    noise_context_frames: int = 64  # mask model: frames averaged into the long-term (noise floor) feature
 
     # --- training ---------------------------------------------------------------------------
     loss: str = "sisdr+spectral"  # "sisdr+spectral" (waveform SI-SDR + compressed spectrum) or "magnitude_mse"
@@ -88,10 +92,11 @@ class DenoiserConfig:
             _check(low <= high, f"{name}: low must be <= high")
         _check(-30.0 <= self.snr_db[0] and self.snr_db[1] <= 60.0, "snr_db must lie in [-30, 60] dB")
         _check(self.high_cut_hz[1] < self.sample_rate / 2, "high_cut_hz must stay below Nyquist")
-        for name in ("reverb_probability", "bandpass_probability", "mask_floor"):
+        for name in ("reverb_probability", "bandpass_probability", "mask_floor", "synthetic_noise_probability",
+                     "second_noise_probability"):
             _check(0.0 <= getattr(self, name) <= 1.0, f"{name} must be in [0, 1]")
         for name in ("epochs", "steps_per_epoch", "batch_size", "hidden_units", "val_examples",
-                     "normalization_batches"):
+                     "normalization_batches", "noise_context_frames"):
             _check(getattr(self, name) >= 1, f"{name} must be >= 1")
         _check(self.hidden_layers >= 0, "hidden_layers must be >= 0")
         _check(self.learning_rate > 0 and self.clipnorm > 0, "learning_rate and clipnorm must be > 0")

@@ -94,7 +94,8 @@ class LogCompress(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class CausalLevelNorm(keras.layers.Layer):
-    """Log-magnitude [B, T, F, 1] minus its mean over all bins of the last `frames` frames.
+    """Log-magnitude features [B, T, F, C] minus their mean over all bins and channels of the last
+    `frames` frames.
 
     A gain g on the recording adds log(g) to every log-magnitude and is removed exactly, so the
     model's input does not depend on the recording level. Causal: frame t sees frames t-frames+1..t.
@@ -106,11 +107,30 @@ class CausalLevelNorm(keras.layers.Layer):
 
     def call(self, log_magnitude):
         frame_mean = tf.reduce_mean(log_magnitude, axis=[2, 3])  # [B, T]
-        running = tf.cumsum(frame_mean, axis=1)
-        delayed = tf.pad(running, [[0, 0], [self.frames, 0]])[:, : tf.shape(running)[1]]
-        count = tf.minimum(tf.cast(tf.range(1, tf.shape(running)[1] + 1), running.dtype), float(self.frames))
-        context_mean = (running - delayed) / count
+        context_mean = CausalMovingAverage(self.frames)(frame_mean)
         return log_magnitude - context_mean[:, :, tf.newaxis, tf.newaxis]
+
+    def get_config(self):
+        return {**super().get_config(), "frames": self.frames}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class CausalMovingAverage(keras.layers.Layer):
+    """[B, T, ...] -> mean over the last `frames` frames (fewer at the start), per element.
+
+    The long-term spectrum of the recent past: a cheap noise-floor cue for the mask model.
+    """
+
+    def __init__(self, frames: int, **kwargs):
+        super().__init__(**kwargs)
+        self.frames = frames
+
+    def call(self, x):
+        running = tf.cumsum(x, axis=1)
+        length = tf.shape(x)[1]
+        delayed = tf.pad(running, [[0, 0], [self.frames, 0]] + [[0, 0]] * (x.shape.rank - 2))[:, :length]
+        count = tf.minimum(tf.cast(tf.range(1, length + 1), x.dtype), float(self.frames))
+        return (running - delayed) / tf.reshape(count, [1, -1] + [1] * (x.shape.rank - 2))
 
     def get_config(self):
         return {**super().get_config(), "frames": self.frames}

@@ -102,9 +102,10 @@ def train_denoiser(cfg: DenoiserConfig, run_dir: Path, mixed_precision: bool = F
         keras.callbacks.LearningRateScheduler(lambda epoch: cfg.learning_rate * cfg.lr_decay_per_epoch ** epoch),
         keras.callbacks.TerminateOnNaN(),
     ]
+    validation_steps = sum(1 for _ in val_ds)  # fills the cache; Keras then never runs past its end
     started = time.perf_counter()
     model.fit(train_ds, epochs=cfg.epochs, steps_per_epoch=cfg.steps_per_epoch, validation_data=val_ds,
-              callbacks=callbacks, verbose=verbose)
+              validation_steps=validation_steps, callbacks=callbacks, verbose=verbose)
     train_seconds = time.perf_counter() - started
     if checkpoint.is_file():
         model.load_weights(str(checkpoint))

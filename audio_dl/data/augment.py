@@ -71,3 +71,47 @@ def bandpass(x, low_hz, high_hz, sample_rate: int, order: int = 2):
 
 def db_to_gain(db):
     return 10.0 ** (db / 20.0)
+
+
+def spectral_tilt(x, tilt_db, sample_rate: int):
+    """Linear-in-frequency EQ: -tilt/2 dB at 0 Hz to +tilt/2 dB at Nyquist (zero phase), x [N]."""
+    n = tf.shape(x)[-1]
+    spectrum = tf.signal.rfft(x, [2 * n])
+    position = tf.linspace(-0.5, 0.5, n + 1)
+    response = db_to_gain(tilt_db * position)
+    return tf.signal.irfft(spectrum * tf.complex(response, 0.0), [2 * n])[..., :n]
+
+
+def colored_noise(seed, length: int, exponent):
+    """Gaussian noise with power spectrum ~ 1/f^exponent (0 white, 1 pink, 2 brown), unit RMS."""
+    white = tf.random.stateless_normal([length], seed)
+    bins = length // 2 + 1
+    f = tf.maximum(tf.range(bins, dtype=tf.float32), 1.0)
+    shaped = tf.signal.irfft(tf.signal.rfft(white) * tf.complex(f ** (-exponent / 2.0), 0.0), [length])
+    return shaped / tf.sqrt(power(shaped) + _TINY)
+
+
+def harmonic_hum(seed, length: int, sample_rate: int, fundamental_range=(45.0, 420.0), harmonics: int = 12):
+    """Mains hum or a motor: random fundamental, decaying random harmonics, slow amplitude
+    modulation, a little broadband noise. Unit RMS [length]."""
+    f0 = tf.random.stateless_uniform([], seed, *fundamental_range)
+    t = tf.range(length, dtype=tf.float32) / sample_rate
+    k = tf.range(1, harmonics + 1, dtype=tf.float32)
+    amplitude = tf.random.stateless_uniform([harmonics], seed + 1, 0.0, 1.0) / k
+    amplitude *= tf.cast(k * f0 < sample_rate / 2, tf.float32)
+    phase = tf.random.stateless_uniform([harmonics], seed + 2, 0.0, 2 * math.pi)
+    tone = tf.reduce_sum(amplitude[:, None] * tf.sin(2 * math.pi * f0 * k[:, None] * t + phase[:, None]), 0)
+    rate = tf.random.stateless_uniform([], seed + 3, 0.2, 8.0)
+    depth = tf.random.stateless_uniform([], seed + 4, 0.0, 0.6)
+    tone *= 1.0 + depth * tf.sin(2 * math.pi * rate * t)
+    tone /= tf.sqrt(power(tone) + _TINY)
+    return tone + 0.1 * colored_noise(seed + 5, length, 1.0)
+
+
+def synthetic_noise(seed, length: int, sample_rate: int):
+    """One of: colored noise (white..brown), hum/motor tones. Training-only augmentation: results
+    are never reported on synthetic noise."""
+    choice = tf.random.stateless_uniform([], seed, 0, 2, tf.int32)
+    exponent = tf.random.stateless_uniform([], seed + 1, 0.0, 2.0)
+    return tf.switch_case(choice, [lambda: colored_noise(seed + 2, length, exponent),
+                                   lambda: harmonic_hum(seed + 3, length, sample_rate)])

@@ -177,13 +177,15 @@ def make_example_fn(split: Split, cfg: DenoiserConfig, augmented: bool):
     seconds, rate = cfg.crop_samples / cfg.sample_rate, cfg.sample_rate
 
     def example(index):
-        seeds = [tf.stack([tf.constant(cfg.seed, tf.int64), index * 16 + k]) for k in range(12)]
+        seeds = [tf.stack([tf.constant(cfg.seed, tf.int64), index * 16 + k]) for k in range(16)]
         uniform = [tf.random.stateless_uniform([], s) for s in seeds]
         clean = speech.read(speech.draw(seeds[0]), seconds, uniform[1], rate, loop=False)
         noise_clip = noise.read(noise.draw(seeds[2]), seconds, uniform[3], rate, loop=True)
         ok = tf.logical_and(tf.size(clean) == cfg.crop_samples, tf.size(noise_clip) == cfg.crop_samples)
         clean = tf.cond(ok, lambda: clean, lambda: tf.zeros([cfg.crop_samples]))
         noise_clip = tf.cond(ok, lambda: noise_clip, lambda: tf.zeros([cfg.crop_samples]))
+        if augmented:
+            noise_clip = _augment_noise(noise_clip, noise, seeds[11:16], uniform[11:16], cfg)
         if augmented and cfg.reverb_probability > 0:
             if responses is None:
                 rir = augment.simulated_room_impulse_response(seeds[4], rate, cfg.rt60_seconds)
@@ -206,6 +208,23 @@ def make_example_fn(split: Split, cfg: DenoiserConfig, augmented: bool):
         return {"clean": clean, "noisy": noisy, "ok": ok}
 
     return example
+
+
+def _augment_noise(clip, noise_table: _FileTable, seeds, uniform, cfg: DenoiserConfig):
+    """Real noise -> maybe a synthetic family instead, maybe plus a second real noise, random tilt."""
+    length, rate = cfg.crop_samples, cfg.sample_rate
+    clip = clip / tf.sqrt(augment.power(clip) + 1e-10)
+    clip = tf.cond(uniform[0] < cfg.synthetic_noise_probability,
+                   lambda: augment.synthetic_noise(seeds[0], length, rate), lambda: clip)
+
+    def add_second():
+        second = noise_table.read(noise_table.draw(seeds[1]), length / rate, uniform[2], rate, loop=True)
+        second = tf.cond(tf.size(second) == length, lambda: second, lambda: tf.zeros([length]))
+        return clip + uniform[3] * second / tf.sqrt(augment.power(second) + 1e-10)
+
+    clip = tf.cond(uniform[1] < cfg.second_noise_probability, add_second, lambda: clip)
+    tilt = cfg.noise_tilt_db * (uniform[4] - 0.5) * 2.0
+    return augment.spectral_tilt(clip, tilt, rate)
 
 
 def _loud_enough(cfg: DenoiserConfig, augmented: bool):

@@ -36,16 +36,22 @@ def build_denoiser(cfg: DenoiserConfig, tflite: bool = False) -> keras.Model:
 
 
 def _mask_gain(noisy_magnitude, cfg: DenoiserConfig):
-    """Bounded mask in [mask_floor, 1] from level-normalised log magnitudes of the last 8 frames.
+    """Bounded mask in [mask_floor, 1] from level-normalised log magnitudes.
 
-    Per frame: one context layer (8 frames x F bins -> hidden), `hidden_layers` dense layers,
-    a sigmoid over F bins.
+    Features per frame: the log magnitude and its average over the last `noise_context_frames`
+    frames (a noise-floor cue), both minus the mean level of the last 8 frames, so a gain on the
+    recording changes nothing. Per frame: one context layer (8 frames x 2F -> hidden),
+    `hidden_layers` dense layers, a sigmoid over F bins.
     """
-    features = L.LogCompress(dtype="float32", name="log_magnitude")(noisy_magnitude)
+    log_magnitude = L.LogCompress(dtype="float32", name="log_magnitude")(noisy_magnitude)
+    long_term = L.CausalMovingAverage(cfg.noise_context_frames, dtype="float32", name="long_term")(log_magnitude)
+    features = keras.layers.Concatenate(axis=-1, dtype="float32", name="features")([log_magnitude, long_term])
     features = L.CausalLevelNorm(cfg.context_frames, dtype="float32", name="level_norm")(features)
-    features = keras.layers.Normalization(axis=-2, dtype="float32", name="input_normalization")(features)
-    x = L.CausalContextConv(cfg.hidden_units, cfg.context_frames, cfg.n_bins, freq_padding="valid",
-                            activation="relu", name="context")(features)  # [B, T, 1, H]
+    features = keras.layers.Normalization(axis=(-2, -1), dtype="float32", name="input_normalization")(features)
+    frames = keras.layers.Reshape((-1, 2 * cfg.n_bins), name="frames")(features)  # [B, T, 2F]
+    # the 8-frame context: one causal convolution over time with the F bins as channels
+    x = keras.layers.Conv1D(cfg.hidden_units, cfg.context_frames, padding="causal", activation="relu",
+                            name="context")(frames)  # [B, T, H]
     for i in range(cfg.hidden_layers):
         x = keras.layers.Dense(cfg.hidden_units, activation="relu", name=f"hidden_{i + 1}")(x)
     mask = keras.layers.Dense(cfg.n_bins, activation="sigmoid", dtype="float32", name="mask_logits")(x)
@@ -94,7 +100,7 @@ def count_macs_per_frame(model: keras.Model) -> int:
     """Multiply-accumulates per STFT frame of the trainable layers (convs and dense)."""
     total = 0
     for layer in model.layers:
-        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
+        if isinstance(layer, (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Dense)):
             positions = int(layer.output.shape[2]) if isinstance(layer, keras.layers.Conv2D) else 1
             total += math.prod(layer.kernel.shape) * positions  # positions: frequency bins per frame
     return total

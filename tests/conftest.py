@@ -1,0 +1,50 @@
+"""Shared fixtures: a tiny real corpus cut from the bundled data, plus broken files."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import soundfile  # noqa: E402
+
+from audio_dl.data import corpora  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    """speech/<4 speakers>/ (3 real files each) + noise/ (4 real files) + splits.json."""
+    root = tmp_path_factory.mktemp("corpus")
+    bundled = corpora.bundled_denoiser_root()
+    for speaker in ("allison", "menardi", "armelle", "codec2"):
+        files = sorted((bundled / "speech" / speaker).rglob("*.flac"))[:3]
+        for f in files:
+            target = root / "speech" / speaker / f.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(f, target)
+    (root / "noise").mkdir()
+    for name in ("water", "vinyl_hiss", "birds", "loop_3d_printer"):
+        shutil.copy(bundled / "noise" / f"{name}.flac", root / "noise" / f"{name}.flac")
+    (root / "splits.json").write_text('{"val_speakers": ["armelle"], "val_noises": ["birds"]}')
+    return root
+
+
+@pytest.fixture
+def broken_files(tmp_path) -> dict[str, Path]:
+    """An empty file, a file of random bytes named .wav, a valid WAV with zero samples."""
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    garbage = tmp_path / "garbage.wav"
+    garbage.write_bytes(np.random.default_rng(0).bytes(4000))
+    zero = tmp_path / "zero_samples.wav"
+    soundfile.write(zero, np.zeros(0, np.float32), 8000)
+    return {"empty": empty, "garbage": garbage, "zero": zero}
+
+
+def sine(freq: float, seconds: float, rate: int, amplitude: float = 0.5) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)

@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+import soundfile
+
+from audio_dl import audio_io
+from audio_dl.errors import UsageError
+from conftest import sine
+
+
+@pytest.mark.parametrize("fmt, subtype, ext", [("WAV", "PCM_16", ".wav"), ("FLAC", "PCM_16", ".flac"),
+                                               ("OGG", "VORBIS", ".ogg"), ("MP3", "MPEG_LAYER_III", ".mp3")])
+def test_formats_rates_and_channels_become_mono_at_model_rate(tmp_path, fmt, subtype, ext):
+    stereo = np.stack([sine(440, 1.0, 44100), sine(440, 1.0, 44100)], axis=1)
+    path = tmp_path / f"x{ext}"
+    soundfile.write(path, stereo, 44100, format=fmt, subtype=subtype)
+    audio = audio_io.read_audio(path, 8000)
+    assert audio.dtype == np.float32 and audio.ndim == 1
+    assert abs(len(audio) - 8000) <= 1200  # MP3 adds encoder padding
+    spectrum = np.abs(np.fft.rfft(audio[1000:7000]))
+    assert abs(np.argmax(spectrum) * 8000 / 6000 - 440) < 5
+
+
+def test_read_segment(tmp_path):
+    path = tmp_path / "ramp.wav"
+    soundfile.write(path, np.linspace(-1, 1, 16000).astype(np.float32), 16000, subtype="FLOAT")
+    segment = audio_io.read_audio(path, 16000, start_seconds=0.5, duration_seconds=0.25)
+    assert len(segment) == 4000 and segment[0] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_find_audio_files(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for name in ("a/x.wav", "a/b/y.flac", "a/readme.txt"):
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in audio_io.find_audio_files([tmp_path / "a"])] == ["y.flac", "x.wav"]
+    assert len(audio_io.find_audio_files([str(tmp_path / "a" / "**" / "*.flac")])) == 1
+    listing = tmp_path / "list.txt"
+    listing.write_text("a/x.wav\n# comment\n")
+    assert audio_io.find_audio_files([listing]) == [tmp_path / "a" / "x.wav"]
+
+
+def test_missing_path_and_empty_folder_are_usage_errors(tmp_path):
+    with pytest.raises(UsageError, match="does not exist"):
+        audio_io.find_audio_files([tmp_path / "nope"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match="no audio files"):
+        audio_io.find_audio_files([tmp_path / "empty"])
+
+
+def test_broken_files_probe_as_none_and_are_counted(broken_files, tmp_path, caplog):
+    good = tmp_path / "good.wav"
+    soundfile.write(good, sine(300, 0.5, 8000), 8000)
+    infos, skipped = audio_io.probe_all([good, *broken_files.values()])
+    assert [i.path for i in infos] == [str(good)] and len(skipped) == 3
+    assert "skipped 3 of 4" in caplog.text
+
+
+def test_write_wav_round_trip(tmp_path):
+    audio = sine(500, 0.3, 8000)
+    audio_io.write_wav(tmp_path / "out.wav", audio, 8000)
+    assert np.allclose(audio_io.read_audio(tmp_path / "out.wav"), audio, atol=1e-4)
+    assert [p.name for p in tmp_path.iterdir()] == ["out.wav"]  # no temp file left

@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from audio_dl.data import augment
+from conftest import sine
+
+
+def _snr(clean, noise):
+    return 10 * np.log10(np.mean(clean**2) / np.mean(noise**2))
+
+
+@pytest.mark.parametrize("target", [-10.0, -5.0, 0.0, 7.5, 20.0])
+def test_mixture_snr_within_a_tenth_of_a_db(target):
+    rng = np.random.default_rng(1)
+    clean = (0.3 * rng.standard_normal(16000)).astype(np.float32)
+    noise = (0.01 * rng.standard_normal(16000)).astype(np.float32)
+    noisy, scaled = augment.mix_at_snr(tf.constant(clean), tf.constant(noise), tf.constant(target))
+    assert abs(_snr(clean, scaled.numpy()) - target) < 0.1
+    assert np.allclose(noisy.numpy(), clean + scaled.numpy())
+
+
+def test_silent_clips_do_not_produce_nan():
+    zeros = tf.zeros([8000])
+    noise = tf.random.stateless_normal([8000], [1, 2])
+    for clean, n in ((zeros, noise), (noise, zeros), (zeros, zeros)):
+        noisy, scaled = augment.mix_at_snr(clean, n, 0.0)
+        assert np.all(np.isfinite(noisy.numpy())) and np.all(np.isfinite(scaled.numpy()))
+
+
+def test_bandpass_attenuates_outside_the_band():
+    rate = 8000
+    low_tone, mid_tone = tf.constant(sine(40, 1, rate)), tf.constant(sine(1000, 1, rate))
+    out_low = augment.bandpass(low_tone, 200.0, 3000.0, rate).numpy()
+    out_mid = augment.bandpass(mid_tone, 200.0, 3000.0, rate).numpy()
+    assert np.std(out_low[1000:-1000]) < 0.1 * np.std(sine(40, 1, rate))
+    assert np.std(out_mid[1000:-1000]) == pytest.approx(np.std(sine(1000, 1, rate)), rel=0.05)
+
+
+def test_reverb_keeps_level_and_adds_a_tail():
+    rir = augment.simulated_room_impulse_response(tf.constant([3, 4]), 8000, (0.3, 0.5))
+    click = tf.one_hot(100, 8000)
+    wet = augment.reverberate(click, rir).numpy()
+    assert np.mean(wet**2) == pytest.approx(np.mean(click.numpy() ** 2), rel=1e-3)
+    assert np.abs(wet[1000:2000]).max() > 0  # reverberant tail after the click
+
+
+def test_fft_convolve_matches_numpy():
+    rng = np.random.default_rng(0)
+    x, h = rng.standard_normal(500).astype(np.float32), rng.standard_normal(37).astype(np.float32)
+    assert np.allclose(augment.fft_convolve(tf.constant(x), tf.constant(h)).numpy(), np.convolve(x, h)[:500],
+                       atol=1e-4)
+
+
+def test_synthetic_noises_are_finite_unit_rms():
+    for i in range(6):
+        noise = augment.synthetic_noise(tf.constant([i, 7]), 8000, 8000).numpy()
+        assert np.all(np.isfinite(noise)) and 0.5 < np.sqrt(np.mean(noise**2)) < 1.5

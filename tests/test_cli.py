@@ -1,0 +1,53 @@
+"""CLI contract: --help, one-line errors with exit code 2, and a seconds-long end-to-end run."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def _run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def test_help_explains_every_option():
+    result = _run("audio_dl.train_denoiser", "--help")
+    assert result.returncode == 0
+    for option in ("--preset", "--config", "--set", "--run-dir", "--export-base", "--publish", "--mixed-precision"):
+        assert option in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--preset", "huge"], "invalid choice"),
+    (["--set", "epochs=-1"], "epochs must be >= 1"),
+    (["--set", "speech=/no/such/folder"], "path does not exist: /no/such/folder"),
+    (["--set", "snr_db=5,0"], "snr_db"),
+    (["--bogus"], "unrecognized arguments"),
+])
+def test_misuse_is_one_line_and_exit_code_2(args, message, tmp_path):
+    result = _run("audio_dl.train_denoiser", "--run-dir", str(tmp_path / "run"), *args)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if "error" in line]
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr
+
+
+def test_empty_audio_folder_is_one_line_exit_2(tmp_path):
+    (tmp_path / "nothing").mkdir()
+    result = _run("audio_dl.train_denoiser", "--set", f"noise={tmp_path / 'nothing'}", "--run-dir", str(tmp_path / "r"))
+    assert result.returncode == 2 and "no audio files" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_tiny_end_to_end_run_trains_exports_and_publishes(tmp_path):
+    result = _run("audio_dl.train_denoiser", "--preset", "tiny", "--quiet", "--run-dir", str(tmp_path / "run"),
+                  "--export-base", str(tmp_path / "saved_models" / "denoiser"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "pesq_nb" in result.stdout and "published as" in result.stdout
+    version = tmp_path / "saved_models" / "denoiser" / "1"
+    assert (version / "saved_model.pb").is_file() and (version / "denoiser.tflite").is_file()
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert set(metrics["validation"]) == {"noisy", "denoised"}
+    for name in ("config.json", "history.csv", "checkpoints/best.weights.h5"):
+        assert (tmp_path / "run" / name).exists()
+    assert any((tmp_path / "run" / "logs").rglob("events.out.tfevents.*"))

@@ -1,0 +1,71 @@
+"""Exports: SavedModel signature, TFLite under ai_edge_litert, parity, atomic writes, versions."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from audio_dl import export
+from audio_dl.config import DenoiserConfig, make_config
+from audio_dl.models.denoiser import build_denoiser, copy_weights
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    cfg = make_config(DenoiserConfig, "tiny")
+    model = build_denoiser(cfg)
+    twin = build_denoiser(cfg, tflite=True)
+    copy_weights(model, twin)
+    target = tmp_path_factory.mktemp("export") / "denoiser" / "1"
+    errors = export.export_denoiser(model, twin, cfg, target, "# card {export_errors}\n", {"source": "local run"})
+    return cfg, model, target, errors
+
+
+def test_serving_signature_returns_audio_of_the_same_length(exported):
+    cfg, model, target, errors = exported
+    signature = tf.saved_model.load(str(target)).signatures["serving_default"]
+    x = tf.constant((0.1 * np.random.default_rng(0).standard_normal((3, 5001))).astype(np.float32))
+    out = signature(waveform=x)
+    assert list(out) == ["denoised"] and out["denoised"].shape == (3, 5001)
+    np.testing.assert_allclose(out["denoised"].numpy(), model(x)["denoised"].numpy(), atol=export.SAVED_MODEL_TOLERANCE)
+
+
+def test_tflite_runs_under_ai_edge_litert_with_builtin_ops(exported):
+    cfg, model, target, errors = exported
+    x = (0.1 * np.random.default_rng(1).standard_normal((1, cfg.tflite_samples))).astype(np.float32)
+    out = export.run_tflite(target / export.TFLITE_NAME, {"waveform": x})["denoised"]
+    np.testing.assert_allclose(out, model(x)["denoised"].numpy(), atol=export.TFLITE_TOLERANCE)
+    assert errors["tflite_max_abs_error"] <= export.TFLITE_TOLERANCE
+
+
+def test_export_folder_is_complete(exported):
+    cfg, model, target, errors = exported
+    names = {p.name for p in target.iterdir()}
+    assert {"saved_model.pb", "variables", "denoiser.tflite", "config.json", "MODEL_CARD.md",
+            "provenance.json"} <= names
+    assert json.loads((target / "config.json").read_text())["hidden_units"] == cfg.hidden_units
+    assert "saved_model_max_abs_error" in (target / "MODEL_CARD.md").read_text()
+    assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+def test_failed_export_leaves_nothing_behind(tmp_path, monkeypatch):
+    cfg = make_config(DenoiserConfig, "tiny")
+    model = build_denoiser(cfg)
+    twin = build_denoiser(cfg, tflite=True)  # weights NOT copied: the TFLite check must fail
+
+    with pytest.raises(export.ExportError, match="does not match"):
+        export.export_denoiser(model, twin, cfg, tmp_path / "denoiser" / "1", "card", {})
+    assert list((tmp_path / "denoiser").iterdir()) == []
+
+
+def test_publishing_never_outranks_silently(exported, tmp_path):
+    cfg, model, target, errors = exported
+    base = tmp_path / "serving"
+    first = export.publish(target, base)
+    assert first.name == "1" and export.next_version(base) == 2
+    (first / "provenance.json").write_text(json.dumps({"source": "shipped"}))
+    assert export.shipped_versions(base) == [1]
+    assert export.publish(target, base).name == "2"
+    with pytest.raises(export.UsageError, match="already exists"):
+        export.publish(target, base, version=1)

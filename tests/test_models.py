@@ -1,0 +1,54 @@
+import keras
+import numpy as np
+import pytest
+
+from audio_dl.config import DenoiserConfig, make_config
+from audio_dl.models.denoiser import build_denoiser, copy_weights, count_macs_per_frame
+
+
+@pytest.mark.parametrize("architecture", ["mask", "fcn16"])
+def test_waveform_in_waveform_out_any_length(architecture):
+    model = build_denoiser(DenoiserConfig(architecture=architecture))
+    for length in (700, 8001):
+        out = model(np.zeros((2, length), np.float32) + 0.01)
+        assert out["denoised"].shape == (2, length)
+        assert out["magnitude"].shape[-1] == 129
+
+
+def test_fcn16_is_the_demo_network():
+    model = build_denoiser(DenoiserConfig(architecture="fcn16"))
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert len(convs) == 16
+    assert convs[0].kernel.shape == (8, 9, 1, 18) and convs[-1].kernel.shape == (1, 129, 8, 1)
+    conv_weights = sum(int(np.prod(c.kernel.shape)) + c.filters for c in convs)
+    assert 31_000 < conv_weights < 32_500  # the demo: ~31.8 k
+
+
+def test_mask_model_computes_less_per_frame_than_fcn16():
+    mask = count_macs_per_frame(build_denoiser(make_config(DenoiserConfig, "default")))
+    fcn16 = count_macs_per_frame(build_denoiser(make_config(DenoiserConfig, "matlab")))
+    assert mask <= fcn16
+
+
+def test_mask_model_output_scales_with_the_input_level():
+    model = build_denoiser(DenoiserConfig(hidden_units=32))
+    x = (0.05 * np.random.default_rng(0).standard_normal((1, 4000))).astype(np.float32)
+    quiet, loud = model(x)["denoised"].numpy(), model(20 * x)["denoised"].numpy()
+    np.testing.assert_allclose(loud, 20 * quiet, atol=1e-3 * np.abs(loud).max())
+
+
+@pytest.mark.parametrize("architecture", ["mask", "fcn16"])
+def test_tflite_twin_matches_the_keras_model(architecture):
+    cfg = make_config(DenoiserConfig, "tiny", overrides=[f"architecture={architecture}"])
+    model, twin = build_denoiser(cfg), build_denoiser(cfg, tflite=True)
+    copy_weights(model, twin)
+    x = (0.1 * np.random.default_rng(1).standard_normal((1, cfg.tflite_samples))).astype(np.float32)
+    np.testing.assert_allclose(twin(x)["denoised"].numpy(), model(x)["denoised"].numpy(), atol=1e-5)
+
+
+def test_model_save_load_round_trip(tmp_path):
+    model = build_denoiser(make_config(DenoiserConfig, "tiny"))
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    x = (0.1 * np.random.default_rng(2).standard_normal((1, 3000))).astype(np.float32)
+    np.testing.assert_allclose(loaded(x)["denoised"].numpy(), model(x)["denoised"].numpy(), atol=1e-6)

@@ -1,0 +1,79 @@
+import shutil
+
+import numpy as np
+import pytest
+
+from audio_dl.config import DenoiserConfig, make_config
+from audio_dl.data import speech
+from audio_dl.errors import UsageError
+
+
+def _cfg(corpus, *overrides):
+    return make_config(DenoiserConfig, "tiny", overrides=[f"speech={corpus / 'speech'}",
+                                                          f"noise={corpus / 'noise'}", *overrides])
+
+
+def test_split_is_by_speaker_and_noise_file(tiny_corpus):
+    corpus = speech.load_corpus(_cfg(tiny_corpus))
+    assert set(corpus.val.speakers) == {"armelle"}
+    assert "armelle" not in set(corpus.train.speakers)
+    assert [i.path.endswith("birds.flac") for i in corpus.val.noise] == [True]
+    assert not any(i.path.endswith("birds.flac") for i in corpus.train.noise)
+
+
+def test_config_split_overrides_splits_json(tiny_corpus):
+    corpus = speech.load_corpus(_cfg(tiny_corpus, "val_speakers=codec2", "val_noises=water"))
+    assert set(corpus.val.speakers) == {"codec2"}
+
+
+def test_batches_have_the_configured_shape_and_are_finite(tiny_corpus):
+    cfg = _cfg(tiny_corpus, "augment=true", "reverb_probability=1", "bandpass_probability=1")
+    noisy, targets = next(iter(speech.training_dataset(speech.load_corpus(cfg).train, cfg)))
+    assert noisy.shape == (cfg.batch_size, cfg.crop_samples)
+    assert targets["denoised"].shape == noisy.shape
+    assert np.all(np.isfinite(noisy.numpy())) and np.all(np.isfinite(targets["denoised"].numpy()))
+
+
+def test_default_mixtures_are_at_0_db(tiny_corpus):
+    cfg = _cfg(tiny_corpus, "batch_size=8")
+    noisy, targets = next(iter(speech.training_dataset(speech.load_corpus(cfg).train, cfg)))
+    clean = targets["denoised"].numpy()
+    noise = noisy.numpy() - clean
+    snr = 10 * np.log10(np.mean(clean**2, axis=1) / np.mean(noise**2, axis=1))
+    np.testing.assert_allclose(snr, 0.0, atol=0.1)
+
+
+def test_examples_are_reproducible_from_the_seed(tiny_corpus):
+    cfg = _cfg(tiny_corpus, "augment=true")
+    train = speech.load_corpus(cfg).train
+    first = next(iter(speech.training_dataset(train, cfg)))[0].numpy()
+    again = next(iter(speech.training_dataset(train, cfg)))[0].numpy()
+    np.testing.assert_array_equal(first, again)
+
+
+def test_validation_set_is_fixed_and_sized(tiny_corpus):
+    cfg = _cfg(tiny_corpus)
+    val = speech.load_corpus(cfg).val
+    batches = [x.numpy() for x, _ in speech.validation_dataset(val, cfg)]
+    assert sum(len(b) for b in batches) == cfg.val_examples
+    np.testing.assert_array_equal(batches[0], next(iter(speech.validation_dataset(val, cfg)))[0].numpy())
+
+
+def test_bad_files_inside_a_corpus_are_skipped_and_counted(tiny_corpus, broken_files, tmp_path, caplog):
+    corpus_copy = tmp_path / "c"
+    shutil.copytree(tiny_corpus, corpus_copy)
+    for path in broken_files.values():
+        shutil.copy(path, corpus_copy / "speech" / "allison" / path.name)
+    corpus = speech.load_corpus(_cfg(corpus_copy))
+    assert corpus.skipped == 3
+    assert "skipped 3 of" in caplog.text
+
+
+def test_missing_or_empty_inputs_are_usage_errors(tiny_corpus, tmp_path):
+    with pytest.raises(UsageError, match="does not exist"):
+        speech.load_corpus(_cfg(tiny_corpus, f"speech={tmp_path / 'missing'}"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match="no audio files"):
+        speech.load_corpus(_cfg(tiny_corpus, f"noise={tmp_path / 'empty'}"))
+    with pytest.raises(UsageError, match="validation split has no"):
+        speech.load_corpus(_cfg(tiny_corpus, "val_speakers=nobody"))

@@ -88,6 +88,7 @@ class DenoiserConfig:
         _check(self.crop_seconds * self.sample_rate >= self.frame_length,
                "crop_seconds is shorter than one frame")
         for name in ("snr_db", "gain_db", "rt60_seconds", "low_cut_hz", "high_cut_hz"):
+            _check(len(getattr(self, name)) == 2, f"{name} takes two values: low,high")
             low, high = getattr(self, name)
             _check(low <= high, f"{name}: low must be <= high")
         _check(-30.0 <= self.snr_db[0] and self.snr_db[1] <= 60.0, "snr_db must lie in [-30, 60] dB")
@@ -124,7 +125,8 @@ LOSSES = ("sisdr+spectral", "magnitude_mse")
 
 DENOISER_PRESETS: dict[str, dict] = {
     # The shipped recipe: mask model, waveform + compressed-spectrum loss, real-world augmentation.
-    "default": dict(augment=True, reverb_probability=0.2, bandpass_probability=0.3),
+    "default": dict(augment=True, reverb_probability=0.2, bandpass_probability=0.3, epochs=16,
+                    lr_decay_per_epoch=0.9),
     # The MATLAB demo: its 16-layer network, MSE on normalised magnitudes, Adam, 3 epochs,
     # mini-batch 128, learning rate x0.9 every epoch, 0 dB SNR, no augmentation. The demo's
     # mini-batch is 128 single frames at lr 1e-5; ours is 128 crops (~32 k frames), so a step

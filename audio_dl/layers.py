@@ -32,14 +32,21 @@ def num_frames(num_samples: int, frame_length: int, hop_length: int) -> int:
     return 1 + (num_samples + front + back - frame_length) // hop_length
 
 
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-class PadForSTFT(keras.layers.Layer):
-    """[B, N] waveform -> [B, N + front + back, 1], zero-padded per the framing convention."""
+class _FramingLayer(keras.layers.Layer):
+    """Base of the layers that apply the framing convention for (frame_length, hop_length)."""
 
     def __init__(self, frame_length: int, hop_length: int, **kwargs):
         super().__init__(**kwargs)
         self.frame_length = frame_length
         self.hop_length = hop_length
+
+    def get_config(self):
+        return {**super().get_config(), "frame_length": self.frame_length, "hop_length": self.hop_length}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class PadForSTFT(_FramingLayer):
+    """[B, N] waveform -> [B, N + front + back, 1], zero-padded per the framing convention."""
 
     def call(self, waveform):
         length = waveform.shape[1] if waveform.shape[1] is not None else tf.shape(waveform)[1]
@@ -52,18 +59,10 @@ class PadForSTFT(keras.layers.Layer):
         return (input_shape[0], input_shape[1] + sum(framing_pads(input_shape[1], self.frame_length,
                                                                   self.hop_length)), 1)
 
-    def get_config(self):
-        return {**super().get_config(), "frame_length": self.frame_length, "hop_length": self.hop_length}
-
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class TrimToInput(keras.layers.Layer):
+class TrimToInput(_FramingLayer):
     """([B, M, 1] resynthesised, [B, N] input) -> [B, N]: drops the framing pads."""
-
-    def __init__(self, frame_length: int, hop_length: int, **kwargs):
-        super().__init__(**kwargs)
-        self.frame_length = frame_length
-        self.hop_length = hop_length
 
     def call(self, inputs):
         resynthesised, reference = inputs
@@ -72,9 +71,6 @@ class TrimToInput(keras.layers.Layer):
 
     def compute_output_shape(self, input_shapes):
         return input_shapes[1]
-
-    def get_config(self):
-        return {**super().get_config(), "frame_length": self.frame_length, "hop_length": self.hop_length}
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -210,7 +206,7 @@ class GainFromMagnitude(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class InverseSTFTTflite(keras.layers.Layer):
+class InverseSTFTTflite(_FramingLayer):
     """Real/imaginary STFT [B, T, F, 1, 2] -> waveform [B, (T - 1) * hop + frame_length, 1].
 
     Inverse real DFT as two matrix products with fixed cos/sin matrices, the synthesis window of
@@ -219,9 +215,7 @@ class InverseSTFTTflite(keras.layers.Layer):
     """
 
     def __init__(self, frame_length: int, hop_length: int, forward_window_name: str, **kwargs):
-        super().__init__(**kwargs)
-        self.frame_length = frame_length
-        self.hop_length = hop_length
+        super().__init__(frame_length, hop_length, **kwargs)
         self.forward_window_name = forward_window_name
         n = np.arange(frame_length)
         k = np.arange(frame_length // 2 + 1)[:, None]
@@ -237,8 +231,7 @@ class InverseSTFTTflite(keras.layers.Layer):
         return overlap_add(frames, self.hop_length)[:, :, tf.newaxis]
 
     def get_config(self):
-        return {**super().get_config(), "frame_length": self.frame_length, "hop_length": self.hop_length,
-                "forward_window_name": self.forward_window_name}
+        return {**super().get_config(), "forward_window_name": self.forward_window_name}
 
 
 def overlap_add(frames, hop_length: int):

@@ -19,6 +19,7 @@ from typing import Sequence
 
 from audio_dl import cli, export
 from audio_dl.config import DENOISER_PRESETS, DenoiserConfig, make_config
+from audio_dl.training import train_denoiser
 
 
 def build_parser() -> cli.ArgumentParser:
@@ -47,10 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = shlex.join(["python", "-m", "audio_dl.train_denoiser", *(sys.argv[1:] if argv is None else argv)])
     print(f"run directory: {run_dir} (config, TensorBoard logs, checkpoints, export)")
 
-    from audio_dl.training import train_denoiser  # noqa: PLC0415 - keeps --help fast (no TensorFlow)
-
     result = train_denoiser(cfg, run_dir, mixed_precision=args.mixed_precision,
                             verbose=2 if args.quiet else 1, command=command)
+    if result.skipped_files:
+        print(f"skipped {result.skipped_files} unreadable, corrupt or empty audio files")
     print(f"\nexported and verified {result.export_dir} "
           f"(SavedModel max error {result.export_errors['saved_model_max_abs_error']:.1e}, "
           f"TFLite {result.export_errors['tflite_max_abs_error']:.1e})")

@@ -41,6 +41,7 @@ class TrainResult:
     metrics: dict[str, dict[str, float]]
     train_seconds: float
     export_errors: dict[str, float]
+    skipped_files: int
 
 
 def distribution_strategy() -> tf.distribute.Strategy:
@@ -131,7 +132,7 @@ def train_denoiser(cfg: DenoiserConfig, run_dir: Path, mixed_precision: bool = F
     card = model_card(cfg, corpus, metrics, train_seconds, model, command)
     errors = export.export_denoiser(model, twin, cfg, export_dir, card,
                                     {"source": "local run", "run_dir": str(run_dir.resolve())})
-    return TrainResult(run_dir, export_dir, metrics, train_seconds, errors)
+    return TrainResult(run_dir, export_dir, metrics, train_seconds, errors, skipped)
 
 
 def _describe_corpus(corpus: speech.Corpus) -> str:

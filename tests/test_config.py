@@ -25,7 +25,7 @@ def test_overrides_are_typed():
 @pytest.mark.parametrize("override, message", [
     ("epochs=0", "epochs"), ("snr_db=10,-5", "snr_db"), ("architecture=resnet", "architecture"),
     ("nonsense=1", "unknown"), ("epochs=three", "not a valid"), ("high_cut_hz=3000,4100", "Nyquist"),
-    ("epochs", "key=value"),
+    ("epochs", "key=value"), ("snr_db=5", "two values"),
 ])
 def test_bad_values_raise_config_error(override, message):
     with pytest.raises(ConfigError, match=message):

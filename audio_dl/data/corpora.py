@@ -73,19 +73,22 @@ class Source:
     license: str
     split: str = "train"  # "train" or "val": which side of the held-out split it belongs to
     bundle_seconds: float = 0.0  # how much of it the bundled corpus keeps (0: none)
+    exclude: tuple[str, ...] = ()  # file stems that are not what the source says (e.g. animal noises)
 
 
 _SONIC_PI = "usr/share/sonic-pi/samples/{}.flac"
 _AST = "usr/share/asterisk/sounds/"
+# asterisk prompts that are animal noises or tones, not speech
+_NOT_SPEECH = ("tt-monkeys", "beep", "beeperr", "ascending-2tone", "descending-2tone")
 
 SOURCES: tuple[Source, ...] = (
     # --- speech ---------------------------------------------------------------------------
     Source("speech", "allison/en", "debian:asterisk-core-sounds-en-wav", (_AST + "en_US_f_Allison/*.wav",),
-           "CC-BY-SA-3.0", "train", 240),
+           "CC-BY-SA-3.0", "train", 240, exclude=_NOT_SPEECH),
     Source("speech", "allison/es", "debian:asterisk-core-sounds-es-wav", (_AST + "es_MX_f_Allison/*.wav",),
-           "CC-BY-SA-3.0", "train"),
+           "CC-BY-SA-3.0", "train", exclude=_NOT_SPEECH),
     Source("speech", "menardi", "debian:asterisk-prompt-it-menardi-wav", (_AST + "it_IT_f_Menardi/*.wav",),
-           "CC-BY-SA-3.0-IT", "train", 200),
+           "CC-BY-SA-3.0-IT", "train", 200, exclude=_NOT_SPEECH),
     Source("speech", "armelle", "debian:asterisk-prompt-fr-armelle", (_AST + "fr/*.gsm",),
            "BSD-style (see package copyright)", "val", 150),
     Source("speech", "codec2", "debian:codec2-examples",
@@ -130,7 +133,8 @@ def build_denoiser_corpus(out_dir: str | Path, bundle: bool = False, cache_dir: 
         if bundle and source.bundle_seconds <= 0:
             continue
         root = _fetch(source.package, cache)
-        members = sorted({p for pattern in source.members for p in root.glob(pattern)})
+        members = sorted({p for pattern in source.members for p in root.glob(pattern)
+                          if p.stem not in source.exclude})
         if not members:
             raise UsageError(f"{source.package}: nothing matches {source.members}")
         if bundle:  # a varied subset, the same every time

@@ -1,0 +1,31 @@
+"""Training library: an interrupted run resumes where it stopped."""
+
+import csv
+
+import keras
+import pytest
+
+from audio_dl.config import DenoiserConfig, make_config
+from audio_dl.training import train_denoiser
+
+
+@pytest.mark.slow
+def test_interrupted_run_resumes_from_its_last_epoch(tmp_path, monkeypatch, tiny_corpus):
+    cfg = make_config(DenoiserConfig, "tiny", overrides=["epochs=2", f"speech={tiny_corpus / 'speech'}",
+                                                         f"noise={tiny_corpus / 'noise'}"])
+    original = keras.callbacks.CSVLogger.on_epoch_end
+
+    def interrupt_after_first_epoch(self, epoch, logs=None):
+        original(self, epoch, logs)
+        if epoch == 0:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(keras.callbacks.CSVLogger, "on_epoch_end", interrupt_after_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train_denoiser(cfg, tmp_path / "run", verbose=0)
+    monkeypatch.setattr(keras.callbacks.CSVLogger, "on_epoch_end", original)
+    result = train_denoiser(cfg, tmp_path / "run", verbose=0)
+    with open(tmp_path / "run" / "history.csv") as f:
+        epochs = [int(row["epoch"]) for row in csv.DictReader(f)]
+    assert epochs == [0, 1]  # epoch 0 was not trained again
+    assert (result.export_dir / "saved_model.pb").is_file()

@@ -77,3 +77,10 @@ def test_missing_or_empty_inputs_are_usage_errors(tiny_corpus, tmp_path):
         speech.load_corpus(_cfg(tiny_corpus, f"noise={tmp_path / 'empty'}"))
     with pytest.raises(UsageError, match="validation split has no"):
         speech.load_corpus(_cfg(tiny_corpus, "val_speakers=nobody"))
+
+
+def test_a_single_speaker_corpus_is_split_by_file(tiny_corpus):
+    corpus = speech.load_corpus(_cfg(tiny_corpus, f"speech={tiny_corpus / 'speech' / 'allison'}",
+                                     "val_fraction=0.34"))
+    assert len(corpus.val.speech) == 1 and len(corpus.train.speech) == 2
+    assert not set(corpus.val.speakers) & set(corpus.train.speakers)

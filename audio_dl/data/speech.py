@@ -61,6 +61,8 @@ def load_corpus(cfg: DenoiserConfig) -> Corpus:
                          f"{', '.join(speech_specs if not speech_infos else noise_specs)}")
 
     splits = corpora.read_splits(speech_specs + noise_specs)
+    if len({speaker_of[i.path] for i in speech_infos}) < 2:  # one voice: hold out files instead
+        speaker_of = {i.path: Path(i.path).stem for i in speech_infos}
     speakers = sorted({speaker_of[i.path] for i in speech_infos})
     val_speakers = set(cfg.val_speakers or splits.get("val_speakers") or _held_out(speakers, cfg.val_fraction))
     noise_names = sorted({Path(i.path).stem for i in noise_infos})

@@ -60,13 +60,14 @@ def load_corpus(cfg: DenoiserConfig) -> Corpus:
         raise UsageError(f"no readable {'speech' if not speech_infos else 'noise'} files in "
                          f"{', '.join(speech_specs if not speech_infos else noise_specs)}")
 
-    splits = corpora.read_splits(speech_specs + noise_specs)
     if len({speaker_of[i.path] for i in speech_infos}) < 2:  # one voice: hold out files instead
         speaker_of = {i.path: Path(i.path).stem for i in speech_infos}
     speakers = sorted({speaker_of[i.path] for i in speech_infos})
-    val_speakers = set(cfg.val_speakers or splits.get("val_speakers") or _held_out(speakers, cfg.val_fraction))
+    val_speakers = set(cfg.val_speakers or corpora.read_splits(speech_specs).get("val_speakers")
+                       or _held_out(speakers, cfg.val_fraction))
     noise_names = sorted({Path(i.path).stem for i in noise_infos})
-    val_noises = set(cfg.val_noises or splits.get("val_noises") or _held_out(noise_names, cfg.val_fraction))
+    val_noises = set(cfg.val_noises or corpora.read_splits(noise_specs).get("val_noises")
+                     or _held_out(noise_names, cfg.val_fraction))
 
     def split(is_val: bool) -> Split:
         speech = tuple(i for i in speech_infos if (speaker_of[i.path] in val_speakers) == is_val)

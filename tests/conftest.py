@@ -48,3 +48,18 @@ def broken_files(tmp_path) -> dict[str, Path]:
 def sine(freq: float, seconds: float, rate: int, amplitude: float = 0.5) -> np.ndarray:
     t = np.arange(int(seconds * rate)) / rate
     return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory) -> Path:
+    """An exported (untrained, tiny) denoiser version folder: SavedModel + .tflite + config.json."""
+    from audio_dl import export
+    from audio_dl.config import DenoiserConfig, make_config
+    from audio_dl.models.denoiser import build_denoiser, copy_weights
+
+    cfg = make_config(DenoiserConfig, "tiny", overrides=["tflite_seconds=1.5"])
+    model, twin = build_denoiser(cfg), build_denoiser(cfg, tflite=True)
+    copy_weights(model, twin)
+    target = tmp_path_factory.mktemp("models") / "denoiser" / "1"
+    export.export_denoiser(model, twin, cfg, target, "card {export_errors}", {"source": "local run"})
+    return target

@@ -28,7 +28,7 @@ def test_help_explains_every_option():
 def test_misuse_is_one_line_and_exit_code_2(args, message, tmp_path):
     result = _run("audio_dl.train_denoiser", "--run-dir", str(tmp_path / "run"), *args)
     assert result.returncode == 2
-    lines = [line for line in result.stderr.splitlines() if "error" in line]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("python -m audio_dl.train_denoiser: error:")]
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr
 
 

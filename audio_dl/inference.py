@@ -1,0 +1,234 @@
+"""Denoising files with an exported model (SavedModel or TFLite), in bounded memory.
+
+Audio is read in blocks, resampled to the model rate with a streaming soxr resampler, denoised
+in overlapping chunks and resampled back, so an hour-long file needs no more memory than one
+chunk. Each chunk is run with `warmup` samples of past and `lookahead` samples of future
+context and only its middle is kept: the model's receptive field is covered, so the chunked
+output equals the whole-file output (up to float rounding) and there are no seams.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import soundfile
+import soxr
+
+from audio_dl.config import DenoiserConfig, build
+from audio_dl.errors import UsageError
+
+
+@dataclasses.dataclass
+class Denoiser:
+    """An exported denoiser: `run([1, n] float32) -> [1, n]` at `cfg.sample_rate`.
+
+    fixed_length: the only input length a TFLite model takes (None: any length).
+    """
+
+    cfg: DenoiserConfig
+    run: Callable[[np.ndarray], np.ndarray]
+    fixed_length: int | None
+    path: Path
+
+    @property
+    def sample_rate(self) -> int:
+        return self.cfg.sample_rate
+
+    @property
+    def warmup(self) -> int:
+        """Past samples that influence an output sample (the model's receptive field), hop-aligned."""
+        frames = 2 * self.cfg.context_frames + self.cfg.noise_context_frames + self.cfg.frame_length // self.cfg.hop_length
+        return frames * self.cfg.hop_length
+
+    @property
+    def lookahead(self) -> int:
+        """Future samples that influence an output sample (the overlap-add of the last frame)."""
+        return self.cfg.frame_length
+
+
+def load_denoiser(path: str | os.PathLike) -> Denoiser:
+    """Load a SavedModel folder, a TF Serving base path (highest version) or a `.tflite` file.
+
+    Raises UsageError when the path is missing or does not hold a waveform -> denoised model.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"model not found: {path}")
+    if path.is_dir() and not (path / "saved_model.pb").is_file():
+        versions = sorted((int(p.name) for p in path.iterdir() if p.name.isdigit() and (p / "saved_model.pb").is_file()))
+        if not versions:
+            raise UsageError(f"no model in {path}: train one with `python -m audio_dl.train_denoiser` or pass --model")
+        path = path / str(versions[-1])
+    config_file = (path if path.is_dir() else path.parent) / "config.json"
+    cfg = build(DenoiserConfig, json.loads(config_file.read_text())) if config_file.is_file() else DenoiserConfig()
+    if path.is_dir():
+        return _load_saved_model(path, cfg)
+    return _load_tflite(path, cfg)
+
+
+def _load_saved_model(path: Path, cfg: DenoiserConfig) -> Denoiser:
+    import tensorflow as tf  # noqa: PLC0415 - only SavedModels need TensorFlow here
+
+    try:
+        signature = tf.saved_model.load(str(path)).signatures["serving_default"]
+        inputs = signature.structured_input_signature[1]
+        ok = set(inputs) == {"waveform"} and "denoised" in signature.structured_outputs
+    except Exception:  # noqa: BLE001 - any loader failure means "not a model we can use"
+        ok = False
+    if not ok:
+        raise UsageError(f"{path} is not a denoiser SavedModel (needs serving_default: waveform -> denoised)")
+
+    def run(waveform: np.ndarray) -> np.ndarray:
+        return signature(waveform=tf.constant(waveform, tf.float32))["denoised"].numpy()
+
+    return Denoiser(cfg, run, None, path)
+
+
+def _load_tflite(path: Path, cfg: DenoiserConfig) -> Denoiser:
+    from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415
+
+    try:
+        runner = Interpreter(model_path=str(path), num_threads=1).get_signature_runner()
+        inputs, outputs = runner.get_input_details(), runner.get_output_details()
+        shape = inputs["waveform"]["shape"]
+        ok = "denoised" in outputs and len(shape) == 2 and shape[0] == 1
+    except Exception:  # noqa: BLE001
+        ok = False
+    if not ok:
+        raise UsageError(f"{path} is not a denoiser TFLite model (needs waveform [1, N] -> denoised)")
+
+    def run(waveform: np.ndarray) -> np.ndarray:
+        return np.array(runner(waveform=np.asarray(waveform, np.float32))["denoised"], copy=True)
+
+    return Denoiser(cfg, run, int(shape[1]), path)
+
+
+class ChunkedDenoising:
+    """Push [n] model-rate samples, get denoised samples back in order (bounded memory).
+
+    chunk: samples kept per model call (for a fixed-length model: its length minus the margins).
+    """
+
+    def __init__(self, denoiser: Denoiser, chunk_seconds: float = 30.0):
+        self.denoiser = denoiser
+        self.warmup, self.lookahead = denoiser.warmup, denoiser.lookahead
+        hop = denoiser.cfg.hop_length  # chunks start on the whole file's frame grid
+        if denoiser.fixed_length is not None:
+            self.chunk = (denoiser.fixed_length - self.warmup - self.lookahead) // hop * hop
+            if self.chunk <= 0:
+                raise UsageError(f"{denoiser.path}: input length {denoiser.fixed_length} is shorter than the "
+                                 f"model's context ({self.warmup + self.lookahead} samples)")
+        else:
+            self.chunk = max(hop, int(chunk_seconds * denoiser.sample_rate) // hop * hop)
+        self.buffer = np.zeros(0, np.float32)
+        self.buffer_start = 0  # absolute index of buffer[0]
+        self.done = 0  # samples already emitted
+
+    def push(self, samples: np.ndarray) -> Iterator[np.ndarray]:
+        self.buffer = np.concatenate([self.buffer, np.asarray(samples, np.float32)])
+        while self.buffer_start + len(self.buffer) >= self.done + self.chunk + self.lookahead + self.warmup:
+            yield self._process(final=False)
+
+    def flush(self) -> Iterator[np.ndarray]:
+        while self.done < self.buffer_start + len(self.buffer):
+            yield self._process(final=True)
+
+    def _process(self, final: bool) -> np.ndarray:
+        start = max(0, self.done - self.warmup)
+        end_of_data = self.buffer_start + len(self.buffer)
+        keep_until = min(self.done + self.chunk, end_of_data) if final else self.done + self.chunk
+        if self.denoiser.fixed_length is not None:
+            stop = start + self.denoiser.fixed_length  # >= keep_until + lookahead by the choice of chunk
+        else:
+            stop = min(end_of_data, keep_until + self.lookahead)
+        segment = self.buffer[start - self.buffer_start:stop - self.buffer_start]
+        if self.denoiser.fixed_length is not None and len(segment) < self.denoiser.fixed_length:
+            segment = np.pad(segment, (0, self.denoiser.fixed_length - len(segment)))
+        denoised = self.denoiser.run(segment[np.newaxis])[0]
+        kept = denoised[self.done - start:keep_until - start]
+        self.done = keep_until
+        drop = max(0, self.done - self.warmup - self.buffer_start)
+        self.buffer, self.buffer_start = self.buffer[drop:], self.buffer_start + drop
+        return kept
+
+
+def denoise_array(denoiser: Denoiser, waveform: np.ndarray, chunk_seconds: float = 30.0) -> np.ndarray:
+    """Denoise a [n] model-rate waveform chunk by chunk (the same path files take)."""
+    chunks = ChunkedDenoising(denoiser, chunk_seconds)
+    parts = list(chunks.push(waveform)) + list(chunks.flush())
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+
+def strength_to_limit(strength_db: float | None) -> float:
+    """Attenuation limit in dB -> the share of noisy signal kept (0 when unlimited)."""
+    return 0.0 if strength_db is None else float(10.0 ** (-strength_db / 20.0))
+
+
+def denoise_file(denoiser: Denoiser, source: Path, target: Path, strength_db: float | None = None,
+                 block_seconds: float = 10.0, chunk_seconds: float = 30.0) -> float:
+    """Denoise any audio file (any rate, any channels; each channel on its own) into a 16-bit WAV
+    at the input's rate, streaming; written atomically. out = noisy*lim + denoised*(1-lim).
+
+    Returns the duration in seconds. Raises ValueError when the source cannot be decoded.
+    """
+    limit = strength_to_limit(strength_db)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".wav", dir=target.parent)
+    os.close(fd)
+    try:
+        with soundfile.SoundFile(str(source)) as src:
+            rate, channels = src.samplerate, src.channels
+            with soundfile.SoundFile(tmp, "w", rate, channels, subtype="PCM_16", format="WAV") as dst:
+                streams = [_ChannelStream(denoiser, rate, limit, chunk_seconds) for _ in range(channels)]
+                for block in src.blocks(blocksize=max(1, int(block_seconds * rate)), dtype="float32", always_2d=True):
+                    _write(dst, [s.push(block[:, c]) for c, s in enumerate(streams)])
+                _write(dst, [s.flush() for s in streams])
+                duration = src.frames / rate
+        os.replace(tmp, target)
+    except soundfile.LibsndfileError as error:
+        raise ValueError(f"cannot decode {source}: {error}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return duration
+
+
+class _ChannelStream:
+    """One channel: native rate -> model rate -> chunked denoising -> native rate, streaming.
+
+    The noisy signal for the strength mix is delayed through the same two resamplers, so both
+    sides stay aligned sample for sample.
+    """
+
+    def __init__(self, denoiser: Denoiser, rate: int, limit: float, chunk_seconds: float):
+        self.rate, self.model_rate, self.limit = rate, denoiser.sample_rate, limit
+        self.down = soxr.ResampleStream(rate, self.model_rate, 1, dtype="float32", quality="HQ")
+        self.up = soxr.ResampleStream(self.model_rate, rate, 1, dtype="float32", quality="HQ")
+        self.chunks = ChunkedDenoising(denoiser, chunk_seconds)
+        self.pending_noisy = np.zeros(0, np.float32)  # model-rate noisy samples not yet matched
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        return self._through(self.down.resample_chunk(samples), last=False)
+
+    def flush(self) -> np.ndarray:
+        return self._through(self.down.resample_chunk(np.zeros(0, np.float32), last=True), last=True)
+
+    def _through(self, model_rate: np.ndarray, last: bool) -> np.ndarray:
+        self.pending_noisy = np.concatenate([self.pending_noisy, model_rate])
+        parts = list(self.chunks.push(model_rate)) + (list(self.chunks.flush()) if last else [])
+        denoised = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+        noisy, self.pending_noisy = self.pending_noisy[:len(denoised)], self.pending_noisy[len(denoised):]
+        mixed = (self.limit * noisy + (1.0 - self.limit) * denoised).astype(np.float32)
+        return self.up.resample_chunk(mixed, last=last)
+
+
+def _write(dst: soundfile.SoundFile, channels: list[np.ndarray]) -> None:
+    """Interleave the channels' outputs (equal lengths: each ran the same steps on as many samples)."""
+    if len(channels[0]):
+        dst.write(np.stack(channels, axis=1))

@@ -1,0 +1,98 @@
+"""File denoising: chunked == whole-file, formats/rates/channels, strength, CLI errors and skips."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile
+
+from audio_dl import inference
+from audio_dl.errors import UsageError
+from conftest import sine
+
+
+def _speechlike(seconds, rate=8000, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.3 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 3 * t) > 0)
+            + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+@pytest.mark.parametrize("model_file", ["", "denoiser.tflite"])
+def test_chunked_output_equals_whole_file_output(tiny_export, model_file):
+    denoiser = inference.load_denoiser(tiny_export / model_file if model_file else tiny_export)
+    x = _speechlike(7.3)
+    chunked = inference.denoise_array(denoiser, x, chunk_seconds=1.0)
+    whole = inference.load_denoiser(tiny_export).run(x[np.newaxis])[0]
+    assert chunked.shape == x.shape
+    np.testing.assert_allclose(chunked, whole, atol=1e-5)
+
+
+def test_base_path_loads_the_highest_version(tiny_export):
+    assert inference.load_denoiser(tiny_export.parent).path == tiny_export
+
+
+@pytest.mark.parametrize("fmt, subtype, ext", [("WAV", "PCM_16", ".wav"), ("MP3", "MPEG_LAYER_III", ".mp3")])
+def test_any_rate_and_channels_in_wav_at_the_input_rate_out(tiny_export, tmp_path, fmt, subtype, ext):
+    stereo = np.stack([sine(300, 2.0, 44100), sine(500, 2.0, 44100, 0.2)], axis=1)
+    source = tmp_path / f"in{ext}"
+    soundfile.write(source, stereo, 44100, format=fmt, subtype=subtype)
+    target = tmp_path / "out" / "in.wav"
+    inference.denoise_file(inference.load_denoiser(tiny_export), source, target)
+    out, rate = soundfile.read(target)
+    assert rate == 44100 and out.shape[1] == 2
+    assert abs(len(out) - soundfile.info(source).frames) <= 2
+
+
+def test_strength_zero_db_keeps_the_input(tiny_export, tmp_path):
+    x = sine(300, 2.0, 16000, 0.4) + sine(1200, 2.0, 16000, 0.2)  # below the model's 4 kHz band
+    soundfile.write(tmp_path / "in.wav", x, 16000, subtype="FLOAT")
+    inference.denoise_file(inference.load_denoiser(tiny_export), tmp_path / "in.wav", tmp_path / "out.wav",
+                           strength_db=0.0)
+    out, _ = soundfile.read(tmp_path / "out.wav", dtype="float32")
+    np.testing.assert_allclose(out[2000:-2000], x[2000:-2000], atol=2e-3)  # resampled there and back
+
+
+def test_a_file_that_is_not_a_denoiser_is_a_usage_error(tmp_path):
+    bogus = tmp_path / "model.tflite"
+    bogus.write_bytes(b"not a flatbuffer")
+    with pytest.raises(UsageError, match="not a denoiser"):
+        inference.load_denoiser(bogus)
+    with pytest.raises(UsageError, match="no model in"):
+        inference.load_denoiser(tmp_path)
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "audio_dl.denoise", *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_cli_denoises_a_folder_skipping_bad_files_and_plots(tiny_export, tmp_path, broken_files):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    soundfile.write(folder / "a.flac", _speechlike(1.5), 8000)
+    (folder / "sub").mkdir()
+    soundfile.write(folder / "sub" / "b.wav", _speechlike(1.0, 16000), 16000)
+    (folder / "garbage.wav").write_bytes(broken_files["garbage"].read_bytes())
+    result = _cli(str(folder), "-o", str(tmp_path / "out"), "--model", str(tiny_export), "--plot")
+    assert result.returncode == 0, result.stderr[-1500:]
+    assert "skipped 1 unreadable" in result.stdout
+    assert (tmp_path / "out" / "a.wav").is_file() and (tmp_path / "out" / "sub" / "b.wav").is_file()
+    assert (tmp_path / "out" / "a.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("make_args, message", [
+    (lambda tmp, model, broken: [str(broken["garbage"]), "--model", str(model)], "cannot decode"),
+    (lambda tmp, model, broken: [str(tmp / "missing.wav"), "--model", str(model)], "does not exist"),
+    (lambda tmp, model, broken: [str(tmp), "--model", str(model)], "no audio files"),
+    (lambda tmp, model, broken: [str(broken["garbage"]), "--model", str(broken["garbage"])], "not a denoiser"),
+    (lambda tmp, model, broken: [str(broken["garbage"]), "--model", str(model), "--strength", "-3"], "strength"),
+])
+def test_cli_bad_input_is_one_line_exit_2(tiny_export, tmp_path, broken_files, make_args, message):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = _cli(*make_args(empty, tiny_export, broken_files))
+    assert result.returncode == 2, result.stderr[-1500:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("python -m audio_dl.denoise: error:")]
+    assert len(errors) == 1 and message in errors[0] and "Traceback" not in result.stderr

@@ -88,6 +88,15 @@ class LogCompress(keras.layers.Layer):
         return {**super().get_config(), "floor": self.floor}
 
 
+def causal_moving_average(x, frames: int):
+    """[B, T, ...] -> mean over the last `frames` frames (fewer at the start), per element."""
+    running = tf.cumsum(x, axis=1)
+    length = tf.shape(x)[1]
+    delayed = tf.pad(running, [[0, 0], [frames, 0]] + [[0, 0]] * (x.shape.rank - 2))[:, :length]
+    count = tf.minimum(tf.cast(tf.range(1, length + 1), x.dtype), float(frames))
+    return (running - delayed) / tf.reshape(count, [1, -1] + [1] * (x.shape.rank - 2))
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class CausalLevelNorm(keras.layers.Layer):
     """Log-magnitude features [B, T, F, C] minus their mean over all bins and channels of the last
@@ -103,7 +112,7 @@ class CausalLevelNorm(keras.layers.Layer):
 
     def call(self, log_magnitude):
         frame_mean = tf.reduce_mean(log_magnitude, axis=[2, 3])  # [B, T]
-        context_mean = CausalMovingAverage(self.frames)(frame_mean)
+        context_mean = causal_moving_average(frame_mean, self.frames)
         return log_magnitude - context_mean[:, :, tf.newaxis, tf.newaxis]
 
     def get_config(self):
@@ -122,11 +131,7 @@ class CausalMovingAverage(keras.layers.Layer):
         self.frames = frames
 
     def call(self, x):
-        running = tf.cumsum(x, axis=1)
-        length = tf.shape(x)[1]
-        delayed = tf.pad(running, [[0, 0], [self.frames, 0]] + [[0, 0]] * (x.shape.rank - 2))[:, :length]
-        count = tf.minimum(tf.cast(tf.range(1, length + 1), x.dtype), float(self.frames))
-        return (running - delayed) / tf.reshape(count, [1, -1] + [1] * (x.shape.rank - 2))
+        return causal_moving_average(x, self.frames)
 
     def get_config(self):
         return {**super().get_config(), "frames": self.frames}

@@ -52,3 +52,15 @@ def test_model_save_load_round_trip(tmp_path):
     loaded = keras.models.load_model(tmp_path / "m.keras")
     x = (0.1 * np.random.default_rng(2).standard_normal((1, 3000))).astype(np.float32)
     np.testing.assert_allclose(loaded(x)["denoised"].numpy(), model(x)["denoised"].numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("architecture", ["mask", "fcn16"])
+def test_mixed_precision_keeps_dsp_and_outputs_float32(architecture):
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = build_denoiser(make_config(DenoiserConfig, "tiny", overrides=[f"architecture={architecture}"]))
+        out = model(np.full((1, 2000), 0.01, np.float32))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert model.get_layer("stft").dtype_policy.compute_dtype == "float32"
+    assert out["denoised"].dtype == "float32" and np.all(np.isfinite(out["denoised"].numpy()))

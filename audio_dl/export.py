@@ -5,7 +5,7 @@ only after the SavedModel and the TFLite model have matched the Keras model on t
 an interrupted or failed export leaves nothing behind.
 
 Version folders: `BASE/<N>/` holds `saved_model.pb` + `variables/` (what TF Serving loads),
-`denoiser.tflite`, `config.json`, `MODEL_CARD.md` and `provenance.json`. TF Serving serves the
+`denoiser.tflite` (whole clips), `denoiser_streaming.tflite` (one hop, explicit state), `config.json`, `MODEL_CARD.md` and `provenance.json`. TF Serving serves the
 highest N; a version whose provenance says "shipped" is the project's released model, and a
 user's run is only published above it on request (`python -m audio_dl.export publish`).
 """
@@ -26,11 +26,14 @@ import tensorflow as tf
 from audio_dl import cli
 from audio_dl.config import DenoiserConfig, save_config
 from audio_dl.errors import UsageError
+from audio_dl.models.denoiser import build_denoiser, build_streaming_denoiser, copy_weights
+from audio_dl.streaming import STREAMING_TFLITE_NAME, StreamingDenoiser
 
 # Stated tolerances (max absolute difference of the output waveform, audio in [-1, 1]).
 SAVED_MODEL_TOLERANCE = 1e-5
 TFLITE_TOLERANCE = 1e-4
 TFLITE_NAME = "denoiser.tflite"
+STREAMING_OUTPUTS = ("denoised", "next_input_state", "next_magnitude_state", "next_output_state")
 
 
 class ExportError(RuntimeError):
@@ -58,15 +61,15 @@ def convert_tflite(model: keras.Model, output_keys: Sequence[str] = ("denoised",
     Goes through a temporary SavedModel: converting a concrete function of a Keras 3 model keeps
     its weights as uninitialised resource variables (READ_VARIABLE), which run as garbage.
     """
-    specs = [tf.TensorSpec(t.shape, tf.float32, name=t.name) for t in model.inputs]
+    specs = {t.name: tf.TensorSpec(t.shape, tf.float32, name=t.name) for t in model.inputs}
 
-    def serve(*inputs):
-        outputs = model(list(inputs) if len(inputs) > 1 else inputs[0], training=False)
+    def serve(inputs):
+        outputs = model(inputs if len(inputs) > 1 else next(iter(inputs.values())), training=False)
         return {key: outputs[key] for key in output_keys}
 
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint("serving_default", serve, input_signature=specs)
+    archive.add_endpoint("serving_default", serve, input_signature=[specs])
     with tempfile.TemporaryDirectory() as tmp:
         archive.write_out(tmp, verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
@@ -93,7 +96,8 @@ def run_tflite(model_path_or_bytes, inputs: dict[str, np.ndarray] | np.ndarray) 
 # --- verification ----------------------------------------------------------------------------
 
 def verify_denoiser_export(model: keras.Model, version_dir: Path, cfg: DenoiserConfig) -> dict[str, float]:
-    """Keras vs SavedModel (batch of 2, odd length) and Keras vs TFLite (its fixed length).
+    """Keras vs SavedModel (batch of 2, odd length), Keras vs TFLite (its fixed length) and Keras
+    vs the streaming TFLite model run hop by hop (after its latency). NaN fails too.
 
     Returns the max absolute differences; raises ExportError above the stated tolerances.
     """
@@ -107,8 +111,13 @@ def verify_denoiser_export(model: keras.Model, version_dir: Path, cfg: DenoiserC
     expected_clip = model(clip, training=False)["denoised"].numpy()
     lite = run_tflite(version_dir / TFLITE_NAME, clip)["denoised"]
     tflite_error = float(np.abs(lite - expected_clip).max())
-    errors = {"saved_model_max_abs_error": saved_error, "tflite_max_abs_error": tflite_error}
-    if not (saved_error <= SAVED_MODEL_TOLERANCE and tflite_error <= TFLITE_TOLERANCE):  # NaN fails too
+    stream = StreamingDenoiser(version_dir / STREAMING_TFLITE_NAME)
+    half_second = batch[:1, : cfg.sample_rate // 2]
+    streaming_error = float(np.abs(stream.denoise(half_second[0])
+                                   - model(half_second, training=False)["denoised"].numpy()[0]).max())
+    errors = {"saved_model_max_abs_error": saved_error, "tflite_max_abs_error": tflite_error,
+              "streaming_tflite_max_abs_error": streaming_error}
+    if not (saved_error <= SAVED_MODEL_TOLERANCE and max(tflite_error, streaming_error) <= TFLITE_TOLERANCE):
         raise ExportError(f"export does not match the Keras model: {errors} (tolerances "
                           f"{SAVED_MODEL_TOLERANCE}, {TFLITE_TOLERANCE})")
     return errors
@@ -116,9 +125,13 @@ def verify_denoiser_export(model: keras.Model, version_dir: Path, cfg: DenoiserC
 
 # --- the whole export ------------------------------------------------------------------------
 
-def export_denoiser(model: keras.Model, tflite_twin: keras.Model, cfg: DenoiserConfig, version_dir: Path,
-                    model_card: str, provenance: dict) -> dict[str, float]:
-    """Write SavedModel + TFLite + config + card into `version_dir` atomically; returns the errors."""
+def export_denoiser(model: keras.Model, cfg: DenoiserConfig, version_dir: Path, model_card: str,
+                    provenance: dict) -> dict[str, float]:
+    """Write SavedModel + TFLite (whole clip and streaming) + config + card into `version_dir`
+    atomically; returns the measured differences to the Keras model."""
+    tflite_twin, streaming = build_denoiser(cfg, tflite=True), build_streaming_denoiser(cfg)
+    copy_weights(model, tflite_twin)
+    copy_weights(model, streaming)
     version_dir = Path(version_dir)
     if version_dir.exists():
         raise UsageError(f"{version_dir} already exists; choose another version")
@@ -127,8 +140,9 @@ def export_denoiser(model: keras.Model, tflite_twin: keras.Model, cfg: DenoiserC
     try:
         write_saved_model(model, staging)
         (staging / TFLITE_NAME).write_bytes(convert_tflite(tflite_twin))
+        (staging / STREAMING_TFLITE_NAME).write_bytes(convert_tflite(streaming, STREAMING_OUTPUTS))
+        save_config(cfg, staging / "config.json")  # the streaming loop reads it
         errors = verify_denoiser_export(model, staging, cfg)
-        save_config(cfg, staging / "config.json")
         (staging / "MODEL_CARD.md").write_text(model_card.replace("{export_errors}", json.dumps(errors)))
         (staging / "provenance.json").write_text(json.dumps(provenance, indent=2) + "\n")
         os.replace(staging, version_dir)

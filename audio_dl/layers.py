@@ -88,6 +88,49 @@ class LogCompress(keras.layers.Layer):
         return {**super().get_config(), "floor": self.floor}
 
 
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class PrependSilence(keras.layers.Layer):
+    """Magnitude [B, T, F, C] -> [B, frames + T, F, C] with `frames` all-zero frames in front.
+
+    Every causal layer after it then sees a full history of silence instead of a shorter window
+    at the start, which is exactly what a streaming model whose state starts at zero sees: offline
+    and streaming outputs agree from the first sample.
+    """
+
+    def __init__(self, frames: int, **kwargs):
+        super().__init__(**kwargs)
+        self.frames = frames
+
+    def call(self, magnitude):
+        return tf.pad(magnitude, [[0, 0], [self.frames, 0], [0, 0], [0, 0]])
+
+    def compute_output_shape(self, input_shape):
+        length = None if input_shape[1] is None else input_shape[1] + self.frames
+        return (input_shape[0], length, *input_shape[2:])
+
+    def get_config(self):
+        return {**super().get_config(), "frames": self.frames}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class DropFrames(keras.layers.Layer):
+    """[B, frames + T, ...] -> [B, T, ...]: removes what PrependSilence added."""
+
+    def __init__(self, frames: int, **kwargs):
+        super().__init__(**kwargs)
+        self.frames = frames
+
+    def call(self, x):
+        return x[:, self.frames:]
+
+    def compute_output_shape(self, input_shape):
+        length = None if input_shape[1] is None else input_shape[1] - self.frames
+        return (input_shape[0], length, *input_shape[2:])
+
+    def get_config(self):
+        return {**super().get_config(), "frames": self.frames}
+
+
 def causal_moving_average(x, frames: int):
     """[B, T, ...] -> mean over the last `frames` frames (fewer at the start), per element."""
     running = tf.cumsum(x, axis=1)

@@ -124,13 +124,11 @@ def train_denoiser(cfg: DenoiserConfig, run_dir: Path, mixed_precision: bool = F
           f"SNR {cfg.snr_db[0]:g}..{cfg.snr_db[1]:g} dB, PESQ narrowband):")
     print(evaluate.format_table(metrics))
 
-    twin = build_denoiser(cfg, tflite=True)
-    copy_weights(model, twin)
     export_dir = run_dir / "export" / "1"
     if export_dir.exists():
         shutil.rmtree(export_dir)
     card = model_card(cfg, corpus, metrics, train_seconds, model, command)
-    errors = export.export_denoiser(model, twin, cfg, export_dir, card,
+    errors = export.export_denoiser(model, cfg, export_dir, card,
                                     {"source": "local run", "run_dir": str(run_dir.resolve())})
     return TrainResult(run_dir, export_dir, metrics, train_seconds, errors, skipped)
 

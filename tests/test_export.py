@@ -1,6 +1,7 @@
 """Exports: SavedModel signature, TFLite under ai_edge_litert, parity, atomic writes, versions."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -8,17 +9,16 @@ import tensorflow as tf
 
 from audio_dl import export
 from audio_dl.config import DenoiserConfig, make_config
-from audio_dl.models.denoiser import build_denoiser, copy_weights
+from audio_dl.models.denoiser import build_denoiser
+from audio_dl.streaming import STREAMING_TFLITE_NAME, StreamingDenoiser
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     cfg = make_config(DenoiserConfig, "tiny")
     model = build_denoiser(cfg)
-    twin = build_denoiser(cfg, tflite=True)
-    copy_weights(model, twin)
     target = tmp_path_factory.mktemp("export") / "denoiser" / "1"
-    errors = export.export_denoiser(model, twin, cfg, target, "# card {export_errors}\n", {"source": "local run"})
+    errors = export.export_denoiser(model, cfg, target, "# card {export_errors}\n", {"source": "local run"})
     return cfg, model, target, errors
 
 
@@ -42,21 +42,42 @@ def test_tflite_runs_under_ai_edge_litert_with_builtin_ops(exported):
 def test_export_folder_is_complete(exported):
     cfg, model, target, errors = exported
     names = {p.name for p in target.iterdir()}
-    assert {"saved_model.pb", "variables", "denoiser.tflite", "config.json", "MODEL_CARD.md",
-            "provenance.json"} <= names
+    assert {"saved_model.pb", "variables", "denoiser.tflite", "denoiser_streaming.tflite", "config.json",
+            "MODEL_CARD.md", "provenance.json"} <= names
     assert json.loads((target / "config.json").read_text())["hidden_units"] == cfg.hidden_units
     assert "saved_model_max_abs_error" in (target / "MODEL_CARD.md").read_text()
     assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]  # no staging left
 
 
+def test_a_mismatching_tflite_model_fails_the_check(exported, tmp_path):
+    cfg, model, target, errors = exported
+    other = tmp_path / "other"
+    shutil.copytree(target, other)
+    untrained = build_denoiser(cfg, tflite=True)  # same graph, other weights
+    (other / export.TFLITE_NAME).write_bytes(export.convert_tflite(untrained))
+    with pytest.raises(export.ExportError, match="does not match"):
+        export.verify_denoiser_export(model, other, cfg)
+
+
 def test_failed_export_leaves_nothing_behind(tmp_path, monkeypatch):
     cfg = make_config(DenoiserConfig, "tiny")
-    model = build_denoiser(cfg)
-    twin = build_denoiser(cfg, tflite=True)  # weights NOT copied: the TFLite check must fail
 
-    with pytest.raises(export.ExportError, match="does not match"):
-        export.export_denoiser(model, twin, cfg, tmp_path / "denoiser" / "1", "card", {})
+    def fail(*args):
+        raise export.ExportError("does not match (simulated)")
+
+    monkeypatch.setattr(export, "verify_denoiser_export", fail)
+    with pytest.raises(export.ExportError):
+        export.export_denoiser(build_denoiser(cfg), cfg, tmp_path / "denoiser" / "1", "card", {})
     assert list((tmp_path / "denoiser").iterdir()) == []
+
+
+def test_streaming_model_equals_the_offline_model_after_its_latency(exported):
+    cfg, model, target, errors = exported
+    x = (0.1 * np.random.default_rng(3).standard_normal(3000)).astype(np.float32)
+    stream = StreamingDenoiser(target / STREAMING_TFLITE_NAME)
+    assert stream.latency == 192 and stream.hop == 64
+    np.testing.assert_allclose(stream.denoise(x), model(x[None])["denoised"].numpy()[0], atol=export.TFLITE_TOLERANCE)
+    assert errors["streaming_tflite_max_abs_error"] <= export.TFLITE_TOLERANCE
 
 
 def test_publishing_never_outranks_silently(exported, tmp_path):

@@ -24,8 +24,10 @@ def build_denoiser(cfg: DenoiserConfig, tflite: bool = False) -> keras.Model:
     pad, stft, magnitude = L.spectral_front_end(cfg, tflite)
     spectrum = stft(pad(waveform))
     noisy_magnitude = magnitude(spectrum)  # [B, T, F, 1]
-    gain_fn = {"mask": _mask_gain, "fcn16": _fcn16_gain}[cfg.architecture]
-    gain = gain_fn(noisy_magnitude, cfg)  # [B, T, F, 1], float32
+    history = receptive_field_frames(cfg)
+    padded = L.PrependSilence(history, dtype="float32", name="prepend_silence")(noisy_magnitude)
+    gain = _GAIN_NETWORKS[cfg.architecture](padded, cfg)
+    gain = L.DropFrames(history, dtype="float32", name="drop_history")(gain)  # [B, T, F, 1], float32
     estimate = keras.layers.Multiply(dtype="float32", name="estimated_magnitude")([gain, noisy_magnitude])
     resynthesised = L.inverse_stft(cfg, tflite)(L.ApplyMask(dtype="float32", name="apply_gain")([spectrum, gain]))
     denoised = L.TrimToInput(cfg.frame_length, cfg.hop_length, dtype="float32", name="denoised")(
@@ -35,12 +37,47 @@ def build_denoiser(cfg: DenoiserConfig, tflite: bool = False) -> keras.Model:
                        name=f"denoiser_{cfg.architecture}")
 
 
+def receptive_field_frames(cfg: DenoiserConfig) -> int:
+    """Past frames that influence the gain of the current frame (the streaming model's history)."""
+    if cfg.architecture == "mask":  # context conv over level-normalised features of long-term averages
+        return 2 * (cfg.context_frames - 1) + cfg.noise_context_frames - 1
+    return cfg.context_frames - 1
+
+
+def build_streaming_denoiser(cfg: DenoiserConfig) -> keras.Model:
+    """One hop of the denoiser with explicit state, builtin TFLite ops only (copy weights in).
+
+    Inputs:  samples [1, hop], input_state [1, frame - hop] (the last input samples),
+             magnitude_state [1, H, F, 1] (the last H magnitude frames, H = receptive field),
+             output_state [1, frame - hop] (overlap-add tail). All states start at zero.
+    Outputs: denoised [1, hop] and next_input_state, next_magnitude_state, next_output_state. The output is the offline model's
+             output delayed by frame - hop samples (192 at the defaults: 24 ms at 8 kHz).
+    """
+    hop, tail, history = cfg.hop_length, cfg.frame_length - cfg.hop_length, receptive_field_frames(cfg)
+    samples = keras.Input((hop,), batch_size=1, name="samples")
+    input_state = keras.Input((tail,), batch_size=1, name="input_state")
+    magnitude_state = keras.Input((history, cfg.n_bins, 1), batch_size=1, name="magnitude_state")
+    output_state = keras.Input((tail,), batch_size=1, name="output_state")
+
+    frame = keras.ops.concatenate([input_state, samples], axis=1)  # [1, frame_length]
+    _, stft, magnitude = L.spectral_front_end(cfg, tflite=True)
+    spectrum = stft(keras.ops.expand_dims(frame, -1))  # one frame: [1, 1, F, 1, 2]
+    frames = keras.ops.concatenate([magnitude_state, magnitude(spectrum)], axis=1)  # [1, H + 1, F, 1]
+    gain = _GAIN_NETWORKS[cfg.architecture](frames, cfg)[:, -1:]  # the current frame's gain
+    resynthesised = L.inverse_stft(cfg, tflite=True)(L.ApplyMask(name="apply_gain")([spectrum, gain]))
+    buffer = keras.ops.pad(output_state, [[0, 0], [0, hop]]) + resynthesised[:, :, 0]  # [1, frame_length]
+    outputs = {"denoised": buffer[:, :hop], "next_input_state": frame[:, hop:],
+               "next_magnitude_state": frames[:, 1:], "next_output_state": buffer[:, hop:]}
+    return keras.Model([samples, input_state, magnitude_state, output_state], outputs,
+                       name=f"streaming_denoiser_{cfg.architecture}")
+
+
 def _mask_gain(noisy_magnitude, cfg: DenoiserConfig):
     """Bounded mask in [mask_floor, 1] from level-normalised log magnitudes.
 
     Features per frame: the log magnitude and its average over the last `noise_context_frames`
     frames (a noise-floor cue), both minus the mean level of the last 8 frames, so a gain on the
-    recording changes nothing. Per frame: one context layer (8 frames x 2F -> hidden),
+    recording changes nothing once the silent history before the recording has scrolled out. Per frame: one context layer (8 frames x 2F -> hidden),
     `hidden_layers` dense layers, a sigmoid over F bins.
     """
     log_magnitude = L.LogCompress(dtype="float32", name="log_magnitude")(noisy_magnitude)
@@ -80,6 +117,9 @@ def _fcn16_gain(noisy_magnitude, cfg: DenoiserConfig):
     predicted = keras.layers.Normalization(axis=None, invert=True, dtype="float32",
                                            name="target_denormalization")(x)
     return L.GainFromMagnitude(dtype="float32", name="gain")([predicted, noisy_magnitude])
+
+
+_GAIN_NETWORKS = {"mask": _mask_gain, "fcn16": _fcn16_gain}
 
 
 def _bn_relu(x, name):

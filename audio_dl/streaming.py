@@ -1,0 +1,65 @@
+"""Reference streaming loop: the one-hop TFLite denoiser run block by block, as a device would.
+
+    stream = StreamingDenoiser("saved_models/denoiser/1/denoiser_streaming.tflite")
+    for block in blocks_of_64_samples:        # float32 [64] at 8 kHz
+        out = stream.process(block)           # float32 [64], delayed by stream.latency samples
+
+The model carries its state explicitly (last input samples, last magnitude frames, overlap-add
+tail); this loop feeds each step's next_* outputs back as the next step's inputs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from audio_dl.config import DenoiserConfig, build
+from audio_dl.errors import UsageError
+
+STREAMING_TFLITE_NAME = "denoiser_streaming.tflite"
+STATE_NAMES = ("input_state", "magnitude_state", "output_state")
+
+
+class StreamingDenoiser:
+    """Runs a streaming denoiser TFLite model under ai_edge_litert, one hop per call."""
+
+    def __init__(self, model_path: str | Path, num_threads: int = 1):
+        from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415
+
+        path = Path(model_path)
+        if not path.is_file():
+            raise UsageError(f"model not found: {path}")
+        config_file = path.parent / "config.json"
+        self.cfg = build(DenoiserConfig, json.loads(config_file.read_text())) if config_file.is_file() else DenoiserConfig()
+        try:
+            self._runner = Interpreter(model_path=str(path), num_threads=num_threads).get_signature_runner()
+            details = self._runner.get_input_details()
+            self._shapes = {name: tuple(details[name]["shape"]) for name in STATE_NAMES}
+            self.hop = int(details["samples"]["shape"][1])
+        except Exception:  # noqa: BLE001 - anything else is not our streaming model
+            raise UsageError(f"{path} is not a streaming denoiser (needs samples + {', '.join(STATE_NAMES)})") from None
+        self.reset()
+
+    @property
+    def latency(self) -> int:
+        """Output delay in samples (frame_length - hop)."""
+        return self.cfg.frame_length - self.hop
+
+    def reset(self) -> None:
+        """Start a new recording: all state is silence."""
+        self._state = {name: np.zeros(shape, np.float32) for name, shape in self._shapes.items()}
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        """[hop] float32 in -> [hop] float32 out."""
+        outputs = self._runner(samples=np.asarray(block, np.float32).reshape(1, self.hop), **self._state)
+        self._state = {name: np.array(outputs[f"next_{name}"]) for name in STATE_NAMES}
+        return np.array(outputs["denoised"][0])
+
+    def denoise(self, waveform: np.ndarray) -> np.ndarray:
+        """Stream a whole [N] waveform; returns [N] aligned with the input (latency removed)."""
+        self.reset()
+        padded = np.pad(np.asarray(waveform, np.float32), (0, self.latency + (-len(waveform)) % self.hop))
+        out = np.concatenate([self.process(padded[i:i + self.hop]) for i in range(0, len(padded), self.hop)])
+        return out[self.latency:self.latency + len(waveform)]

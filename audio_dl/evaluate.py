@@ -72,3 +72,60 @@ def format_table(summary: dict[str, dict[str, float]]) -> str:
         lines.append(f"{'gain':<10}" + "".join(
             f"{summary['denoised'][m] - summary['noisy'][m]:>+10.3f}" for m in METRICS))
     return "\n".join(lines)
+
+
+# --- baselines: what a user would otherwise pick (libraries, not re-implementations) -----------
+
+def noisereduce_baseline(noisy: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Spectral gating (the `noisereduce` package, non-stationary mode)."""
+    import noisereduce  # noqa: PLC0415
+
+    return noisereduce.reduce_noise(y=noisy, sr=sample_rate, stationary=False).astype(np.float32)
+
+
+def spectral_subtraction_baseline(noisy: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Classic spectral subtraction with a minimum-statistics noise estimate (pyroomacoustics)."""
+    from pyroomacoustics.denoise import apply_spectral_sub  # noqa: PLC0415
+
+    nfft = 256
+    out = apply_spectral_sub(noisy, nfft=nfft, db_reduc=25, lookback=12, beta=30, alpha=1)
+    out = out[nfft // 2:]  # its streaming STFT delays the output by half a frame
+    return np.pad(out, (0, max(0, len(noisy) - len(out))))[: len(noisy)].astype(np.float32)
+
+
+def evaluate_methods(items, methods: dict, sample_rate: int) -> list[dict]:
+    """Rows {"file", "snr_db", "method", pesq_nb, stoi, si_sdr} for every item and method.
+
+    items: iterable of (name, snr_db or None, clean [N], noisy [N]); methods: name -> fn(noisy, rate).
+    """
+    rows = []
+    for name, snr_db, clean, noisy in items:
+        for method, fn in methods.items():
+            estimate = fn(noisy, sample_rate)
+            rows.append({"file": name, "snr_db": snr_db, "method": method,
+                         **speech_metrics(clean, estimate, sample_rate)})
+    return rows
+
+
+def summarize(rows: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
+    """{group: {method: averages}} with group "all" and one per SNR ("5 dB", ...)."""
+    groups: dict[str, dict[str, list]] = {}
+    for row in rows:
+        keys = ["all"] + ([f"{row['snr_db']:g} dB"] if row["snr_db"] is not None else [])
+        for key in keys:
+            groups.setdefault(key, {}).setdefault(row["method"], []).append(row)
+    return {group: {method: average(r) for method, r in by_method.items()} for group, by_method in groups.items()}
+
+
+def format_comparison(summary: dict) -> str:
+    """One block per group: a row per method, a column per metric, gains over the noisy input."""
+    blocks = []
+    for group, by_method in summary.items():
+        header = f"{group:<22}" + "".join(f"{m:>10}" for m in METRICS) + "".join(f"{'Δ' + m:>11}" for m in METRICS)
+        lines = [header, "-" * len(header)]
+        base = by_method.get("noisy")
+        for method, values in by_method.items():
+            gains = "".join(f"{values[m] - base[m]:>+11.3f}" for m in METRICS) if base else ""
+            lines.append(f"{method:<22}" + "".join(f"{values[m]:>10.3f}" for m in METRICS) + gains)
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)

@@ -55,8 +55,15 @@ def write_saved_model(model: keras.Model, path: Path) -> None:
     archive.write_out(str(path), verbose=False)
 
 
-def convert_tflite(model: keras.Model, output_keys: Sequence[str] = ("denoised",)) -> bytes:
+QUANTIZED_TFLITE_NAMES = {"dynamic_int8": "denoiser_int8.tflite", "float16": "denoiser_fp16.tflite"}
+
+
+def convert_tflite(model: keras.Model, output_keys: Sequence[str] = ("denoised",),
+                   quantization: str | None = None) -> bytes:
     """Builtin-ops-only TFLite flatbuffer of a fixed-shape model's `output_keys` outputs.
+
+    quantization: None (float32), "dynamic_int8" (int8 weights, float activations) or "float16"
+    (float16 weights).
 
     Goes through a temporary SavedModel: converting a concrete function of a Keras 3 model keeps
     its weights as uninitialised resource variables (READ_VARIABLE), which run as garbage.
@@ -74,6 +81,10 @@ def convert_tflite(model: keras.Model, output_keys: Sequence[str] = ("denoised",
         archive.write_out(tmp, verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if quantization is not None:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if quantization == "float16":
+            converter.target_spec.supported_types = [tf.float16]
         return converter.convert()
 
 
@@ -117,6 +128,12 @@ def verify_denoiser_export(model: keras.Model, version_dir: Path, cfg: DenoiserC
                                    - model(half_second, training=False)["denoised"].numpy()[0]).max())
     errors = {"saved_model_max_abs_error": saved_error, "tflite_max_abs_error": tflite_error,
               "streaming_tflite_max_abs_error": streaming_error}
+    for quantization, name in QUANTIZED_TFLITE_NAMES.items():  # measured, not held to the tolerance
+        quantized = run_tflite(version_dir / name, clip)["denoised"]
+        residual = np.sum((quantized - expected_clip) ** 2) + 1e-20
+        errors[f"{quantization}_snr_db_vs_float"] = float(10 * np.log10(np.sum(expected_clip**2) / residual))
+        errors[f"{quantization}_kilobytes"] = round((version_dir / name).stat().st_size / 1024, 1)
+    errors["float32_kilobytes"] = round((version_dir / TFLITE_NAME).stat().st_size / 1024, 1)
     if not (saved_error <= SAVED_MODEL_TOLERANCE and max(tflite_error, streaming_error) <= TFLITE_TOLERANCE):
         raise ExportError(f"export does not match the Keras model: {errors} (tolerances "
                           f"{SAVED_MODEL_TOLERANCE}, {TFLITE_TOLERANCE})")
@@ -141,6 +158,8 @@ def export_denoiser(model: keras.Model, cfg: DenoiserConfig, version_dir: Path, 
         write_saved_model(model, staging)
         (staging / TFLITE_NAME).write_bytes(convert_tflite(tflite_twin))
         (staging / STREAMING_TFLITE_NAME).write_bytes(convert_tflite(streaming, STREAMING_OUTPUTS))
+        for quantization, name in QUANTIZED_TFLITE_NAMES.items():
+            (staging / name).write_bytes(convert_tflite(tflite_twin, quantization=quantization))
         save_config(cfg, staging / "config.json")  # the streaming loop reads it
         errors = verify_denoiser_export(model, staging, cfg)
         (staging / "MODEL_CARD.md").write_text(model_card.replace("{export_errors}", json.dumps(errors)))

@@ -42,8 +42,8 @@ def test_tflite_runs_under_ai_edge_litert_with_builtin_ops(exported):
 def test_export_folder_is_complete(exported):
     cfg, model, target, errors = exported
     names = {p.name for p in target.iterdir()}
-    assert {"saved_model.pb", "variables", "denoiser.tflite", "denoiser_streaming.tflite", "config.json",
-            "MODEL_CARD.md", "provenance.json"} <= names
+    assert {"saved_model.pb", "variables", "denoiser.tflite", "denoiser_streaming.tflite", "denoiser_int8.tflite",
+            "denoiser_fp16.tflite", "config.json", "MODEL_CARD.md", "provenance.json"} <= names
     assert json.loads((target / "config.json").read_text())["hidden_units"] == cfg.hidden_units
     assert "saved_model_max_abs_error" in (target / "MODEL_CARD.md").read_text()
     assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]  # no staging left
@@ -90,3 +90,12 @@ def test_publishing_never_outranks_silently(exported, tmp_path):
     assert export.publish(target, base).name == "2"
     with pytest.raises(export.UsageError, match="already exists"):
         export.publish(target, base, version=1)
+
+
+def test_quantized_variants_are_smaller_and_measured(exported):
+    cfg, model, target, errors = exported
+    assert errors["dynamic_int8_kilobytes"] < errors["float16_kilobytes"] < errors["float32_kilobytes"]
+    assert errors["dynamic_int8_snr_db_vs_float"] > 10 and errors["float16_snr_db_vs_float"] > 30
+    x = (0.1 * np.random.default_rng(4).standard_normal((1, cfg.tflite_samples))).astype(np.float32)
+    for name in export.QUANTIZED_TFLITE_NAMES.values():
+        assert export.run_tflite(target / name, x)["denoised"].shape == x.shape

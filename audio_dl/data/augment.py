@@ -1,4 +1,5 @@
-"""Mixing and real-world simulation in TF ops (run inside tf.data, on [N] float32 waveforms).
+"""Mixing and real-world simulation in TF ops (run inside tf.data, on [N] float32 waveforms), plus
+the room impulse responses they use (simulated once with pyroomacoustics).
 
 Every random choice takes an explicit stateless `seed` ([2] int), so an example is a pure
 function of (config seed, example index) whatever the parallelism.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import tensorflow as tf
 
 _TINY = 1e-10
@@ -39,17 +41,31 @@ def fft_convolve(x, h):
     return tf.signal.irfft(spectrum, [size])[:n]
 
 
-def simulated_room_impulse_response(seed, sample_rate: int, rt60_range):
-    """Exponentially decaying Gaussian noise with a direct path: a diffuse room with random RT60.
+def simulated_impulse_responses(count: int, sample_rate: int, rt60_range, seed: int) -> list[np.ndarray]:
+    """Room impulse responses of random shoebox rooms (pyroomacoustics image-source method).
 
-    Returns [L] float32 with unit peak at t=0, L = RT60 * sample_rate samples.
+    Each room is 3-10 x 3-8 x 2.4-4 m with wall absorption set for an RT60 drawn from
+    `rt60_range` (Sabine), source and microphone at random places; numpy, made once per pipeline.
+    Returns `count` arrays, each starting at the direct path with unit peak.
     """
-    rt60 = tf.random.stateless_uniform([], seed, rt60_range[0], rt60_range[1])
-    length = int(rt60_range[1] * sample_rate)
-    t = tf.range(length, dtype=tf.float32) / sample_rate
-    tail = tf.random.stateless_normal([length], seed + 1) * tf.exp(-6.9078 * t / rt60)  # -60 dB at rt60
-    direct = tf.one_hot(0, length)
-    return direct + 0.3 * tail * tf.cast(t > 0.0025, tf.float32)
+    import pyroomacoustics as pra  # noqa: PLC0415
+
+    rng = np.random.default_rng(seed)
+    responses = []
+    while len(responses) < count:
+        dims = rng.uniform([3.0, 3.0, 2.4], [10.0, 8.0, 4.0])
+        try:
+            absorption, max_order = pra.inverse_sabine(rng.uniform(*rt60_range), dims)
+        except ValueError:  # that RT60 is impossible in that room
+            continue
+        room = pra.ShoeBox(dims, fs=sample_rate, materials=pra.Material(absorption), max_order=min(max_order, 17))
+        room.add_source(rng.uniform(0.5, dims - 0.5))
+        room.add_microphone(rng.uniform(0.5, dims - 0.5))
+        room.compute_rir()
+        rir = np.asarray(room.rir[0][0], np.float32)
+        rir = rir[max(0, int(np.argmax(np.abs(rir))) - 8):]  # drop the propagation delay
+        responses.append(rir / np.abs(rir).max())
+    return responses
 
 
 def reverberate(clean, impulse_response):

@@ -160,17 +160,19 @@ class _FileTable:
         return tf.reshape(audio, [-1])
 
 
-def _load_impulse_responses(cfg: DenoiserConfig) -> tf.Tensor | None:
-    """Recorded RIRs [K, L] (zero-padded, peak-normalised), or None to simulate rooms."""
-    if not cfg.impulse_responses:
-        return None
-    infos, _ = audio_io.probe_all(audio_io.find_audio_files(cfg.impulse_responses))
-    if not infos:
-        raise UsageError("no readable impulse responses in " + ", ".join(cfg.impulse_responses))
-    responses = [audio_io.read_audio(i.path, cfg.sample_rate, 0, min(i.seconds, 2.0)) for i in infos]
+def _load_impulse_responses(cfg: DenoiserConfig) -> tf.Tensor:
+    """Room impulse responses [K, L] (zero-padded, peak-normalised): the recorded ones of
+    cfg.impulse_responses, or 64 simulated shoebox rooms."""
+    if cfg.impulse_responses:
+        infos, _ = audio_io.probe_all(audio_io.find_audio_files(cfg.impulse_responses))
+        if not infos:
+            raise UsageError("no readable impulse responses in " + ", ".join(cfg.impulse_responses))
+        responses = [audio_io.read_audio(i.path, cfg.sample_rate, 0, min(i.seconds, 2.0)) for i in infos]
+        responses = [r / max(1e-9, float(np.abs(r).max())) for r in responses]
+    else:
+        responses = augment.simulated_impulse_responses(64, cfg.sample_rate, cfg.rt60_seconds, cfg.seed)
     longest = max(len(r) for r in responses)
-    return tf.constant(np.stack([np.pad(r / max(1e-9, np.abs(r).max()), (0, longest - len(r)))
-                                 for r in responses]).astype(np.float32))
+    return tf.constant(np.stack([np.pad(r, (0, longest - len(r))) for r in responses]).astype(np.float32))
 
 
 def make_example_fn(split: Split, cfg: DenoiserConfig, augmented: bool):
@@ -190,10 +192,7 @@ def make_example_fn(split: Split, cfg: DenoiserConfig, augmented: bool):
         if augmented:
             noise_clip = _augment_noise(noise_clip, noise, seeds[11:16], uniform[11:16], cfg)
         if augmented and cfg.reverb_probability > 0:
-            if responses is None:
-                rir = augment.simulated_room_impulse_response(seeds[4], rate, cfg.rt60_seconds)
-            else:
-                rir = responses[tf.random.stateless_uniform([], seeds[4], 0, responses.shape[0], tf.int32)]
+            rir = responses[tf.random.stateless_uniform([], seeds[4], 0, responses.shape[0], tf.int32)]
             clean = tf.cond(uniform[5] < cfg.reverb_probability,
                             lambda: augment.reverberate(clean, rir), lambda: clean)
         snr = cfg.snr_db[0] + (cfg.snr_db[1] - cfg.snr_db[0]) * uniform[6]

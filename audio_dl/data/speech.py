@@ -176,7 +176,7 @@ def _load_impulse_responses(cfg: DenoiserConfig) -> tf.Tensor:
 
 
 def make_example_fn(split: Split, cfg: DenoiserConfig, augmented: bool):
-    """index -> {"clean": [N], "noisy": [N]} (or empty tensors when a file failed to decode)."""
+    """index -> {"clean": [N], "noisy": [N], "ok": whether both files decoded (else zeros)}."""
     speech, noise = _FileTable(split.speech), _FileTable(split.noise)
     responses = _load_impulse_responses(cfg) if augmented and cfg.reverb_probability > 0 else None
     seconds, rate = cfg.crop_samples / cfg.sample_rate, cfg.sample_rate

@@ -88,18 +88,25 @@ class LogCompress(keras.layers.Layer):
         return {**super().get_config(), "floor": self.floor}
 
 
+class _FramesLayer(keras.layers.Layer):
+    """Base of the layers configured by a number of frames."""
+
+    def __init__(self, frames: int, **kwargs):
+        super().__init__(**kwargs)
+        self.frames = frames
+
+    def get_config(self):
+        return {**super().get_config(), "frames": self.frames}
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class PrependSilence(keras.layers.Layer):
+class PrependSilence(_FramesLayer):
     """Magnitude [B, T, F, C] -> [B, frames + T, F, C] with `frames` all-zero frames in front.
 
     Every causal layer after it then sees a full history of silence instead of a shorter window
     at the start, which is exactly what a streaming model whose state starts at zero sees: offline
     and streaming outputs agree from the first sample.
     """
-
-    def __init__(self, frames: int, **kwargs):
-        super().__init__(**kwargs)
-        self.frames = frames
 
     def call(self, magnitude):
         return tf.pad(magnitude, [[0, 0], [self.frames, 0], [0, 0], [0, 0]])
@@ -108,17 +115,11 @@ class PrependSilence(keras.layers.Layer):
         length = None if input_shape[1] is None else input_shape[1] + self.frames
         return (input_shape[0], length, *input_shape[2:])
 
-    def get_config(self):
-        return {**super().get_config(), "frames": self.frames}
-
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class DropFrames(keras.layers.Layer):
+class DropFrames(_FramesLayer):
     """[B, frames + T, ...] -> [B, T, ...]: removes what PrependSilence added."""
 
-    def __init__(self, frames: int, **kwargs):
-        super().__init__(**kwargs)
-        self.frames = frames
 
     def call(self, x):
         return x[:, self.frames:]
@@ -126,9 +127,6 @@ class DropFrames(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         length = None if input_shape[1] is None else input_shape[1] - self.frames
         return (input_shape[0], length, *input_shape[2:])
-
-    def get_config(self):
-        return {**super().get_config(), "frames": self.frames}
 
 
 def causal_moving_average(x, frames: int):
@@ -141,7 +139,7 @@ def causal_moving_average(x, frames: int):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class CausalLevelNorm(keras.layers.Layer):
+class CausalLevelNorm(_FramesLayer):
     """Log-magnitude features [B, T, F, C] minus their mean over all bins and channels of the last
     `frames` frames.
 
@@ -149,35 +147,21 @@ class CausalLevelNorm(keras.layers.Layer):
     model's input does not depend on the recording level. Causal: frame t sees frames t-frames+1..t.
     """
 
-    def __init__(self, frames: int, **kwargs):
-        super().__init__(**kwargs)
-        self.frames = frames
-
     def call(self, log_magnitude):
         frame_mean = tf.reduce_mean(log_magnitude, axis=[2, 3])  # [B, T]
         context_mean = causal_moving_average(frame_mean, self.frames)
         return log_magnitude - context_mean[:, :, tf.newaxis, tf.newaxis]
 
-    def get_config(self):
-        return {**super().get_config(), "frames": self.frames}
-
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class CausalMovingAverage(keras.layers.Layer):
+class CausalMovingAverage(_FramesLayer):
     """[B, T, ...] -> mean over the last `frames` frames (fewer at the start), per element.
 
     The long-term spectrum of the recent past: a cheap noise-floor cue for the mask model.
     """
 
-    def __init__(self, frames: int, **kwargs):
-        super().__init__(**kwargs)
-        self.frames = frames
-
     def call(self, x):
         return causal_moving_average(x, self.frames)
-
-    def get_config(self):
-        return {**super().get_config(), "frames": self.frames}
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)

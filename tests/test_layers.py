@@ -100,6 +100,8 @@ def test_causal_moving_average_matches_numpy():
     (L.LogCompress(1e-4), [np.abs(_noise((1, 5, 129, 1)))]),
     (L.CausalLevelNorm(8), [_noise((1, 12, 129, 2))]),
     (L.CausalMovingAverage(16), [_noise((1, 12, 129, 1))]),
+    (L.PrependSilence(5), [_noise((1, 12, 129, 1))]),
+    (L.DropFrames(5), [_noise((1, 12, 129, 1))]),
     (L.CausalContextConv(4, 8, 9), [_noise((1, 12, 129, 1))]),
     (L.GainFromMagnitude(), [np.abs(_noise((1, 5, 129, 1))), np.abs(_noise((1, 5, 129, 1), 1))]),
     (L.InverseSTFTTflite(256, 64, "hamming_window"), [_noise((1, 5, 129, 1, 2))]),

@@ -63,7 +63,8 @@ def build_streaming_denoiser(cfg: DenoiserConfig) -> keras.Model:
     _, stft, magnitude = L.spectral_front_end(cfg, tflite=True)
     spectrum = stft(keras.ops.expand_dims(frame, -1))  # one frame: [1, 1, F, 1, 2]
     frames = keras.ops.concatenate([magnitude_state, magnitude(spectrum)], axis=1)  # [1, H + 1, F, 1]
-    gain = _GAIN_NETWORKS[cfg.architecture](frames, cfg)[:, -1:]  # the current frame's gain
+    # the context layer and all after it run on the last context_frames frames only: one frame's work
+    gain = _GAIN_NETWORKS[cfg.architecture](frames, cfg, last_frames=cfg.context_frames)  # [1, 1, F, 1]
     resynthesised = L.inverse_stft(cfg, tflite=True)(L.ApplyMask(name="apply_gain")([spectrum, gain]))
     buffer = keras.ops.pad(output_state, [[0, 0], [0, hop]]) + resynthesised[:, :, 0]  # [1, frame_length]
     outputs = {"denoised": buffer[:, :hop], "next_input_state": frame[:, hop:],
@@ -72,22 +73,27 @@ def build_streaming_denoiser(cfg: DenoiserConfig) -> keras.Model:
                        name=f"streaming_denoiser_{cfg.architecture}")
 
 
-def _mask_gain(noisy_magnitude, cfg: DenoiserConfig):
+def _mask_gain(noisy_magnitude, cfg: DenoiserConfig, last_frames: int | None = None):
     """Bounded mask in [mask_floor, 1] from level-normalised log magnitudes.
 
     Features per frame: the log magnitude and its average over the last `noise_context_frames`
     frames (a noise-floor cue), both minus the mean level of the last 8 frames, so a gain on the
     recording changes nothing once the silent history before the recording has scrolled out. Per frame: one context layer (8 frames x 2F -> hidden),
-    `hidden_layers` dense layers, a sigmoid over F bins.
+    `hidden_layers` dense layers, a sigmoid over F bins. last_frames: run the context layer and
+    everything after it on the last frames only (the streaming step).
     """
     log_magnitude = L.LogCompress(dtype="float32", name="log_magnitude")(noisy_magnitude)
     long_term = L.CausalMovingAverage(cfg.noise_context_frames, dtype="float32", name="long_term")(log_magnitude)
     features = keras.layers.Concatenate(axis=-1, dtype="float32", name="features")([log_magnitude, long_term])
     features = L.CausalLevelNorm(cfg.context_frames, dtype="float32", name="level_norm")(features)
     features = keras.layers.Normalization(axis=(-2, -1), dtype="float32", name="input_normalization")(features)
+    if last_frames is not None:
+        features = features[:, -last_frames:]
     frames = keras.layers.Reshape((-1, 2 * cfg.n_bins), name="frames")(features)  # [B, T, 2F]
     # the 8-frame context: one causal convolution over time with the F bins as channels
-    x = keras.layers.Conv1D(cfg.hidden_units, cfg.context_frames, padding="causal", activation="relu",
+    # (streaming: 'valid' over exactly the last context_frames frames gives the one frame needed)
+    padding = "causal" if last_frames is None else "valid"
+    x = keras.layers.Conv1D(cfg.hidden_units, cfg.context_frames, padding=padding, activation="relu",
                             name="context")(frames)  # [B, T, H]
     for i in range(cfg.hidden_layers):
         x = keras.layers.Dense(cfg.hidden_units, activation="relu", name=f"hidden_{i + 1}")(x)
@@ -101,15 +107,19 @@ def _mask_gain(noisy_magnitude, cfg: DenoiserConfig):
 _FCN16_BODY = 4 * [(30, 5), (8, 9), (18, 9)] + [(30, 5), (8, 9)]
 
 
-def _fcn16_gain(noisy_magnitude, cfg: DenoiserConfig):
+def _fcn16_gain(noisy_magnitude, cfg: DenoiserConfig, last_frames: int | None = None):
     """The demo's 16-conv network on globally normalised magnitudes; gain = prediction / noisy.
 
     conv[9x8]x18 (the 8-frame context) -> 4 x {conv[5x1]x30, conv[9x1]x8, conv[9x1]x18} ->
     conv[5x1]x30 -> conv[9x1]x8 -> conv[129x1]x1, batch norm + ReLU after all but the last.
     """
     x = keras.layers.Normalization(axis=None, dtype="float32", name="input_normalization")(noisy_magnitude)
+    if last_frames is not None:  # the streaming step: only the frames the context conv reads
+        x, noisy_magnitude = x[:, -last_frames:], noisy_magnitude[:, -1:]
     x = L.CausalContextConv(18, cfg.context_frames, 9, freq_padding="same", name="context")(x)
     x = _bn_relu(x, "context")
+    if last_frames is not None:  # ...and the rest works on the current column only
+        x = x[:, -1:]
     for i, (filters, width) in enumerate(_FCN16_BODY, start=2):
         x = keras.layers.Conv2D(filters, (1, width), padding="same", name=f"conv_{i}")(x)
         x = _bn_relu(x, f"conv_{i}")

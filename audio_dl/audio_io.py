@@ -1,5 +1,5 @@
-"""Audio files in and out: find, probe, decode (soundfile; tensorflow-io only as a fallback where it
-imports and works), mix down to mono, resample (soxr), write WAV.
+"""Audio files in: find, probe, decode (soundfile; tensorflow-io only as a fallback where it
+imports and works), mix down to mono, resample (soxr).
 
 All arrays are float32 in [-1, 1], shape [samples] (mono) unless stated.
 """
@@ -10,7 +10,6 @@ import dataclasses
 import glob
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -118,21 +117,6 @@ def read_audio(path: str | os.PathLike, sample_rate: int | None = None, start_se
     if duration_seconds is not None and sample_rate is not None:
         mono = mono[: int(round(duration_seconds * sample_rate))]
     return np.ascontiguousarray(mono, dtype=np.float32)
-
-
-def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> None:
-    """Write 16-bit PCM WAV atomically (temp file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    clipped = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
-    fd, tmp = tempfile.mkstemp(suffix=".wav", dir=path.parent)
-    os.close(fd)
-    try:
-        soundfile.write(tmp, clipped, sample_rate, subtype="PCM_16", format="WAV")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def probe_all(files: Sequence[Path]) -> tuple[list[AudioInfo], list[Path]]:

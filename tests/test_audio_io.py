@@ -52,10 +52,3 @@ def test_broken_files_probe_as_none_and_are_counted(broken_files, tmp_path, capl
     infos, skipped = audio_io.probe_all([good, *broken_files.values()])
     assert [i.path for i in infos] == [str(good)] and len(skipped) == 3
     assert "skipped 3 of 4" in caplog.text
-
-
-def test_write_wav_round_trip(tmp_path):
-    audio = sine(500, 0.3, 8000)
-    audio_io.write_wav(tmp_path / "out.wav", audio, 8000)
-    assert np.allclose(audio_io.read_audio(tmp_path / "out.wav"), audio, atol=1e-4)
-    assert [p.name for p in tmp_path.iterdir()] == ["out.wav"]  # no temp file left

@@ -57,8 +57,8 @@ def average(rows: Iterable[dict[str, float]]) -> dict[str, float]:
 
 def compare(clean_list, noisy_list, denoised_list, sample_rate: int) -> dict[str, dict[str, float]]:
     """Average metrics of the noisy input and the denoised output over paired [N] arrays."""
-    noisy = [speech_metrics(c, n, sample_rate) for c, n in zip(clean_list, noisy_list)]
-    denoised = [speech_metrics(c, d, sample_rate) for c, d in zip(clean_list, denoised_list)]
+    noisy = [speech_metrics(c, n, sample_rate) for c, n in zip(clean_list, noisy_list, strict=True)]
+    denoised = [speech_metrics(c, d, sample_rate) for c, d in zip(clean_list, denoised_list, strict=True)]
     return {"noisy": average(noisy), "denoised": average(denoised)}
 
 

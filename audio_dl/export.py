@@ -5,9 +5,10 @@ only after the SavedModel and the TFLite model have matched the Keras model on t
 an interrupted or failed export leaves nothing behind.
 
 Version folders: `BASE/<N>/` holds `saved_model.pb` + `variables/` (what TF Serving loads),
-`denoiser.tflite` (whole clips), `denoiser_streaming.tflite` (one hop, explicit state), `config.json`, `MODEL_CARD.md` and `provenance.json`. TF Serving serves the
-highest N; a version whose provenance says "shipped" is the project's released model, and a
-user's run is only published above it on request (`python -m audio_dl.export publish`).
+`denoiser.tflite` (whole clips; `_int8`/`_fp16` quantised variants), `denoiser_streaming.tflite`
+(one hop, explicit state), `config.json`, `MODEL_CARD.md` and `provenance.json`. TF Serving
+serves the highest N; a version whose provenance says "shipped" is the project's released model,
+and a user's run is only published above it on request (`python -m audio_dl.export publish`).
 """
 
 from __future__ import annotations

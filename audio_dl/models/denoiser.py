@@ -50,8 +50,9 @@ def build_streaming_denoiser(cfg: DenoiserConfig) -> keras.Model:
     Inputs:  samples [1, hop], input_state [1, frame - hop] (the last input samples),
              magnitude_state [1, H, F, 1] (the last H magnitude frames, H = receptive field),
              output_state [1, frame - hop] (overlap-add tail). All states start at zero.
-    Outputs: denoised [1, hop] and next_input_state, next_magnitude_state, next_output_state. The output is the offline model's
-             output delayed by frame - hop samples (192 at the defaults: 24 ms at 8 kHz).
+    Outputs: denoised [1, hop] and next_input_state, next_magnitude_state, next_output_state.
+             The output is the offline model's output delayed by frame - hop samples
+             (192 at the defaults: 24 ms at 8 kHz).
     """
     hop, tail, history = cfg.hop_length, cfg.frame_length - cfg.hop_length, receptive_field_frames(cfg)
     samples = keras.Input((hop,), batch_size=1, name="samples")
@@ -78,9 +79,10 @@ def _mask_gain(noisy_magnitude, cfg: DenoiserConfig, last_frames: int | None = N
 
     Features per frame: the log magnitude and its average over the last `noise_context_frames`
     frames (a noise-floor cue), both minus the mean level of the last 8 frames, so a gain on the
-    recording changes nothing once the silent history before the recording has scrolled out. Per frame: one context layer (8 frames x 2F -> hidden),
-    `hidden_layers` dense layers, a sigmoid over F bins. last_frames: run the context layer and
-    everything after it on the last frames only (the streaming step).
+    recording changes nothing once the silent history before the recording has scrolled out.
+    Per frame: one context layer (8 frames x 2F -> hidden), `hidden_layers` dense layers, a
+    sigmoid over F bins. last_frames: run the context layer and everything after it on the last
+    frames only (the streaming step).
     """
     log_magnitude = L.LogCompress(dtype="float32", name="log_magnitude")(noisy_magnitude)
     long_term = L.CausalMovingAverage(cfg.noise_context_frames, dtype="float32", name="long_term")(log_magnitude)

@@ -92,7 +92,8 @@ class DenoiserConfig:
             low, high = getattr(self, name)
             _check(low <= high, f"{name}: low must be <= high")
         _check(-30.0 <= self.snr_db[0] and self.snr_db[1] <= 60.0, "snr_db must lie in [-30, 60] dB")
-        _check(self.high_cut_hz[1] < self.sample_rate / 2, "high_cut_hz must stay below Nyquist")
+        _check(self.bandpass_probability == 0 or self.high_cut_hz[1] < self.sample_rate / 2,
+               "high_cut_hz must stay below Nyquist")
         for name in ("reverb_probability", "bandpass_probability", "mask_floor", "synthetic_noise_probability",
                      "second_noise_probability"):
             _check(0.0 <= getattr(self, name) <= 1.0, f"{name} must be in [0, 1]")
@@ -149,12 +150,11 @@ def _check(condition: bool, message: str) -> None:
 
 
 def make_config(cls, preset: str = "default", config_file: str | Path | None = None,
-                overrides: typing.Sequence[str] = (), presets: dict[str, dict] | None = None):
+                overrides: typing.Sequence[str] = ()):
     """Preset, then a JSON config file, then `key=value` overrides, in that order."""
-    presets = DENOISER_PRESETS if presets is None else presets
-    if preset not in presets:
-        raise ConfigError(f"unknown preset {preset!r}; choose from {sorted(presets)}")
-    values = dict(presets[preset])
+    if preset not in DENOISER_PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose from {sorted(DENOISER_PRESETS)}")
+    values = dict(DENOISER_PRESETS[preset])
     if config_file is not None:
         path = Path(config_file)
         if not path.is_file():
@@ -178,7 +178,8 @@ def build(cls, values: dict):
     if unknown:
         raise ConfigError(f"unknown config key(s) {unknown}; known: {sorted(fields)}")
     hints = typing.get_type_hints(cls)
-    coerced = {k: tuple(v) if typing.get_origin(hints[k]) is tuple else v for k, v in values.items()}
+    coerced = {k: ((v,) if isinstance(v, str) else tuple(v)) if typing.get_origin(hints[k]) is tuple else v
+               for k, v in values.items()}
     try:
         return cls(**coerced)
     except TypeError as error:
@@ -219,4 +220,7 @@ def save_config(cfg, path: str | Path) -> None:
 
 
 def load_config(cls, path: str | Path):
-    return build(cls, json.loads(Path(path).read_text()))
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path} not found: an exported model needs the config.json it was exported with")
+    return build(cls, json.loads(path.read_text()))

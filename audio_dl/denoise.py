@@ -92,6 +92,10 @@ def _jobs(inputs: Sequence[str], output: Path) -> list[tuple[Path, Path, bool]]:
         if len(jobs) != 1:
             raise UsageError(f"-o {output} names one file but there are {len(jobs)} inputs; give a folder")
         jobs = [(jobs[0][0], output, True)]
+    targets = [target for _, target, _ in jobs]
+    clash = next((t for t in targets if targets.count(t) > 1), None)
+    if clash is not None:
+        raise UsageError(f"two inputs would both be written to {clash}; rename one or denoise them separately")
     return jobs
 
 

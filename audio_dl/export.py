@@ -220,6 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     pub.add_argument("--base", default="saved_models/denoiser", help="TF Serving base path (default: %(default)s)")
     pub.add_argument("--version", type=int, help="version number (default: highest + 1)")
     args = parser.parse_args(argv)
+    if args.version is not None and args.version < 1:
+        raise UsageError("--version must be >= 1")
     source = Path(args.source)
     if not source.exists():
         raise UsageError(f"path does not exist: {source}")

@@ -10,7 +10,6 @@ output equals the whole-file output (up to float rounding) and there are no seam
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -20,7 +19,7 @@ import numpy as np
 import soundfile
 import soxr
 
-from audio_dl.config import DenoiserConfig, build
+from audio_dl.config import DenoiserConfig, load_config
 from audio_dl.errors import UsageError
 
 
@@ -65,14 +64,12 @@ def load_denoiser(path: str | os.PathLike) -> Denoiser:
         if not versions:
             raise UsageError(f"no model in {path}: train one with `python -m audio_dl.train_denoiser` or pass --model")
         path = path / str(versions[-1])
-    config_file = (path if path.is_dir() else path.parent) / "config.json"
-    cfg = build(DenoiserConfig, json.loads(config_file.read_text())) if config_file.is_file() else DenoiserConfig()
-    if path.is_dir():
-        return _load_saved_model(path, cfg)
-    return _load_tflite(path, cfg)
+    run, fixed_length = _load_saved_model(path) if path.is_dir() else _load_tflite(path)
+    cfg = load_config(DenoiserConfig, (path if path.is_dir() else path.parent) / "config.json")
+    return Denoiser(cfg, run, fixed_length, path)
 
 
-def _load_saved_model(path: Path, cfg: DenoiserConfig) -> Denoiser:
+def _load_saved_model(path: Path):
     import tensorflow as tf  # noqa: PLC0415 - only SavedModels need TensorFlow here
 
     try:
@@ -87,10 +84,10 @@ def _load_saved_model(path: Path, cfg: DenoiserConfig) -> Denoiser:
     def run(waveform: np.ndarray) -> np.ndarray:
         return signature(waveform=tf.constant(waveform, tf.float32))["denoised"].numpy()
 
-    return Denoiser(cfg, run, None, path)
+    return run, None
 
 
-def _load_tflite(path: Path, cfg: DenoiserConfig) -> Denoiser:
+def _load_tflite(path: Path):
     from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415
 
     try:
@@ -106,7 +103,7 @@ def _load_tflite(path: Path, cfg: DenoiserConfig) -> Denoiser:
     def run(waveform: np.ndarray) -> np.ndarray:
         return np.array(runner(waveform=np.asarray(waveform, np.float32))["denoised"], copy=True)
 
-    return Denoiser(cfg, run, int(shape[1]), path)
+    return run, int(shape[1])
 
 
 class ChunkedDenoising:

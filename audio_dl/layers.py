@@ -130,12 +130,19 @@ class DropFrames(_FramesLayer):
 
 
 def causal_moving_average(x, frames: int):
-    """[B, T, ...] -> mean over the last `frames` frames (fewer at the start), per element."""
-    running = tf.cumsum(x, axis=1)
-    length = tf.shape(x)[1]
-    delayed = tf.pad(running, [[0, 0], [frames, 0]] + [[0, 0]] * (x.shape.rank - 2))[:, :length]
-    count = tf.minimum(tf.cast(tf.range(1, length + 1), x.dtype), float(frames))
-    return (running - delayed) / tf.reshape(count, [1, -1] + [1] * (x.shape.rank - 2))
+    """[B, T, ...] -> mean over frames t-frames+1..t (zeros before the start), per element.
+
+    A windowed sum (average pooling over causally padded input), so the error does not grow with
+    the length of the recording as a difference of running sums would.
+    """
+    shape = tf.shape(x)
+    channels = 1
+    for d in x.shape[2:]:
+        channels *= d
+    flat = tf.reshape(x, [shape[0], shape[1], channels])
+    padded = tf.pad(flat, [[0, 0], [frames - 1, 0], [0, 0]])
+    averaged = tf.nn.avg_pool1d(padded, ksize=frames, strides=1, padding="VALID")
+    return tf.reshape(averaged, shape)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -155,7 +162,7 @@ class CausalLevelNorm(_FramesLayer):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class CausalMovingAverage(_FramesLayer):
-    """[B, T, ...] -> mean over the last `frames` frames (fewer at the start), per element.
+    """[B, T, ...] -> mean over the last `frames` frames (zeros before the start), per element.
 
     The long-term spectrum of the recent past: a cheap noise-floor cue for the mask model.
     """

@@ -41,11 +41,9 @@ class _SpectralLoss(keras.losses.Loss):
     def __init__(self, cfg: DenoiserConfig, name: str, **kwargs):
         super().__init__(name=name, **kwargs)
         self.cfg = cfg
-        self._front_end = L.spectral_front_end(cfg)
 
     def clean_magnitude(self, clean_waveform):
-        pad, stft, magnitude = self._front_end
-        return magnitude(stft(pad(tf.cast(clean_waveform, tf.float32))))[..., 0]
+        return L.stft_magnitude(tf.cast(clean_waveform, tf.float32), self.cfg)
 
 
 class CompressedSpectralLoss(_SpectralLoss):

@@ -18,7 +18,7 @@ def waveform_and_spectrogram(signals: dict[str, np.ndarray], sample_rate: int, p
     rows = len(signals)
     fig, axes = plt.subplots(rows, 2, figsize=(12, 2.6 * rows), squeeze=False,
                              gridspec_kw={"width_ratios": [1, 1.3]})
-    peak = max(float(np.abs(x).max()) for x in signals.values()) or 1.0
+    peak = max((float(np.abs(x).max()) for x in signals.values() if x.size), default=0.0) or 1.0
     reference = peak * 256 / 4  # 0 dB ~ a full-scale sine in a 256-point Hamming frame
     for row, (name, x) in enumerate(signals.items()):
         t = np.arange(len(x)) / sample_rate

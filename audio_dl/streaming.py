@@ -10,12 +10,11 @@ tail); this loop feeds each step's next_* outputs back as the next step's inputs
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from audio_dl.config import DenoiserConfig, build
+from audio_dl.config import DenoiserConfig, load_config
 from audio_dl.errors import UsageError
 
 STREAMING_TFLITE_NAME = "denoiser_streaming.tflite"
@@ -31,8 +30,7 @@ class StreamingDenoiser:
         path = Path(model_path)
         if not path.is_file():
             raise UsageError(f"model not found: {path}")
-        config_file = path.parent / "config.json"
-        self.cfg = build(DenoiserConfig, json.loads(config_file.read_text())) if config_file.is_file() else DenoiserConfig()
+        self.cfg = load_config(DenoiserConfig, path.parent / "config.json")
         try:
             self._runner = Interpreter(model_path=str(path), num_threads=num_threads).get_signature_runner()
             details = self._runner.get_input_details()

@@ -29,7 +29,7 @@ from audio_dl import layers as L
 from audio_dl.config import DenoiserConfig, save_config
 from audio_dl.data import speech
 from audio_dl.losses import make_losses
-from audio_dl.models.denoiser import build_denoiser, copy_weights, count_macs_per_frame
+from audio_dl.models.denoiser import build_denoiser, copy_weights, count_macs_per_frame, receptive_field_frames
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,9 @@ def distribution_strategy() -> tf.distribute.Strategy:
 def adapt_normalization(model: keras.Model, batches: list, cfg: DenoiserConfig) -> None:
     """Fit the in-model normalisation statistics on a few training batches (so exports carry them)."""
     features = keras.Model(model.input, model.get_layer("input_normalization").input)
-    model.get_layer("input_normalization").adapt(np.concatenate([features(x).numpy() for x, _ in batches]))
+    history = receptive_field_frames(cfg)  # the silent frames the model prepends are not data
+    model.get_layer("input_normalization").adapt(
+        np.concatenate([features(x).numpy()[:, history:] for x, _ in batches]))
     if any(layer.name == "target_denormalization" for layer in model.layers):
         clean = np.concatenate([L.stft_magnitude(y["denoised"], cfg).numpy() for _, y in batches])
         model.get_layer("target_denormalization").adapt(clean[..., np.newaxis])
@@ -75,6 +77,7 @@ def train_denoiser(cfg: DenoiserConfig, run_dir: Path, mixed_precision: bool = F
     """Train cfg in run_dir (resuming if it was interrupted), report validation metrics, export."""
     run_dir = Path(run_dir)
     corpus = speech.load_corpus(cfg)
+    speech.reset_read_failures()
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.json")
     keras.utils.set_random_seed(cfg.seed)

@@ -46,3 +46,9 @@ def test_unknown_preset_and_missing_file():
         make_config(DenoiserConfig, "nope")
     with pytest.raises(ConfigError, match="not found"):
         make_config(DenoiserConfig, "default", config_file="/does/not/exist.json")
+
+
+def test_a_string_in_a_config_file_is_one_path(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"speech": "/data/speech"}))
+    assert make_config(DenoiserConfig, "tiny", config_file=path).speech == ("/data/speech",)

@@ -88,6 +88,8 @@ def test_cli_denoises_a_folder_skipping_bad_files_and_plots(tiny_export, tmp_pat
     (lambda tmp, model, broken: [str(tmp), "--model", str(model)], "no audio files"),
     (lambda tmp, model, broken: [str(broken["garbage"]), "--model", str(broken["garbage"])], "not a denoiser"),
     (lambda tmp, model, broken: [str(broken["garbage"]), "--model", str(model), "--strength", "-3"], "strength"),
+    (lambda tmp, model, broken: [str(broken["garbage"]), str(broken["garbage"]), "--model", str(model)],
+     "both be written"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(tiny_export, tmp_path, broken_files, make_args, message):
     empty = tmp_path / "empty"
@@ -96,3 +98,10 @@ def test_cli_bad_input_is_one_line_exit_2(tiny_export, tmp_path, broken_files, m
     assert result.returncode == 2, result.stderr[-1500:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("python -m audio_dl.denoise: error:")]
     assert len(errors) == 1 and message in errors[0] and "Traceback" not in result.stderr
+
+
+def test_a_tflite_without_its_config_is_a_usage_error(tiny_export, tmp_path):
+    lonely = tmp_path / "denoiser.tflite"
+    lonely.write_bytes((tiny_export / "denoiser.tflite").read_bytes())
+    with pytest.raises(UsageError, match="config.json"):
+        inference.load_denoiser(lonely)

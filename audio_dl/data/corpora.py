@@ -96,7 +96,8 @@ SOURCES: tuple[Source, ...] = (
            + ("usr/share/codec2/raw/speech_orig_16k.wav",), "LGPL-2.1", "train", 60),
     Source("speech", "fillets_nl", "debian:fillets-ng-data-nl", ("usr/share/games/fillets-ng/sound/*/nl/*.ogg",),
            "GPL-2+", "train", 240),
-    Source("speech", "alsa", "debian:alsa-utils", ("usr/share/sounds/alsa/*.wav",), "GPL-2+", "train", 15),
+    Source("speech", "alsa", "debian:alsa-utils", ("usr/share/sounds/alsa/*.wav",), "GPL-2+", "train", 15,
+           exclude=("Noise",)),  # ALSA's pink-noise test file
     Source("speech", "librivox", "pypi:pocketsphinx==5.1.1:sdist", ("*/test/data/librivox/*.wav",),
            "public domain (LibriVox)", "train", 60),
     Source("speech", "cards", "pypi:pocketsphinx==5.1.1:sdist", ("*/test/data/cards/*.wav",),

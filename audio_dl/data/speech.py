@@ -84,7 +84,7 @@ def load_corpus(cfg: DenoiserConfig) -> Corpus:
 
 def _speaker(path: Path, root: str) -> str:
     """Speaker = first folder below the spec root; files lying directly in it are their own speaker."""
-    root_path = Path(root)
+    root_path = Path(root).expanduser()
     if root_path.is_dir():
         parts = path.relative_to(root_path).parts
         return parts[0] if len(parts) > 1 else path.stem
@@ -108,6 +108,11 @@ _failures_lock = threading.Lock()
 def read_failures() -> int:
     """Files that failed to decode mid-run (after a good header) and were skipped."""
     return _failures["count"]
+
+
+def reset_read_failures() -> None:
+    with _failures_lock:
+        _failures["count"] = 0
 
 
 def _read_crop(path: bytes, seconds: float, native_seconds: float, position: float, sample_rate: int,
@@ -204,10 +209,11 @@ def make_example_fn(split: Split, cfg: DenoiserConfig, augmented: bool):
             pair = tf.cond(uniform[9] < cfg.bandpass_probability,
                            lambda: augment.bandpass(pair, low, high, rate), lambda: pair)
             clean, noisy = pair[0], pair[1]
+        speech_power = augment.power(clean)  # before the random level: what min_speech_dbfs judges
         if augmented:
             gain = augment.db_to_gain(cfg.gain_db[0] + (cfg.gain_db[1] - cfg.gain_db[0]) * uniform[10])
             clean, noisy = clean * gain, noisy * gain
-        return {"clean": clean, "noisy": noisy, "ok": ok}
+        return {"clean": clean, "noisy": noisy, "ok": ok, "speech_power": speech_power}
 
     return example
 
@@ -229,12 +235,11 @@ def _augment_noise(clip, noise_table: _FileTable, seeds, uniform, cfg: DenoiserC
     return augment.spectral_tilt(clip, tilt, rate)
 
 
-def _loud_enough(cfg: DenoiserConfig, augmented: bool):
-    # the gain augmentation lowers the level on purpose: judge the level before it
-    threshold = augment.db_to_gain(cfg.min_speech_dbfs + (cfg.gain_db[0] if augmented else 0.0)) ** 2
+def _loud_enough(cfg: DenoiserConfig):
+    threshold = augment.db_to_gain(cfg.min_speech_dbfs) ** 2
 
     def keep(example):
-        return tf.logical_and(example["ok"], augment.power(example["clean"]) >= threshold)
+        return tf.logical_and(example["ok"], example["speech_power"] >= threshold)
 
     return keep
 
@@ -247,7 +252,7 @@ def training_dataset(split: Split, cfg: DenoiserConfig) -> tf.data.Dataset:
     """Endless (noisy [B, N], {"denoised": clean, "magnitude": clean}) batches with augmentation."""
     return (tf.data.Dataset.counter()
             .map(make_example_fn(split, cfg, augmented=cfg.augment), num_parallel_calls=tf.data.AUTOTUNE)
-            .filter(_loud_enough(cfg, cfg.augment))
+            .filter(_loud_enough(cfg))
             .map(_to_model_io)
             .batch(cfg.batch_size, drop_remainder=True)
             .prefetch(tf.data.AUTOTUNE))
@@ -258,7 +263,7 @@ def validation_dataset(split: Split, cfg: DenoiserConfig) -> tf.data.Dataset:
     val_cfg = dataclasses.replace(cfg, seed=cfg.seed + 7919)
     return (tf.data.Dataset.range(20 * cfg.val_examples)  # bounded: silent files cannot stall it
             .map(make_example_fn(split, val_cfg, augmented=False), num_parallel_calls=tf.data.AUTOTUNE)
-            .filter(_loud_enough(cfg, False))
+            .filter(_loud_enough(cfg))
             .take(cfg.val_examples)
             .map(_to_model_io)
             .cache()

@@ -78,9 +78,9 @@ def _mask_gain(noisy_magnitude, cfg: DenoiserConfig, last_frames: int | None = N
     """Bounded mask in [mask_floor, 1] from level-normalised log magnitudes.
 
     Features per frame: the log magnitude and its average over the last `noise_context_frames`
-    frames (a noise-floor cue), both minus the mean level of the last 8 frames, so a gain on the
+    frames (a noise-floor cue), both minus the mean level of the last `context_frames` frames, so a gain on the
     recording changes nothing once the silent history before the recording has scrolled out.
-    Per frame: one context layer (8 frames x 2F -> hidden), `hidden_layers` dense layers, a
+    Per frame: one context layer (context_frames x 2F -> hidden), `hidden_layers` dense layers, a
     sigmoid over F bins. last_frames: run the context layer and everything after it on the last
     frames only (the streaming step).
     """

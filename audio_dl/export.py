@@ -13,6 +13,7 @@ and a user's run is only published above it on request (`python -m audio_dl.expo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -27,6 +28,7 @@ import tensorflow as tf
 from audio_dl import cli
 from audio_dl.config import DenoiserConfig, save_config
 from audio_dl.errors import UsageError
+from audio_dl.litert import signature_runner
 from audio_dl.models.denoiser import build_denoiser, build_streaming_denoiser, copy_weights
 from audio_dl.streaming import STREAMING_TFLITE_NAME, StreamingDenoiser
 
@@ -91,13 +93,7 @@ def convert_tflite(model: keras.Model, output_keys: Sequence[str] = ("denoised",
 
 def run_tflite(model_path_or_bytes, inputs: dict[str, np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
     """Run a .tflite under ai_edge_litert (no Flex ops there) through its signature runner."""
-    from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415 - heavy import, used at export/test
-
-    if isinstance(model_path_or_bytes, (bytes, bytearray)):
-        interpreter = Interpreter(model_content=bytes(model_path_or_bytes), num_threads=1)
-    else:
-        interpreter = Interpreter(model_path=str(model_path_or_bytes), num_threads=1)
-    runner = interpreter.get_signature_runner()
+    runner = signature_runner(model_path_or_bytes)
     if isinstance(inputs, np.ndarray):
         (name,) = runner.get_input_details().keys()
         inputs = {name: inputs}
@@ -153,9 +149,7 @@ def export_denoiser(model: keras.Model, cfg: DenoiserConfig, version_dir: Path, 
     version_dir = Path(version_dir)
     if version_dir.exists():
         raise UsageError(f"{version_dir} already exists; choose another version")
-    version_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{version_dir.name}-partial-", dir=version_dir.parent))
-    try:
+    with staged_folder(version_dir) as staging:
         write_saved_model(model, staging)
         (staging / TFLITE_NAME).write_bytes(convert_tflite(tflite_twin))
         (staging / STREAMING_TFLITE_NAME).write_bytes(convert_tflite(streaming, STREAMING_OUTPUTS))
@@ -165,11 +159,21 @@ def export_denoiser(model: keras.Model, cfg: DenoiserConfig, version_dir: Path, 
         errors = verify_denoiser_export(model, staging, cfg)
         (staging / "MODEL_CARD.md").write_text(model_card.replace("{export_errors}", json.dumps(errors)))
         (staging / "provenance.json").write_text(json.dumps(provenance, indent=2) + "\n")
-        os.replace(staging, version_dir)
+    return errors
+
+
+@contextlib.contextmanager
+def staged_folder(target: Path):
+    """Yield a hidden temporary folder beside `target`; rename it to `target` only if the block
+    completes, remove it otherwise (so an interrupted write leaves nothing)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-partial-", dir=target.parent))
+    try:
+        yield staging
+        os.replace(staging, target)
     finally:
         if staging.exists():
             shutil.rmtree(staging)
-    return errors
 
 
 def versions(base: Path) -> dict[int, dict]:
@@ -198,14 +202,8 @@ def publish(version_dir: Path, base: Path, version: int | None = None) -> Path:
     target = base / str(version or next_version(base))
     if target.exists():
         raise UsageError(f"{target} already exists")
-    base.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-partial-", dir=base))
-    try:
+    with staged_folder(target) as staging:
         shutil.copytree(version_dir, staging, dirs_exist_ok=True)
-        os.replace(staging, target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return target
 
 

@@ -19,8 +19,10 @@ import numpy as np
 import soundfile
 import soxr
 
+from audio_dl import export
 from audio_dl.config import DenoiserConfig, load_config
 from audio_dl.errors import UsageError
+from audio_dl.litert import signature_runner
 
 
 @dataclasses.dataclass
@@ -60,10 +62,10 @@ def load_denoiser(path: str | os.PathLike) -> Denoiser:
     if not path.exists():
         raise UsageError(f"model not found: {path}")
     if path.is_dir() and not (path / "saved_model.pb").is_file():
-        versions = sorted((int(p.name) for p in path.iterdir() if p.name.isdigit() and (p / "saved_model.pb").is_file()))
-        if not versions:
+        found = export.versions(path)
+        if not found:
             raise UsageError(f"no model in {path}: train one with `python -m audio_dl.train_denoiser` or pass --model")
-        path = path / str(versions[-1])
+        path = path / str(max(found))
     run, fixed_length = _load_saved_model(path) if path.is_dir() else _load_tflite(path)
     cfg = load_config(DenoiserConfig, (path if path.is_dir() else path.parent) / "config.json")
     return Denoiser(cfg, run, fixed_length, path)
@@ -88,10 +90,8 @@ def _load_saved_model(path: Path):
 
 
 def _load_tflite(path: Path):
-    from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415
-
     try:
-        runner = Interpreter(model_path=str(path), num_threads=1).get_signature_runner()
+        runner = signature_runner(path)
         inputs, outputs = runner.get_input_details(), runner.get_output_details()
         shape = inputs["waveform"]["shape"]
         ok = "denoised" in outputs and len(shape) == 2 and shape[0] == 1

@@ -16,6 +16,7 @@ import numpy as np
 
 from audio_dl.config import DenoiserConfig, load_config
 from audio_dl.errors import UsageError
+from audio_dl.litert import signature_runner
 
 STREAMING_TFLITE_NAME = "denoiser_streaming.tflite"
 STATE_NAMES = ("input_state", "magnitude_state", "output_state")
@@ -25,14 +26,12 @@ class StreamingDenoiser:
     """Runs a streaming denoiser TFLite model under ai_edge_litert, one hop per call."""
 
     def __init__(self, model_path: str | Path, num_threads: int = 1):
-        from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415
-
         path = Path(model_path)
         if not path.is_file():
             raise UsageError(f"model not found: {path}")
         self.cfg = load_config(DenoiserConfig, path.parent / "config.json")
         try:
-            self._runner = Interpreter(model_path=str(path), num_threads=num_threads).get_signature_runner()
+            self._runner = signature_runner(path, num_threads)
             details = self._runner.get_input_details()
             self._shapes = {name: tuple(details[name]["shape"]) for name in STATE_NAMES}
             self.hop = int(details["samples"]["shape"][1])

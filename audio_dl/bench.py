@@ -1,13 +1,19 @@
 """Benchmarks (speed targets live here, not in timed tests).
 
     python -m audio_dl.bench denoiser [--model saved_models/denoiser] [--seconds 60] [--repeats 5]
+    python -m audio_dl.bench melody [--model saved_models/melody] [--tunes 20]
 
 Measures, on real bundled speech + noise at 0 dB:
 - streaming: the one-hop TFLite model (STFT, model, inverse STFT) driven by the Python reference
   loop on one thread: real-time factor = processing time / audio duration;
 - whole file: the SavedModel on one long recording: audio seconds per second (x real time);
 - chunked file path (`denoise_array`, what `python -m audio_dl.denoise` runs): x real time.
-Medians of `--repeats` runs; prints a table and writes JSON.
+Medians of `--repeats` runs.
+
+melody: generated notes per second on this CPU with the stateful one-step model (the export's
+`generate` graph loop; and the one-step TFLite model driven from Python), against re-feeding the
+whole sequence to the sequence model for every new token (what a model without state must do).
+Each prints a table and writes JSON.
 """
 
 from __future__ import annotations
@@ -65,6 +71,57 @@ def bench_denoiser(model_path: Path, seconds: float, repeats: int) -> dict:
     }
 
 
+def bench_melody(model_path: Path, tunes: int) -> dict:
+    from audio_dl import midi_io  # noqa: PLC0415 - TensorFlow only for this benchmark
+    from audio_dl.compose import MelodyGenerator, export_scorer, load_melody_export
+    from audio_dl.export_melody import ONE_STEP_TFLITE_NAME
+    from audio_dl.litert import signature_runner
+    from audio_dl.models.melody import state_names
+
+    loaded, cfg, version = load_melody_export(model_path)
+    generator = MelodyGenerator.from_export(version)
+    generator.continue_tune([], seed=0, max_steps=64)  # warm-up
+    started, notes, tokens = time.perf_counter(), 0, 0
+    for seed in range(tunes):
+        result = generator.continue_tune([], seed=seed, max_steps=cfg.max_steps)
+        notes, tokens = notes + len(result.generated), tokens + len(result.tokens)
+    stateful = time.perf_counter() - started
+
+    runner = signature_runner(version / ONE_STEP_TFLITE_NAME)
+    states = {name: np.zeros((1, cfg.lstm_units), np.float32) for name in state_names(cfg)}
+    token, lite_tokens = midi_io.START, 2000
+    started = time.perf_counter()
+    for _ in range(lite_tokens):  # greedy walk: the cost per step is what matters here
+        out = runner(token=np.array([token], np.int32), **states)
+        states = {name: out[f"next_{name}"] for name in states}
+        token = int(np.argmax(out["logits"][0, midi_io.FIRST_NOTE_TOKEN:])) + midi_io.FIRST_NOTE_TOKEN
+    lite = time.perf_counter() - started
+
+    score, sequence, refeed_tokens = export_scorer(loaded), [midi_io.START], 300
+    started = time.perf_counter()
+    for _ in range(refeed_tokens):
+        logits = score(np.array([sequence], np.int32))[0, -1]
+        sequence.append(int(np.argmax(logits[midi_io.FIRST_NOTE_TOKEN:])) + midi_io.FIRST_NOTE_TOKEN)
+    refeed = time.perf_counter() - started
+    notes_per_token = notes / tokens
+    return {
+        "model": str(version), "tunes": tunes, "generated_notes": notes, "generated_tokens": tokens,
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "stateful_graph_notes_per_second": notes / stateful,
+        "stateful_graph_tokens_per_second": tokens / stateful,
+        "stateful_tflite_python_loop_tokens_per_second": lite_tokens / lite,
+        "refeed_sequence_tokens_per_second_at_300": refeed_tokens / refeed,
+        "refeed_sequence_notes_per_second_at_300": notes_per_token * refeed_tokens / refeed,
+    }
+
+
+def _report(results: dict, output: Path) -> None:
+    for key, value in results.items():
+        print(f"{key:<46} {value:.4g}" if isinstance(value, float) else f"{key:<46} {value}")
+    output.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {output}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = cli.ArgumentParser(prog="python -m audio_dl.bench", description=__doc__,
                                 formatter_class=cli.argparse.RawDescriptionHelpFormatter)
@@ -74,14 +131,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     denoiser.add_argument("--seconds", type=float, default=60.0, help="length of the test recording")
     denoiser.add_argument("--repeats", type=int, default=5)
     denoiser.add_argument("-o", "--output", type=Path, default=Path("bench_denoiser.json"))
+    melody = commands.add_parser("melody", help="generated notes per second: stateful vs re-feeding")
+    melody.add_argument("--model", type=Path, default=Path("saved_models/melody"))
+    melody.add_argument("--tunes", type=int, default=20, help="tunes generated from scratch")
+    melody.add_argument("-o", "--output", type=Path, default=Path("bench_melody.json"))
     args = parser.parse_args(argv)
+    if args.command == "melody":
+        if args.tunes < 1:
+            raise cli.UsageError("--tunes must be >= 1")
+        _report(bench_melody(args.model, args.tunes), args.output)
+        return 0
     if args.seconds < 10 or args.repeats < 1:
         raise cli.UsageError("--seconds must be >= 10 and --repeats >= 1")
-    results = bench_denoiser(args.model, args.seconds, args.repeats)
-    for key, value in results.items():
-        print(f"{key:<42} {value:.4g}" if isinstance(value, float) else f"{key:<42} {value}")
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.output}")
+    _report(bench_denoiser(args.model, args.seconds, args.repeats), args.output)
     return 0
 
 

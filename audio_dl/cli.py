@@ -16,9 +16,9 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def add_config_options(parser: argparse.ArgumentParser, presets: Sequence[str]) -> None:
+def add_config_options(parser: argparse.ArgumentParser, presets: Sequence[str], default: str = "default") -> None:
     group = parser.add_argument_group("configuration (applied in this order)")
-    group.add_argument("--preset", default="default", choices=sorted(presets),
+    group.add_argument("--preset", default=default, choices=sorted(presets),
                        help="named recipe to start from (default: %(default)s)")
     group.add_argument("--config", metavar="FILE",
                        help="JSON file of config values, e.g. a run's config.json")

@@ -140,6 +140,73 @@ DENOISER_PRESETS: dict[str, dict] = {
 }
 
 
+@dataclasses.dataclass(frozen=True)
+class MelodyConfig:
+    """Folk melody model: corpus, token grid, model and training settings.
+
+    Tokens (one per grid step, `steps_per_quarter` steps per quarter note):
+    PAD (0), START, END, REST, HOLD, then one NOTE-ON token per MIDI pitch in
+    [pitch_low, pitch_high]. A repeated note is NOTE-ON NOTE-ON, a held note NOTE-ON HOLD.
+    `pitch_low`/`pitch_high` come from the training data (0 = not yet known).
+    """
+
+    # --- data ---------------------------------------------------------------------------------
+    midi_dir: tuple[str, ...] = ("folk",)  # folders/globs of MIDI; "folk" = the cached default corpus
+    steps_per_quarter: int = 4  # grid: 4 = 16th notes
+    max_steps: int = 1536  # tunes longer than this many grid steps are dropped (counted)
+    max_chord_share: float = 0.1  # tunes with more chord onsets than this share are polyphonic (dropped)
+    val_fraction: float = 0.1  # share of tunes held out (by a hash of the file name)
+    transpose: tuple[int, int] = (-5, 6)  # training tunes are shifted by a random semitone in [low, high]
+    eval_midi_dir: tuple[str, ...] = ()  # a held-out collection scored after training; "essen" = Essen folksongs
+    max_eval_tunes: int = 1000  # at most this many held-out tunes are scored (a fixed subset)
+    generated_tunes: int = 100  # tunes generated from scratch for the generation statistics
+    pitch_low: int = 0
+    pitch_high: int = 0
+
+    # --- model --------------------------------------------------------------------------------
+    embedding_dim: int = 32
+    lstm_units: int = 250
+    lstm_layers: int = 2
+    dropout: float = 0.2
+
+    # --- training -----------------------------------------------------------------------------
+    epochs: int = 30
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    lr_decay_per_epoch: float = 0.95
+    clipnorm: float = 1.0
+    patience: int = 8  # stop after this many epochs without a better validation loss
+    seed: int = 1234
+
+    def __post_init__(self):
+        _check(self.steps_per_quarter >= 1, "steps_per_quarter must be >= 1")
+        _check(self.max_steps >= 16, "max_steps must be >= 16")
+        _check(0.0 <= self.max_chord_share <= 1.0, "max_chord_share must be in [0, 1]")
+        _check(0.0 < self.val_fraction < 1.0, "val_fraction must be in (0, 1)")
+        _check(len(self.transpose) == 2 and self.transpose[0] <= 0 <= self.transpose[1],
+               "transpose takes two values low,high with low <= 0 <= high")
+        _check(0 <= self.pitch_low <= self.pitch_high <= 127, "pitch_low/pitch_high must be MIDI pitches, low <= high")
+        for name in ("embedding_dim", "lstm_units", "lstm_layers", "epochs", "batch_size", "patience",
+                     "max_eval_tunes", "generated_tunes"):
+            _check(getattr(self, name) >= 1, f"{name} must be >= 1")
+        _check(0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)")
+        _check(self.learning_rate > 0 and self.clipnorm > 0, "learning_rate and clipnorm must be > 0")
+        _check(0.0 < self.lr_decay_per_epoch <= 1.0, "lr_decay_per_epoch must be in (0, 1]")
+
+
+MELODY_PRESETS: dict[str, dict] = {
+    # The webinar's folkNet: 2 x LSTM(250) + dropout + softmax, Adam, gradient clipping at 1.
+    # Scored after training on the Essen folksongs, a collection it never saw.
+    "folknet": dict(eval_midi_dir=("essen",)),
+    # Seconds-long runs for tests and smoke checks.
+    "tiny": dict(lstm_units=16, embedding_dim=8, epochs=2, batch_size=4, patience=2,
+                 max_eval_tunes=8, generated_tunes=4),
+}
+
+PRESETS = {DenoiserConfig: DENOISER_PRESETS, MelodyConfig: MELODY_PRESETS}
+DEFAULT_PRESET = {DenoiserConfig: "default", MelodyConfig: "folknet"}
+
+
 class ConfigError(UsageError):
     """A configuration value is out of range or unknown."""
 
@@ -149,12 +216,15 @@ def _check(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-def make_config(cls, preset: str = "default", config_file: str | Path | None = None,
+def make_config(cls, preset: str | None = None, config_file: str | Path | None = None,
                 overrides: typing.Sequence[str] = ()):
-    """Preset, then a JSON config file, then `key=value` overrides, in that order."""
-    if preset not in DENOISER_PRESETS:
-        raise ConfigError(f"unknown preset {preset!r}; choose from {sorted(DENOISER_PRESETS)}")
-    values = dict(DENOISER_PRESETS[preset])
+    """Preset (default: the family's default), then a JSON config file, then `key=value`
+    overrides, in that order."""
+    presets = PRESETS[cls]
+    preset = DEFAULT_PRESET[cls] if preset is None else preset
+    if preset not in presets:
+        raise ConfigError(f"unknown preset {preset!r}; choose from {sorted(presets)}")
+    values = dict(presets[preset])
     if config_file is not None:
         path = Path(config_file)
         if not path.is_file():

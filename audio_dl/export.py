@@ -13,7 +13,6 @@ and a user's run is only published above it on request (`python -m audio_dl.expo
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -26,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from audio_dl import cli
+from audio_dl.atomic import staged_folder
 from audio_dl.config import DenoiserConfig, save_config
 from audio_dl.errors import UsageError
 from audio_dl.litert import signature_runner
@@ -71,7 +71,7 @@ def convert_tflite(model: keras.Model, output_keys: Sequence[str] = ("denoised",
     Goes through a temporary SavedModel: converting a concrete function of a Keras 3 model keeps
     its weights as uninitialised resource variables (READ_VARIABLE), which run as garbage.
     """
-    specs = {t.name: tf.TensorSpec(t.shape, tf.float32, name=t.name) for t in model.inputs}
+    specs = {t.name: tf.TensorSpec(t.shape, t.dtype, name=t.name) for t in model.inputs}
 
     def serve(inputs):
         outputs = model(inputs if len(inputs) > 1 else next(iter(inputs.values())), training=False)
@@ -97,7 +97,8 @@ def run_tflite(model_path_or_bytes, inputs: dict[str, np.ndarray] | np.ndarray) 
     if isinstance(inputs, np.ndarray):
         (name,) = runner.get_input_details().keys()
         inputs = {name: inputs}
-    outputs = runner(**{k: np.asarray(v, np.float32) for k, v in inputs.items()})
+    details = runner.get_input_details()
+    outputs = runner(**{k: np.asarray(v, details[k]["dtype"]) for k, v in inputs.items()})
     return {k: np.array(v, copy=True) for k, v in outputs.items()}  # the buffers die with the interpreter
 
 
@@ -160,20 +161,6 @@ def export_denoiser(model: keras.Model, cfg: DenoiserConfig, version_dir: Path, 
         (staging / "MODEL_CARD.md").write_text(model_card.replace("{export_errors}", json.dumps(errors)))
         (staging / "provenance.json").write_text(json.dumps(provenance, indent=2) + "\n")
     return errors
-
-
-@contextlib.contextmanager
-def staged_folder(target: Path):
-    """Yield a hidden temporary folder beside `target`; rename it to `target` only if the block
-    completes, remove it otherwise (so an interrupted write leaves nothing)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-partial-", dir=target.parent))
-    try:
-        yield staging
-        os.replace(staging, target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
 
 
 def versions(base: Path) -> dict[int, dict]:

@@ -167,6 +167,11 @@ def strength_to_limit(strength_db: float | None) -> float:
     return 0.0 if strength_db is None else float(10.0 ** (-strength_db / 20.0))
 
 
+def mix_strength(noisy: np.ndarray, denoised: np.ndarray, limit: float) -> np.ndarray:
+    """out = noisy*limit + denoised*(1-limit): the attenuation limit (see strength_to_limit)."""
+    return (limit * noisy + (1.0 - limit) * denoised).astype(np.float32)
+
+
 def denoise_file(denoiser: Denoiser, source: Path, target: Path, strength_db: float | None = None,
                  block_seconds: float = 10.0, chunk_seconds: float = 30.0) -> float:
     """Denoise any audio file (any rate, any channels; each channel on its own) into a 16-bit WAV
@@ -221,7 +226,7 @@ class _ChannelStream:
         parts = list(self.chunks.push(model_rate)) + (list(self.chunks.flush()) if last else [])
         denoised = np.concatenate(parts) if parts else np.zeros(0, np.float32)
         noisy, self.pending_noisy = self.pending_noisy[:len(denoised)], self.pending_noisy[len(denoised):]
-        mixed = (self.limit * noisy + (1.0 - self.limit) * denoised).astype(np.float32)
+        mixed = mix_strength(noisy, denoised, self.limit)
         return self.up.resample_chunk(mixed, last=last)
 
 

@@ -1,4 +1,4 @@
-"""Figures: waveform + spectrogram panels (the denoising demo's figure)."""
+"""Figures: waveform + spectrogram panels (the denoising demo's figure), piano rolls, training curves."""
 
 from __future__ import annotations
 
@@ -34,6 +34,55 @@ def waveform_and_spectrogram(signals: dict[str, np.ndarray], sample_rate: int, p
     axes[-1, 1].set_xlabel("time (s)")
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+PRIMER_COLOR, GENERATED_COLOR = "tab:red", "tab:blue"
+
+
+def piano_roll(primer: list, generated: list, steps_per_quarter: int, path: str | Path, title: str = "") -> None:
+    """Notes (midi_io.Note) as bars: x in beats (quarter notes), y in pitch; primer red, generated blue."""
+    notes = [*primer, *generated]
+    fig, ax = plt.subplots(figsize=(max(6.0, min(24.0, 0.25 * _beats(notes, steps_per_quarter) + 2)), 4))
+    for group, color, label in ((primer, PRIMER_COLOR, "primer"), (generated, GENERATED_COLOR, "generated")):
+        for i, note in enumerate(group):
+            ax.broken_barh([(note.start / steps_per_quarter, note.duration / steps_per_quarter)], (note.pitch - 0.4, 0.8),
+                           facecolors=color, edgecolors="black", linewidth=0.3, label=label if i == 0 else None)
+    if notes:
+        import pretty_midi  # noqa: PLC0415
+
+        low, high = min(n.pitch for n in notes), max(n.pitch for n in notes)
+        ticks = [p for p in range(low - 1, high + 2) if p % 12 in (0, 7)] or [low]
+        ax.set_yticks(ticks, [pretty_midi.note_number_to_name(p) for p in ticks])
+        ax.set_ylim(low - 1.5, high + 1.5)
+        ax.set_xlim(0, _beats(notes, steps_per_quarter) + 0.5)
+        ax.legend(loc="upper right")
+    ax.set(xlabel="beats (quarter notes)", ylabel="pitch", title=title or "piano roll")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _beats(notes: list, steps_per_quarter: int) -> float:
+    return max((n.start + n.duration for n in notes), default=0) / steps_per_quarter
+
+
+def training_curves(history_csv: str | Path, path: str | Path, metrics: tuple[str, ...] = ("loss",)) -> None:
+    """Training and validation curves of a run's history.csv (Keras CSVLogger)."""
+    import csv  # noqa: PLC0415
+
+    rows = list(csv.DictReader(Path(history_csv).read_text().splitlines()))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.2), squeeze=False)
+    epochs = [int(r["epoch"]) + 1 for r in rows]
+    for ax, name in zip(axes[0], metrics, strict=True):
+        for key, label in ((name, "training"), (f"val_{name}", "validation")):
+            if rows and key in rows[0]:
+                ax.plot(epochs, [float(r[key]) for r in rows], marker="o", label=label)
+        ax.set(xlabel="epoch", ylabel=name)
+        ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

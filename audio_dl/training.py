@@ -50,6 +50,22 @@ def distribution_strategy() -> tf.distribute.Strategy:
     return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
 
 
+def run_callbacks(run_dir: Path, cfg) -> tuple[Path, list[keras.callbacks.Callback]]:
+    """(best checkpoint path, callbacks) of a run: resume state, best-validation checkpoint,
+    TensorBoard, history CSV, per-epoch learning-rate decay, stop on NaN."""
+    checkpoint = Path(run_dir) / "checkpoints" / "best.weights.h5"
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    return checkpoint, [
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+        keras.callbacks.ModelCheckpoint(str(checkpoint), monitor="val_loss", save_best_only=True,
+                                        save_weights_only=True),
+        keras.callbacks.TensorBoard(str(run_dir / "logs"), update_freq="epoch"),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        keras.callbacks.LearningRateScheduler(lambda epoch: cfg.learning_rate * cfg.lr_decay_per_epoch ** epoch),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+
+
 def adapt_normalization(model: keras.Model, batches: list, cfg: DenoiserConfig) -> None:
     """Fit the in-model normalisation statistics on a few training batches (so exports carry them)."""
     features = keras.Model(model.input, model.get_layer("input_normalization").input)
@@ -95,17 +111,7 @@ def train_denoiser(cfg: DenoiserConfig, run_dir: Path, mixed_precision: bool = F
         optimizer = keras.optimizers.Adam(cfg.learning_rate, clipnorm=cfg.clipnorm)
         model.compile(optimizer=optimizer, loss=losses, loss_weights=weights)
 
-    checkpoint = run_dir / "checkpoints" / "best.weights.h5"
-    checkpoint.parent.mkdir(exist_ok=True)
-    callbacks = [
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
-        keras.callbacks.ModelCheckpoint(str(checkpoint), monitor="val_loss", save_best_only=True,
-                                        save_weights_only=True),
-        keras.callbacks.TensorBoard(str(run_dir / "logs"), update_freq="epoch"),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
-        keras.callbacks.LearningRateScheduler(lambda epoch: cfg.learning_rate * cfg.lr_decay_per_epoch ** epoch),
-        keras.callbacks.TerminateOnNaN(),
-    ]
+    checkpoint, callbacks = run_callbacks(run_dir, cfg)
     validation_steps = sum(1 for _ in val_ds)  # fills the cache; Keras then never runs past its end
     started = time.perf_counter()
     model.fit(train_ds, epochs=cfg.epochs, steps_per_epoch=cfg.steps_per_epoch, validation_data=val_ds,
@@ -168,7 +174,7 @@ noisy phase, all inside the graph. {model.count_params():,} parameters,
 - command: `{command}`
 - {cfg.epochs} epochs x {cfg.steps_per_epoch} steps x batch {cfg.batch_size} of {cfg.crop_seconds:g} s,
   loss {cfg.loss}, Adam lr {cfg.learning_rate:g}, clipnorm {cfg.clipnorm:g}
-- training time: {train_seconds / 60:.1f} min on {_device_name()}
+- training time: {train_seconds / 60:.1f} min on {device_name()}
 - full config: config.json
 
 ## Held-out metrics ({cfg.val_examples} mixtures, PESQ narrowband)
@@ -183,6 +189,6 @@ TFLite input: [1, {cfg.tflite_samples}] samples (fixed length; run longer audio 
 """
 
 
-def _device_name() -> str:
+def device_name() -> str:
     gpus = tf.config.list_logical_devices("GPU")
     return f"{len(gpus)} GPU(s)" if gpus else f"CPU ({os.cpu_count()} cores)"

@@ -61,3 +61,18 @@ def tiny_export(tmp_path_factory) -> Path:
     target = tmp_path_factory.mktemp("models") / "denoiser" / "1"
     export.export_denoiser(build_denoiser(cfg), cfg, target, "card {export_errors}", {"source": "local run"})
     return target
+
+
+FOLK_FIXTURE = Path(__file__).parent / "data" / "folk"
+
+
+@pytest.fixture(scope="session")
+def tiny_melody_run(tmp_path_factory) -> Path:
+    """A run directory of the tiny melody preset trained on the 50-tune fixture (export/1 inside)."""
+    from audio_dl import train_melody
+
+    run = tmp_path_factory.mktemp("melody-run")
+    code = train_melody.main(["--preset", "tiny", "--midi-dir", str(FOLK_FIXTURE), "--run-dir", str(run),
+                              "--publish", "never", "--quiet"])
+    assert code in (0, None)
+    return run

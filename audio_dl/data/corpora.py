@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,7 @@ import numpy as np
 import soundfile
 
 from audio_dl import audio_io
+from audio_dl.atomic import staged_folder
 from audio_dl.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -227,3 +229,75 @@ def _run(command: list[str], cwd: Path, retry_after: list[str] | None = None) ->
     if result.returncode != 0:
         last = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["(no output)"]
         raise UsageError(f"{' '.join(command[:3])} failed: {last[0]}")
+
+
+# --- folk melodies: music21's public-domain ABC collections -> MIDI with Debian's abc2midi ------
+
+MUSIC21_PACKAGE = "pypi:music21==10.5.1"
+ABCMIDI_PACKAGE = "debian:abcmidi"
+FOLK = "folk"  # MelodyConfig.midi_dir's name for the default corpus in the cache
+ESSEN = "essen"  # ... and for the Essen collection (evaluation only)
+FOLK_COLLECTIONS = {  # collection -> license; the default training corpus
+    "oneills1850": "public domain (O'Neill's Music of Ireland, 1850; music21 transcription, BSD-3)",
+    "ryansMammoth": "public domain (Ryan's Mammoth Collection, 1883; music21 transcription, BSD-3)",
+    "miscFolk": "public domain (music21 corpus, BSD-3)",
+}
+# Held out for evaluation only, never for a shipped model: its license is non-commercial.
+EVALUATION_COLLECTIONS = {"essenFolksong": "Essen Folksong Collection: non-commercial use only"}
+# abc2midi: no guitar-chord accompaniment (-NGUI; it also skips Ryan's fingering marks written
+# in chord-symbol syntax), no grace notes (-NGRA): the melody line only.
+ABC2MIDI_FLAGS = ("-quiet", "-silent", "-NGUI", "-NGRA")
+
+
+def default_folk_dir() -> Path:
+    """Cache folder of the default folk corpus (`$AUDIO_DL_CACHE` or ~/.cache/audio_dl)."""
+    return Path(os.environ.get("AUDIO_DL_CACHE", Path.home() / ".cache" / "audio_dl")) / "folk-midi"
+
+
+def resolve_midi(specs: tuple[str, ...]) -> tuple[str, ...]:
+    """Replace `folk` (`essen`) by the cached collection folders, converting them if needed."""
+    out = []
+    for spec in specs:
+        if spec not in (FOLK, ESSEN):
+            out.append(spec)
+            continue
+        names = tuple(FOLK_COLLECTIONS) if spec == FOLK else tuple(EVALUATION_COLLECTIONS)
+        root = default_folk_dir()
+        if not all((root / name).is_dir() for name in names):
+            log.warning("converting %s to MIDI in %s (once)", ", ".join(names), root)
+            build_folk_corpus(root, names)
+        out += [str(root / name) for name in names]
+    return tuple(out)
+
+
+def build_folk_corpus(out_dir: str | Path, collections: tuple[str, ...] = tuple(FOLK_COLLECTIONS),
+                      cache_dir: str | Path | None = None) -> dict[str, int]:
+    """Convert music21's ABC collections to one MIDI file per tune: OUT/<collection>/*.mid.
+
+    Each collection folder is written atomically. Returns {collection: MIDI files written}.
+    """
+    known = {**FOLK_COLLECTIONS, **EVALUATION_COLLECTIONS}
+    unknown = sorted(set(collections) - set(known))
+    if unknown:
+        raise UsageError(f"unknown collection(s) {unknown}; choose from {sorted(known)}")
+    out = Path(out_dir)
+    cache = Path(cache_dir) if cache_dir else Path(tempfile.gettempdir()) / "audio_dl-packages"
+    cache.mkdir(parents=True, exist_ok=True)
+    abc_root = _fetch(MUSIC21_PACKAGE, cache) / "music21" / "corpus"
+    abc2midi = _fetch(ABCMIDI_PACKAGE, cache) / "usr" / "bin" / "abc2midi"
+    counts = {}
+    for name in collections:
+        target = out / name
+        if target.is_dir():
+            counts[name] = len(list(target.glob("*.mid")))
+            continue
+        with staged_folder(target) as staging:
+            for abc in sorted((abc_root / name).rglob("*.abc")):
+                shutil.copy(abc, staging / abc.name)  # abc2midi writes <stem><X>.mid beside its input
+                subprocess.run([str(abc2midi), abc.name, *ABC2MIDI_FLAGS], cwd=staging, capture_output=True)
+                (staging / abc.name).unlink()
+            (staging / "LICENSE.txt").write_text(
+                f"{name}: {known[name]}\nABC source: {MUSIC21_PACKAGE} music21/corpus/{name}; "
+                f"converted with {ABCMIDI_PACKAGE} abc2midi {' '.join(ABC2MIDI_FLAGS)}\n")
+            counts[name] = len(list(staging.glob("*.mid")))
+    return counts

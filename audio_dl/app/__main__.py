@@ -1,0 +1,61 @@
+"""Serve the piano ("Make me a tune") and denoiser listening pages.
+
+    python -m audio_dl.app                      # http://127.0.0.1:8000
+    python -m audio_dl.app --port 9000 --melody-model saved_models/melody --denoiser-model saved_models/denoiser
+
+Binds to 127.0.0.1 unless --host says otherwise (with a warning: the app has no authentication).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from audio_dl import cli
+from audio_dl.app.server import create_app, load_models
+from audio_dl.errors import UsageError
+
+
+def build_parser() -> cli.ArgumentParser:
+    parser = cli.ArgumentParser(prog="python -m audio_dl.app", description=__doc__,
+                                formatter_class=cli.argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=8000, help="default: %(default)s")
+    parser.add_argument("--melody-model", type=Path, default=Path("saved_models/melody"))
+    parser.add_argument("--denoiser-model", type=Path, default=Path("saved_models/denoiser"))
+    return parser
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not 0 < args.port < 65536:
+        raise UsageError("--port must be in 1..65535")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    if not is_loopback(args.host):
+        print(f"WARNING: binding {args.host}: anyone who can reach this address can use the app "
+              "(no authentication, uploads are processed on this machine)", file=sys.stderr)
+    models = load_models(args.melody_model, args.denoiser_model)
+    for name, problem in (("melody", models.melody_problem), ("denoiser", models.denoiser_problem)):
+        if problem:
+            print(f"WARNING: {name} page disabled: {problem}", file=sys.stderr)
+    print(f"serving on http://{args.host}:{args.port}/  (Ctrl+C to stop)")
+    create_app(models).run(host=args.host, port=args.port, threaded=True)
+    return 0
+
+
+main.prog = "python -m audio_dl.app"
+
+if __name__ == "__main__":
+    raise SystemExit(cli.run_main(main))

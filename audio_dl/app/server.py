@@ -1,0 +1,284 @@
+"""The web app: a piano that asks the melody model to continue a tune, and a denoiser listening page.
+
+Flask; both models are loaded once when the app is created; every request calls the same library
+functions as the CLIs (compose.MelodyGenerator, inference.denoise_array, plots). Uploads are
+size-capped and must decode as audio; sample and noise choices are names looked up in the bundled
+corpus on the server (the client never sends a path). Errors come back as {"error": "..."}.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import io
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile
+from flask import Flask, jsonify, request, send_from_directory
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from audio_dl import audio_io, inference, midi_io, plots
+from audio_dl.compose import MelodyGenerator
+from audio_dl.data import corpora
+from audio_dl.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+MAX_UPLOAD_MB = 20
+MAX_UPLOAD_SECONDS = 120.0
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".gsm")
+MAX_PRIMER_NOTES = 256
+RENDER_RATE = 16000
+STATIC = Path(__file__).parent / "static"
+
+
+class AppError(Exception):
+    """A request the app refuses, with the message shown in the page."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclasses.dataclass
+class Models:
+    melody: MelodyGenerator | None
+    denoiser: inference.Denoiser | None
+    melody_problem: str = ""
+    denoiser_problem: str = ""
+
+
+def load_models(melody_path: Path, denoiser_path: Path) -> Models:
+    """Load each model once; a missing model disables its page with the reason instead of failing."""
+    melody = denoiser = None
+    melody_problem = denoiser_problem = ""
+    try:
+        melody = MelodyGenerator.from_export(melody_path)
+    except UsageError as error:
+        melody_problem = str(error)
+    try:
+        denoiser = inference.load_denoiser(denoiser_path)
+    except UsageError as error:
+        denoiser_problem = str(error)
+    return Models(melody, denoiser, melody_problem, denoiser_problem)
+
+
+def bundled_samples() -> dict[str, Path]:
+    """Clean speech of held-out speakers and real noises, by display name (the only files served)."""
+    root = corpora.bundled_denoiser_root()
+    splits = corpora.read_splits((str(root / "speech"),))
+    samples = {}
+    for speaker in splits.get("val_speakers", []):
+        for path in sorted((root / "speech" / speaker).rglob("*.flac"))[:4]:
+            samples[f"{speaker}/{path.stem}"] = path
+    return samples
+
+
+def bundled_noises() -> dict[str, Path]:
+    return {p.stem: p for p in sorted((corpora.bundled_denoiser_root() / "noise").glob("*.flac"))}
+
+
+def wav_data_url(audio: np.ndarray, rate: int) -> str:
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.clip(audio, -1, 1), rate, format="WAV", subtype="PCM_16")
+    return "data:audio/wav;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def png_data_url(draw) -> str:
+    """Run draw(path) (a plots.* function writing a PNG) and return the image as a data URL."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "figure.png"
+        draw(path)
+        return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def _number(form, key: str, default: float, low: float, high: float) -> float:
+    text = form.get(key, "")
+    if text in ("", None):
+        return default
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise AppError(f"{key} must be a number") from None
+    if not low <= value <= high:
+        raise AppError(f"{key} must be between {low:g} and {high:g}")
+    return value
+
+
+# --- melody --------------------------------------------------------------------------------------
+
+def primer_from_request(body: dict, steps_per_quarter: int) -> list[midi_io.Note]:
+    """The primer: `text` (a note string) or `notes` played on the keyboard as
+    [{"pitch", "start", "end"}] in seconds at `qpm`, quantised to the model's grid."""
+    if body.get("text"):
+        return midi_io.parse_note_string(str(body["text"]), steps_per_quarter)
+    played = body.get("notes") or []
+    if not isinstance(played, list) or not played:
+        raise AppError("play a few notes or type a primer first")
+    if len(played) > MAX_PRIMER_NOTES:
+        raise AppError(f"the primer may hold at most {MAX_PRIMER_NOTES} notes")
+    qpm = _number(body, "qpm", 100.0, 30.0, 300.0)
+    step = 60.0 / qpm / steps_per_quarter
+    try:
+        timed = sorted((float(n["start"]), float(n["end"]), int(n["pitch"])) for n in played)
+    except (KeyError, TypeError, ValueError):
+        raise AppError("notes must be objects with pitch, start and end") from None
+    origin = timed[0][0]
+    notes: list[midi_io.Note] = []
+    for start, end, pitch in timed:
+        if not 0 <= pitch <= 127:
+            raise AppError(f"pitch {pitch} is not a MIDI note")
+        first = int(round((start - origin) / step))
+        if notes and first <= notes[-1].start:
+            first = notes[-1].start + 1
+        if notes and notes[-1].start + notes[-1].duration > first:  # cut an overlapped predecessor
+            notes[-1] = dataclasses.replace(notes[-1], duration=first - notes[-1].start)
+        notes.append(midi_io.Note(pitch, first, max(1, int(round((end - start) / step)))))
+    return notes
+
+
+def make_tune(generator: MelodyGenerator, body: dict) -> dict:
+    cfg = generator.cfg
+    primer = primer_from_request(body, cfg.steps_per_quarter)
+    temperature = _number(body, "temperature", 1.0, 0.05, 3.0)
+    seed = int(_number(body, "seed", 0, 0, 2**31 - 1))
+    max_notes = int(_number(body, "max_notes", 128, 1, 512))
+    result = generator.continue_tune(primer, temperature=temperature, seed=seed, max_steps=16 * max_notes)
+    generated = result.generated[:max_notes]
+    notes = result.primer + generated
+    qpm = _number(body, "qpm", 100.0, 30.0, 300.0)
+    midi = io.BytesIO()
+    midi_io.to_pretty_midi(notes, cfg.steps_per_quarter, qpm).write(midi)
+    return {
+        "primer": [dataclasses.asdict(n) for n in result.primer],
+        "generated": [dataclasses.asdict(n) for n in generated],
+        "ended": result.ended and len(result.generated) <= max_notes,
+        "transposed": result.transposed,
+        "steps_per_quarter": cfg.steps_per_quarter,
+        "wav": wav_data_url(midi_io.render_audio(notes, cfg.steps_per_quarter, qpm, RENDER_RATE), RENDER_RATE),
+        "midi": "data:audio/midi;base64," + base64.b64encode(midi.getvalue()).decode(),
+        "piano_roll": png_data_url(lambda path: plots.piano_roll(
+            result.primer, generated, cfg.steps_per_quarter, path, title=f"temperature {temperature:g}")),
+    }
+
+
+# --- denoiser ------------------------------------------------------------------------------------
+
+def read_upload(upload, rate: int) -> np.ndarray:
+    """Mono float32 at `rate` from an uploaded file; AppError when it is not audio we can read."""
+    suffix = Path(upload.filename or "").suffix.lower()
+    if suffix not in AUDIO_SUFFIXES:
+        raise AppError(f"unsupported file type {suffix or '(none)'}: upload one of {', '.join(AUDIO_SUFFIXES)}")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"upload{suffix}"  # our own name: the client's name is never used as a path
+        upload.save(path)
+        info = audio_io.probe(path)
+        if info is None:
+            raise AppError(f"{upload.filename} is not an audio file this app can decode")
+        if info.seconds > MAX_UPLOAD_SECONDS:
+            raise AppError(f"{upload.filename} is {info.seconds:.0f} s long; the app takes up to {MAX_UPLOAD_SECONDS:g} s")
+        try:
+            audio = audio_io.read_audio(path, rate)
+        except ValueError:
+            raise AppError(f"{upload.filename} is not an audio file this app can decode") from None
+    if audio.size == 0:
+        raise AppError(f"{upload.filename} holds no samples")
+    return audio
+
+
+def denoise_request(denoiser: inference.Denoiser, form, files) -> dict:
+    rate = denoiser.sample_rate
+    clean = None
+    if files.get("file") and files["file"].filename:
+        noisy = read_upload(files["file"], rate)
+    else:
+        samples = bundled_samples()
+        name = form.get("sample", "")
+        if name not in samples:
+            raise AppError("choose a bundled sample or upload a file")
+        clean = audio_io.read_audio(samples[name], rate)
+        noisy = clean
+    noise_name = form.get("noise", "")
+    if noise_name:
+        noises = bundled_noises()
+        if noise_name not in noises:
+            raise AppError(f"unknown noise {noise_name!r}")
+        snr = _number(form, "snr", 0.0, -20.0, 40.0)
+        noise = np.resize(audio_io.read_audio(noises[noise_name], rate), len(noisy))
+        gain = np.sqrt(np.mean(noisy**2) / max(float(np.mean(noise**2)), 1e-12) / 10 ** (snr / 10))
+        noisy = (noisy + gain * noise).astype(np.float32)
+    strength = form.get("strength", "")
+    limit = inference.strength_to_limit(None if strength in ("", "off") else _number(form, "strength", 0, 0, 60))
+    denoised = inference.mix_strength(noisy, inference.denoise_array(denoiser, noisy), limit)
+    signals = {"noisy": noisy, "denoised": denoised} | ({"clean": clean} if clean is not None and noise_name else {})
+    return {
+        **{name: wav_data_url(x, rate) for name, x in signals.items()},
+        "spectrograms": png_data_url(lambda path: plots.waveform_and_spectrogram(signals, rate, path)),
+        "seconds": len(noisy) / rate,
+    }
+
+
+# --- the app -------------------------------------------------------------------------------------
+
+def create_app(models: Models, max_upload_mb: float = MAX_UPLOAD_MB) -> Flask:
+    app = Flask(__name__, static_folder=None)
+    app.config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * 1024 * 1024)
+
+    @app.errorhandler(AppError)
+    def app_error(error: AppError):
+        return jsonify(error=str(error)), error.status
+
+    @app.errorhandler(UsageError)
+    def usage_error(error: UsageError):
+        return jsonify(error=str(error)), 400
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(_error):
+        return jsonify(error=f"the file is larger than {max_upload_mb:g} MB"), 413
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        return jsonify(error=error.description or error.name), error.code
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception):  # the page shows one line; the traceback stays in the server log
+        log.exception("request failed")
+        return jsonify(error=f"internal error: {type(error).__name__}"), 500
+
+    @app.get("/")
+    def index():
+        return send_from_directory(STATIC, "index.html")
+
+    @app.get("/static/<path:name>")
+    def static_file(name: str):
+        return send_from_directory(STATIC, name)
+
+    @app.get("/api/status")
+    def status():
+        melody = models.melody
+        return jsonify(
+            melody={"ready": melody is not None, "problem": models.melody_problem,
+                    "range": [melody.cfg.pitch_low, melody.cfg.pitch_high] if melody else None},
+            denoiser={"ready": models.denoiser is not None, "problem": models.denoiser_problem},
+            samples=sorted(bundled_samples()), noises=sorted(bundled_noises()),
+            max_upload_mb=max_upload_mb)
+
+    @app.post("/api/melody")
+    def melody():
+        if models.melody is None:
+            raise AppError(f"no melody model: {models.melody_problem}", 503)
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise AppError("send the primer as JSON")
+        return jsonify(make_tune(models.melody, body))
+
+    @app.post("/api/denoise")
+    def denoise():
+        if models.denoiser is None:
+            raise AppError(f"no denoiser model: {models.denoiser_problem}", 503)
+        return jsonify(denoise_request(models.denoiser, request.form, request.files))
+
+    return app

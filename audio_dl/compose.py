@@ -1,0 +1,119 @@
+"""Continue a tune: primer notes in, the model's continuation out (library API of the CLI and app).
+
+    generator = MelodyGenerator.from_export("saved_models/melody")     # or .from_keras(model, cfg)
+    result = generator.continue_tune(parse_note_string("G4 G4 G4 D4 E4 E4 D4:2"), temperature=0.9)
+    result.primer, result.generated, result.ended
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from audio_dl import midi_io
+from audio_dl.config import MelodyConfig, load_config
+from audio_dl.errors import UsageError
+from audio_dl.models.melody import MelodySampler, one_step_from
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Continuation:
+    primer: list[midi_io.Note]
+    generated: list[midi_io.Note]
+    ended: bool  # the model produced END (the tune ended by itself)
+    tokens: np.ndarray  # generated tokens
+    transposed: int = 0  # semitones the primer was shifted to fit the vocabulary
+
+
+def resolve_export(path: str | Path) -> Path:
+    """A version folder, or the highest version under a TF Serving base path."""
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"model not found: {path}")
+    if (path / "saved_model.pb").is_file():
+        return path
+    versions = sorted((int(p.name), p) for p in path.glob("*") if p.name.isdigit() and (p / "saved_model.pb").is_file())
+    if not versions:
+        raise UsageError(f"{path} is not a melody SavedModel or a base path holding versions of one")
+    return versions[-1][1]
+
+
+def load_melody_export(path: str | Path):
+    """(loaded SavedModel, its MelodyConfig, version folder); UsageError if it is not a melody model."""
+    version = resolve_export(path)
+    try:
+        loaded = tf.saved_model.load(str(version))
+        ok = {"generate", "score"} <= set(loaded.signatures)
+    except Exception:  # noqa: BLE001 - any loader failure means "not a model we can use"
+        ok = False
+    if not ok:
+        raise UsageError(f"{version} is not a melody model (no 'generate'/'score' signatures)")
+    return loaded, load_config(MelodyConfig, version / "config.json"), version
+
+
+def export_scorer(loaded):
+    """tokens [B, T] -> logits [B, T, V] through a loaded export's `score` signature."""
+    score = loaded.signatures["score"]
+    return lambda tokens: score(tokens=tf.constant(tokens, tf.int32))["logits"].numpy()
+
+
+class MelodyGenerator:
+    """Wraps a `generate(primer, temperature, top_k, seed, max_steps) -> {"tokens"}` function."""
+
+    def __init__(self, generate_fn, cfg: MelodyConfig):
+        self._generate = generate_fn
+        self.cfg = cfg
+
+    @classmethod
+    def from_export(cls, path: str | Path) -> "MelodyGenerator":
+        loaded, cfg, _ = load_melody_export(path)
+        generate = loaded.signatures["generate"]
+        generator = cls(lambda **kw: generate(**kw), cfg)
+        generator._keep_alive = loaded  # the signature's variables live as long as the loaded object
+        return generator
+
+    @classmethod
+    def from_keras(cls, model: keras.Model, cfg: MelodyConfig) -> "MelodyGenerator":
+        sampler = MelodySampler(one_step_from(model, cfg), cfg)
+        generator = cls(sampler.generate, cfg)
+        generator._keep_alive = sampler  # a tf.function method holds its module only weakly
+        return generator
+
+    def fit_primer(self, notes: list[midi_io.Note]) -> tuple[list[midi_io.Note], int]:
+        """Primer shifted by whole octaves into the vocabulary's range (with a notice), or UsageError."""
+        low, high = min(n.pitch for n in notes), max(n.pitch for n in notes)
+        names = f"{midi_io.pretty_midi.note_number_to_name(self.cfg.pitch_low)}.." \
+                f"{midi_io.pretty_midi.note_number_to_name(self.cfg.pitch_high)}"
+        for shift in sorted(range(-96, 97, 12), key=abs):
+            if self.cfg.pitch_low <= low + shift and high + shift <= self.cfg.pitch_high:
+                if shift:
+                    log.warning("primer transposed by %+d semitones into the model's range %s", shift, names)
+                return [dataclasses.replace(n, pitch=n.pitch + shift) for n in notes], shift
+        raise UsageError(f"primer pitches {midi_io.pretty_midi.note_number_to_name(low)}.."
+                         f"{midi_io.pretty_midi.note_number_to_name(high)} do not fit the model's range {names}")
+
+    def continue_tune(self, primer: list[midi_io.Note], temperature: float = 1.0, top_k: int = 0, seed: int = 0,
+                      max_steps: int | None = None) -> Continuation:
+        if not temperature > 0:
+            raise UsageError(f"temperature must be > 0 (got {temperature})")
+        if top_k < 0:
+            raise UsageError(f"top_k must be >= 0 (got {top_k})")
+        max_steps = self.cfg.max_steps if max_steps is None else max_steps
+        primer, shift = self.fit_primer(primer) if primer else ([], 0)
+        primer_tokens = midi_io.encode(primer, self.cfg.pitch_low, self.cfg.pitch_high)[1:-1]
+        tokens = self._generate(primer=tf.constant(primer_tokens, tf.int32),
+                                temperature=tf.constant(temperature, tf.float32),
+                                top_k=tf.constant(top_k, tf.int32), seed=tf.constant(seed, tf.int32),
+                                max_steps=tf.constant(max_steps, tf.int32))["tokens"].numpy()
+        notes = midi_io.decode(np.concatenate([primer_tokens, tokens]), self.cfg.pitch_low)
+        primer_steps = len(primer_tokens)
+        return Continuation(primer=[n for n in notes if n.start < primer_steps],
+                            generated=[n for n in notes if n.start >= primer_steps],
+                            ended=bool(len(tokens) and tokens[-1] == midi_io.END), tokens=tokens, transposed=shift)

@@ -1,0 +1,190 @@
+"""Folk-tune corpora as token sequences, and their tf.data pipelines.
+
+    corpus = load_corpus(cfg)                  # MIDI folders -> tunes, split, counted skips
+    cfg = corpus.cfg                           # pitch_low/pitch_high now set from the data
+    training_dataset(corpus.train, cfg)        # transposed, shuffled, padded batches + masks
+    validation_dataset(corpus.val, cfg)
+
+Batches are (tokens[:-1], tokens[1:], weights): int32 [B, T] inputs and targets padded with
+PAD, float32 [B, T] weights that are 0 on padding.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import hashlib
+import logging
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from audio_dl import midi_io
+from audio_dl.config import MelodyConfig
+from audio_dl.data import corpora
+from audio_dl.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+MIDI_SUFFIXES = (".mid", ".midi", ".kar")
+
+
+@dataclasses.dataclass
+class Tune:
+    name: str  # file path relative to its corpus folder
+    notes: list[midi_io.Note]
+
+    @property
+    def pitch_range(self) -> tuple[int, int]:
+        pitches = [n.pitch for n in self.notes]
+        return min(pitches), max(pitches)
+
+
+@dataclasses.dataclass
+class ReadReport:
+    """What reading a corpus kept and dropped (the demo went from 1,034 files to 985 tunes)."""
+
+    files: int = 0
+    kept: int = 0
+    skipped: collections.Counter = dataclasses.field(default_factory=collections.Counter)  # reason -> files
+    dropped_voices: int = 0
+    dropped_chord_notes: int = 0
+    merged_by_grid: int = 0
+
+    def summary(self) -> str:
+        skipped = ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in sorted(self.skipped.items()))
+        return (f"{self.files} MIDI files -> {self.kept} single-line tunes"
+                f" (skipped: {skipped or 'none'}; dropped {self.dropped_voices} extra voices,"
+                f" {self.dropped_chord_notes} chord notes below the melody,"
+                f" {self.merged_by_grid} onsets sharing a grid step)")
+
+
+@dataclasses.dataclass
+class MelodyCorpus:
+    cfg: MelodyConfig  # with pitch_low/pitch_high of the training tunes
+    train: list[Tune]
+    val: list[Tune]
+    report: ReadReport
+
+
+def find_midi_files(specs: tuple[str, ...]) -> list[Path]:
+    """MIDI files of folders (recursive), globs or single files; UsageError if there are none."""
+    files: list[Path] = []
+    for spec in specs:
+        path = Path(spec)
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES)
+        elif path.is_file():
+            files.append(path)
+        else:
+            matches = sorted(Path().glob(spec)) if not path.is_absolute() else sorted(Path("/").glob(spec[1:]))
+            if not matches:
+                raise UsageError(f"no such MIDI file or folder: {spec}")
+            files += [p for p in matches if p.is_file()]
+    if not files:
+        raise UsageError(f"no MIDI files (.mid, .midi) in {', '.join(specs)}")
+    return files
+
+
+def read_tunes(specs: tuple[str, ...], cfg: MelodyConfig) -> tuple[list[Tune], ReadReport]:
+    """Every usable melody under `specs`, with the counts of what was skipped or dropped."""
+    report = ReadReport()
+    tunes = []
+    for path in find_midi_files(specs):
+        report.files += 1
+        try:
+            notes, stats = midi_io.read_melody(path, cfg.steps_per_quarter, cfg.max_steps, cfg.max_chord_share)
+        except midi_io.MelodySkipped as skipped:
+            report.skipped[skipped.reason] += 1
+            continue
+        report.kept += 1
+        report.dropped_voices += stats.dropped_voices
+        report.dropped_chord_notes += stats.dropped_chord_notes
+        report.merged_by_grid += stats.merged_by_grid
+        tunes.append(Tune(f"{path.parent.name}/{path.name}", notes))
+    return tunes, report
+
+
+def is_validation(name: str, fraction: float) -> bool:
+    """A stable `fraction` of tunes, chosen by a hash of the file name."""
+    return int(hashlib.sha1(name.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < fraction
+
+
+def load_corpus(cfg: MelodyConfig) -> MelodyCorpus:
+    """Read cfg.midi_dir, hold out cfg.val_fraction of the tunes, set the vocabulary's pitch range
+    from the training tunes (validation tunes outside it are transposed in by octaves or dropped)."""
+    tunes, report = read_tunes(corpora.resolve_midi(cfg.midi_dir), cfg)
+    if not tunes:
+        raise UsageError(f"none of the {report.files} MIDI files holds a usable melody ({report.summary()})")
+    train = [t for t in tunes if not is_validation(t.name, cfg.val_fraction)]
+    val = [t for t in tunes if is_validation(t.name, cfg.val_fraction)]
+    if not train or not val:
+        train, val = tunes[: max(1, len(tunes) - 1)], tunes[-1:]
+    low = min(t.pitch_range[0] for t in train)
+    high = max(t.pitch_range[1] for t in train)
+    cfg = dataclasses.replace(cfg, pitch_low=low, pitch_high=high)
+    val = [fitted for t in val if (fitted := fit_to_range(t, cfg)) is not None]
+    return MelodyCorpus(cfg, train, val, report)
+
+
+def fit_to_range(tune: Tune, cfg: MelodyConfig) -> Tune | None:
+    """The tune shifted by the smallest number of octaves (then semitones) that puts every pitch
+    inside [pitch_low, pitch_high]; None if the tune spans more than the range."""
+    low, high = tune.pitch_range
+    if high - low > cfg.pitch_high - cfg.pitch_low:
+        return None
+    shifts = sorted(range(cfg.pitch_low - low, cfg.pitch_high - high + 1), key=lambda s: (s % 12 != 0, abs(s)))
+    shift = shifts[0]
+    if shift == 0:
+        return tune
+    return Tune(tune.name, [dataclasses.replace(n, pitch=n.pitch + shift) for n in tune.notes])
+
+
+def encode_tunes(tunes: list[Tune], cfg: MelodyConfig) -> list[np.ndarray]:
+    return [midi_io.encode(t.notes, cfg.pitch_low, cfg.pitch_high) for t in tunes]
+
+
+def _ragged(tunes: list[Tune], cfg: MelodyConfig) -> tf.data.Dataset:
+    sequences = encode_tunes(tunes, cfg)
+    return tf.data.Dataset.from_tensor_slices(tf.ragged.constant(sequences, dtype=tf.int32))
+
+
+def transpose_tokens(tokens: tf.Tensor, seed: tf.Tensor, cfg: MelodyConfig) -> tf.Tensor:
+    """Shift every NOTE token by one random semitone count in cfg.transpose that keeps the tune
+    inside the vocabulary (stateless: the same seed gives the same shift)."""
+    first, last = midi_io.FIRST_NOTE_TOKEN, midi_io.FIRST_NOTE_TOKEN + cfg.pitch_high - cfg.pitch_low
+    is_note = tokens >= first
+    notes = tf.boolean_mask(tokens, is_note)
+    low = tf.maximum(cfg.transpose[0], first - tf.reduce_min(notes))
+    high = tf.minimum(cfg.transpose[1], last - tf.reduce_max(notes))
+    shift = tf.random.stateless_uniform([], seed, minval=low, maxval=high + 1, dtype=tf.int32)
+    return tf.where(is_note, tokens + shift, tokens)
+
+
+def _to_model_io(tokens):
+    inputs, targets = tokens[:-1], tokens[1:]
+    return inputs, targets, tf.cast(targets != midi_io.PAD, tf.float32)
+
+
+def _batched(ds: tf.data.Dataset, cfg: MelodyConfig) -> tf.data.Dataset:
+    """Padded batches of tunes of similar length (less padding, same masks)."""
+    boundaries = [b for b in (128, 192, 256, 384, 512, 768, 1024) if b < cfg.max_steps]
+    ds = ds.map(_to_model_io, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.bucket_by_sequence_length(
+        lambda x, y, w: tf.shape(x)[0], boundaries, [cfg.batch_size] * (len(boundaries) + 1),
+        padding_values=(midi_io.PAD, midi_io.PAD, 0.0))
+
+
+def training_dataset(tunes: list[Tune], cfg: MelodyConfig) -> tf.data.Dataset:
+    """One epoch of shuffled, randomly transposed tunes (new order and shifts every epoch)."""
+    seeds = tf.data.Dataset.random(seed=cfg.seed, rerandomize_each_iteration=True).batch(2)
+    ds = _ragged(tunes, cfg).shuffle(len(tunes), seed=cfg.seed, reshuffle_each_iteration=True)
+    ds = tf.data.Dataset.zip(ds, seeds).map(lambda t, s: transpose_tokens(t, s, cfg),
+                                            num_parallel_calls=tf.data.AUTOTUNE)
+    return _batched(ds, cfg).shuffle(64, seed=cfg.seed).prefetch(tf.data.AUTOTUNE)
+
+
+def validation_dataset(tunes: list[Tune], cfg: MelodyConfig) -> tf.data.Dataset:
+    """The held-out tunes untransposed, in a fixed order, cached."""
+    return _batched(_ragged(tunes, cfg), cfg).cache().prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,206 @@
+"""Training and evaluating the folk melody model.
+
+A run directory holds what the denoiser's does (config.json, logs/, backup/ for resuming,
+checkpoints/best.weights.h5, history.csv, metrics.json, export/1/).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import time
+import warnings
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from audio_dl import melody_metrics as mm
+from audio_dl import midi_io
+from audio_dl.compose import MelodyGenerator
+from audio_dl.config import MelodyConfig, save_config
+from audio_dl.data import corpora
+from audio_dl.data import melody as melody_data
+from audio_dl.models.melody import build_folknet
+from audio_dl.training import device_name, distribution_strategy, run_callbacks
+
+
+@dataclasses.dataclass
+class MelodyTrainResult:
+    run_dir: Path
+    export_dir: Path
+    cfg: MelodyConfig
+    metrics: dict
+    train_seconds: float
+
+
+def compile_folknet(cfg: MelodyConfig) -> keras.Model:
+    model = build_folknet(cfg)
+    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate, clipnorm=cfg.clipnorm),
+                  loss={"logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True)},
+                  weighted_metrics={"logits": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]})
+    return model
+
+
+def held_out_tunes(specs: tuple[str, ...], cfg: MelodyConfig) -> tuple[list[melody_data.Tune], str]:
+    """Up to cfg.max_eval_tunes tunes of another collection, fitted into the vocabulary's range."""
+    tunes, report = melody_data.read_tunes(corpora.resolve_midi(specs), cfg)
+    chosen = sorted(tunes, key=lambda t: hashlib.sha1(t.name.encode()).hexdigest())[: cfg.max_eval_tunes]
+    fitted = [f for t in chosen if (f := melody_data.fit_to_range(t, cfg)) is not None]
+    note = f"{report.summary()}; scored {len(fitted)} (of {len(chosen)} drawn; {len(chosen) - len(fitted)} span more than the range)"
+    return fitted, note
+
+
+def keras_scorer(model: keras.Model):
+    """tokens [B, T] -> logits [B, T, V] of a Keras folknet (for melody_metrics.teacher_forced)."""
+    return lambda tokens: model(tokens, training=False)["logits"].numpy()
+
+
+def evaluate_tunes(score_fn, cfg: MelodyConfig, train: list[melody_data.Tune], test: list[melody_data.Tune]) -> dict:
+    """Model (score_fn: tokens -> logits) vs pitch n-grams (orders 3, 5) on `test`; n-grams fitted on `train`."""
+    result = {"model": mm.teacher_forced(score_fn, melody_data.encode_tunes(test, cfg))}
+    train_pitches = mm.pitch_sequences([t.notes for t in train])
+    test_pitches = mm.pitch_sequences([t.notes for t in test])
+    for order in (3, 5):
+        result[f"ngram_{order}"] = mm.ngram_baseline(train_pitches, test_pitches, order, mm.vocabulary_pitches(cfg))
+    best = min(result["ngram_3"]["bits_per_note"], result["ngram_5"]["bits_per_note"])
+    result["bits_reduction_vs_best_ngram"] = 1.0 - result["model"]["bits_per_note"] / best
+    return result
+
+
+def generation_statistics(generator: MelodyGenerator, cfg: MelodyConfig, train: list[melody_data.Tune],
+                          held_out: list[melody_data.Tune], temperature: float = 1.0) -> dict:
+    """cfg.generated_tunes tunes from scratch (seeds 0..N-1), each allowed 4x the corpus' median length."""
+    median_steps = float(np.median([midi_io.melody_steps(t.notes) for t in train]))
+    limit = int(4 * median_steps)
+    generated, ended = [], []
+    started = time.perf_counter()
+    for seed in range(cfg.generated_tunes):
+        result = generator.continue_tune([], temperature=temperature, seed=seed, max_steps=limit)
+        generated.append([n.pitch for n in result.generated])
+        ended.append(result.ended)
+    seconds = time.perf_counter() - started
+    stats = mm.generated_statistics(generated, ended, mm.pitch_sequences([t.notes for t in train]),
+                                    mm.pitch_sequences([t.notes for t in held_out]))
+    stats.update(temperature=temperature, max_steps=limit, corpus_median_steps=median_steps,
+                 notes_per_second=sum(map(len, generated)) / seconds)
+    return stats
+
+
+def format_report(metrics: dict) -> str:
+    lines = []
+    for name, block in metrics.items():
+        if not isinstance(block, dict) or "model" not in block:
+            continue
+        lines.append(f"{name}: {block.get('description', '')}")
+        lines.append(f"  {'':10} {'bits/note':>10} {'next-pitch acc':>15}")
+        for who in ("model", "ngram_3", "ngram_5"):
+            lines.append(f"  {who:10} {block[who]['bits_per_note']:10.3f} {block[who]['next_pitch_accuracy']:15.3f}")
+        lines.append(f"  model: token NLL {block['model']['token_nll']:.3f} nats, token accuracy "
+                     f"{block['model']['token_accuracy']:.3f}; {100 * block['bits_reduction_vs_best_ngram']:.1f} % "
+                     f"fewer bits per note than the best n-gram")
+    if "generation" in metrics:
+        g = metrics["generation"]
+        lines.append(f"generation ({g['tunes']} tunes from scratch, temperature {g['temperature']:g}): "
+                     f"{100 * g['ended_share']:.0f} % ended by themselves within {g['max_steps']} steps; "
+                     f"pitch-class JS {g['pitch_class_js']:.3f} (held-out tunes {g['held_out_pitch_class_js']:.3f}), "
+                     f"interval JS {g['interval_js']:.3f} (held-out {g['held_out_interval_js']:.3f}); "
+                     f"16-note runs copied from training {100 * g['copied_16_note_runs']:.1f} % "
+                     f"(held-out human tunes {100 * g['held_out_copied_16_note_runs']:.1f} %); "
+                     f"median longest copied run {g['longest_copied_run_median']:g} notes "
+                     f"(held-out {g['held_out_longest_copied_run_median']:g})")
+    return "\n".join(lines)
+
+
+def train_melody(cfg: MelodyConfig, run_dir: Path, verbose: int = 1, command: str = "") -> MelodyTrainResult:
+    """Train cfg in run_dir (resuming if interrupted), keep the best validation epoch, evaluate, export."""
+    from audio_dl.export_melody import export_melody  # noqa: PLC0415 - keeps the import graph one-way
+
+    run_dir = Path(run_dir)
+    corpus = melody_data.load_corpus(cfg)
+    cfg = corpus.cfg
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / "config.json")
+    keras.utils.set_random_seed(cfg.seed)
+    print(corpus.report.summary())
+    print(f"training {len(corpus.train)} tunes, validation {len(corpus.val)}; vocabulary "
+          f"{midi_io.token_names(cfg.pitch_low, cfg.pitch_high)[midi_io.FIRST_NOTE_TOKEN]}.."
+          f"{midi_io.token_names(cfg.pitch_low, cfg.pitch_high)[-1]} ({cfg.pitch_high - cfg.pitch_low + 1} pitches)")
+
+    with distribution_strategy().scope():
+        model = compile_folknet(cfg)
+    checkpoint, callbacks = run_callbacks(run_dir, cfg)
+    callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience))
+    started = time.perf_counter()
+    # epochs have an unknown number of batches (length buckets); Keras warns at each epoch's end
+    warnings.filterwarnings("ignore", message="Your input ran out of data")
+    model.fit(melody_data.training_dataset(corpus.train, cfg), epochs=cfg.epochs,
+              validation_data=melody_data.validation_dataset(corpus.val, cfg), callbacks=callbacks, verbose=verbose)
+    train_seconds = time.perf_counter() - started
+    if checkpoint.is_file():
+        model.load_weights(str(checkpoint))
+    best_epoch = _best_epoch(run_dir / "history.csv")
+
+    metrics = {"validation": {"description": f"{len(corpus.val)} held-out tunes of the training collections",
+                              **evaluate_tunes(keras_scorer(model), cfg, corpus.train, corpus.val)}}
+    if cfg.eval_midi_dir:
+        tunes, note = held_out_tunes(cfg.eval_midi_dir, cfg)
+        metrics["held_out_collection"] = {"description": f"{', '.join(cfg.eval_midi_dir)}: {note}",
+                                          **evaluate_tunes(keras_scorer(model), cfg, corpus.train, tunes)}
+    metrics["generation"] = generation_statistics(MelodyGenerator.from_keras(model, cfg), cfg, corpus.train,
+                                                  corpus.val)
+    metrics.update(train_seconds=train_seconds, best_epoch=best_epoch, corpus=corpus.report.summary())
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float) + "\n")
+    report = format_report(metrics)
+    print("\n" + report)
+
+    export_dir = run_dir / "export" / "1"
+    if export_dir.exists():
+        shutil.rmtree(export_dir)
+    card = model_card(cfg, corpus, report, train_seconds, best_epoch, model, command)
+    export_melody(model, cfg, export_dir, card, {"source": "local run", "run_dir": str(run_dir.resolve())})
+    return MelodyTrainResult(run_dir, export_dir, cfg, metrics, train_seconds)
+
+
+def _best_epoch(history: Path) -> int | None:
+    if not history.is_file():
+        return None
+    rows = [line.split(",") for line in history.read_text().splitlines()]
+    column = rows[0].index("val_loss")
+    losses = [(float(r[column]), int(r[0])) for r in rows[1:] if len(r) == len(rows[0])]
+    return min(losses)[1] + 1 if losses else None
+
+
+def model_card(cfg: MelodyConfig, corpus: melody_data.MelodyCorpus, report: str, train_seconds: float,
+               best_epoch: int | None, model: keras.Model, command: str) -> str:
+    names = midi_io.token_names(cfg.pitch_low, cfg.pitch_high)
+    return f"""# Folk melody model (folkNet)
+
+Tokens on a {cfg.steps_per_quarter}-per-quarter grid (NOTE-ON per pitch, HOLD, REST, START, END; a repeated
+note differs from a held one) -> embedding {cfg.embedding_dim} -> {cfg.lstm_layers} x LSTM({cfg.lstm_units}) with
+dropout {cfg.dropout:g} -> dense softmax over {len(names)} tokens ({names[midi_io.FIRST_NOTE_TOKEN]}..{names[-1]}).
+{model.count_params():,} parameters.
+
+## Data
+- corpus: {", ".join(cfg.midi_dir)} — {corpus.report.summary()}
+- training {len(corpus.train)} tunes, validation {len(corpus.val)} tunes (by file-name hash,
+  {100 * cfg.val_fraction:g} %); random transposition {cfg.transpose[0]}..{cfg.transpose[1]} semitones within the range
+- held-out collection never trained on: {", ".join(cfg.eval_midi_dir) or "none"}
+
+## Training
+- command: `{command}`
+- up to {cfg.epochs} epochs of batch {cfg.batch_size}, Adam lr {cfg.learning_rate:g} x{cfg.lr_decay_per_epoch:g}/epoch,
+  gradient clipping (norm) {cfg.clipnorm:g}, early stopping after {cfg.patience} epochs without a better validation loss
+- best validation epoch: {best_epoch}; training time {train_seconds / 60:.1f} min on {device_name()}
+- full config: config.json
+
+## Metrics
+```
+{report}
+```
+
+## Export checks
+{{export_checks}}
+"""

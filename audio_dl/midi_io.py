@@ -1,0 +1,202 @@
+"""Melodies: MIDI files <-> single-line notes on a grid <-> tokens; note strings; audio rendering.
+
+A melody is a list of `Note(pitch, start, duration)` in grid steps (`steps_per_quarter` per
+quarter note, from the file's ticks per quarter, so tempo changes do not move the grid) with no
+two notes sounding at once.
+
+Tokens, one per grid step (see `MelodyConfig`)::
+
+    PAD START  END  REST  HOLD  NOTE(pitch_low) ... NOTE(pitch_high)
+     0    1     2    3     4     5 ...
+
+`G4 G4` (two notes) is NOTE(67) NOTE(67); a held `G4` of two steps is NOTE(67) HOLD.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import re
+from pathlib import Path
+
+import numpy as np
+import pretty_midi
+
+from audio_dl.errors import UsageError
+
+PAD, START, END, REST, HOLD = 0, 1, 2, 3, 4
+FIRST_NOTE_TOKEN = 5
+SPECIAL_TOKENS = ("PAD", "START", "END", "REST", "HOLD")
+SKIP_REASONS = ("unreadable", "empty", "drums_only", "polyphonic", "too_long")
+
+
+@dataclasses.dataclass(frozen=True)
+class Note:
+    pitch: int  # MIDI note number
+    start: int  # grid step
+    duration: int  # grid steps, >= 1
+
+
+class MelodySkipped(ValueError):
+    """A MIDI file holds no usable single-line melody; `reason` is one of SKIP_REASONS."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+@dataclasses.dataclass
+class ReadStats:
+    """What reading one file dropped: extra voices (instruments) and chord notes below the top."""
+
+    dropped_voices: int = 0
+    dropped_chord_notes: int = 0
+    merged_by_grid: int = 0  # onsets that fell on an occupied grid step (e.g. triplets)
+
+
+def read_melody(path: str | Path, steps_per_quarter: int = 4, max_steps: int = 1536,
+                max_chord_share: float = 0.1) -> tuple[list[Note], ReadStats]:
+    """The melody of a MIDI file: its first non-drum voice, chords reduced to their top note.
+
+    Raises MelodySkipped when the file cannot be read, has no notes, only drums, more than
+    `max_chord_share` of its onsets are chords (polyphonic), or it is longer than `max_steps`.
+    """
+    try:
+        midi = pretty_midi.PrettyMIDI(str(path))
+    except Exception as error:  # noqa: BLE001 - mido/pretty_midi raise many types on corrupt files
+        raise MelodySkipped("unreadable", f"{Path(path).name}: {error}") from None
+    voices = [inst for inst in midi.instruments if inst.notes]
+    if not voices:
+        raise MelodySkipped("empty")
+    pitched = [inst for inst in voices if not inst.is_drum]
+    if not pitched:
+        raise MelodySkipped("drums_only")
+    stats = ReadStats(dropped_voices=len(pitched) - 1)
+    ticks_per_step = midi.resolution / steps_per_quarter
+
+    by_onset: dict[int, list[pretty_midi.Note]] = collections.defaultdict(list)
+    for note in pitched[0].notes:
+        by_onset[midi.time_to_tick(note.start)].append(note)
+    chords = sum(len(notes) > 1 for notes in by_onset.values())
+    if chords > max_chord_share * len(by_onset):
+        raise MelodySkipped("polyphonic", f"{chords} of {len(by_onset)} onsets are chords")
+
+    notes: list[Note] = []
+    for tick in sorted(by_onset):
+        top = max(by_onset[tick], key=lambda n: n.pitch)
+        stats.dropped_chord_notes += len(by_onset[tick]) - 1
+        start = int(round(tick / ticks_per_step))
+        end = max(start + 1, int(round(midi.time_to_tick(top.end) / ticks_per_step)))
+        if notes and notes[-1].start >= start:  # two onsets on one grid step: keep the first
+            stats.merged_by_grid += 1
+            continue
+        if notes and notes[-1].start + notes[-1].duration > start:  # legato overlap: cut the previous
+            notes[-1] = dataclasses.replace(notes[-1], duration=start - notes[-1].start)
+        notes.append(Note(top.pitch, start, end - start))
+    origin = notes[0].start  # tunes start at step 0 (drop a leading silence)
+    notes = [dataclasses.replace(n, start=n.start - origin) for n in notes]
+    if notes[-1].start + notes[-1].duration > max_steps:
+        raise MelodySkipped("too_long", f"{notes[-1].start + notes[-1].duration} steps > {max_steps}")
+    return notes, stats
+
+
+def melody_steps(notes: list[Note]) -> int:
+    return max((n.start + n.duration for n in notes), default=0)
+
+
+def encode(notes: list[Note], pitch_low: int, pitch_high: int) -> np.ndarray:
+    """[START, one token per grid step..., END] as int32. Pitches must lie in the range."""
+    steps = np.full(melody_steps(notes), REST, np.int32)
+    for note in notes:
+        if not pitch_low <= note.pitch <= pitch_high:
+            raise ValueError(f"pitch {note.pitch} outside the vocabulary {pitch_low}..{pitch_high}")
+        steps[note.start] = FIRST_NOTE_TOKEN + note.pitch - pitch_low
+        steps[note.start + 1: note.start + note.duration] = HOLD
+    return np.concatenate([[START], steps, [END]]).astype(np.int32)
+
+
+def decode(tokens, pitch_low: int) -> list[Note]:
+    """Notes of a token sequence (START and PAD ignored, stops at END; HOLD after a rest is a rest)."""
+    notes: list[Note] = []
+    step, sounding = 0, False
+    for token in (int(t) for t in tokens):
+        if token in (START, PAD):
+            continue
+        if token == END:
+            break
+        if token >= FIRST_NOTE_TOKEN:
+            notes.append(Note(token - FIRST_NOTE_TOKEN + pitch_low, step, 1))
+            sounding = True
+        elif token == HOLD and sounding:
+            notes[-1] = dataclasses.replace(notes[-1], duration=notes[-1].duration + 1)
+        else:
+            sounding = False
+        step += 1
+    return notes
+
+
+def token_names(pitch_low: int, pitch_high: int) -> list[str]:
+    """Readable name of every token id, e.g. ['PAD', ..., 'HOLD', 'D3', 'D#3', ...]."""
+    return list(SPECIAL_TOKENS) + [pretty_midi.note_number_to_name(p) for p in range(pitch_low, pitch_high + 1)]
+
+
+_NOTE_WORD = re.compile(r"^(?P<name>[A-Ga-g][#b]?-?\d+|[Rr])(?::(?P<beats>\d+(?:\.\d+)?|\d+/\d+))?$")
+
+
+def parse_note_string(text: str, steps_per_quarter: int = 4) -> list[Note]:
+    """Notes from words like "G4 G4 G4 D4 E4 E4 D4:2": NAME[:BEATS] (default 1 beat = a quarter
+    note; BEATS may be 0.5 or 1/2), R for a rest. Raises UsageError naming a bad word."""
+    notes: list[Note] = []
+    step = 0
+    for word in text.split():
+        match = _NOTE_WORD.match(word)
+        if match is None:
+            raise UsageError(f"unknown note {word!r}: write NAME[:BEATS] such as G4, F#4:2, Bb3:0.5 or R")
+        beats = match["beats"] or "1"
+        numerator, _, denominator = beats.partition("/")
+        duration = int(round(float(numerator) / float(denominator or 1) * steps_per_quarter))
+        if duration < 1:
+            raise UsageError(f"note {word!r} is shorter than one grid step")
+        if match["name"].upper() != "R":
+            try:
+                pitch = pretty_midi.note_name_to_number(match["name"][0].upper() + match["name"][1:])
+            except ValueError:
+                raise UsageError(f"unknown note {word!r}") from None
+            notes.append(Note(pitch, step, duration))
+        step += duration
+    if not notes:
+        raise UsageError("the primer holds no notes")
+    return notes
+
+
+def to_pretty_midi(notes: list[Note], steps_per_quarter: int = 4, qpm: float = 120.0,
+                   program: int = 0) -> pretty_midi.PrettyMIDI:
+    """A one-instrument MIDI file of the notes at `qpm` quarter notes per minute."""
+    midi = pretty_midi.PrettyMIDI(initial_tempo=qpm)
+    instrument = pretty_midi.Instrument(program=program, name="melody")
+    seconds_per_step = 60.0 / qpm / steps_per_quarter
+    for note in notes:
+        instrument.notes.append(pretty_midi.Note(velocity=90, pitch=note.pitch, start=note.start * seconds_per_step,
+                                                 end=(note.start + note.duration) * seconds_per_step))
+    midi.instruments.append(instrument)
+    return midi
+
+
+def _plucked(phase: np.ndarray) -> np.ndarray:
+    """A few harmonics: brighter than a sine, still clean at low sample rates."""
+    return np.sin(phase) + 0.4 * np.sin(2 * phase) + 0.2 * np.sin(3 * phase) + 0.1 * np.sin(4 * phase)
+
+
+def render_audio(notes: list[Note], steps_per_quarter: int = 4, qpm: float = 120.0,
+                 sample_rate: int = 22050) -> np.ndarray:
+    """Mono float32 waveform of the melody (pretty_midi's additive synthesis, decaying notes)."""
+    midi = to_pretty_midi(notes, steps_per_quarter, qpm)
+    audio = midi.instruments[0].synthesize(fs=sample_rate, wave=_plucked)
+    seconds_per_step = 60.0 / qpm / steps_per_quarter
+    envelope = np.ones_like(audio)
+    for note in notes:  # an exponential decay per note, like a plucked string
+        first = int(note.start * seconds_per_step * sample_rate)
+        last = min(len(audio), int((note.start + note.duration) * seconds_per_step * sample_rate))
+        envelope[first:last] = np.exp(-3.0 * np.arange(last - first) / sample_rate)
+    audio = (audio * envelope)[: int((melody_steps(notes) * seconds_per_step + 0.25) * sample_rate)]  # pretty_midi adds 1 s
+    return (0.8 * audio / max(1e-9, float(np.abs(audio).max()))).astype(np.float32)

@@ -1,0 +1,66 @@
+"""Train the folk melody model (folkNet) and export it for TF Serving and TFLite.
+
+    python -m audio_dl.train_melody                         # default corpus: O'Neill's, Ryan's, misc folk
+    python -m audio_dl.train_melody --midi-dir DIR          # any folder of MIDI files
+    python -m audio_dl.train_melody --set epochs=40 --set lstm_units=512
+
+The default corpus is converted from music21's ABC collections on first use (see
+`python -m audio_dl.datasets folk-corpus`). The run directory keeps config, TensorBoard logs,
+checkpoints and the export; running the same command again after an interruption resumes it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shlex
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from audio_dl import cli, export
+from audio_dl.config import MELODY_PRESETS, MelodyConfig, make_config
+from audio_dl.melody_training import train_melody
+
+
+def build_parser() -> cli.ArgumentParser:
+    parser = cli.ArgumentParser(prog="python -m audio_dl.train_melody", description=__doc__,
+                                formatter_class=cli.argparse.RawDescriptionHelpFormatter)
+    cli.add_config_options(parser, MELODY_PRESETS, default="folknet")
+    parser.add_argument("--midi-dir", action="append", metavar="DIR",
+                        help="train on this folder (or glob) of MIDI files instead (repeatable)")
+    parser.add_argument("--run-dir", type=Path, help="default: runs/melody-PRESET; an interrupted run in it is resumed")
+    parser.add_argument("--export-base", type=Path, default=Path("saved_models/melody"),
+                        help="TF Serving base path to publish to (default: %(default)s)")
+    parser.add_argument("--publish", choices=("auto", "always", "never"), default="auto",
+                        help="auto: publish as the next version unless a shipped model is there")
+    parser.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    cfg = make_config(MelodyConfig, args.preset, args.config, args.overrides)
+    if args.midi_dir:
+        cfg = dataclasses.replace(cfg, midi_dir=tuple(args.midi_dir))
+    run_dir = args.run_dir or Path("runs") / f"melody-{args.preset}"
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    command = shlex.join(["python", "-m", "audio_dl.train_melody", *(sys.argv[1:] if argv is None else argv)])
+    print(f"run directory: {run_dir} (config, TensorBoard logs, checkpoints, export)")
+    result = train_melody(cfg, run_dir, verbose=2 if args.quiet else 1, command=command)
+    print(f"\nexported and verified {result.export_dir}")
+    shipped = export.shipped_versions(args.export_base)
+    if args.publish == "always" or (args.publish == "auto" and not shipped):
+        target = export.publish(result.export_dir, args.export_base)
+        print(f"published as {target} (TF Serving base path {args.export_base})")
+    else:
+        why = f"the shipped model is version {shipped[-1]}" if shipped else "--publish never"
+        print(f"not published ({why}); to serve this run as a new version:\n"
+              f"  python -m audio_dl.export publish {run_dir} --base {args.export_base}")
+    return 0
+
+
+main.prog = "python -m audio_dl.train_melody"
+
+if __name__ == "__main__":
+    raise SystemExit(cli.run_main(main))

@@ -1,0 +1,211 @@
+"""The web app: API checks with Flask's client, and the two pages driven in real headless Chromium.
+
+Browser tests need Debian's chromium (`.ci/run` installs it); without it they are skipped locally
+and fail in CI. Screenshots go to $AUDIO_DL_ARTIFACTS (default: test-artifacts/).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pytest
+import soundfile
+from werkzeug.serving import make_server
+
+from audio_dl.app.__main__ import is_loopback
+from audio_dl.app.server import create_app, load_models
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARTIFACTS = Path(os.environ.get("AUDIO_DL_ARTIFACTS", "test-artifacts"))
+RED, BLUE = np.array([0xD6, 0x27, 0x28]) / 255, np.array([0x1F, 0x77, 0xB4]) / 255  # matplotlib tab:red/tab:blue
+
+
+@pytest.fixture(scope="module")
+def app(tiny_melody_run, tiny_export):
+    models = load_models(tiny_melody_run / "export" / "1", tiny_export)
+    assert models.melody and models.denoiser, (models.melody_problem, models.denoiser_problem)
+    return create_app(models, max_upload_mb=1)
+
+
+def decode_data_url(url: str) -> bytes:
+    assert url.startswith("data:")
+    return base64.b64decode(url.split(",", 1)[1])
+
+
+def colour_pixels(png: bytes, colour: np.ndarray) -> int:
+    image = matplotlib.image.imread(io.BytesIO(png), format="png")[..., :3]
+    return int((np.abs(image - colour).max(axis=-1) < 0.05).sum())
+
+
+def wav(url: str) -> np.ndarray:
+    audio, _ = soundfile.read(io.BytesIO(decode_data_url(url)), dtype="float32")
+    return audio
+
+
+# --- API -----------------------------------------------------------------------------------------
+
+def test_melody_api_continues_a_note_string(app):
+    reply = app.test_client().post("/api/melody", json={"text": "G4 G4 G4 D4 E4 E4 D4:2", "seed": 1})
+    assert reply.status_code == 200, reply.json
+    tune = reply.json
+    assert [n["pitch"] for n in tune["primer"]] == [67, 67, 67, 62, 64, 64, 62] and tune["generated"]
+    assert colour_pixels(decode_data_url(tune["piano_roll"]), RED) > 100
+    assert colour_pixels(decode_data_url(tune["piano_roll"]), BLUE) > 100
+    assert np.abs(wav(tune["wav"])).max() > 0.1 and decode_data_url(tune["midi"])[:4] == b"MThd"
+
+
+@pytest.mark.parametrize("body, message", [({"text": "G4 Q4"}, "unknown note"), ({"notes": []}, "play a few notes"),
+                                           ({"text": "G4", "temperature": 0}, "temperature must be between"),
+                                           ({"notes": [{"pitch": 60}]}, "pitch, start and end")])
+def test_melody_api_errors_are_one_line_json(app, body, message):
+    reply = app.test_client().post("/api/melody", json=body)
+    assert reply.status_code == 400 and message in reply.json["error"]
+
+
+def test_denoise_api_with_a_bundled_sample_and_noise(app):
+    client = app.test_client()
+    sample = client.get("/api/status").json["samples"][0]
+    reply = client.post("/api/denoise", data={"sample": sample, "noise": "birds", "snr": "0", "strength": "20"})
+    assert reply.status_code == 200, reply.json
+    noisy, denoised, clean = wav(reply.json["noisy"]), wav(reply.json["denoised"]), wav(reply.json["clean"])
+    assert len(noisy) == len(denoised) == len(clean) and not np.allclose(noisy, denoised, atol=1e-3)
+
+
+@pytest.mark.parametrize("name, payload, status, message", [
+    ("notes.txt", b"hello", 400, "unsupported file type"),
+    ("fake.wav", b"RIFF" + bytes(300), 400, "not an audio file"),
+    ("big.wav", bytes(2 * 1024 * 1024), 413, "larger than 1 MB"),
+])
+def test_denoise_api_rejects_bad_uploads(app, name, payload, status, message):
+    reply = app.test_client().post("/api/denoise", data={"file": (io.BytesIO(payload), name)},
+                                   content_type="multipart/form-data")
+    assert reply.status_code == status and message in reply.json["error"]
+
+
+def test_denoise_api_never_opens_a_client_path(app):
+    reply = app.test_client().post("/api/denoise", data={"sample": "../../../../etc/passwd"})
+    assert reply.status_code == 400 and "choose a bundled sample" in reply.json["error"]
+
+
+def test_loopback_detection():
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4")
+
+
+# --- real browser --------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def browser_page(app):
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: .ci/run installs Debian's chromium")
+        pytest.skip("no chromium here (CI installs it)")
+    from playwright.sync_api import sync_playwright
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"])
+        page = browser.new_page(viewport={"width": 1200, "height": 1000})
+        page.goto(f"http://127.0.0.1:{server.server_port}/")
+        yield page
+        browser.close()
+    server.shutdown()
+
+
+@pytest.mark.slow
+def test_browser_piano_records_keys_and_makes_a_tune(browser_page):
+    page = browser_page
+    page.click("#tab-piano")
+    page.click("#record")
+    for pitch in (67, 67, 67, 62, 64, 64, 62):  # Old MacDonald on the on-screen keys
+        key = page.locator(f'.key[data-pitch="{pitch}"]')
+        key.dispatch_event("mousedown")
+        page.wait_for_timeout(120)
+        key.dispatch_event("mouseup")
+        page.wait_for_timeout(60)
+    page.keyboard.press("g")  # a computer key: G4
+    page.click("#record")
+    assert "8 notes recorded" in page.inner_text("#recorded")
+    page.click("#make-tune")
+    page.wait_for_selector("#piano-result:not([hidden])", timeout=60_000)
+    roll = decode_data_url(page.get_attribute("#piano-roll", "src"))
+    assert colour_pixels(roll, RED) > 100 and colour_pixels(roll, BLUE) > 100
+    audio = wav(page.get_attribute("#tune-audio", "src"))
+    assert np.abs(audio).max() > 0.1
+    assert page.get_attribute("#download-midi", "href").startswith("data:audio/midi")
+    assert "notes of yours (red)" in page.inner_text("#tune-summary")
+    page.screenshot(path=str(ARTIFACTS / "piano.png"), full_page=True)
+
+
+@pytest.mark.slow
+def test_browser_piano_shows_errors_in_the_page(browser_page):
+    page = browser_page
+    page.click("#tab-piano")
+    page.fill("#primer-text", "G4 nonsense")
+    page.click("#make-tune")
+    page.wait_for_function("document.getElementById('piano-error').textContent.length > 0")
+    assert "unknown note 'nonsense'" in page.inner_text("#piano-error")
+    page.fill("#primer-text", "")
+
+
+@pytest.mark.slow
+def test_browser_denoiser_bundled_sample_and_three_signals(browser_page):
+    page = browser_page
+    page.click("#tab-denoiser")
+    page.select_option("#noise", "birds")
+    page.fill("#snr", "0")
+    page.click("#run-denoise")
+    page.wait_for_selector("#denoise-result:not([hidden])", timeout=60_000)
+    sources = {}
+    for signal in ("noisy", "denoised", "clean"):
+        page.click(f'.play[data-signal="{signal}"]')
+        assert page.get_attribute("#denoise-audio", "data-playing") == signal
+        sources[signal] = page.get_attribute("#denoise-audio", "src")
+    page.wait_for_function("!document.getElementById('denoise-audio').paused")
+    noisy, denoised = wav(sources["noisy"]), wav(sources["denoised"])
+    assert len(noisy) == len(denoised) and np.abs(noisy - denoised).max() > 1e-3
+    assert page.get_attribute("#spectrograms", "src").startswith("data:image/png")
+    page.screenshot(path=str(ARTIFACTS / "denoiser.png"), full_page=True)
+
+
+@pytest.mark.slow
+def test_browser_denoiser_upload_and_bad_uploads(browser_page, tmp_path):
+    page = browser_page
+    page.click("#tab-denoiser")
+    page.select_option("#noise", "")
+    rng = np.random.default_rng(0)
+    noisy_file = tmp_path / "noisy.wav"
+    t = np.arange(16000) / 16000
+    soundfile.write(noisy_file, (0.3 * np.sin(2 * np.pi * 220 * t) + 0.1 * rng.standard_normal(16000)).astype(np.float32),
+                    16000)
+    page.set_input_files("#upload", str(noisy_file))
+    page.click("#run-denoise")
+    page.wait_for_function("document.getElementById('download-denoised').href.startsWith('data:audio/wav')")
+    page.wait_for_selector("#denoise-result:not([hidden])")
+    assert page.inner_text("#denoise-error") == ""
+
+    not_audio = tmp_path / "notes.wav"
+    not_audio.write_text("this is not audio" * 10)
+    page.set_input_files("#upload", str(not_audio))
+    page.click("#run-denoise")
+    page.wait_for_function("document.getElementById('denoise-error').textContent.length > 0")
+    assert "not an audio file" in page.inner_text("#denoise-error")
+
+    too_large = tmp_path / "large.wav"
+    too_large.write_bytes(bytes(2 * 1024 * 1024))
+    page.set_input_files("#upload", str(too_large))
+    page.click("#run-denoise")
+    page.wait_for_function("document.getElementById('denoise-error').textContent.includes('larger')")
+    page.screenshot(path=str(ARTIFACTS / "denoiser-error.png"), full_page=True)
+    page.set_input_files("#upload", [])

@@ -1,0 +1,334 @@
+"""Folk melody family: MIDI reading and tokens, tf.data, model parity, sampling, metrics, export, CLIs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pretty_midi
+import pytest
+import tensorflow as tf
+
+from audio_dl import melody_metrics as mm
+from audio_dl import midi_io
+from audio_dl.compose import MelodyGenerator
+from audio_dl.config import ConfigError, MelodyConfig, make_config
+from audio_dl.data import melody as melody_data
+from audio_dl.errors import UsageError
+from audio_dl.models import melody as melody_models
+
+FIXTURE = Path(__file__).parent / "data" / "folk"
+N = midi_io.Note
+
+
+def tiny_cfg(**overrides) -> MelodyConfig:
+    return dataclasses.replace(make_config(MelodyConfig, "tiny", overrides=[f"midi_dir={FIXTURE}"]), **overrides)
+
+
+def write_midi(path: Path, notes: list[tuple[int, float, float]], is_drum: bool = False, voices: int = 1) -> Path:
+    midi = pretty_midi.PrettyMIDI(initial_tempo=120)
+    for _ in range(voices):
+        instrument = pretty_midi.Instrument(0, is_drum=is_drum)
+        instrument.notes = [pretty_midi.Note(80, p, s, e) for p, s, e in notes]
+        midi.instruments.append(instrument)
+    midi.write(str(path))
+    return path
+
+
+# --- MIDI and tokens -------------------------------------------------------------------------
+
+def test_repeated_notes_differ_from_held_notes():
+    repeated = [N(67, 0, 1), N(67, 1, 1), N(67, 2, 1)]
+    held = [N(67, 0, 3)]
+    a, b = midi_io.encode(repeated, 60, 72), midi_io.encode(held, 60, 72)
+    assert a.tolist() != b.tolist()
+    assert b.tolist() == [midi_io.START, midi_io.FIRST_NOTE_TOKEN + 7, midi_io.HOLD, midi_io.HOLD, midi_io.END]
+    assert midi_io.decode(a, 60) == repeated and midi_io.decode(b, 60) == held
+
+
+def test_encode_decode_round_trip_with_rests():
+    notes = [N(60, 0, 2), N(62, 4, 1), N(62, 5, 3)]
+    assert midi_io.decode(midi_io.encode(notes, 55, 70), 55) == notes
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        midi_io.encode([N(90, 0, 1)], 55, 70)
+
+
+def test_read_melody_quantises_to_sixteenths(tmp_path):
+    # 120 qpm: a quarter is 0.5 s = 4 steps; an eighth rest between the notes
+    path = write_midi(tmp_path / "t.mid", [(67, 0.0, 0.5), (67, 0.5, 0.75), (69, 1.0, 2.0)])
+    notes, stats = midi_io.read_melody(path)
+    assert notes == [N(67, 0, 4), N(67, 4, 2), N(69, 8, 8)]
+    assert stats.dropped_voices == 0
+
+
+@pytest.mark.parametrize("kind, reason", [("corrupt", "unreadable"), ("drums", "drums_only"),
+                                          ("chords", "polyphonic"), ("long", "too_long"), ("empty", "empty")])
+def test_bad_midi_files_are_skipped_with_a_reason(tmp_path, kind, reason):
+    path = tmp_path / f"{kind}.mid"
+    if kind == "corrupt":
+        path.write_bytes(b"MThd garbage" + bytes(range(50)))
+    elif kind == "drums":
+        write_midi(path, [(36, 0, 0.5), (38, 0.5, 1.0)], is_drum=True)
+    elif kind == "chords":
+        write_midi(path, [(p, t, t + 0.5) for t in (0.0, 0.5, 1.0) for p in (60, 64, 67)])
+    elif kind == "long":
+        write_midi(path, [(60, t, t + 0.25) for t in np.arange(0, 200, 0.5)])
+    else:
+        write_midi(path, [])
+    with pytest.raises(midi_io.MelodySkipped) as caught:
+        midi_io.read_melody(path, max_steps=256)
+    assert caught.value.reason == reason
+
+
+def test_corpus_counts_skips_and_keeps_the_first_voice(tmp_path):
+    write_midi(tmp_path / "good.mid", [(60, 0, 0.5), (62, 0.5, 1.0)])
+    write_midi(tmp_path / "duet.mid", [(60, 0, 0.5), (62, 0.5, 1.0)], voices=2)
+    write_midi(tmp_path / "drums.mid", [(36, 0, 0.5)], is_drum=True)
+    (tmp_path / "broken.mid").write_bytes(b"not midi")
+    tunes, report = melody_data.read_tunes((str(tmp_path),), tiny_cfg())
+    assert len(tunes) == 2 and report.files == 4 and report.kept == 2
+    assert report.skipped == {"drums_only": 1, "unreadable": 1} and report.dropped_voices == 1
+    assert "4 MIDI files -> 2 single-line tunes" in report.summary()
+
+
+def test_empty_folder_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="no MIDI files"):
+        melody_data.read_tunes((str(tmp_path),), tiny_cfg())
+
+
+def test_note_strings():
+    notes = midi_io.parse_note_string("G4 G4:0.5 R D4:2 Bb3:1/2", steps_per_quarter=4)
+    assert notes == [N(67, 0, 4), N(67, 4, 2), N(62, 10, 8), N(58, 18, 2)]
+    for bad in ("H4", "G4:x", "G4:0.1", "R R", ""):
+        with pytest.raises(UsageError):
+            midi_io.parse_note_string(bad)
+
+
+def test_render_audio_is_finite_and_as_long_as_the_tune():
+    audio = midi_io.render_audio([N(69, 0, 4), N(71, 4, 4)], 4, qpm=120, sample_rate=8000)
+    assert np.isfinite(audio).all() and len(audio) == 8000 + 2000 and np.abs(audio).max() <= 0.81
+
+
+# --- tf.data ----------------------------------------------------------------------------------
+
+def test_fixture_corpus_split_and_vocabulary():
+    corpus = melody_data.load_corpus(tiny_cfg())
+    assert corpus.report.kept == 50 and len(corpus.train) + len(corpus.val) == 50 and corpus.val
+    cfg = corpus.cfg
+    assert cfg.pitch_low == min(t.pitch_range[0] for t in corpus.train)
+    assert all(cfg.pitch_low <= p <= cfg.pitch_high for t in corpus.val for p in t.pitch_range)
+
+
+def test_training_batches_are_padded_masked_and_transposed_within_range():
+    corpus = melody_data.load_corpus(tiny_cfg())
+    cfg = corpus.cfg
+    last = melody_models.vocab_size(cfg) - 1
+    for inputs, targets, weights in melody_data.training_dataset(corpus.train, cfg).take(4):
+        inputs, targets, weights = inputs.numpy(), targets.numpy(), weights.numpy()
+        assert inputs.shape == targets.shape == weights.shape
+        np.testing.assert_array_equal(weights, targets != midi_io.PAD)
+        assert inputs.max() <= last and (inputs[:, 0] == midi_io.START).all()
+        following = weights[:, 1:] > 0  # the targets are the inputs shifted by one step
+        np.testing.assert_array_equal(inputs[:, 1:][following], targets[:, :-1][following])
+
+
+def test_transposition_shifts_only_notes_and_stays_in_range():
+    cfg = dataclasses.replace(tiny_cfg(), pitch_low=60, pitch_high=72, transpose=(-5, 6))
+    tokens = midi_io.encode([N(62, 0, 2), N(70, 2, 1)], 60, 72)
+    shifts = set()
+    for seed in range(40):
+        out = melody_data.transpose_tokens(tf.constant(tokens), tf.constant([seed, 1], tf.int64), cfg).numpy()
+        is_note = tokens >= midi_io.FIRST_NOTE_TOKEN
+        np.testing.assert_array_equal(out[~is_note], tokens[~is_note])
+        shift = set((out - tokens)[is_note])
+        assert len(shift) == 1
+        shifts |= shift
+    assert shifts == set(range(-2, 3))  # 62-2 = 60 and 70+2 = 72 are the range's edges
+
+
+# --- model, sampling -------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_model():
+    cfg = tiny_cfg(pitch_low=55, pitch_high=80)
+    return melody_models.build_folknet(cfg), cfg
+
+
+def test_folknet_preset_is_the_demo_network():
+    cfg = dataclasses.replace(make_config(MelodyConfig), pitch_low=55, pitch_high=89)
+    model = melody_models.build_folknet(cfg)
+    lstms = [layer for layer in model.layers if "lstm" in layer.name]
+    assert [layer.units for layer in lstms] == [250, 250]
+    assert [layer.name for layer in model.layers if "dropout" in layer.name] == ["dropout_1", "dropout_2"]
+    assert model.output["logits"].shape[-1] == 5 + 35
+
+
+def test_one_step_model_equals_the_sequence_model(small_model):
+    model, cfg = small_model
+    step = melody_models.one_step_from(model, cfg)
+    tokens = np.array([midi_io.START, 8, midi_io.HOLD, 9, midi_io.REST, 12, 12, midi_io.HOLD], np.int32)
+    expected = model(tokens[np.newaxis], training=False)["logits"].numpy()[0]
+    states = {name: np.zeros((1, cfg.lstm_units), np.float32) for name in melody_models.state_names(cfg)}
+    for i, token in enumerate(tokens):
+        out = step({"token": np.array([token]), **states}, training=False)
+        states = {name: out[f"next_{name}"].numpy() for name in states}
+        np.testing.assert_allclose(out["logits"].numpy()[0], expected[i], atol=1e-5)
+
+
+def test_sampling_is_seeded_and_stops_at_end(small_model):
+    model, cfg = small_model
+    generator = MelodyGenerator.from_keras(model, cfg)
+    primer = [N(67, 0, 4), N(67, 4, 4)]
+    a = generator.continue_tune(primer, temperature=1.0, seed=5, max_steps=300)
+    b = generator.continue_tune(primer, temperature=1.0, seed=5, max_steps=300)
+    np.testing.assert_array_equal(a.tokens, b.tokens)
+    assert a.primer == primer and len(a.tokens) <= 300
+    assert a.ended == (a.tokens[-1] == midi_io.END) and midi_io.END not in a.tokens[:-1].tolist()
+    assert not ({midi_io.PAD, midi_io.START} & set(a.tokens.tolist()))
+    assert all(n.start >= 8 for n in a.generated)
+
+
+def test_top_k_one_is_greedy(small_model):
+    model, cfg = small_model
+    generator = MelodyGenerator.from_keras(model, cfg)
+    runs = [generator.continue_tune([N(60, 0, 2)], temperature=1.0, top_k=1, seed=s, max_steps=40).tokens
+            for s in (1, 2)]
+    np.testing.assert_array_equal(*runs)
+
+
+def test_primer_out_of_range_is_transposed_or_refused(small_model):
+    model, cfg = small_model
+    generator = MelodyGenerator.from_keras(model, cfg)
+    low = generator.continue_tune([N(43, 0, 2), N(45, 2, 2)], seed=0, max_steps=8)
+    assert low.transposed == 12 and low.primer[0].pitch == 55
+    with pytest.raises(UsageError, match="do not fit the model's range G3..G#5"):
+        generator.continue_tune([N(40, 0, 2), N(90, 2, 2)])
+    with pytest.raises(UsageError, match="temperature"):
+        generator.continue_tune([N(60, 0, 2)], temperature=0.0)
+
+
+def test_bad_melody_config_values():
+    for override in ("lstm_units=0", "transpose=2,3", "dropout=1.0", "val_fraction=0"):
+        with pytest.raises(ConfigError):
+            make_config(MelodyConfig, "folknet", overrides=[override])
+
+
+# --- metrics ---------------------------------------------------------------------------------
+
+def test_teacher_forced_uniform_model_gives_log2_of_the_pitch_count():
+    vocab = midi_io.FIRST_NOTE_TOKEN + 8
+    sequences = [midi_io.encode([N(60, 0, 1), N(62, 1, 2), N(64, 3, 1)], 60, 67)]
+    result = mm.teacher_forced(lambda x: np.zeros(x.shape + (vocab,)), sequences)
+    assert result["bits_per_note"] == pytest.approx(3.0) and result["notes"] == 3
+    assert result["token_nll"] == pytest.approx(np.log(vocab))
+
+
+def test_ngram_learns_a_repeated_scale():
+    scale = [60, 62, 64, 65, 67, 69, 71, 72] * 4
+    result = mm.ngram_baseline([scale] * 20, [scale], order=3, vocabulary=range(60, 73))
+    assert result["bits_per_note"] < 0.5 and result["next_pitch_accuracy"] > 0.9
+
+
+def test_copy_checker():
+    checker = mm.CopyChecker([[1, 2, 3, 4, 5, 6], [9, 9, 9]])
+    assert checker.longest_copied_run([7, 2, 3, 4, 8]) == 3
+    assert checker.copied_share([1, 2, 3, 4, 5, 6], n=3) == 1.0
+    assert checker.copied_share([1, 2], n=3) is None
+    assert mm.jensen_shannon(mm.interval_histogram([[60, 62]]), mm.interval_histogram([[60, 62]])) == 0.0
+
+
+# --- training, export, CLIs ------------------------------------------------------------------
+
+@pytest.fixture
+def trained(tiny_melody_run):
+    return tiny_melody_run
+
+
+@pytest.mark.slow
+def test_train_melody_writes_a_verified_export(trained):
+    version = trained / "export" / "1"
+    for name in ("saved_model.pb", "melody_one_step.tflite", "config.json", "MODEL_CARD.md", "provenance.json"):
+        assert (version / name).is_file(), name
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert {"validation", "generation", "best_epoch"} <= set(metrics)
+    card = (version / "MODEL_CARD.md").read_text()
+    assert "tflite_one_step_max_abs_error" in card and "bits/note" in card
+    loaded = tf.saved_model.load(str(version))
+    assert {"serving_default", "generate", "one_step", "score"} <= set(loaded.signatures)
+    out = loaded.signatures["serving_default"](primer=tf.constant([9, 4, 9], tf.int32), temperature=tf.constant(1.0),
+                                               top_k=tf.constant(0), seed=tf.constant(1), max_steps=tf.constant(50))
+    assert out["tokens"].dtype == tf.int32 and 0 < out["tokens"].shape[0] <= 50
+
+
+@pytest.mark.slow
+def test_generate_melody_cli_writes_midi_wav_png(trained, tmp_path):
+    from audio_dl import generate_melody
+
+    out = tmp_path / "tune"
+    assert generate_melody.main(["G4 G4 G4 D4 E4 E4 D4:2", "--model", str(trained / "export" / "1"),
+                                 "-o", str(out), "--seed", "3", "--max-notes", "40"]) == 0
+    for suffix in (".mid", ".wav", ".png"):
+        assert out.with_suffix(suffix).stat().st_size > 100
+    midi = pretty_midi.PrettyMIDI(str(out.with_suffix(".mid")))
+    assert [n.pitch for n in midi.instruments[0].notes[:7]] == [67, 67, 67, 62, 64, 64, 62]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arguments, message", [
+    (["G4", "--temperature", "0"], "--temperature must be > 0"),
+    (["G4 H9"], "unknown note 'H9'"),
+    (["C1 C8"], "do not fit the model's range"),
+    (["missing.mid"], "primer file not found"),
+])
+def test_generate_melody_bad_input_exits_2(trained, arguments, message, capsys):
+    from audio_dl import cli, generate_melody
+
+    assert cli.run_main(generate_melody.main, [*arguments, "--model", str(trained / "export" / "1")]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_generate_melody_rejects_a_model_that_is_not_a_melody_model(tiny_export, capsys):
+    from audio_dl import cli, generate_melody
+
+    assert cli.run_main(generate_melody.main, ["G4", "--model", str(tiny_export)]) == 2
+    assert "not a melody model" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_evaluate_melody_cli(trained, tmp_path, capsys):
+    from audio_dl import evaluate_melody
+
+    report = tmp_path / "report.json"
+    assert evaluate_melody.main(["--midi-dir", str(FIXTURE), "--model", str(trained / "export" / "1"),
+                                 "--train-midi-dir", str(FIXTURE), "--generate", "2", "-o", str(report)]) == 0
+    result = json.loads(report.read_text())
+    assert {"model", "ngram_3", "ngram_5"} <= set(result["scored"]) and result["generation"]["tunes"] == 2
+    assert "bits/note" in capsys.readouterr().out
+
+
+def test_tflite_one_step_runs_under_litert(trained):
+    from audio_dl.export import run_tflite
+
+    cfg = json.loads((trained / "export" / "1" / "config.json").read_text())
+    states = {f"state_{k}_{i}": np.zeros((1, cfg["lstm_units"]), np.float32) for i in (1, 2) for k in "hc"}
+    out = run_tflite(trained / "export" / "1" / "melody_one_step.tflite", {"token": np.array([1], np.int32), **states})
+    assert out["logits"].shape == (1, 5 + cfg["pitch_high"] - cfg["pitch_low"] + 1)
+
+
+@pytest.mark.slow
+def test_melody_benchmark_runs_and_writes_json(trained, tmp_path):
+    from audio_dl import bench
+
+    out = tmp_path / "bench.json"
+    assert bench.main(["melody", "--model", str(trained / "export" / "1"), "--tunes", "2", "-o", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert results["stateful_graph_notes_per_second"] > 0 and results["refeed_sequence_tokens_per_second_at_300"] > 0
+
+
+def test_folk_corpus_command_rejects_unknown_collections(capsys):
+    from audio_dl import cli, datasets
+
+    assert cli.run_main(datasets.main, ["folk-corpus", "/tmp/unused", "--collections", "nope"]) == 2
+    assert "unknown collection" in capsys.readouterr().err

@@ -23,7 +23,12 @@ from audio_dl import cli
 from audio_dl.compose import MelodyGenerator, export_scorer, load_melody_export
 from audio_dl.data import melody as melody_data
 from audio_dl.errors import UsageError
-from audio_dl.melody_training import evaluate_tunes, format_report, generation_statistics, held_out_tunes
+from audio_dl.melody_training import (
+    evaluate_tunes,
+    format_report,
+    generation_statistics,
+    held_out_tunes,
+)
 
 
 def build_parser() -> cli.ArgumentParser:

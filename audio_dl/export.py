@@ -14,7 +14,6 @@ and a user's run is only published above it on request (`python -m audio_dl.expo
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -29,7 +28,11 @@ from audio_dl.atomic import staged_folder
 from audio_dl.config import DenoiserConfig, save_config
 from audio_dl.errors import UsageError
 from audio_dl.litert import signature_runner
-from audio_dl.models.denoiser import build_denoiser, build_streaming_denoiser, copy_weights
+from audio_dl.models.denoiser import (
+    build_denoiser,
+    build_streaming_denoiser,
+    copy_weights,
+)
 from audio_dl.streaming import STREAMING_TFLITE_NAME, StreamingDenoiser
 
 # Stated tolerances (max absolute difference of the output waveform, audio in [-1, 1]).

@@ -23,7 +23,12 @@ from audio_dl import midi_io
 from audio_dl.atomic import staged_folder
 from audio_dl.config import MelodyConfig, save_config
 from audio_dl.errors import UsageError
-from audio_dl.export import SAVED_MODEL_TOLERANCE, TFLITE_TOLERANCE, ExportError, convert_tflite
+from audio_dl.export import (
+    SAVED_MODEL_TOLERANCE,
+    TFLITE_TOLERANCE,
+    ExportError,
+    convert_tflite,
+)
 from audio_dl.litert import signature_runner
 from audio_dl.models.melody import MelodySampler, one_step_from, state_names
 

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import scipy.spatial.distance
 from nltk.lm import WittenBellInterpolated
-from nltk.lm.preprocessing import padded_everygram_pipeline, pad_both_ends
+from nltk.lm.preprocessing import pad_both_ends, padded_everygram_pipeline
 from nltk.util import ngrams
 
 from audio_dl import midi_io

@@ -1,0 +1,247 @@
+"""The TF Serving contract, served in-process: the REST API and the gRPC PredictionService.
+
+`tensorflow_model_server` cannot be installed from PyPI, so this module serves the same SavedModel
+folders (TF Serving base paths: BASE/<version>/saved_model.pb) through the same interfaces, to
+test clients and exports against, and to develop without docker:
+
+    python -m audio_dl.serving --model denoiser=saved_models/denoiser --model melody=saved_models/melody
+
+REST (TF Serving's API):
+    GET  /v1/models/NAME[/versions/V]            version status
+    GET  /v1/models/NAME[/versions/V]/metadata   signatures
+    POST /v1/models/NAME[/versions/V]:predict    {"signature_name": S, "instances": [...]} (row format)
+                                                 or {"signature_name": S, "inputs": ...}   (column format)
+    answers {"predictions": ...} / {"outputs": ...}; errors {"error": "message"} with a 4xx status.
+gRPC: tensorflow.serving.PredictionService/Predict with a PredictRequest (model_spec.name,
+signature_name, version; inputs as TensorProtos), as the official `tensorflow-serving-api` client sends.
+
+The real server: `docker run -p 8501:8501 -p 8500:8500 -v $PWD/saved_models/denoiser:/models/denoiser
+-e MODEL_NAME=denoiser tensorflow/serving` (see README).
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from concurrent import futures
+from pathlib import Path
+from typing import Sequence
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from flask import Flask, jsonify, request
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+from audio_dl import cli
+from audio_dl.errors import UsageError
+
+DEFAULT_SIGNATURE = "serving_default"
+
+
+class ServingError(Exception):
+    """A request TF Serving would refuse: message + HTTP status + gRPC code."""
+
+    def __init__(self, message: str, http_status: int = 400, code: grpc.StatusCode = grpc.StatusCode.INVALID_ARGUMENT):
+        super().__init__(message)
+        self.http_status, self.code = http_status, code
+
+
+class ModelRegistry:
+    """name -> {version: loaded SavedModel}, loaded once from TF Serving base paths."""
+
+    def __init__(self, base_paths: dict[str, Path]):
+        self.models: dict[str, dict[int, object]] = {}
+        for name, base in base_paths.items():
+            versions = {int(p.name): p for p in Path(base).glob("*") if p.name.isdigit() and (p / "saved_model.pb").is_file()}
+            if not versions:
+                raise UsageError(f"{base} holds no SavedModel versions (BASE/<number>/saved_model.pb)")
+            self.models[name] = {v: tf.saved_model.load(str(p)) for v, p in sorted(versions.items())}
+
+    def get(self, name: str, version: int | None):
+        if name not in self.models:
+            raise ServingError(f"Servable not found for request: Latest({name})", 404, grpc.StatusCode.NOT_FOUND)
+        versions = self.models[name]
+        if version is None:
+            version = max(versions)
+        if version not in versions:
+            raise ServingError(f"Servable not found for request: Specific({name}, {version})", 404,
+                               grpc.StatusCode.NOT_FOUND)
+        return versions[version], version
+
+    def signature(self, name: str, version: int | None, signature_name: str):
+        model, version = self.get(name, version)
+        signature_name = signature_name or DEFAULT_SIGNATURE
+        if signature_name not in model.signatures:
+            raise ServingError(f"Serving signature name: \"{signature_name}\" not found in signature def")
+        return model.signatures[signature_name], version
+
+
+def run_signature(signature, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Call a signature with named numpy inputs, cast to its dtypes; ServingError on a mismatch."""
+    specs = signature.structured_input_signature[1]
+    missing, unknown = sorted(set(specs) - set(inputs)), sorted(set(inputs) - set(specs))
+    if missing or unknown:
+        raise ServingError(f"input keys must be {sorted(specs)}; missing {missing}, unexpected {unknown}")
+    tensors = {}
+    for key, spec in specs.items():
+        try:
+            value = tf.constant(np.asarray(inputs[key]), dtype=spec.dtype)
+        except (TypeError, ValueError) as error:
+            raise ServingError(f"input {key!r}: {error}") from None
+        if not spec.shape.is_compatible_with(value.shape):
+            raise ServingError(f"input {key!r} has shape {value.shape.as_list()}, the signature takes {spec.shape}")
+        tensors[key] = value
+    try:
+        outputs = signature(**tensors)
+    except (tf.errors.InvalidArgumentError, ValueError, TypeError) as error:
+        raise ServingError(str(error).splitlines()[0]) from None
+    return {key: value.numpy() for key, value in outputs.items()}
+
+
+# --- REST --------------------------------------------------------------------------------------
+
+def _rest_inputs(body: dict, input_names: list[str]) -> tuple[dict[str, np.ndarray], bool]:
+    """(named inputs, row format?) from a :predict body."""
+    if ("instances" in body) == ("inputs" in body):
+        raise ServingError("JSON Value: must have exactly one of 'instances' (row format) or 'inputs' (column format)")
+    if "inputs" in body:
+        value = body["inputs"]
+        if isinstance(value, dict):
+            return {k: np.asarray(v) for k, v in value.items()}, False
+        if len(input_names) != 1:
+            raise ServingError(f"the signature has several inputs {input_names}: send 'inputs' as an object")
+        return {input_names[0]: np.asarray(value)}, False
+    instances = body["instances"]
+    if not isinstance(instances, list) or not instances:
+        raise ServingError("'instances' must be a non-empty list")
+    if all(isinstance(i, dict) for i in instances):
+        keys = set(instances[0])
+        if any(set(i) != keys for i in instances):
+            raise ServingError("every instance must have the same named inputs")
+        columns = {k: [i[k] for i in instances] for k in keys}
+    elif len(input_names) == 1:
+        columns = {input_names[0]: instances}
+    else:
+        raise ServingError(f"the signature has several inputs {input_names}: send each instance as an object")
+    try:
+        return {k: np.asarray(v) for k, v in columns.items()}, True
+    except ValueError:
+        raise ServingError("instances must have equal shapes (they are batched along the first axis)") from None
+
+
+def create_rest_app(registry: ModelRegistry) -> Flask:
+    app = Flask(__name__)
+
+    @app.errorhandler(ServingError)
+    def serving_error(error: ServingError):
+        return jsonify(error=str(error)), error.http_status
+
+    def parse_version(version: str | None) -> int | None:
+        if version is None:
+            return None
+        if not version.isdigit():
+            raise ServingError(f"invalid version {version!r}")
+        return int(version)
+
+    @app.get("/v1/models/<name>")
+    @app.get("/v1/models/<name>/versions/<version>")
+    def status(name: str, version: str | None = None):
+        _, served = registry.get(name, parse_version(version))
+        return jsonify(model_version_status=[{"version": str(served), "state": "AVAILABLE",
+                                              "status": {"error_code": "OK", "error_message": ""}}])
+
+    @app.get("/v1/models/<name>/metadata")
+    @app.get("/v1/models/<name>/versions/<version>/metadata")
+    def metadata(name: str, version: str | None = None):
+        model, served = registry.get(name, parse_version(version))
+        signatures = {key: {"inputs": {k: {"dtype": s.dtype.name, "shape": s.shape.as_list()}
+                                       for k, s in sig.structured_input_signature[1].items()},
+                            "outputs": {k: {"dtype": s.dtype.name, "shape": s.shape.as_list()}
+                                        for k, s in sig.structured_outputs.items()}}
+                      for key, sig in model.signatures.items()}
+        return jsonify(model_spec={"name": name, "version": str(served)}, metadata={"signature_def": signatures})
+
+    @app.post("/v1/models/<name>:predict")
+    @app.post("/v1/models/<name>/versions/<version>:predict")
+    def predict(name: str, version: str | None = None):
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise ServingError("JSON Parse error: the body must be a JSON object")
+        signature, _ = registry.signature(name, parse_version(version), body.get("signature_name", ""))
+        inputs, rows = _rest_inputs(body, list(signature.structured_input_signature[1]))
+        outputs = run_signature(signature, inputs)
+        if not rows:
+            if len(outputs) == 1:
+                return jsonify(outputs=next(iter(outputs.values())).tolist())
+            return jsonify(outputs={k: v.tolist() for k, v in outputs.items()})
+        if len(outputs) == 1:
+            return jsonify(predictions=next(iter(outputs.values())).tolist())
+        count = len(next(iter(outputs.values())))
+        return jsonify(predictions=[{k: v[i].tolist() for k, v in outputs.items()} for i in range(count)])
+
+    return app
+
+
+# --- gRPC --------------------------------------------------------------------------------------
+
+class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    def __init__(self, registry: ModelRegistry):
+        self.registry = registry
+
+    def Predict(self, request: predict_pb2.PredictRequest, context):  # noqa: N802 - the gRPC method name
+        try:
+            version = request.model_spec.version.value if request.model_spec.HasField("version") else None
+            signature, served = self.registry.signature(request.model_spec.name, version,
+                                                        request.model_spec.signature_name)
+            outputs = run_signature(signature, {k: tf.make_ndarray(v) for k, v in request.inputs.items()})
+        except ServingError as error:
+            context.abort(error.code, str(error))
+        response = predict_pb2.PredictResponse()
+        response.model_spec.name = request.model_spec.name
+        response.model_spec.version.value = served
+        response.model_spec.signature_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
+        for key in request.output_filter or outputs:
+            if key not in outputs:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"output tensor alias not found in signature: {key}")
+            response.outputs[key].CopyFrom(tf.make_tensor_proto(outputs[key]))
+        return response
+
+
+def start_grpc_server(registry: ModelRegistry, port: int = 0, host: str = "127.0.0.1") -> tuple[grpc.Server, int]:
+    """Start a PredictionService server; returns (server, bound port)."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4),
+                         options=[("grpc.max_send_message_length", 64 << 20),
+                                  ("grpc.max_receive_message_length", 64 << 20)])
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(registry), server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    server.start()
+    return server, bound
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = cli.ArgumentParser(prog="python -m audio_dl.serving", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", action="append", required=True, metavar="NAME=BASE_PATH",
+                        help="serve a TF Serving base path under NAME (repeatable)")
+    parser.add_argument("--rest-port", type=int, default=8501)
+    parser.add_argument("--grpc-port", type=int, default=8500)
+    args = parser.parse_args(argv)
+    paths = {}
+    for item in args.model:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise UsageError(f"--model {item!r} is not NAME=BASE_PATH")
+        paths[name] = Path(path)
+    registry = ModelRegistry(paths)
+    server, port = start_grpc_server(registry, args.grpc_port)
+    print(f"gRPC on 127.0.0.1:{port}; REST on http://127.0.0.1:{args.rest_port}/v1/models/<name>:predict")
+    threading.Thread(target=server.wait_for_termination, daemon=True).start()
+    create_rest_app(registry).run(host="127.0.0.1", port=args.rest_port)
+    return 0
+
+
+main.prog = "python -m audio_dl.serving"
+
+if __name__ == "__main__":
+    raise SystemExit(cli.run_main(main))

@@ -1,0 +1,134 @@
+"""The TF Serving contract: REST (row and column formats, errors) and gRPC through the official
+`tensorflow-serving-api` client, both equal to calling the SavedModel directly."""
+
+from __future__ import annotations
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+from audio_dl.config import MelodyConfig, make_config
+from audio_dl.serving import ModelRegistry, create_rest_app, start_grpc_server
+
+MELODY_ARGS = {"primer": np.array([9, 4, 9, 4], np.int32), "temperature": np.float32(1.0), "top_k": np.int32(0),
+               "seed": np.int32(7), "max_steps": np.int32(40)}
+
+
+@pytest.fixture(scope="module")
+def registry(tiny_export, tiny_melody_run):
+    return ModelRegistry({"denoiser": tiny_export.parent, "melody": tiny_melody_run / "export"})
+
+
+@pytest.fixture(scope="module")
+def rest(registry):
+    return create_rest_app(registry).test_client()
+
+
+@pytest.fixture(scope="module")
+def stub(registry):
+    server, port = start_grpc_server(registry)
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    yield prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    channel.close()
+    server.stop(None)
+
+
+def direct(registry, name, signature, **inputs):
+    model, _ = registry.get(name, None)
+    return {k: v.numpy() for k, v in model.signatures[signature](**{k: tf.constant(v) for k, v in inputs.items()}).items()}
+
+
+def waveforms(count=2, length=4000):
+    return (0.1 * np.random.default_rng(0).standard_normal((count, length))).astype(np.float32)
+
+
+def test_rest_row_format_equals_the_savedmodel(rest, registry):
+    x = waveforms()
+    reply = rest.post("/v1/models/denoiser:predict", json={"instances": x.tolist()})
+    assert reply.status_code == 200, reply.json
+    expected = direct(registry, "denoiser", "serving_default", waveform=x)["denoised"]
+    np.testing.assert_allclose(np.array(reply.json["predictions"]), expected, atol=1e-6)
+
+
+def test_rest_column_format_with_version_and_signature(rest, registry):
+    x = waveforms(1)
+    reply = rest.post("/v1/models/denoiser/versions/1:predict",
+                      json={"signature_name": "serving_default", "inputs": {"waveform": x.tolist()}})
+    assert reply.status_code == 200, reply.json
+    np.testing.assert_allclose(np.array(reply.json["outputs"]),
+                               direct(registry, "denoiser", "serving_default", waveform=x)["denoised"], atol=1e-6)
+
+
+def test_rest_melody_generate_and_one_step(rest, registry):
+    body = {"signature_name": "generate", "inputs": {k: v.tolist() for k, v in MELODY_ARGS.items()}}
+    reply = rest.post("/v1/models/melody:predict", json=body)
+    assert reply.status_code == 200, reply.json
+    assert reply.json["outputs"] == direct(registry, "melody", "generate", **MELODY_ARGS)["tokens"].tolist()
+    units = make_config(MelodyConfig, "tiny").lstm_units
+    instance = {"token": 1, **{f"state_{k}_{i}": [0.0] * units for i in (1, 2) for k in "hc"}}
+    reply = rest.post("/v1/models/melody:predict", json={"signature_name": "one_step", "instances": [instance, instance]})
+    assert reply.status_code == 200 and len(reply.json["predictions"]) == 2
+    assert set(reply.json["predictions"][0]) >= {"logits", "next_state_h_1"}
+
+
+def test_rest_status_and_metadata(rest):
+    assert rest.get("/v1/models/melody").json["model_version_status"][0]["state"] == "AVAILABLE"
+    signatures = rest.get("/v1/models/melody/metadata").json["metadata"]["signature_def"]
+    assert {"generate", "one_step", "score", "serving_default"} <= set(signatures)
+
+
+@pytest.mark.parametrize("path, body, status, message", [
+    ("/v1/models/nope:predict", {"instances": [[0.0]]}, 404, "Servable not found"),
+    ("/v1/models/denoiser/versions/9:predict", {"instances": [[0.0]]}, 404, "Specific(denoiser, 9)"),
+    ("/v1/models/denoiser:predict", {"instances": [[0.0]], "inputs": [[0.0]]}, 400, "exactly one of"),
+    ("/v1/models/denoiser:predict", {"signature_name": "nope", "instances": [[0.0]]}, 400, "not found in signature"),
+    ("/v1/models/denoiser:predict", {"inputs": {"audio": [[0.0]]}}, 400, "input keys must be"),
+    ("/v1/models/denoiser:predict", {"instances": [[0.0, 1.0], [0.0]]}, 400, "equal shapes"),
+    ("/v1/models/denoiser:predict", {"inputs": [0.0, 1.0]}, 400, "has shape [2]"),
+    ("/v1/models/denoiser:predict", {"inputs": [["a", "b"]]}, 400, "input 'waveform'"),
+])
+def test_rest_malformed_requests_get_tf_serving_errors(rest, path, body, status, message):
+    reply = rest.post(path, json=body)
+    assert reply.status_code == status and set(reply.json) == {"error"} and message in reply.json["error"]
+
+
+def test_rest_body_that_is_not_json(rest):
+    reply = rest.post("/v1/models/denoiser:predict", data="{not json", content_type="application/json")
+    assert reply.status_code == 400 and "JSON" in reply.json["error"]
+
+
+def test_grpc_predict_equals_the_savedmodel(stub, registry):
+    x = waveforms()
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "denoiser"
+    request.model_spec.signature_name = "serving_default"
+    request.inputs["waveform"].CopyFrom(tf.make_tensor_proto(x))
+    response = stub.Predict(request, timeout=60)
+    np.testing.assert_allclose(tf.make_ndarray(response.outputs["denoised"]),
+                               direct(registry, "denoiser", "serving_default", waveform=x)["denoised"], atol=1e-6)
+    assert response.model_spec.version.value == 1
+
+    melody = predict_pb2.PredictRequest()
+    melody.model_spec.name = "melody"
+    melody.model_spec.signature_name = "generate"
+    for key, value in MELODY_ARGS.items():
+        melody.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+    tokens = tf.make_ndarray(stub.Predict(melody, timeout=60).outputs["tokens"])
+    np.testing.assert_array_equal(tokens, direct(registry, "melody", "generate", **MELODY_ARGS)["tokens"])
+
+
+@pytest.mark.parametrize("name, signature, key, code", [
+    ("nope", "serving_default", "waveform", grpc.StatusCode.NOT_FOUND),
+    ("denoiser", "nope", "waveform", grpc.StatusCode.INVALID_ARGUMENT),
+    ("denoiser", "serving_default", "audio", grpc.StatusCode.INVALID_ARGUMENT),
+])
+def test_grpc_errors_are_status_codes_not_crashes(stub, name, signature, key, code):
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = name
+    request.model_spec.signature_name = signature
+    request.inputs[key].CopyFrom(tf.make_tensor_proto(waveforms(1)))
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Predict(request, timeout=60)
+    assert caught.value.code() == code

@@ -56,7 +56,8 @@ class DenoiserConfig:
     # --- model ------------------------------------------------------------------------------
     architecture: str = "mask"  # "mask" (default design) or "fcn16" (the demo's network)
     hidden_units: int = 256  # mask model width
-    hidden_layers: int = 2  # mask model: dense layers after the 8-frame context layer
+    bottleneck_units: int = 64  # mask model: per-frame projection before the context layer (0: none)
+    hidden_layers: int = 1  # mask model: dense layers after the 8-frame context layer
     mask_floor: float = 0.0  # lowest gain the mask may apply, 0..1
     noise_context_frames: int = 64  # mask model: frames averaged into the long-term (noise floor) feature
 
@@ -100,7 +101,7 @@ class DenoiserConfig:
         for name in ("epochs", "steps_per_epoch", "batch_size", "hidden_units", "val_examples",
                      "normalization_batches", "noise_context_frames"):
             _check(getattr(self, name) >= 1, f"{name} must be >= 1")
-        _check(self.hidden_layers >= 0, "hidden_layers must be >= 0")
+        _check(self.hidden_layers >= 0 and self.bottleneck_units >= 0, "hidden_layers and bottleneck_units must be >= 0")
         _check(self.learning_rate > 0 and self.clipnorm > 0, "learning_rate and clipnorm must be > 0")
         _check(0.0 < self.lr_decay_per_epoch <= 1.0, "lr_decay_per_epoch must be in (0, 1]")
         _check(self.tflite_seconds * self.sample_rate >= self.frame_length,
@@ -136,7 +137,7 @@ DENOISER_PRESETS: dict[str, dict] = {
                    steps_per_epoch=100, learning_rate=1e-3, lr_decay_per_epoch=0.9, augment=False),
     # Seconds-long runs for tests and smoke checks.
     "tiny": dict(epochs=1, steps_per_epoch=2, batch_size=4, crop_seconds=0.5, val_examples=4,
-                 normalization_batches=1, hidden_units=32, hidden_layers=1, tflite_seconds=0.5),
+                 normalization_batches=1, hidden_units=32, hidden_layers=1, bottleneck_units=16, tflite_seconds=0.5),
 }
 
 

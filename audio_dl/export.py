@@ -39,7 +39,6 @@ from audio_dl.streaming import STREAMING_TFLITE_NAME, StreamingDenoiser
 SAVED_MODEL_TOLERANCE = 1e-5
 TFLITE_TOLERANCE = 1e-4
 TFLITE_NAME = "denoiser.tflite"
-STREAMING_OUTPUTS = ("denoised", "next_input_state", "next_magnitude_state", "next_output_state")
 
 
 class ExportError(RuntimeError):
@@ -156,7 +155,7 @@ def export_denoiser(model: keras.Model, cfg: DenoiserConfig, version_dir: Path, 
     with staged_folder(version_dir) as staging:
         write_saved_model(model, staging)
         (staging / TFLITE_NAME).write_bytes(convert_tflite(tflite_twin))
-        (staging / STREAMING_TFLITE_NAME).write_bytes(convert_tflite(streaming, STREAMING_OUTPUTS))
+        (staging / STREAMING_TFLITE_NAME).write_bytes(convert_tflite(streaming, tuple(streaming.output)))
         for quantization, name in QUANTIZED_TFLITE_NAMES.items():
             (staging / name).write_bytes(convert_tflite(tflite_twin, quantization=quantization))
         save_config(cfg, staging / "config.json")  # the streaming loop reads it
@@ -195,6 +194,20 @@ def publish(version_dir: Path, base: Path, version: int | None = None) -> Path:
     with staged_folder(target) as staging:
         shutil.copytree(version_dir, staging, dirs_exist_ok=True)
     return target
+
+
+def publish_run(export_dir: Path, run_dir: Path, base: Path, policy: str) -> Path | None:
+    """The training CLIs' rule: policy "always" publishes, "auto" publishes unless a shipped
+    version is there, "never" does not; prints what happened (and the command to publish later)."""
+    shipped = shipped_versions(base)
+    if policy == "always" or (policy == "auto" and not shipped):
+        target = publish(export_dir, base)
+        print(f"published as {target} (TF Serving base path {base})")
+        return target
+    why = f"the shipped model is version {shipped[-1]}" if shipped else "--publish never"
+    print(f"not published ({why}); to serve this run as a new version:\n"
+          f"  python -m audio_dl.export publish {run_dir} --base {base}")
+    return None
 
 
 # --- CLI: python -m audio_dl.export publish RUN_EXPORT [--base saved_models/denoiser] -----------

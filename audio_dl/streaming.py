@@ -4,8 +4,8 @@
     for block in blocks_of_64_samples:        # float32 [64] at 8 kHz
         out = stream.process(block)           # float32 [64], delayed by stream.latency samples
 
-The model carries its state explicitly (last input samples, last magnitude frames, overlap-add
-tail); this loop feeds each step's next_* outputs back as the next step's inputs.
+The model carries its state explicitly (last input samples, the cached features of past frames,
+overlap-add tail); this loop feeds each step's next_<state> outputs back as the <state> inputs.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from audio_dl.errors import UsageError
 from audio_dl.litert import signature_runner
 
 STREAMING_TFLITE_NAME = "denoiser_streaming.tflite"
-STATE_NAMES = ("input_state", "magnitude_state", "output_state")
 
 
 class StreamingDenoiser:
@@ -32,11 +31,14 @@ class StreamingDenoiser:
         self.cfg = load_config(DenoiserConfig, path.parent / "config.json")
         try:
             self._runner = signature_runner(path, num_threads)
-            details = self._runner.get_input_details()
-            self._shapes = {name: tuple(details[name]["shape"]) for name in STATE_NAMES}
+            details, outputs = self._runner.get_input_details(), self._runner.get_output_details()
+            self._shapes = {name: tuple(d["shape"]) for name, d in details.items() if name != "samples"}
             self.hop = int(details["samples"]["shape"][1])
+            ok = "denoised" in outputs and all(f"next_{name}" in outputs for name in self._shapes)
         except Exception:  # noqa: BLE001 - anything else is not our streaming model
-            raise UsageError(f"{path} is not a streaming denoiser (needs samples + {', '.join(STATE_NAMES)})") from None
+            ok = False
+        if not ok:
+            raise UsageError(f"{path} is not a streaming denoiser (needs samples + states -> denoised + next_states)")
         self.reset()
 
     @property
@@ -51,7 +53,7 @@ class StreamingDenoiser:
     def process(self, block: np.ndarray) -> np.ndarray:
         """[hop] float32 in -> [hop] float32 out."""
         outputs = self._runner(samples=np.asarray(block, np.float32).reshape(1, self.hop), **self._state)
-        self._state = {name: np.array(outputs[f"next_{name}"]) for name in STATE_NAMES}
+        self._state = {name: np.array(outputs[f"next_{name}"]) for name in self._shapes}
         return np.array(outputs["denoised"][0])
 
     def denoise(self, waveform: np.ndarray) -> np.ndarray:

@@ -55,15 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\nexported and verified {result.export_dir} "
           f"(SavedModel max error {result.export_errors['saved_model_max_abs_error']:.1e}, "
           f"TFLite {result.export_errors['tflite_max_abs_error']:.1e})")
-    shipped = export.shipped_versions(args.export_base)
-    if args.publish == "always" or (args.publish == "auto" and not shipped):
-        target = export.publish(result.export_dir, args.export_base)
-        print(f"published as {target} (TF Serving base path {args.export_base}); "
-              f"TFLite model: {target / export.TFLITE_NAME}")
-    else:
-        why = f"the shipped model is version {shipped[-1]}" if shipped else "--publish never"
-        print(f"not published ({why}); to serve this run as a new version:\n"
-              f"  python -m audio_dl.export publish {run_dir} --base {args.export_base}")
+    target = export.publish_run(result.export_dir, run_dir, args.export_base, args.publish)
+    if target is not None:
+        print(f"TFLite model: {target / export.TFLITE_NAME}")
     return 0
 
 

@@ -49,14 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"run directory: {run_dir} (config, TensorBoard logs, checkpoints, export)")
     result = train_melody(cfg, run_dir, verbose=2 if args.quiet else 1, command=command)
     print(f"\nexported and verified {result.export_dir}")
-    shipped = export.shipped_versions(args.export_base)
-    if args.publish == "always" or (args.publish == "auto" and not shipped):
-        target = export.publish(result.export_dir, args.export_base)
-        print(f"published as {target} (TF Serving base path {args.export_base})")
-    else:
-        why = f"the shipped model is version {shipped[-1]}" if shipped else "--publish never"
-        print(f"not published ({why}); to serve this run as a new version:\n"
-              f"  python -m audio_dl.export publish {run_dir} --base {args.export_base}")
+    export.publish_run(result.export_dir, run_dir, args.export_base, args.publish)
     return 0
 
 

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from audio_dl.config import DenoiserConfig, make_config
-from audio_dl.models.denoiser import build_denoiser, copy_weights, count_macs_per_frame, receptive_field_frames
+from audio_dl.models.denoiser import (build_denoiser, build_streaming_denoiser, copy_weights, count_macs_per_frame,
+                                     receptive_field_frames, streaming_state_names)
 
 
 @pytest.mark.parametrize("architecture", ["mask", "fcn16"])
@@ -67,3 +68,25 @@ def test_mixed_precision_keeps_dsp_and_outputs_float32(architecture):
         keras.mixed_precision.set_global_policy("float32")
     assert model.get_layer("stft").dtype_policy.compute_dtype == "float32"
     assert out["denoised"].dtype == "float32" and np.all(np.isfinite(out["denoised"].numpy()))
+
+
+@pytest.mark.parametrize("architecture", ["mask", "fcn16"])
+def test_streaming_step_equals_the_offline_model_past_every_window(architecture):
+    """1.5 s: the mask model's 64-frame long-term average and 8-frame level both roll over."""
+    cfg = make_config(DenoiserConfig, "tiny", overrides=[f"architecture={architecture}"])
+    model, step = build_denoiser(cfg), build_streaming_denoiser(cfg)
+    x = (0.1 * np.random.default_rng(4).standard_normal((1, 12000))).astype(np.float32)
+    normalization = model.get_layer("input_normalization")
+    shape = [4] + [50 if d is None else d for d in normalization.input.shape[1:]]
+    normalization.adapt(np.random.default_rng(5).standard_normal(shape).astype(np.float32) + 3.0)
+    copy_weights(model, step)
+    names = streaming_state_names(step)
+    state = {t.name: np.zeros((1, *t.shape[1:]), np.float32) for t in step.inputs if t.name in names}
+    padded = np.pad(x[0], (0, 192 + (-x.shape[1]) % 64))
+    out = []
+    for i in range(0, len(padded), 64):
+        result = step({"samples": padded[None, i:i + 64], **state})
+        state = {name: result[f"next_{name}"].numpy() for name in names}
+        out.append(result["denoised"].numpy()[0])
+    streamed = np.concatenate(out)[192:192 + x.shape[1]]
+    np.testing.assert_allclose(streamed, model(x)["denoised"].numpy()[0], atol=1e-5)

@@ -47,54 +47,119 @@ def receptive_field_frames(cfg: DenoiserConfig) -> int:
 def build_streaming_denoiser(cfg: DenoiserConfig) -> keras.Model:
     """One hop of the denoiser with explicit state, builtin TFLite ops only (copy weights in).
 
-    Inputs:  samples [1, hop], input_state [1, frame - hop] (the last input samples),
-             magnitude_state [1, H, F, 1] (the last H magnitude frames, H = receptive field),
-             output_state [1, frame - hop] (overlap-add tail). All states start at zero.
-    Outputs: denoised [1, hop] and next_input_state, next_magnitude_state, next_output_state.
-             The output is the offline model's output delayed by frame - hop samples
-             (192 at the defaults: 24 ms at 8 kHz).
+    Inputs: samples [1, hop] and state tensors that all start at zero (= silence before the
+    recording): input_state [1, frame - hop] (the last input samples), output_state
+    [1, frame - hop] (overlap-add tail) and the model's memory of past frames:
+      mask:  log_magnitude_state [1, A - 1, F] (log magnitudes relative to silence, A =
+             noise_context_frames), level_state [1, C - 1] (their frame levels) and
+             feature_state [1, C - 1, F, 2] (level-normalised features, C = context_frames):
+             each hop computes one new frame of features and reuses the cached ones;
+      fcn16: magnitude_state [1, C - 1, F, 1] (the last magnitude frames).
+    Outputs: denoised [1, hop] and next_<state> for every state input. The output is the offline
+    model's output delayed by frame - hop samples (192 at the defaults: 24 ms at 8 kHz).
     """
-    hop, tail, history = cfg.hop_length, cfg.frame_length - cfg.hop_length, receptive_field_frames(cfg)
+    hop, tail = cfg.hop_length, cfg.frame_length - cfg.hop_length
     samples = keras.Input((hop,), batch_size=1, name="samples")
     input_state = keras.Input((tail,), batch_size=1, name="input_state")
-    magnitude_state = keras.Input((history, cfg.n_bins, 1), batch_size=1, name="magnitude_state")
     output_state = keras.Input((tail,), batch_size=1, name="output_state")
-
     frame = keras.ops.concatenate([input_state, samples], axis=1)  # [1, frame_length]
     _, stft, magnitude = L.spectral_front_end(cfg, tflite=True)
     spectrum = stft(keras.ops.expand_dims(frame, -1))  # one frame: [1, 1, F, 1, 2]
-    frames = keras.ops.concatenate([magnitude_state, magnitude(spectrum)], axis=1)  # [1, H + 1, F, 1]
-    # the context layer and all after it run on the last context_frames frames only: one frame's work
-    gain = _GAIN_NETWORKS[cfg.architecture](frames, cfg, last_frames=cfg.context_frames)  # [1, 1, F, 1]
+    memory_inputs, gain, next_memory = _STREAMING_GAINS[cfg.architecture](magnitude(spectrum), cfg)
     resynthesised = L.inverse_stft(cfg, tflite=True)(L.ApplyMask(name="apply_gain")([spectrum, gain]))
     buffer = keras.ops.pad(output_state, [[0, 0], [0, hop]]) + resynthesised[:, :, 0]  # [1, frame_length]
-    outputs = {"denoised": buffer[:, :hop], "next_input_state": frame[:, hop:],
-               "next_magnitude_state": frames[:, 1:], "next_output_state": buffer[:, hop:]}
-    return keras.Model([samples, input_state, magnitude_state, output_state], outputs,
+    outputs = {"denoised": buffer[:, :hop], "next_input_state": frame[:, hop:], **next_memory,
+               "next_output_state": buffer[:, hop:]}
+    return keras.Model([samples, input_state, *memory_inputs, output_state], outputs,
                        name=f"streaming_denoiser_{cfg.architecture}")
 
 
-def _mask_gain(noisy_magnitude, cfg: DenoiserConfig, last_frames: int | None = None):
+def streaming_state_names(model: keras.Model) -> list[str]:
+    """The state inputs of a streaming model (each has a next_<name> output)."""
+    return [t.name for t in model.inputs if t.name != "samples"]
+
+
+def _streaming_mask_gain(magnitude, cfg: DenoiserConfig):
+    """One frame of the mask model from cached state: O(1) frames of work per hop.
+
+    Log magnitudes are kept relative to silence (minus log(floor)) and frame embeddings relative to
+    the embedding of silence, so zero states are exactly the silence the offline model prepends
+    (the level normalisation cancels the log shift).
+    """
+    frames, bins = cfg.context_frames, cfg.n_bins
+    log_state = keras.Input((cfg.noise_context_frames - 1, bins), batch_size=1, name="log_magnitude_state")
+    level_state = keras.Input((frames - 1,), batch_size=1, name="level_state")
+    feature_state = keras.Input((frames - 1, _embedding_size(cfg)), batch_size=1, name="feature_state")
+    log_layer = L.LogCompress(dtype="float32", name="log_magnitude")
+    relative = keras.ops.reshape(log_layer(magnitude), (1, 1, bins)) - math.log(log_layer.floor)
+    history = keras.ops.concatenate([log_state, relative], axis=1)  # [1, A, F]
+    long_term = keras.ops.mean(history, axis=1, keepdims=True)  # [1, 1, F]
+    features = keras.ops.stack([relative, long_term], axis=-1)  # [1, 1, F, 2]
+    levels = keras.ops.concatenate([level_state, keras.ops.mean(features, axis=(2, 3))], axis=1)  # [1, C]
+    normalised = features - keras.ops.mean(levels, axis=1)[:, None, None, None]
+    embed = _FrameEmbedding(cfg)
+    embedded, silence = embed(normalised), embed(keras.ops.zeros_like(normalised))  # [1, 1, E] each
+    context = keras.ops.concatenate([feature_state + silence, embedded], axis=1)  # [1, C, E]
+    gain = _context_head(context, cfg, padding="valid")  # [1, 1, F, 1]
+    next_memory = {"next_log_magnitude_state": history[:, 1:], "next_level_state": levels[:, 1:],
+                   "next_feature_state": context[:, 1:] - silence}
+    return [log_state, level_state, feature_state], gain, next_memory
+
+
+def _streaming_history_gain(magnitude, cfg: DenoiserConfig):
+    """fcn16: keep the last receptive_field_frames magnitude frames and run the context on them."""
+    history = receptive_field_frames(cfg)
+    magnitude_state = keras.Input((history, cfg.n_bins, 1), batch_size=1, name="magnitude_state")
+    frames = keras.ops.concatenate([magnitude_state, magnitude], axis=1)  # [1, H + 1, F, 1]
+    gain = _fcn16_gain(frames, cfg, last_frames=cfg.context_frames)  # [1, 1, F, 1]
+    return [magnitude_state], gain, {"next_magnitude_state": frames[:, 1:]}
+
+
+def _mask_gain(noisy_magnitude, cfg: DenoiserConfig):
     """Bounded mask in [mask_floor, 1] from level-normalised log magnitudes.
 
     Features per frame: the log magnitude and its average over the last `noise_context_frames`
-    frames (a noise-floor cue), both minus the mean level of the last `context_frames` frames, so a gain on the
-    recording changes nothing once the silent history before the recording has scrolled out.
-    Per frame: one context layer (context_frames x 2F -> hidden), `hidden_layers` dense layers, a
-    sigmoid over F bins. last_frames: run the context layer and everything after it on the last
-    frames only (the streaming step).
+    frames (a noise-floor cue), both minus the mean level of the last `context_frames` frames, so a
+    gain on the recording changes nothing once the silent history before the recording has
+    scrolled out. Then `_mask_head`.
     """
     log_magnitude = L.LogCompress(dtype="float32", name="log_magnitude")(noisy_magnitude)
     long_term = L.CausalMovingAverage(cfg.noise_context_frames, dtype="float32", name="long_term")(log_magnitude)
     features = keras.layers.Concatenate(axis=-1, dtype="float32", name="features")([log_magnitude, long_term])
     features = L.CausalLevelNorm(cfg.context_frames, dtype="float32", name="level_norm")(features)
-    features = keras.layers.Normalization(axis=(-2, -1), dtype="float32", name="input_normalization")(features)
-    if last_frames is not None:
-        features = features[:, -last_frames:]
-    frames = keras.layers.Reshape((-1, 2 * cfg.n_bins), name="frames")(features)  # [B, T, 2F]
-    # the 8-frame context: one causal convolution over time with the F bins as channels
-    # (streaming: 'valid' over exactly the last context_frames frames gives the one frame needed)
-    padding = "causal" if last_frames is None else "valid"
+    return _mask_head(features, cfg, padding="causal")
+
+
+def _mask_head(features, cfg: DenoiserConfig, padding: str):
+    """Level-normalised features [B, T, F, 2] -> gain [B, T', F, 1] (see _FrameEmbedding, _context_head)."""
+    return _context_head(_FrameEmbedding(cfg)(features), cfg, padding)
+
+
+class _FrameEmbedding:
+    """Per frame: in-model normalisation of the [F, 2] features, flattened to 2F, then (when
+    cfg.bottleneck_units) a dense projection: [B, T, F, 2] -> [B, T, E]. Calling it twice reuses
+    the same layers (the streaming step embeds the current frame and a silent one)."""
+
+    def __init__(self, cfg: DenoiserConfig):
+        self.normalization = keras.layers.Normalization(axis=(-2, -1), dtype="float32", name="input_normalization")
+        self.flatten = keras.layers.Reshape((-1, 2 * cfg.n_bins), name="frames")
+        self.bottleneck = (keras.layers.Dense(cfg.bottleneck_units, activation="relu", name="bottleneck")
+                           if cfg.bottleneck_units else None)
+
+    def __call__(self, features):
+        x = self.flatten(self.normalization(features))
+        return self.bottleneck(x) if self.bottleneck is not None else x
+
+
+def _embedding_size(cfg: DenoiserConfig) -> int:
+    return cfg.bottleneck_units or 2 * cfg.n_bins
+
+
+def _context_head(frames, cfg: DenoiserConfig, padding: str):
+    """Frame embeddings [B, T, E] -> gain [B, T', F, 1]: one context layer (a convolution over
+    context_frames frames -> hidden; 'causal' keeps T, 'valid' over exactly context_frames frames
+    gives the one frame a streaming step needs), `hidden_layers` dense layers, a sigmoid over F
+    bins rescaled to [mask_floor, 1]."""
     x = keras.layers.Conv1D(cfg.hidden_units, cfg.context_frames, padding=padding, activation="relu",
                             name="context")(frames)  # [B, T, H]
     for i in range(cfg.hidden_layers):
@@ -132,6 +197,7 @@ def _fcn16_gain(noisy_magnitude, cfg: DenoiserConfig, last_frames: int | None = 
 
 
 _GAIN_NETWORKS = {"mask": _mask_gain, "fcn16": _fcn16_gain}
+_STREAMING_GAINS = {"mask": _streaming_mask_gain, "fcn16": _streaming_history_gain}
 
 
 def _bn_relu(x, name):

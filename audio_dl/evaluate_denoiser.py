@@ -29,16 +29,16 @@ from audio_dl.errors import UsageError
 def build_parser() -> cli.ArgumentParser:
     parser = cli.ArgumentParser(prog="python -m audio_dl.evaluate_denoiser", description=__doc__,
                                 formatter_class=cli.argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clean", required=True, help="folder (or glob/list) of clean speech")
+    parser.add_argument("--clean", required=True, nargs="+", help="folders (or globs/lists) of clean speech")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--noisy", type=Path, help="folder of noisy versions, same relative names as --clean")
-    source.add_argument("--noise", help="folder (or glob/list) of noise recordings to mix with --clean")
+    source.add_argument("--noise", nargs="+", help="folders, files (or globs/lists) of noise recordings to mix with --clean")
     parser.add_argument("--snr", type=float, nargs="+", default=[-5.0, 0.0, 5.0, 10.0], help="SNRs in dB for --noise")
     parser.add_argument("--seed", type=int, default=0, help="seed of the mixtures (default: %(default)s)")
     parser.add_argument("--model", type=Path, default=Path("saved_models/denoiser"),
                         help="the denoiser to judge (default: %(default)s)")
     parser.add_argument("--fcn16", type=Path, help="an exported fcn16 model to compare with")
-    parser.add_argument("--limit", type=int, help="use at most this many clean files")
+    parser.add_argument("--limit", type=int, help="use at most this many clean files of each --clean path")
     parser.add_argument("-o", "--output", type=Path, default=Path("evaluation"), help="folder for CSV and JSON")
     return parser
 
@@ -80,19 +80,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.fcn16:
         fcn16 = inference.load_denoiser(args.fcn16)
         methods["fcn16"] = lambda x, sr: inference.denoise_array(fcn16, x)
-    clean_infos, skipped = audio_io.probe_all(audio_io.find_audio_files([args.clean]))
-    clean_files = [Path(i.path) for i in clean_infos][: args.limit]
+    if args.limit is not None and args.limit < 1:
+        raise UsageError("--limit must be >= 1")
+    clean_files, skipped = [], []
+    for spec in args.clean:
+        infos, bad = audio_io.probe_all(audio_io.find_audio_files([spec]))
+        clean_files += [Path(i.path) for i in infos][: args.limit]
+        skipped += bad
     if not clean_files:
-        raise UsageError(f"no readable audio in {args.clean}")
+        raise UsageError(f"no readable audio in {' '.join(args.clean)}")
     if args.noise:
-        noise_files = [i.path for i in audio_io.probe_all(audio_io.find_audio_files([args.noise]))[0]]
+        noise_files = [i.path for i in audio_io.probe_all(audio_io.find_audio_files(args.noise))[0]]
         if not noise_files:
-            raise UsageError(f"no readable audio in {args.noise}")
+            raise UsageError(f"no readable audio in {' '.join(args.noise)}")
         items = mixtures(clean_files, noise_files, args.snr, args.seed, rate)
     else:
-        if not args.noisy.is_dir():
-            raise UsageError(f"not a folder: {args.noisy}")
-        items = pairs(clean_files, args.clean, args.noisy, rate)
+        if len(args.clean) != 1 or not args.noisy.is_dir():
+            raise UsageError("--noisy takes one folder, paired with exactly one --clean folder")
+        items = pairs(clean_files, args.clean[0], args.noisy, rate)
     rows = evaluate.evaluate_methods(items, methods, rate)
     summary = evaluate.summarize(rows)
     print(evaluate.format_comparison(summary))

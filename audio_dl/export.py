@@ -183,8 +183,9 @@ def next_version(base: Path) -> int:
     return max(versions(base), default=0) + 1
 
 
-def publish(version_dir: Path, base: Path, version: int | None = None) -> Path:
-    """Copy an exported version folder under `base` as `version` (default: the next free number)."""
+def publish(version_dir: Path, base: Path, version: int | None = None, shipped: bool = False) -> Path:
+    """Copy an exported version folder under `base` as `version` (default: the next free number);
+    shipped=True marks it as the project's released model (provenance "source": "shipped")."""
     version_dir, base = Path(version_dir), Path(base)
     if not (version_dir / "saved_model.pb").is_file():
         raise UsageError(f"{version_dir} is not an exported model (no saved_model.pb)")
@@ -193,6 +194,11 @@ def publish(version_dir: Path, base: Path, version: int | None = None) -> Path:
         raise UsageError(f"{target} already exists")
     with staged_folder(target) as staging:
         shutil.copytree(version_dir, staging, dirs_exist_ok=True)
+        if shipped:
+            provenance_file = staging / "provenance.json"
+            provenance = json.loads(provenance_file.read_text()) if provenance_file.is_file() else {}
+            provenance_file.write_text(json.dumps({**provenance, "source": "shipped",
+                                                   "published_from": str(version_dir)}, indent=2) + "\n")
     return target
 
 
@@ -220,6 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     pub.add_argument("source", help="a run directory or an exported version folder")
     pub.add_argument("--base", default="saved_models/denoiser", help="TF Serving base path (default: %(default)s)")
     pub.add_argument("--version", type=int, help="version number (default: highest + 1)")
+    pub.add_argument("--ship", action="store_true",
+                     help="mark it as the project's shipped model (maintainers; commit it with git add -f)")
     args = parser.parse_args(argv)
     if args.version is not None and args.version < 1:
         raise UsageError("--version must be >= 1")
@@ -231,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not candidates:
             raise UsageError(f"{source} holds no exported model")
         source = source / "export" / str(candidates[-1])
-    target = publish(source, Path(args.base), args.version)
+    target = publish(source, Path(args.base), args.version, shipped=args.ship)
     print(f"published {source} as {target}; TF Serving now serves version "
           f"{max(versions(Path(args.base)))} of {args.base}")
     return 0

@@ -83,9 +83,10 @@ def test_streaming_model_equals_the_offline_model_after_its_latency(exported):
 def test_publishing_never_outranks_silently(exported, tmp_path):
     cfg, model, target, errors = exported
     base = tmp_path / "serving"
-    first = export.publish(target, base)
+    first = export.publish(target, base, shipped=True)
     assert first.name == "1" and export.next_version(base) == 2
-    (first / "provenance.json").write_text(json.dumps({"source": "shipped"}))
+    assert json.loads((first / "provenance.json").read_text())["source"] == "shipped"
+    assert json.loads((target / "provenance.json").read_text())["source"] == "local run"  # the source is untouched
     assert export.shipped_versions(base) == [1]
     assert export.publish(target, base).name == "2"
     with pytest.raises(export.UsageError, match="already exists"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from pathlib import Path
 
 import keras
@@ -100,12 +101,17 @@ class MelodyGenerator:
                          f"{midi_io.pretty_midi.note_number_to_name(high)} do not fit the model's range {names}")
 
     def continue_tune(self, primer: list[midi_io.Note], temperature: float = 1.0, top_k: int = 0, seed: int = 0,
-                      max_steps: int | None = None) -> Continuation:
-        if not temperature > 0:
-            raise UsageError(f"temperature must be > 0 (got {temperature})")
+                      max_steps: int | None = None, max_notes: int | None = None) -> Continuation:
+        """Continue `primer` until END, `max_steps` grid steps (default: the corpus limit) or
+        `max_notes` generated notes, whichever comes first; `ended` says the model chose to stop."""
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise UsageError(f"temperature must be a number > 0 (got {temperature})")
         if top_k < 0:
             raise UsageError(f"top_k must be >= 0 (got {top_k})")
         max_steps = self.cfg.max_steps if max_steps is None else max_steps
+        if primer and midi_io.melody_steps(primer) > self.cfg.max_steps:
+            raise UsageError(f"the primer is {midi_io.melody_steps(primer)} grid steps long; "
+                             f"the model takes at most {self.cfg.max_steps}")
         primer, shift = self.fit_primer(primer) if primer else ([], 0)
         primer_tokens = midi_io.encode(primer, self.cfg.pitch_low, self.cfg.pitch_high)[1:-1]
         tokens = self._generate(primer=tf.constant(primer_tokens, tf.int32),
@@ -114,6 +120,9 @@ class MelodyGenerator:
                                 max_steps=tf.constant(max_steps, tf.int32))["tokens"].numpy()
         notes = midi_io.decode(np.concatenate([primer_tokens, tokens]), self.cfg.pitch_low)
         primer_steps = len(primer_tokens)
-        return Continuation(primer=[n for n in notes if n.start < primer_steps],
-                            generated=[n for n in notes if n.start >= primer_steps],
-                            ended=bool(len(tokens) and tokens[-1] == midi_io.END), tokens=tokens, transposed=shift)
+        generated = [n for n in notes if n.start >= primer_steps]
+        ended = bool(len(tokens) and tokens[-1] == midi_io.END)
+        if max_notes is not None and len(generated) > max_notes:
+            generated, ended = generated[:max_notes], False
+        return Continuation(primer=[n for n in notes if n.start < primer_steps], generated=generated,
+                            ended=ended, tokens=tokens, transposed=shift)

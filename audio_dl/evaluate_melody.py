@@ -56,8 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     loaded, cfg, version = load_melody_export(args.model)
     cfg = dataclasses.replace(cfg, max_eval_tunes=args.max_tunes, generated_tunes=max(args.generate, 1))
     train_cfg = dataclasses.replace(cfg, midi_dir=tuple(args.train_midi_dir or cfg.midi_dir))
-    train = [t for t in melody_data.read_tunes(melody_data.corpora.resolve_midi(train_cfg.midi_dir), train_cfg)[0]
-             if not melody_data.is_validation(t.name, cfg.val_fraction)]
+    train = melody_data.load_corpus(train_cfg).train  # the split the model was trained with
     tunes, note = held_out_tunes(tuple(args.midi_dir), cfg)
     if not tunes:
         raise UsageError(f"no tune of {', '.join(args.midi_dir)} can be scored ({note})")

@@ -12,6 +12,7 @@ OUT.png (x in beats, y in pitch; the primer red, the continuation blue).
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -54,18 +55,18 @@ def read_primer(text: str, steps_per_quarter: int) -> list[midi_io.Note]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if not args.temperature > 0:
-        raise UsageError(f"--temperature must be > 0 (got {args.temperature:g})")
+    if not (math.isfinite(args.temperature) and args.temperature > 0):
+        raise UsageError(f"--temperature must be a number > 0 (got {args.temperature:g})")
     if args.top_k < 0 or args.max_notes < 1 or args.qpm <= 0:
         raise UsageError("--top-k must be >= 0, --max-notes >= 1 and --qpm > 0")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     generator = MelodyGenerator.from_export(args.model)
     cfg = generator.cfg
     primer = read_primer(args.primer, cfg.steps_per_quarter)
-    # a note lasts a grid step or more: 16 steps per note bounds the steps needed for max_notes
-    result = generator.continue_tune(primer, args.temperature, args.top_k, args.seed, max_steps=16 * args.max_notes)
-    generated = result.generated[: args.max_notes]
-    ended = result.ended and len(result.generated) <= args.max_notes
+    max_steps = max(cfg.max_steps, 32 * args.max_notes)  # room for long notes; --max-notes stops it earlier
+    result = generator.continue_tune(primer, args.temperature, args.top_k, args.seed, max_steps=max_steps,
+                                     max_notes=args.max_notes)
+    generated, ended = result.generated, result.ended
     args.output.parent.mkdir(parents=True, exist_ok=True)
     notes = result.primer + generated
     midi_io.to_pretty_midi(notes, cfg.steps_per_quarter, args.qpm).write(str(args.output.with_suffix(".mid")))
@@ -73,7 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     midi_io.render_audio(notes, cfg.steps_per_quarter, args.qpm, RENDER_RATE), RENDER_RATE)
     plots.piano_roll(result.primer, generated, cfg.steps_per_quarter, args.output.with_suffix(".png"),
                      title=f"temperature {args.temperature:g}, seed {args.seed}")
-    how = "ended by itself" if ended else f"stopped at --max-notes {args.max_notes}"
+    how = ("ended by itself" if ended else f"stopped at --max-notes {args.max_notes}"
+           if len(generated) == args.max_notes else f"stopped after {max_steps} grid steps")
     shift = f", primer transposed {result.transposed:+d}" if result.transposed else ""
     print(f"{len(result.primer)} primer notes + {len(generated)} generated ({how}{shift}) -> "
           f"{args.output.with_suffix('.mid')}, .wav, .png")

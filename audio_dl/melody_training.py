@@ -23,6 +23,7 @@ from audio_dl.compose import MelodyGenerator
 from audio_dl.config import MelodyConfig, save_config
 from audio_dl.data import corpora
 from audio_dl.data import melody as melody_data
+from audio_dl.errors import UsageError
 from audio_dl.models.melody import build_folknet
 from audio_dl.training import device_name, distribution_strategy, run_callbacks
 
@@ -129,6 +130,9 @@ def train_melody(cfg: MelodyConfig, run_dir: Path, verbose: int = 1, command: st
           f"{midi_io.token_names(cfg.pitch_low, cfg.pitch_high)[midi_io.FIRST_NOTE_TOKEN]}.."
           f"{midi_io.token_names(cfg.pitch_low, cfg.pitch_high)[-1]} ({cfg.pitch_high - cfg.pitch_low + 1} pitches)")
 
+    held_out = held_out_tunes(cfg.eval_midi_dir, cfg) if cfg.eval_midi_dir else None  # fail before, not after, fit
+    if held_out is not None and not held_out[0]:
+        raise UsageError(f"no tune of {', '.join(cfg.eval_midi_dir)} can be scored ({held_out[1]})")
     with distribution_strategy().scope():
         model = compile_folknet(cfg)
     checkpoint, callbacks = run_callbacks(run_dir, cfg)
@@ -145,8 +149,8 @@ def train_melody(cfg: MelodyConfig, run_dir: Path, verbose: int = 1, command: st
 
     metrics = {"validation": {"description": f"{len(corpus.val)} held-out tunes of the training collections",
                               **evaluate_tunes(keras_scorer(model), cfg, corpus.train, corpus.val)}}
-    if cfg.eval_midi_dir:
-        tunes, note = held_out_tunes(cfg.eval_midi_dir, cfg)
+    if held_out is not None:
+        tunes, note = held_out
         metrics["held_out_collection"] = {"description": f"{', '.join(cfg.eval_midi_dir)}: {note}",
                                           **evaluate_tunes(keras_scorer(model), cfg, corpus.train, tunes)}
     metrics["generation"] = generation_statistics(MelodyGenerator.from_keras(model, cfg), cfg, corpus.train,

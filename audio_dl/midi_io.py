@@ -154,6 +154,8 @@ def parse_note_string(text: str, steps_per_quarter: int = 4) -> list[Note]:
             raise UsageError(f"unknown note {word!r}: write NAME[:BEATS] such as G4, F#4:2, Bb3:0.5 or R")
         beats = match["beats"] or "1"
         numerator, _, denominator = beats.partition("/")
+        if float(denominator or 1) == 0:
+            raise UsageError(f"note {word!r} has a zero denominator")
         duration = int(round(float(numerator) / float(denominator or 1) * steps_per_quarter))
         if duration < 1:
             raise UsageError(f"note {word!r} is shorter than one grid step")

@@ -94,7 +94,7 @@ def run_signature(signature, inputs: dict[str, np.ndarray]) -> dict[str, np.ndar
         tensors[key] = value
     try:
         outputs = signature(**tensors)
-    except (tf.errors.InvalidArgumentError, ValueError, TypeError) as error:
+    except (tf.errors.OpError, ValueError, TypeError) as error:
         raise ServingError(str(error).splitlines()[0]) from None
     return {key: value.numpy() for key, value in outputs.items()}
 
@@ -107,11 +107,14 @@ def _rest_inputs(body: dict, input_names: list[str]) -> tuple[dict[str, np.ndarr
         raise ServingError("JSON Value: must have exactly one of 'instances' (row format) or 'inputs' (column format)")
     if "inputs" in body:
         value = body["inputs"]
-        if isinstance(value, dict):
+        if not isinstance(value, dict):
+            if len(input_names) != 1:
+                raise ServingError(f"the signature has several inputs {input_names}: send 'inputs' as an object")
+            value = {input_names[0]: value}
+        try:
             return {k: np.asarray(v) for k, v in value.items()}, False
-        if len(input_names) != 1:
-            raise ServingError(f"the signature has several inputs {input_names}: send 'inputs' as an object")
-        return {input_names[0]: np.asarray(value)}, False
+        except ValueError:
+            raise ServingError("each input must be a rectangular (non-ragged) array") from None
     instances = body["instances"]
     if not isinstance(instances, list) or not instances:
         raise ServingError("'instances' must be a non-empty list")
@@ -136,6 +139,12 @@ def create_rest_app(registry: ModelRegistry) -> Flask:
     @app.errorhandler(ServingError)
     def serving_error(error: ServingError):
         return jsonify(error=str(error)), error.http_status
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception):  # TF Serving's shape, never an HTML page
+        code = getattr(error, "code", 500)
+        return jsonify(error=str(getattr(error, "description", "") or type(error).__name__)), \
+            code if isinstance(code, int) else 500
 
     def parse_version(version: str | None) -> int | None:
         if version is None:
@@ -194,7 +203,11 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             version = request.model_spec.version.value if request.model_spec.HasField("version") else None
             signature, served = self.registry.signature(request.model_spec.name, version,
                                                         request.model_spec.signature_name)
-            outputs = run_signature(signature, {k: tf.make_ndarray(v) for k, v in request.inputs.items()})
+            try:
+                inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+            except (TypeError, ValueError) as error:
+                raise ServingError(f"cannot read an input TensorProto: {error}") from None
+            outputs = run_signature(signature, inputs)
         except ServingError as error:
             context.abort(error.code, str(error))
         response = predict_pb2.PredictResponse()

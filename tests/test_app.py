@@ -63,7 +63,9 @@ def test_melody_api_continues_a_note_string(app):
 
 @pytest.mark.parametrize("body, message", [({"text": "G4 Q4"}, "unknown note"), ({"notes": []}, "play a few notes"),
                                            ({"text": "G4", "temperature": 0}, "temperature must be between"),
-                                           ({"notes": [{"pitch": 60}]}, "pitch, start and end")])
+                                           ({"notes": [{"pitch": 60}]}, "pitch, start and end"),
+                                           ({"notes": [{"pitch": 60, "start": 0, "end": 1e300}]}, "finite seconds"),
+                                           ({"text": "C4:99999"}, "grid steps long")])
 def test_melody_api_errors_are_one_line_json(app, body, message):
     reply = app.test_client().post("/api/melody", json=body)
     assert reply.status_code == 400 and message in reply.json["error"]

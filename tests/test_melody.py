@@ -101,7 +101,7 @@ def test_empty_folder_is_a_usage_error(tmp_path):
 def test_note_strings():
     notes = midi_io.parse_note_string("G4 G4:0.5 R D4:2 Bb3:1/2", steps_per_quarter=4)
     assert notes == [N(67, 0, 4), N(67, 4, 2), N(62, 10, 8), N(58, 18, 2)]
-    for bad in ("H4", "G4:x", "G4:0.1", "R R", ""):
+    for bad in ("H4", "G4:x", "G4:0.1", "R R", "", "G4:1/0"):
         with pytest.raises(UsageError):
             midi_io.parse_note_string(bad)
 
@@ -205,8 +205,20 @@ def test_primer_out_of_range_is_transposed_or_refused(small_model):
     assert low.transposed == 12 and low.primer[0].pitch == 55
     with pytest.raises(UsageError, match="do not fit the model's range G3..G#5"):
         generator.continue_tune([N(40, 0, 2), N(90, 2, 2)])
-    with pytest.raises(UsageError, match="temperature"):
-        generator.continue_tune([N(60, 0, 2)], temperature=0.0)
+    for temperature in (0.0, float("inf"), float("nan")):
+        with pytest.raises(UsageError, match="temperature"):
+            generator.continue_tune([N(60, 0, 2)], temperature=temperature)
+    with pytest.raises(UsageError, match="grid steps long"):
+        generator.continue_tune([N(60, 0, 10**6)])
+
+
+def test_max_notes_stops_the_continuation(small_model):
+    model, cfg = small_model
+    generator = MelodyGenerator.from_keras(model, cfg)
+    free = generator.continue_tune([N(60, 0, 2)], temperature=1.5, seed=3, max_steps=400)
+    capped = generator.continue_tune([N(60, 0, 2)], temperature=1.5, seed=3, max_steps=400, max_notes=2)
+    assert len(capped.generated) == min(2, len(free.generated)) and capped.generated == free.generated[:2]
+    assert not capped.ended or len(free.generated) <= 2
 
 
 def test_bad_melody_config_values():
@@ -277,7 +289,7 @@ def test_generate_melody_cli_writes_midi_wav_png(trained, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("arguments, message", [
-    (["G4", "--temperature", "0"], "--temperature must be > 0"),
+    (["G4", "--temperature", "0"], "--temperature must be a number > 0"),
     (["G4 H9"], "unknown note 'H9'"),
     (["C1 C8"], "do not fit the model's range"),
     (["missing.mid"], "primer file not found"),

@@ -88,6 +88,7 @@ def test_rest_status_and_metadata(rest):
     ("/v1/models/denoiser:predict", {"instances": [[0.0, 1.0], [0.0]]}, 400, "equal shapes"),
     ("/v1/models/denoiser:predict", {"inputs": [0.0, 1.0]}, 400, "has shape [2]"),
     ("/v1/models/denoiser:predict", {"inputs": [["a", "b"]]}, 400, "input 'waveform'"),
+    ("/v1/models/denoiser:predict", {"inputs": {"waveform": [[0.0, 1.0], [0.0]]}}, 400, "rectangular"),
 ])
 def test_rest_malformed_requests_get_tf_serving_errors(rest, path, body, status, message):
     reply = rest.post(path, json=body)

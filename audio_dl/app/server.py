@@ -12,6 +12,7 @@ import base64
 import dataclasses
 import io
 import logging
+import math
 import tempfile
 from pathlib import Path
 
@@ -124,8 +125,11 @@ def primer_from_request(body: dict, steps_per_quarter: int) -> list[midi_io.Note
     step = 60.0 / qpm / steps_per_quarter
     try:
         timed = sorted((float(n["start"]), float(n["end"]), int(n["pitch"])) for n in played)
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         raise AppError("notes must be objects with pitch, start and end") from None
+    if not all(math.isfinite(a) and math.isfinite(b) and 0 <= b - a < 60 for a, b, _ in timed) or \
+            timed[-1][0] - timed[0][0] > 600:
+        raise AppError("note times must be finite seconds (a note under a minute, the primer under ten)")
     origin = timed[0][0]
     notes: list[midi_io.Note] = []
     for start, end, pitch in timed:
@@ -146,16 +150,17 @@ def make_tune(generator: MelodyGenerator, body: dict) -> dict:
     temperature = _number(body, "temperature", 1.0, 0.05, 3.0)
     seed = int(_number(body, "seed", 0, 0, 2**31 - 1))
     max_notes = int(_number(body, "max_notes", 128, 1, 512))
-    result = generator.continue_tune(primer, temperature=temperature, seed=seed, max_steps=16 * max_notes)
-    generated = result.generated[:max_notes]
-    notes = result.primer + generated
     qpm = _number(body, "qpm", 100.0, 30.0, 300.0)
+    result = generator.continue_tune(primer, temperature=temperature, seed=seed,
+                                     max_steps=max(cfg.max_steps, 32 * max_notes), max_notes=max_notes)
+    generated = result.generated
+    notes = result.primer + generated
     midi = io.BytesIO()
     midi_io.to_pretty_midi(notes, cfg.steps_per_quarter, qpm).write(midi)
     return {
         "primer": [dataclasses.asdict(n) for n in result.primer],
         "generated": [dataclasses.asdict(n) for n in generated],
-        "ended": result.ended and len(result.generated) <= max_notes,
+        "ended": result.ended,
         "transposed": result.transposed,
         "steps_per_quarter": cfg.steps_per_quarter,
         "wav": wav_data_url(midi_io.render_audio(notes, cfg.steps_per_quarter, qpm, RENDER_RATE), RENDER_RATE),

@@ -32,7 +32,7 @@ MIDI_SUFFIXES = (".mid", ".midi", ".kar")
 
 @dataclasses.dataclass
 class Tune:
-    name: str  # file path relative to its corpus folder
+    name: str  # "<folder>/<file name>": the key of the validation split
     notes: list[midi_io.Note]
 
     @property
@@ -81,9 +81,9 @@ def find_midi_files(specs: tuple[str, ...]) -> list[Path]:
             matches = sorted(Path().glob(spec)) if not path.is_absolute() else sorted(Path("/").glob(spec[1:]))
             if not matches:
                 raise UsageError(f"no such MIDI file or folder: {spec}")
-            files += [p for p in matches if p.is_file()]
+            files += [p for p in matches if p.is_file() and p.suffix.lower() in MIDI_SUFFIXES]
     if not files:
-        raise UsageError(f"no MIDI files (.mid, .midi) in {', '.join(specs)}")
+        raise UsageError(f"no MIDI files ({', '.join(MIDI_SUFFIXES)}) in {', '.join(specs)}")
     return files
 
 
@@ -125,6 +125,8 @@ def load_corpus(cfg: MelodyConfig) -> MelodyCorpus:
     high = max(t.pitch_range[1] for t in train)
     cfg = dataclasses.replace(cfg, pitch_low=low, pitch_high=high)
     val = [fitted for t in val if (fitted := fit_to_range(t, cfg)) is not None]
+    if not val or len(tunes) < 2:
+        raise UsageError(f"{report.summary()}: too few tunes for a training and a validation set")
     return MelodyCorpus(cfg, train, val, report)
 
 

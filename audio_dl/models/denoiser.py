@@ -51,9 +51,9 @@ def build_streaming_denoiser(cfg: DenoiserConfig) -> keras.Model:
     recording): input_state [1, frame - hop] (the last input samples), output_state
     [1, frame - hop] (overlap-add tail) and the model's memory of past frames:
       mask:  log_magnitude_state [1, A - 1, F] (log magnitudes relative to silence, A =
-             noise_context_frames), level_state [1, C - 1] (their frame levels) and
-             feature_state [1, C - 1, F, 2] (level-normalised features, C = context_frames):
-             each hop computes one new frame of features and reuses the cached ones;
+             noise_context_frames), level_state [1, C - 1] (frame levels) and feature_state
+             [1, C - 1, E] (frame embeddings minus the embedding of silence, C = context_frames,
+             E = bottleneck_units): each hop computes one new frame and reuses the cached ones;
       fcn16: magnitude_state [1, C - 1, F, 1] (the last magnitude frames).
     Outputs: denoised [1, hop] and next_<state> for every state input. The output is the offline
     model's output delayed by frame - hop samples (192 at the defaults: 24 ms at 8 kHz).

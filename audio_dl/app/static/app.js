@@ -10,6 +10,7 @@ let octaveBase = 60; // MIDI pitch of the leftmost C
 let recording = false;
 let recorded = []; // {pitch, start, end} in seconds
 const sounding = new Map(); // pitch -> {started, stop}
+const heldKeys = new Map(); // computer key -> the pitch it is playing
 let audioContext = null;
 
 function showError(id, message) { $(id).textContent = message || ""; }
@@ -81,11 +82,11 @@ document.addEventListener("keydown", (e) => {
     return;
   }
   const index = COMPUTER_KEYS.indexOf(key);
-  if (index >= 0) noteOn(octaveBase + index);
+  if (index >= 0) { heldKeys.set(key, octaveBase + index); noteOn(octaveBase + index); }
 });
-document.addEventListener("keyup", (e) => {
-  const index = COMPUTER_KEYS.indexOf(e.key.toLowerCase());
-  if (index >= 0) noteOff(octaveBase + index);
+document.addEventListener("keyup", (e) => {  // the pitch the key started, even if the octave changed since
+  const key = e.key.toLowerCase();
+  if (heldKeys.has(key)) { noteOff(heldKeys.get(key)); heldKeys.delete(key); }
 });
 
 $("record").addEventListener("click", () => {

@@ -111,34 +111,59 @@ def jensen_shannon(p: np.ndarray, q: np.ndarray) -> float:
 
 
 class CopyChecker:
-    """Which pitch runs of a tune also occur somewhere in the training tunes."""
+    """Which pitch runs of tunes also occur somewhere in the training tunes.
+
+    Runs are compared through 64-bit polynomial rolling hashes of every window (numpy), one run
+    length at a time, so memory stays a few arrays of the corpus' size whatever the run length.
+    """
+
+    BASE = np.uint64(1_000_003)
 
     def __init__(self, train: list[list[int]]):
-        self.train = train
-        self._grams: dict[int, set] = {}
+        self.train = _flatten(train)
 
-    def grams(self, n: int) -> set:
-        if n not in self._grams:
-            self._grams[n] = {tuple(s[i: i + n]) for s in self.train for i in range(len(s) - n + 1)}
-        return self._grams[n]
+    def _windows(self, flat: np.ndarray, owner: np.ndarray):
+        """(n, hashes [N-n+1], valid [N-n+1]) for n = 1, 2, ...: windows inside one tune are valid."""
+        hashes = flat.astype(np.uint64)
+        n = 1
+        while len(hashes):
+            yield n, hashes, owner[: len(hashes)] == owner[n - 1:]
+            n += 1
+            hashes = hashes[:-1] * self.BASE + flat[n - 1:].astype(np.uint64)
 
-    def copied_share(self, tune: list[int], n: int = 16) -> float | None:
-        """Share of the tune's n-note runs found in training (None if the tune is shorter)."""
-        runs = [tuple(tune[i: i + n]) for i in range(len(tune) - n + 1)]
-        if not runs:
-            return None
-        return sum(run in self.grams(n) for run in runs) / len(runs)
+    def _matches(self, tunes: list[list[int]]):
+        """(n, owner of each window, window matched in training?) for n = 1, 2, ..."""
+        flat, owner = _flatten(tunes)
+        for (n, train_hashes, train_valid), (_, hashes, valid) in zip(self._windows(*self.train),
+                                                                     self._windows(flat, owner)):
+            found = np.isin(hashes, np.unique(train_hashes[train_valid])) & valid
+            yield n, owner[: len(hashes)], valid, found
 
-    def longest_copied_run(self, tune: list[int]) -> int:
-        """Length of the longest run of consecutive pitches also found in a training tune."""
-        low, high = 0, len(tune)  # binary search: a copied run of n implies copied runs of n-1
-        while low < high:
-            middle = (low + high + 1) // 2
-            if any(tuple(tune[i: i + middle]) in self.grams(middle) for i in range(len(tune) - middle + 1)):
-                low = middle
-            else:
-                high = middle - 1
-        return low
+    def copied_shares(self, tunes: list[list[int]], n: int = 16) -> list[float | None]:
+        """Per tune: share of its n-note runs found in training (None if the tune is shorter)."""
+        for length, owner, valid, found in self._matches(tunes):
+            if length == n:
+                total = np.bincount(owner[valid], minlength=len(tunes))
+                hits = np.bincount(owner[found], minlength=len(tunes))
+                return [float(h / t) if t else None for h, t in zip(hits, total, strict=True)]
+        return [None] * len(tunes)
+
+    def longest_copied_runs(self, tunes: list[list[int]]) -> list[int]:
+        """Per tune: the length of its longest run of consecutive pitches also found in training."""
+        best = np.zeros(len(tunes), int)
+        for n, owner, _, found in self._matches(tunes):
+            hit = np.unique(owner[found])
+            if not len(hit):
+                break
+            best[hit] = n
+        return best.tolist()
+
+
+def _flatten(tunes: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """All pitches in one array, and the index of the tune each belongs to."""
+    lengths = [len(t) for t in tunes]
+    flat = np.concatenate([np.asarray(t, np.int64) for t in tunes]) if sum(lengths) else np.zeros(0, np.int64)
+    return flat, np.repeat(np.arange(len(tunes)), lengths)
 
 
 def generated_statistics(generated: list[list[int]], ended: list[bool], train: list[list[int]],
@@ -149,7 +174,7 @@ def generated_statistics(generated: list[list[int]], ended: list[bool], train: l
     reference_pch, reference_intervals = pitch_class_histogram(train), interval_histogram(train)
 
     def copy_rate(sequences):
-        shares = [s for s in (checker.copied_share(t, run_length) for t in sequences) if s is not None]
+        shares = [s for s in checker.copied_shares(sequences, run_length) if s is not None]
         return float(np.mean(shares)) if shares else float("nan")
 
     return {
@@ -162,8 +187,8 @@ def generated_statistics(generated: list[list[int]], ended: list[bool], train: l
         "held_out_interval_js": jensen_shannon(interval_histogram(held_out), reference_intervals),
         f"copied_{run_length}_note_runs": copy_rate(generated),
         f"held_out_copied_{run_length}_note_runs": copy_rate(held_out),
-        "longest_copied_run_median": float(np.median([checker.longest_copied_run(g) for g in generated])),
-        "held_out_longest_copied_run_median": float(np.median([checker.longest_copied_run(t) for t in held_out])),
+        "longest_copied_run_median": float(np.median(checker.longest_copied_runs(generated))),
+        "held_out_longest_copied_run_median": float(np.median(checker.longest_copied_runs(held_out))),
     }
 
 

@@ -25,7 +25,7 @@ from audio_dl.data import corpora
 from audio_dl.data import melody as melody_data
 from audio_dl.errors import UsageError
 from audio_dl.models.melody import build_folknet
-from audio_dl.training import device_name, distribution_strategy, run_callbacks
+from audio_dl.training import device_name, distribution_strategy, finished_training, mark_trained, run_callbacks
 
 
 @dataclasses.dataclass
@@ -137,12 +137,16 @@ def train_melody(cfg: MelodyConfig, run_dir: Path, verbose: int = 1, command: st
         model = compile_folknet(cfg)
     checkpoint, callbacks = run_callbacks(run_dir, cfg)
     callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience))
-    started = time.perf_counter()
-    # epochs have an unknown number of batches (length buckets); Keras warns at each epoch's end
-    warnings.filterwarnings("ignore", message="Your input ran out of data")
-    model.fit(melody_data.training_dataset(corpus.train, cfg), epochs=cfg.epochs,
-              validation_data=melody_data.validation_dataset(corpus.val, cfg), callbacks=callbacks, verbose=verbose)
-    train_seconds = time.perf_counter() - started
+    train_seconds = finished_training(run_dir)
+    if train_seconds is None:  # else the fit completed before: only evaluate and export again
+        started = time.perf_counter()
+        # epochs have an unknown number of batches (length buckets); Keras warns at each epoch's end
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        model.fit(melody_data.training_dataset(corpus.train, cfg), epochs=cfg.epochs,
+                  validation_data=melody_data.validation_dataset(corpus.val, cfg), callbacks=callbacks,
+                  verbose=verbose)
+        train_seconds = time.perf_counter() - started
+        mark_trained(run_dir, train_seconds)
     if checkpoint.is_file():
         model.load_weights(str(checkpoint))
     best_epoch = _best_epoch(run_dir / "history.csv")

@@ -66,6 +66,20 @@ def run_callbacks(run_dir: Path, cfg) -> tuple[Path, list[keras.callbacks.Callba
     ]
 
 
+TRAINED_MARKER = "trained.json"
+
+
+def finished_training(run_dir: Path) -> float | None:
+    """Training seconds of a run whose fit already completed (then a rerun only evaluates and
+    exports), else None."""
+    marker = Path(run_dir) / TRAINED_MARKER
+    return float(json.loads(marker.read_text())["train_seconds"]) if marker.is_file() else None
+
+
+def mark_trained(run_dir: Path, train_seconds: float) -> None:
+    (Path(run_dir) / TRAINED_MARKER).write_text(json.dumps({"train_seconds": train_seconds}) + "\n")
+
+
 def adapt_normalization(model: keras.Model, batches: list, cfg: DenoiserConfig) -> None:
     """Fit the in-model normalisation statistics on a few training batches (so exports carry them)."""
     features = keras.Model(model.input, model.get_layer("input_normalization").input)
@@ -113,10 +127,13 @@ def train_denoiser(cfg: DenoiserConfig, run_dir: Path, mixed_precision: bool = F
 
     checkpoint, callbacks = run_callbacks(run_dir, cfg)
     validation_steps = sum(1 for _ in val_ds)  # fills the cache; Keras then never runs past its end
-    started = time.perf_counter()
-    model.fit(train_ds, epochs=cfg.epochs, steps_per_epoch=cfg.steps_per_epoch, validation_data=val_ds,
-              validation_steps=validation_steps, callbacks=callbacks, verbose=verbose)
-    train_seconds = time.perf_counter() - started
+    train_seconds = finished_training(run_dir)
+    if train_seconds is None:
+        started = time.perf_counter()
+        model.fit(train_ds, epochs=cfg.epochs, steps_per_epoch=cfg.steps_per_epoch, validation_data=val_ds,
+                  validation_steps=validation_steps, callbacks=callbacks, verbose=verbose)
+        train_seconds = time.perf_counter() - started
+        mark_trained(run_dir, train_seconds)
     if checkpoint.is_file():
         model.load_weights(str(checkpoint))
     if mixed_precision:  # exports and TFLite are float32

@@ -245,9 +245,8 @@ def test_ngram_learns_a_repeated_scale():
 
 def test_copy_checker():
     checker = mm.CopyChecker([[1, 2, 3, 4, 5, 6], [9, 9, 9]])
-    assert checker.longest_copied_run([7, 2, 3, 4, 8]) == 3
-    assert checker.copied_share([1, 2, 3, 4, 5, 6], n=3) == 1.0
-    assert checker.copied_share([1, 2], n=3) is None
+    assert checker.longest_copied_runs([[7, 2, 3, 4, 8], [6, 9, 9], [7], [3, 4, 5, 6, 9, 9, 9]]) == [3, 2, 0, 4]
+    assert checker.copied_shares([[1, 2, 3, 4, 5, 6], [1, 2], [5, 6, 9, 1]], n=3) == [1.0, None, 0.0]
     assert mm.jensen_shannon(mm.interval_histogram([[60, 62]]), mm.interval_histogram([[60, 62]])) == 0.0
 
 
@@ -344,3 +343,15 @@ def test_folk_corpus_command_rejects_unknown_collections(capsys):
 
     assert cli.run_main(datasets.main, ["folk-corpus", "/tmp/unused", "--collections", "nope"]) == 2
     assert "unknown collection" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_rerunning_a_finished_run_only_evaluates_and_exports(trained):
+    from audio_dl import train_melody
+
+    history = (trained / "history.csv").read_text()
+    assert (trained / "trained.json").is_file()
+    assert train_melody.main(["--preset", "tiny", "--midi-dir", str(FIXTURE), "--run-dir", str(trained),
+                              "--publish", "never", "--quiet"]) == 0
+    assert (trained / "history.csv").read_text() == history  # no epoch was trained again
+    assert (trained / "export" / "1" / "saved_model.pb").is_file()

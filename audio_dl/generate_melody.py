@@ -67,18 +67,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = generator.continue_tune(primer, args.temperature, args.top_k, args.seed, max_steps=max_steps,
                                      max_notes=args.max_notes)
     generated, ended = result.generated, result.ended
-    args.output.parent.mkdir(parents=True, exist_ok=True)
+    stem = args.output.with_suffix("") if args.output.suffix in (".mid", ".wav", ".png") else args.output
+    paths = {suffix: Path(f"{stem}{suffix}") for suffix in (".mid", ".wav", ".png")}  # "tune_0.7" keeps its dot
+    stem.parent.mkdir(parents=True, exist_ok=True)
     notes = result.primer + generated
-    midi_io.to_pretty_midi(notes, cfg.steps_per_quarter, args.qpm).write(str(args.output.with_suffix(".mid")))
-    soundfile.write(args.output.with_suffix(".wav"),
-                    midi_io.render_audio(notes, cfg.steps_per_quarter, args.qpm, RENDER_RATE), RENDER_RATE)
-    plots.piano_roll(result.primer, generated, cfg.steps_per_quarter, args.output.with_suffix(".png"),
+    midi_io.to_pretty_midi(notes, cfg.steps_per_quarter, args.qpm).write(str(paths[".mid"]))
+    soundfile.write(paths[".wav"], midi_io.render_audio(notes, cfg.steps_per_quarter, args.qpm, RENDER_RATE),
+                    RENDER_RATE)
+    plots.piano_roll(result.primer, generated, cfg.steps_per_quarter, paths[".png"],
                      title=f"temperature {args.temperature:g}, seed {args.seed}")
     how = ("ended by itself" if ended else f"stopped at --max-notes {args.max_notes}"
            if len(generated) == args.max_notes else f"stopped after {max_steps} grid steps")
     shift = f", primer transposed {result.transposed:+d}" if result.transposed else ""
     print(f"{len(result.primer)} primer notes + {len(generated)} generated ({how}{shift}) -> "
-          f"{args.output.with_suffix('.mid')}, .wav, .png")
+          f"{paths['.mid']}, .wav, .png")
     return 0
 
 

@@ -19,6 +19,7 @@ from typing import Sequence
 
 from audio_dl import cli, export
 from audio_dl.config import DENOISER_PRESETS, DenoiserConfig, make_config
+from audio_dl.errors import UsageError
 from audio_dl.training import train_denoiser
 
 
@@ -43,6 +44,10 @@ def build_parser() -> cli.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cfg = make_config(DenoiserConfig, args.preset, args.config, args.overrides)
+    missing = [p for p in (*cfg.speech, *cfg.noise) if p.startswith("data/denoiser") and not Path(p).exists()]
+    if missing:
+        raise UsageError(f"{missing[0]} does not exist: build the corpus first with "
+                         "`python -m audio_dl.datasets denoiser-corpus data/denoiser`")
     run_dir = args.run_dir or Path("runs") / f"denoiser-{args.preset}"
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     command = shlex.join(["python", "-m", "audio_dl.train_denoiser", *(sys.argv[1:] if argv is None else argv)])

@@ -71,11 +71,11 @@ def test_mask_context_layer_equals_the_explicit_8_frame_stack():
     from audio_dl.models.denoiser import build_denoiser
 
     model = build_denoiser(DenoiserConfig(hidden_units=16))
-    context = model.get_layer("context")  # causal Conv1D over [B, T, 2F]
-    frames = _noise((2, 20, 258), seed=4)
+    context = model.get_layer("context")  # causal Conv1D over [B, T, E] frame embeddings
+    frames = _noise((2, 20, context.input.shape[-1]), seed=4)
     ours = context(frames).numpy()
-    stack = _explicit_context(frames[..., None], 8)[..., 0]  # [B, T, 8, 2F]
-    kernel, bias = (w.numpy() for w in context.weights)  # [8, 2F, H]
+    stack = _explicit_context(frames[..., None], 8)[..., 0]  # [B, T, 8, E]
+    kernel, bias = (w.numpy() for w in context.weights)  # [8, E, H]
     expected = np.maximum(np.einsum("btkf,kfh->bth", stack, kernel) + bias, 0.0)
     np.testing.assert_allclose(ours, expected, atol=1e-4)
 

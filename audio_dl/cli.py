@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Callable, Sequence
 
 from audio_dl.errors import UsageError
@@ -25,6 +26,20 @@ def add_config_options(parser: argparse.ArgumentParser, presets: Sequence[str], 
     group.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
                        help="override one config value; tuples are comma-separated "
                             "(e.g. --set snr_db=-5,10). Repeatable.")
+
+
+def add_run_options(parser: argparse.ArgumentParser, family: str) -> None:
+    """--run-dir, --export-base, --publish, --quiet of the training CLIs (family: denoiser, melody)."""
+    group = parser.add_argument_group("run and export")
+    group.add_argument("--run-dir", type=Path,
+                       help=f"where config, logs, checkpoints and the export go (default: runs/{family}-PRESET); "
+                            "an interrupted run in it is resumed")
+    group.add_argument("--export-base", type=Path, default=Path("saved_models") / family,
+                       help="TF Serving base path to publish to (default: %(default)s)")
+    group.add_argument("--publish", choices=("auto", "always", "never"), default="auto",
+                       help="auto: publish as the next version unless a shipped model is there; "
+                            "always: publish even above a shipped model; never: keep it in the run dir")
+    group.add_argument("--quiet", action="store_true", help="no Keras progress bar (one line per epoch)")
 
 
 def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:

@@ -27,17 +27,9 @@ def build_parser() -> cli.ArgumentParser:
     parser = cli.ArgumentParser(prog="python -m audio_dl.train_denoiser", description=__doc__,
                                 formatter_class=cli.argparse.RawDescriptionHelpFormatter)
     cli.add_config_options(parser, DENOISER_PRESETS)
-    parser.add_argument("--run-dir", type=Path,
-                        help="where config, logs, checkpoints and the export go (default: runs/denoiser-PRESET); "
-                             "an interrupted run in it is resumed")
-    parser.add_argument("--export-base", type=Path, default=Path("saved_models/denoiser"),
-                        help="TF Serving base path to publish to (default: %(default)s)")
-    parser.add_argument("--publish", choices=("auto", "always", "never"), default="auto",
-                        help="auto: publish as the next version unless a shipped model is there; "
-                             "always: publish even above a shipped model; never: keep it in the run dir")
+    cli.add_run_options(parser, "denoiser")
     parser.add_argument("--mixed-precision", action="store_true",
                         help="mixed_float16 compute (for GPUs; DSP layers stay float32; exports are float32)")
-    parser.add_argument("--quiet", action="store_true", help="no Keras progress bar (one line per epoch)")
     return parser
 
 

@@ -29,12 +29,7 @@ def build_parser() -> cli.ArgumentParser:
     cli.add_config_options(parser, MELODY_PRESETS, default="folknet")
     parser.add_argument("--midi-dir", action="append", metavar="DIR",
                         help="train on this folder (or glob) of MIDI files instead (repeatable)")
-    parser.add_argument("--run-dir", type=Path, help="default: runs/melody-PRESET; an interrupted run in it is resumed")
-    parser.add_argument("--export-base", type=Path, default=Path("saved_models/melody"),
-                        help="TF Serving base path to publish to (default: %(default)s)")
-    parser.add_argument("--publish", choices=("auto", "always", "never"), default="auto",
-                        help="auto: publish as the next version unless a shipped model is there")
-    parser.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
+    cli.add_run_options(parser, "melody")
     return parser
 
 

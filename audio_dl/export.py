@@ -146,14 +146,14 @@ def export_denoiser(model: keras.Model, cfg: DenoiserConfig, version_dir: Path, 
                     provenance: dict) -> dict[str, float]:
     """Write SavedModel + TFLite (whole clip and streaming) + config + card into `version_dir`
     atomically; returns the measured differences to the Keras model."""
-    tflite_twin, streaming = build_denoiser(cfg, tflite=True), build_streaming_denoiser(cfg)
-    copy_weights(model, tflite_twin)
-    copy_weights(model, streaming)
+    serving, tflite_twin, streaming = build_denoiser(cfg), build_denoiser(cfg, tflite=True), build_streaming_denoiser(cfg)
+    for twin in (serving, tflite_twin, streaming):  # fresh models: no optimizer state in the exports
+        copy_weights(model, twin)
     version_dir = Path(version_dir)
     if version_dir.exists():
         raise UsageError(f"{version_dir} already exists; choose another version")
     with staged_folder(version_dir) as staging:
-        write_saved_model(model, staging)
+        write_saved_model(serving, staging)
         (staging / TFLITE_NAME).write_bytes(convert_tflite(tflite_twin))
         (staging / STREAMING_TFLITE_NAME).write_bytes(convert_tflite(streaming, tuple(streaming.output)))
         for quantization, name in QUANTIZED_TFLITE_NAMES.items():

@@ -30,7 +30,7 @@ from audio_dl.export import (
     convert_tflite,
 )
 from audio_dl.litert import signature_runner
-from audio_dl.models.melody import MelodySampler, one_step_from, state_names
+from audio_dl.models.melody import MelodySampler, build_folknet, one_step_from, state_names
 
 ONE_STEP_TFLITE_NAME = "melody_one_step.tflite"
 
@@ -107,8 +107,10 @@ def export_melody(model: keras.Model, cfg: MelodyConfig, version_dir: Path, mode
     if version_dir.exists():
         raise UsageError(f"{version_dir} already exists; choose another version")
     one_step, one_step_batch1 = one_step_from(model, cfg), one_step_from(model, cfg, batch_size=1)
+    serving = build_folknet(cfg)  # a fresh model: no optimizer state in the export
+    serving.set_weights(model.get_weights())
     with staged_folder(version_dir) as staging:
-        sampler = write_melody_saved_model(model, one_step, cfg, staging)
+        sampler = write_melody_saved_model(serving, one_step, cfg, staging)
         (staging / ONE_STEP_TFLITE_NAME).write_bytes(
             convert_tflite(one_step_batch1, output_keys=tuple(one_step_batch1.output.keys())))
         save_config(cfg, staging / "config.json")

@@ -25,7 +25,8 @@ from audio_dl.data import corpora
 from audio_dl.data import melody as melody_data
 from audio_dl.errors import UsageError
 from audio_dl.models.melody import build_folknet
-from audio_dl.training import device_name, distribution_strategy, finished_training, mark_trained, run_callbacks
+from audio_dl.training import (device_name, distribution_strategy, finished_training, load_best_weights,
+                               mark_trained, run_callbacks)
 
 
 @dataclasses.dataclass
@@ -148,7 +149,7 @@ def train_melody(cfg: MelodyConfig, run_dir: Path, verbose: int = 1, command: st
         train_seconds = time.perf_counter() - started
         mark_trained(run_dir, train_seconds)
     if checkpoint.is_file():
-        model.load_weights(str(checkpoint))
+        load_best_weights(model, checkpoint)
     best_epoch = _best_epoch(run_dir / "history.csv")
 
     metrics = {"validation": {"description": f"{len(corpus.val)} held-out tunes of the training collections",

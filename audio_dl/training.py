@@ -18,6 +18,7 @@ import logging
 import shutil
 import os
 import time
+import warnings
 from pathlib import Path
 
 import keras
@@ -74,6 +75,13 @@ def finished_training(run_dir: Path) -> float | None:
     exports), else None."""
     marker = Path(run_dir) / TRAINED_MARKER
     return float(json.loads(marker.read_text())["train_seconds"]) if marker.is_file() else None
+
+
+def load_best_weights(model: keras.Model, checkpoint: Path) -> None:
+    """The best validation epoch's weights (the optimizer's state is not needed after training)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        model.load_weights(str(checkpoint))
 
 
 def mark_trained(run_dir: Path, train_seconds: float) -> None:
@@ -135,7 +143,7 @@ def train_denoiser(cfg: DenoiserConfig, run_dir: Path, mixed_precision: bool = F
         train_seconds = time.perf_counter() - started
         mark_trained(run_dir, train_seconds)
     if checkpoint.is_file():
-        model.load_weights(str(checkpoint))
+        load_best_weights(model, checkpoint)
     if mixed_precision:  # exports and TFLite are float32
         keras.mixed_precision.set_global_policy("float32")
         float_model = build_denoiser(cfg)

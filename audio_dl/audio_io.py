@@ -44,19 +44,24 @@ def find_audio_files(specs: Iterable[str | os.PathLike]) -> list[Path]:
 
     Raises UsageError for a path that does not exist or a spec that yields no audio file.
     """
+    return find_files(specs, AUDIO_EXTENSIONS, "audio")
+
+
+def find_files(specs: Iterable[str | os.PathLike], extensions, kind: str) -> list[Path]:
+    """find_audio_files for any set of file extensions (e.g. MIDI); `kind` names them in errors."""
     files: list[Path] = []
     for spec in specs:
-        found = _expand(str(spec))
+        found = _expand(str(spec), extensions)
         if not found:
-            raise UsageError(f"no audio files (of {', '.join(sorted(AUDIO_EXTENSIONS))}) in {spec}")
+            raise UsageError(f"no {kind} files (of {', '.join(sorted(extensions))}) in {spec}")
         files.extend(found)
     return sorted(dict.fromkeys(files))
 
 
-def _expand(spec: str) -> list[Path]:
+def _expand(spec: str, extensions) -> list[Path]:
     path = Path(spec).expanduser()
     if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+        return sorted(p for p in path.rglob("*") if p.suffix.lower() in extensions and p.is_file())
     if path.is_file():
         if path.suffix.lower() == ".txt":
             lines = [line.strip() for line in path.read_text().splitlines()]
@@ -69,7 +74,7 @@ def _expand(spec: str) -> list[Path]:
         return [path]
     if glob.has_magic(spec):
         return sorted(Path(p) for p in glob.glob(os.path.expanduser(spec), recursive=True)
-                      if Path(p).suffix.lower() in AUDIO_EXTENSIONS and Path(p).is_file())
+                      if Path(p).suffix.lower() in extensions and Path(p).is_file())
     raise UsageError(f"path does not exist: {spec}")
 
 

@@ -19,6 +19,7 @@ import tensorflow as tf
 from audio_dl import midi_io
 from audio_dl.config import MelodyConfig, load_config
 from audio_dl.errors import UsageError
+from audio_dl.export import versions
 from audio_dl.models.melody import MelodySampler, one_step_from
 
 log = logging.getLogger(__name__)
@@ -40,10 +41,10 @@ def resolve_export(path: str | Path) -> Path:
         raise UsageError(f"model not found: {path}")
     if (path / "saved_model.pb").is_file():
         return path
-    versions = sorted((int(p.name), p) for p in path.glob("*") if p.name.isdigit() and (p / "saved_model.pb").is_file())
-    if not versions:
+    found = versions(path)
+    if not found:
         raise UsageError(f"{path} is not a melody SavedModel or a base path holding versions of one")
-    return versions[-1][1]
+    return path / str(max(found))
 
 
 def load_melody_export(path: str | Path):
@@ -102,13 +103,15 @@ class MelodyGenerator:
 
     def continue_tune(self, primer: list[midi_io.Note], temperature: float = 1.0, top_k: int = 0, seed: int = 0,
                       max_steps: int | None = None, max_notes: int | None = None) -> Continuation:
-        """Continue `primer` until END, `max_steps` grid steps (default: the corpus limit) or
-        `max_notes` generated notes, whichever comes first; `ended` says the model chose to stop."""
+        """Continue `primer` until END, `max_steps` grid steps or
+        `max_notes` generated notes, whichever comes first; `ended` says the model chose to stop.
+        max_steps defaults to the corpus limit, or room for max_notes long notes when that is given."""
         if not (math.isfinite(temperature) and temperature > 0):
             raise UsageError(f"temperature must be a number > 0 (got {temperature})")
         if top_k < 0:
             raise UsageError(f"top_k must be >= 0 (got {top_k})")
-        max_steps = self.cfg.max_steps if max_steps is None else max_steps
+        if max_steps is None:  # with max_notes: room for long notes; max_notes stops it earlier
+            max_steps = self.cfg.max_steps if max_notes is None else max(self.cfg.max_steps, 32 * max_notes)
         if primer and midi_io.melody_steps(primer) > self.cfg.max_steps:
             raise UsageError(f"the primer is {midi_io.melody_steps(primer)} grid steps long; "
                              f"the model takes at most {self.cfg.max_steps}")

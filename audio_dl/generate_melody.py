@@ -63,9 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     generator = MelodyGenerator.from_export(args.model)
     cfg = generator.cfg
     primer = read_primer(args.primer, cfg.steps_per_quarter)
-    max_steps = max(cfg.max_steps, 32 * args.max_notes)  # room for long notes; --max-notes stops it earlier
-    result = generator.continue_tune(primer, args.temperature, args.top_k, args.seed, max_steps=max_steps,
-                                     max_notes=args.max_notes)
+    result = generator.continue_tune(primer, args.temperature, args.top_k, args.seed, max_notes=args.max_notes)
     generated, ended = result.generated, result.ended
     stem = args.output.with_suffix("") if args.output.suffix in (".mid", ".wav", ".png") else args.output
     paths = {suffix: Path(f"{stem}{suffix}") for suffix in (".mid", ".wav", ".png")}  # "tune_0.7" keeps its dot
@@ -77,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     plots.piano_roll(result.primer, generated, cfg.steps_per_quarter, paths[".png"],
                      title=f"temperature {args.temperature:g}, seed {args.seed}")
     how = ("ended by itself" if ended else f"stopped at --max-notes {args.max_notes}"
-           if len(generated) == args.max_notes else f"stopped after {max_steps} grid steps")
+           if len(generated) == args.max_notes else "stopped at the step limit")
     shift = f", primer transposed {result.transposed:+d}" if result.transposed else ""
     print(f"{len(result.primer)} primer notes + {len(generated)} generated ({how}{shift}) -> "
           f"{paths['.mid']}, .wav, .png")

@@ -35,6 +35,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from audio_dl import cli
 from audio_dl.errors import UsageError
+from audio_dl.export import versions
 
 DEFAULT_SIGNATURE = "serving_default"
 
@@ -53,10 +54,10 @@ class ModelRegistry:
     def __init__(self, base_paths: dict[str, Path]):
         self.models: dict[str, dict[int, object]] = {}
         for name, base in base_paths.items():
-            versions = {int(p.name): p for p in Path(base).glob("*") if p.name.isdigit() and (p / "saved_model.pb").is_file()}
-            if not versions:
+            found = versions(Path(base))
+            if not found:
                 raise UsageError(f"{base} holds no SavedModel versions (BASE/<number>/saved_model.pb)")
-            self.models[name] = {v: tf.saved_model.load(str(p)) for v, p in sorted(versions.items())}
+            self.models[name] = {v: tf.saved_model.load(str(Path(base) / str(v))) for v in sorted(found)}
 
     def get(self, name: str, version: int | None):
         if name not in self.models:

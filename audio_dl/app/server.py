@@ -18,12 +18,14 @@ from pathlib import Path
 
 import numpy as np
 import soundfile
+import tensorflow as tf
 from flask import Flask, jsonify, request, send_from_directory
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from audio_dl import audio_io, inference, midi_io, plots
 from audio_dl.compose import MelodyGenerator
 from audio_dl.data import corpora
+from audio_dl.data.augment import mix_at_snr
 from audio_dl.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -151,8 +153,7 @@ def make_tune(generator: MelodyGenerator, body: dict) -> dict:
     seed = int(_number(body, "seed", 0, 0, 2**31 - 1))
     max_notes = int(_number(body, "max_notes", 128, 1, 512))
     qpm = _number(body, "qpm", 100.0, 30.0, 300.0)
-    result = generator.continue_tune(primer, temperature=temperature, seed=seed,
-                                     max_steps=max(cfg.max_steps, 32 * max_notes), max_notes=max_notes)
+    result = generator.continue_tune(primer, temperature=temperature, seed=seed, max_notes=max_notes)
     generated = result.generated
     notes = result.primer + generated
     midi = io.BytesIO()
@@ -194,13 +195,14 @@ def read_upload(upload, rate: int) -> np.ndarray:
     return audio
 
 
-def denoise_request(denoiser: inference.Denoiser, form, files) -> dict:
+def denoise_request(denoiser: inference.Denoiser, form, files, samples: dict[str, Path],
+                    noises: dict[str, Path]) -> dict:
+    """samples/noises: the bundled files by name (bundled_samples(), bundled_noises())."""
     rate = denoiser.sample_rate
     clean = None
     if files.get("file") and files["file"].filename:
         noisy = read_upload(files["file"], rate)
     else:
-        samples = bundled_samples()
         name = form.get("sample", "")
         if name not in samples:
             raise AppError("choose a bundled sample or upload a file")
@@ -208,13 +210,11 @@ def denoise_request(denoiser: inference.Denoiser, form, files) -> dict:
         noisy = clean
     noise_name = form.get("noise", "")
     if noise_name:
-        noises = bundled_noises()
         if noise_name not in noises:
             raise AppError(f"unknown noise {noise_name!r}")
         snr = _number(form, "snr", 0.0, -20.0, 40.0)
         noise = np.resize(audio_io.read_audio(noises[noise_name], rate), len(noisy))
-        gain = np.sqrt(np.mean(noisy**2) / max(float(np.mean(noise**2)), 1e-12) / 10 ** (snr / 10))
-        noisy = (noisy + gain * noise).astype(np.float32)
+        noisy = mix_at_snr(tf.constant(noisy), tf.constant(noise), tf.constant(snr, tf.float32))[0].numpy()
     strength = form.get("strength", "")
     limit = inference.strength_to_limit(None if strength in ("", "off") else _number(form, "strength", 0, 0, 60))
     denoised = inference.mix_strength(noisy, inference.denoise_array(denoiser, noisy), limit)
@@ -230,6 +230,7 @@ def denoise_request(denoiser: inference.Denoiser, form, files) -> dict:
 
 def create_app(models: Models, max_upload_mb: float = MAX_UPLOAD_MB) -> Flask:
     app = Flask(__name__, static_folder=None)
+    samples, noises = bundled_samples(), bundled_noises()  # read once, looked up by name
     app.config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * 1024 * 1024)
 
     @app.errorhandler(AppError)
@@ -268,7 +269,7 @@ def create_app(models: Models, max_upload_mb: float = MAX_UPLOAD_MB) -> Flask:
             melody={"ready": melody is not None, "problem": models.melody_problem,
                     "range": [melody.cfg.pitch_low, melody.cfg.pitch_high] if melody else None},
             denoiser={"ready": models.denoiser is not None, "problem": models.denoiser_problem},
-            samples=sorted(bundled_samples()), noises=sorted(bundled_noises()),
+            samples=sorted(samples), noises=sorted(noises),
             max_upload_mb=max_upload_mb)
 
     @app.post("/api/melody")
@@ -284,6 +285,6 @@ def create_app(models: Models, max_upload_mb: float = MAX_UPLOAD_MB) -> Flask:
     def denoise():
         if models.denoiser is None:
             raise AppError(f"no denoiser model: {models.denoiser_problem}", 503)
-        return jsonify(denoise_request(models.denoiser, request.form, request.files))
+        return jsonify(denoise_request(models.denoiser, request.form, request.files, samples, noises))
 
     return app

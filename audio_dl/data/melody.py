@@ -15,12 +15,11 @@ import collections
 import dataclasses
 import hashlib
 import logging
-from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
-from audio_dl import midi_io
+from audio_dl import audio_io, midi_io
 from audio_dl.config import MelodyConfig
 from audio_dl.data import corpora
 from audio_dl.errors import UsageError
@@ -68,30 +67,11 @@ class MelodyCorpus:
     report: ReadReport
 
 
-def find_midi_files(specs: tuple[str, ...]) -> list[Path]:
-    """MIDI files of folders (recursive), globs or single files; UsageError if there are none."""
-    files: list[Path] = []
-    for spec in specs:
-        path = Path(spec)
-        if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES)
-        elif path.is_file():
-            files.append(path)
-        else:
-            matches = sorted(Path().glob(spec)) if not path.is_absolute() else sorted(Path("/").glob(spec[1:]))
-            if not matches:
-                raise UsageError(f"no such MIDI file or folder: {spec}")
-            files += [p for p in matches if p.is_file() and p.suffix.lower() in MIDI_SUFFIXES]
-    if not files:
-        raise UsageError(f"no MIDI files ({', '.join(MIDI_SUFFIXES)}) in {', '.join(specs)}")
-    return files
-
-
 def read_tunes(specs: tuple[str, ...], cfg: MelodyConfig) -> tuple[list[Tune], ReadReport]:
     """Every usable melody under `specs`, with the counts of what was skipped or dropped."""
     report = ReadReport()
     tunes = []
-    for path in find_midi_files(specs):
+    for path in audio_io.find_files(specs, MIDI_SUFFIXES, "MIDI"):
         report.files += 1
         try:
             notes, stats = midi_io.read_melody(path, cfg.steps_per_quarter, cfg.max_steps, cfg.max_chord_share)

@@ -42,6 +42,15 @@ def add_run_options(parser: argparse.ArgumentParser, family: str) -> None:
     group.add_argument("--quiet", action="store_true", help="no Keras progress bar (one line per epoch)")
 
 
+def add_strategy_option(parser: argparse.ArgumentParser) -> None:
+    from audio_dl.distribute import STRATEGIES  # noqa: PLC0415 - imports TensorFlow: only the training CLIs need it
+
+    parser.add_argument("--strategy", choices=STRATEGIES, default="auto",
+                        help="auto: all local GPUs when there are several; mirrored: MirroredStrategy; "
+                             "multiworker: MultiWorkerMirroredStrategy over the cluster in TF_CONFIG "
+                             "(default: %(default)s)")
+
+
 def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
     """Run a CLI entry point; a UsageError becomes `prog: error: message` and exit code 2."""
     prog = getattr(main, "prog", None) or sys.argv[0]

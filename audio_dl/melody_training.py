@@ -25,14 +25,14 @@ from audio_dl.data import corpora
 from audio_dl.data import melody as melody_data
 from audio_dl.errors import UsageError
 from audio_dl.models.melody import build_folknet
-from audio_dl.training import (device_name, distribution_strategy, finished_training, load_best_weights,
-                               mark_trained, run_callbacks)
+from audio_dl import distribute
+from audio_dl.training import device_name, finished_training, load_best_weights, mark_trained, run_callbacks
 
 
 @dataclasses.dataclass
 class MelodyTrainResult:
     run_dir: Path
-    export_dir: Path
+    export_dir: Path | None  # None on a worker other than the chief
     cfg: MelodyConfig
     metrics: dict
     train_seconds: float
@@ -116,13 +116,19 @@ def format_report(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def train_melody(cfg: MelodyConfig, run_dir: Path, verbose: int = 1, command: str = "") -> MelodyTrainResult:
-    """Train cfg in run_dir (resuming if interrupted), keep the best validation epoch, evaluate, export."""
+def train_melody(cfg: MelodyConfig, run_dir: Path, verbose: int = 1, command: str = "",
+                 strategy: str = "auto") -> MelodyTrainResult:
+    """Train cfg in run_dir (resuming if interrupted), keep the best validation epoch, evaluate, export.
+
+    strategy: one of distribute.STRATEGIES. Under `multiworker`, only the chief evaluates and
+    exports; the other workers return after training (export_dir None, empty metrics).
+    """
     from audio_dl.export_melody import export_melody  # noqa: PLC0415 - keeps the import graph one-way
 
-    run_dir = Path(run_dir)
     corpus = melody_data.load_corpus(cfg)
     cfg = corpus.cfg
+    tf_strategy = distribute.make_strategy(strategy)
+    run_dir = distribute.worker_dir(Path(run_dir), tf_strategy)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.json")
     keras.utils.set_random_seed(cfg.seed)
@@ -131,10 +137,11 @@ def train_melody(cfg: MelodyConfig, run_dir: Path, verbose: int = 1, command: st
           f"{midi_io.token_names(cfg.pitch_low, cfg.pitch_high)[midi_io.FIRST_NOTE_TOKEN]}.."
           f"{midi_io.token_names(cfg.pitch_low, cfg.pitch_high)[-1]} ({cfg.pitch_high - cfg.pitch_low + 1} pitches)")
 
-    held_out = held_out_tunes(cfg.eval_midi_dir, cfg) if cfg.eval_midi_dir else None  # fail before, not after, fit
-    if held_out is not None and not held_out[0]:
-        raise UsageError(f"no tune of {', '.join(cfg.eval_midi_dir)} can be scored ({held_out[1]})")
-    with distribution_strategy().scope():
+    held_out = {spec: held_out_tunes((spec,), cfg) for spec in cfg.eval_midi_dir}  # fail before, not after, fit
+    for spec, (tunes, note) in held_out.items():
+        if not tunes:
+            raise UsageError(f"no tune of {spec} can be scored ({note})")
+    with tf_strategy.scope():
         model = compile_folknet(cfg)
     checkpoint, callbacks = run_callbacks(run_dir, cfg)
     callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience))
@@ -143,21 +150,26 @@ def train_melody(cfg: MelodyConfig, run_dir: Path, verbose: int = 1, command: st
         started = time.perf_counter()
         # epochs have an unknown number of batches (length buckets); Keras warns at each epoch's end
         warnings.filterwarnings("ignore", message="Your input ran out of data")
-        model.fit(melody_data.training_dataset(corpus.train, cfg), epochs=cfg.epochs,
-                  validation_data=melody_data.validation_dataset(corpus.val, cfg), callbacks=callbacks,
-                  verbose=verbose)
+        distributed = distribute.is_distributed(tf_strategy)
+        distribute.fit(model, tf_strategy, distribute.distribute_datasets(tf_strategy,
+                                                 lambda c: melody_data.training_dataset(corpus.train, cfg, c, distributed)),
+                  epochs=cfg.epochs, steps_per_epoch=melody_data.steps_per_epoch(corpus.train, cfg) if distributed else None,
+                  validation_data=distribute.distribute_datasets(
+                      tf_strategy, lambda c: melody_data.validation_dataset(corpus.val, cfg, c)),
+                  callbacks=callbacks, verbose=verbose)
         train_seconds = time.perf_counter() - started
         mark_trained(run_dir, train_seconds)
+    if not distribute.is_chief(tf_strategy):
+        return MelodyTrainResult(run_dir, None, cfg, {}, train_seconds)
     if checkpoint.is_file():
         load_best_weights(model, checkpoint)
     best_epoch = _best_epoch(run_dir / "history.csv")
 
     metrics = {"validation": {"description": f"{len(corpus.val)} held-out tunes of the training collections",
                               **evaluate_tunes(keras_scorer(model), cfg, corpus.train, corpus.val)}}
-    if held_out is not None:
-        tunes, note = held_out
-        metrics["held_out_collection"] = {"description": f"{', '.join(cfg.eval_midi_dir)}: {note}",
-                                          **evaluate_tunes(keras_scorer(model), cfg, corpus.train, tunes)}
+    for spec, (tunes, note) in held_out.items():
+        metrics[f"held_out_{spec}"] = {"description": f"{spec} (collection never trained on): {note}",
+                                       **evaluate_tunes(keras_scorer(model), cfg, corpus.train, tunes)}
     metrics["generation"] = generation_statistics(MelodyGenerator.from_keras(model, cfg), cfg, corpus.train,
                                                   corpus.val)
     metrics.update(train_seconds=train_seconds, best_epoch=best_epoch, corpus=corpus.report.summary())
@@ -196,7 +208,7 @@ dropout {cfg.dropout:g} -> dense softmax over {len(names)} tokens ({names[midi_i
 - corpus: {", ".join(cfg.midi_dir)} — {corpus.report.summary()}
 - training {len(corpus.train)} tunes, validation {len(corpus.val)} tunes (by file-name hash,
   {100 * cfg.val_fraction:g} %); random transposition {cfg.transpose[0]}..{cfg.transpose[1]} semitones within the range
-- held-out collection never trained on: {", ".join(cfg.eval_midi_dir) or "none"}
+- held-out collections never trained on: {", ".join(cfg.eval_midi_dir) or "none"}
 
 ## Training
 - command: `{command}`

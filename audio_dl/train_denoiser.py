@@ -28,6 +28,7 @@ def build_parser() -> cli.ArgumentParser:
                                 formatter_class=cli.argparse.RawDescriptionHelpFormatter)
     cli.add_config_options(parser, DENOISER_PRESETS)
     cli.add_run_options(parser, "denoiser")
+    cli.add_strategy_option(parser)
     parser.add_argument("--mixed-precision", action="store_true",
                         help="mixed_float16 compute (for GPUs; DSP layers stay float32; exports are float32)")
     return parser
@@ -46,7 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"run directory: {run_dir} (config, TensorBoard logs, checkpoints, export)")
 
     result = train_denoiser(cfg, run_dir, mixed_precision=args.mixed_precision,
-                            verbose=2 if args.quiet else 1, command=command)
+                            verbose=2 if args.quiet else 1, command=command, strategy=args.strategy)
+    if result.export_dir is None:
+        print(f"this worker finished training ({result.run_dir}); the chief evaluates and exports")
+        return 0
     if result.skipped_files:
         print(f"skipped {result.skipped_files} unreadable, corrupt or empty audio files")
     print(f"\nexported and verified {result.export_dir} "

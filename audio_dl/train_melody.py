@@ -30,6 +30,7 @@ def build_parser() -> cli.ArgumentParser:
     parser.add_argument("--midi-dir", action="append", metavar="DIR",
                         help="train on this folder (or glob) of MIDI files instead (repeatable)")
     cli.add_run_options(parser, "melody")
+    cli.add_strategy_option(parser)
     return parser
 
 
@@ -42,7 +43,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     command = shlex.join(["python", "-m", "audio_dl.train_melody", *(sys.argv[1:] if argv is None else argv)])
     print(f"run directory: {run_dir} (config, TensorBoard logs, checkpoints, export)")
-    result = train_melody(cfg, run_dir, verbose=2 if args.quiet else 1, command=command)
+    result = train_melody(cfg, run_dir, verbose=2 if args.quiet else 1, command=command, strategy=args.strategy)
+    if result.export_dir is None:
+        print(f"this worker finished training ({result.run_dir}); the chief evaluates and exports")
+        return 0
     print(f"\nexported and verified {result.export_dir}")
     export.publish_run(result.export_dir, run_dir, args.export_base, args.publish)
     return 0

@@ -25,7 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from audio_dl import evaluate, export
+from audio_dl import distribute, evaluate, export
 from audio_dl import layers as L
 from audio_dl.config import DenoiserConfig, save_config
 from audio_dl.data import speech
@@ -43,12 +43,6 @@ class TrainResult:
     train_seconds: float
     export_errors: dict[str, float]
     skipped_files: int
-
-
-def distribution_strategy() -> tf.distribute.Strategy:
-    """MirroredStrategy when more than one GPU is visible, else the default strategy."""
-    gpus = tf.config.list_logical_devices("GPU")
-    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
 
 
 def run_callbacks(run_dir: Path, cfg) -> tuple[Path, list[keras.callbacks.Callback]]:
@@ -111,24 +105,28 @@ def denoise_batches(model: keras.Model, dataset) -> tuple[list, list, list]:
 
 
 def train_denoiser(cfg: DenoiserConfig, run_dir: Path, mixed_precision: bool = False, verbose: int = 1,
-                   command: str = "") -> TrainResult:
-    """Train cfg in run_dir (resuming if it was interrupted), report validation metrics, export."""
-    run_dir = Path(run_dir)
+                   command: str = "", strategy: str = "auto") -> TrainResult:
+    """Train cfg in run_dir (resuming if it was interrupted), report validation metrics, export.
+
+    strategy: one of distribute.STRATEGIES. Under `multiworker`, only the chief evaluates and
+    exports; the other workers return after training (export_dir None, empty metrics).
+    """
     corpus = speech.load_corpus(cfg)
     speech.reset_read_failures()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.json")
     keras.utils.set_random_seed(cfg.seed)
     print(_describe_corpus(corpus))
     if mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
 
-    train_ds = speech.training_dataset(corpus.train, cfg)
+    tf_strategy = distribute.make_strategy(strategy)
+    run_dir = distribute.worker_dir(Path(run_dir), tf_strategy)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / "config.json")
     val_ds = speech.validation_dataset(corpus.val, cfg)
-    strategy = distribution_strategy()
-    with strategy.scope():
+    with tf_strategy.scope():
         model = build_denoiser(cfg)
-        adapt_normalization(model, list(train_ds.take(cfg.normalization_batches)), cfg)
+        adapt_normalization(model, list(speech.training_dataset(corpus.train, cfg).take(cfg.normalization_batches)),
+                            cfg)
         losses, weights = make_losses(cfg, model)
         optimizer = keras.optimizers.Adam(cfg.learning_rate, clipnorm=cfg.clipnorm)
         model.compile(optimizer=optimizer, loss=losses, loss_weights=weights)
@@ -138,10 +136,16 @@ def train_denoiser(cfg: DenoiserConfig, run_dir: Path, mixed_precision: bool = F
     train_seconds = finished_training(run_dir)
     if train_seconds is None:
         started = time.perf_counter()
-        model.fit(train_ds, epochs=cfg.epochs, steps_per_epoch=cfg.steps_per_epoch, validation_data=val_ds,
-                  validation_steps=validation_steps, callbacks=callbacks, verbose=verbose)
+        distributed = distribute.is_distributed(tf_strategy)
+        distribute.fit(model, tf_strategy, distribute.distribute_datasets(tf_strategy, lambda c: speech.training_dataset(corpus.train, cfg, c)),
+                  epochs=cfg.epochs, steps_per_epoch=cfg.steps_per_epoch,
+                  validation_data=distribute.distribute_datasets(
+                      tf_strategy, lambda c: speech.validation_dataset(corpus.val, cfg, c)),
+                  validation_steps=None if distributed else validation_steps, callbacks=callbacks, verbose=verbose)
         train_seconds = time.perf_counter() - started
         mark_trained(run_dir, train_seconds)
+    if not distribute.is_chief(tf_strategy):
+        return TrainResult(run_dir, None, {}, train_seconds, {}, corpus.skipped + speech.read_failures())
     if checkpoint.is_file():
         load_best_weights(model, checkpoint)
     if mixed_precision:  # exports and TFLite are float32

@@ -236,14 +236,19 @@ def _run(command: list[str], cwd: Path, retry_after: list[str] | None = None) ->
 MUSIC21_PACKAGE = "pypi:music21==10.5.1"
 ABCMIDI_PACKAGE = "debian:abcmidi"
 FOLK = "folk"  # MelodyConfig.midi_dir's name for the default corpus in the cache
-ESSEN = "essen"  # ... and for the Essen collection (evaluation only)
 FOLK_COLLECTIONS = {  # collection -> license; the default training corpus
     "oneills1850": "public domain (O'Neill's Music of Ireland, 1850; music21 transcription, BSD-3)",
     "ryansMammoth": "public domain (Ryan's Mammoth Collection, 1883; music21 transcription, BSD-3)",
     "miscFolk": "public domain (music21 corpus, BSD-3)",
 }
-# Held out for evaluation only, never for a shipped model: its license is non-commercial.
-EVALUATION_COLLECTIONS = {"essenFolksong": "Essen Folksong Collection: non-commercial use only"}
+# Held out for evaluation only, never trained on by a shipped model.
+EVALUATION_COLLECTIONS = {
+    "airdsAirs": "public domain (Aird's Selection of Scotch, English, Irish and Foreign Airs, 1782-1803; "
+                 "music21 transcription, BSD-3)",
+    "essenFolksong": "Essen Folksong Collection: non-commercial use only",
+}
+# Short names for MelodyConfig.midi_dir / eval_midi_dir and --midi-dir -> cached collections.
+MIDI_ALIASES = {FOLK: tuple(FOLK_COLLECTIONS), "airds": ("airdsAirs",), "essen": ("essenFolksong",)}
 # abc2midi: no guitar-chord accompaniment (-NGUI; it also skips Ryan's fingering marks written
 # in chord-symbol syntax), no grace notes (-NGRA): the melody line only.
 ABC2MIDI_FLAGS = ("-quiet", "-silent", "-NGUI", "-NGRA")
@@ -255,13 +260,14 @@ def default_folk_dir() -> Path:
 
 
 def resolve_midi(specs: tuple[str, ...]) -> tuple[str, ...]:
-    """Replace `folk` (`essen`) by the cached collection folders, converting them if needed."""
+    """Replace the MIDI_ALIASES (`folk`, `airds`, `essen`) by the cached collection folders,
+    converting them if needed."""
     out = []
     for spec in specs:
-        if spec not in (FOLK, ESSEN):
+        if spec not in MIDI_ALIASES:
             out.append(spec)
             continue
-        names = tuple(FOLK_COLLECTIONS) if spec == FOLK else tuple(EVALUATION_COLLECTIONS)
+        names = MIDI_ALIASES[spec]
         root = default_folk_dir()
         if not all((root / name).is_dir() for name in names):
             log.warning("converting %s to MIDI in %s (once)", ", ".join(names), root)

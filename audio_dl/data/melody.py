@@ -149,24 +149,44 @@ def _to_model_io(tokens):
     return inputs, targets, tf.cast(targets != midi_io.PAD, tf.float32)
 
 
-def _batched(ds: tf.data.Dataset, cfg: MelodyConfig) -> tf.data.Dataset:
+def _batched(ds: tf.data.Dataset, cfg: MelodyConfig, batch_size: int) -> tf.data.Dataset:
     """Padded batches of tunes of similar length (less padding, same masks)."""
     boundaries = [b for b in (128, 192, 256, 384, 512, 768, 1024) if b < cfg.max_steps]
     ds = ds.map(_to_model_io, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.bucket_by_sequence_length(
-        lambda x, y, w: tf.shape(x)[0], boundaries, [cfg.batch_size] * (len(boundaries) + 1),
+        lambda x, y, w: tf.shape(x)[0], boundaries, [batch_size] * (len(boundaries) + 1),
         padding_values=(midi_io.PAD, midi_io.PAD, 0.0))
 
 
-def training_dataset(tunes: list[Tune], cfg: MelodyConfig) -> tf.data.Dataset:
-    """One epoch of shuffled, randomly transposed tunes (new order and shifts every epoch)."""
-    seeds = tf.data.Dataset.random(seed=cfg.seed, rerandomize_each_iteration=True).batch(2)
-    ds = _ragged(tunes, cfg).shuffle(len(tunes), seed=cfg.seed, reshuffle_each_iteration=True)
+def training_dataset(tunes: list[Tune], cfg: MelodyConfig, context: tf.distribute.InputContext | None = None,
+                     endless: bool = False) -> tf.data.Dataset:
+    """One epoch of shuffled, randomly transposed tunes (new order and shifts every epoch);
+    `endless`: repeated forever (fit then counts `steps_per_epoch`).
+
+    Under a distribution strategy (`context`): input pipeline k of K takes tunes k, K + k, ... and
+    batches per replica. Length buckets give workers different batch counts per pass, so
+    distributed training uses `endless`.
+    """
+    context = context or tf.distribute.InputContext()
+    tunes = tunes[context.input_pipeline_id::context.num_input_pipelines]
+    seed = cfg.seed + context.input_pipeline_id
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    ds = _ragged(tunes, cfg).shuffle(len(tunes), seed=seed, reshuffle_each_iteration=True)
     ds = tf.data.Dataset.zip(ds, seeds).map(lambda t, s: transpose_tokens(t, s, cfg),
                                             num_parallel_calls=tf.data.AUTOTUNE)
-    return _batched(ds, cfg).shuffle(64, seed=cfg.seed).prefetch(tf.data.AUTOTUNE)
+    ds = _batched(ds, cfg, context.get_per_replica_batch_size(cfg.batch_size)).shuffle(64, seed=seed)
+    return (ds.repeat() if endless else ds).prefetch(tf.data.AUTOTUNE)
 
 
-def validation_dataset(tunes: list[Tune], cfg: MelodyConfig) -> tf.data.Dataset:
-    """The held-out tunes untransposed, in a fixed order, cached."""
-    return _batched(_ragged(tunes, cfg), cfg).cache().prefetch(tf.data.AUTOTUNE)
+def steps_per_epoch(tunes: list[Tune], cfg: MelodyConfig) -> int:
+    """Steps of one pass over `tunes` in global batches (for the endless distributed pipeline)."""
+    return max(1, len(tunes) // cfg.batch_size)
+
+
+def validation_dataset(tunes: list[Tune], cfg: MelodyConfig,
+                       context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+    """The held-out tunes untransposed, in a fixed order, cached (all of them on every worker,
+    batched per replica)."""
+    context = context or tf.distribute.InputContext()
+    batch = max(1, cfg.batch_size // context.num_replicas_in_sync)
+    return _batched(_ragged(tunes, cfg), cfg, batch).cache().prefetch(tf.data.AUTOTUNE)

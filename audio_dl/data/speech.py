@@ -248,24 +248,36 @@ def _to_model_io(example):
     return example["noisy"], {"denoised": example["clean"], "magnitude": example["clean"]}
 
 
-def training_dataset(split: Split, cfg: DenoiserConfig) -> tf.data.Dataset:
-    """Endless (noisy [B, N], {"denoised": clean, "magnitude": clean}) batches with augmentation."""
+def training_dataset(split: Split, cfg: DenoiserConfig,
+                     context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+    """Endless (noisy [B, N], {"denoised": clean, "magnitude": clean}) batches with augmentation.
+
+    Under a distribution strategy (`context`), input pipeline k of K draws the example indices
+    k, K + k, 2K + k, ... and batches B / replicas.
+    """
+    context = context or tf.distribute.InputContext()
+    shards, shard = context.num_input_pipelines, context.input_pipeline_id
     return (tf.data.Dataset.counter()
+            .map(lambda i: i * shards + shard)
             .map(make_example_fn(split, cfg, augmented=cfg.augment), num_parallel_calls=tf.data.AUTOTUNE)
             .filter(_loud_enough(cfg))
             .map(_to_model_io)
-            .batch(cfg.batch_size, drop_remainder=True)
+            .batch(context.get_per_replica_batch_size(cfg.batch_size), drop_remainder=True)
             .prefetch(tf.data.AUTOTUNE))
 
 
-def validation_dataset(split: Split, cfg: DenoiserConfig) -> tf.data.Dataset:
-    """The same `cfg.val_examples` mixtures every time (no augmentation), cached, batched."""
+def validation_dataset(split: Split, cfg: DenoiserConfig,
+                       context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+    """The same `cfg.val_examples` mixtures every time (no augmentation), cached, batched
+    (per replica under a strategy: every worker scores all of them, so all see the same mean)."""
+    context = context or tf.distribute.InputContext()
     val_cfg = dataclasses.replace(cfg, seed=cfg.seed + 7919)
+    batch = max(1, min(cfg.batch_size, cfg.val_examples) // context.num_replicas_in_sync)
     return (tf.data.Dataset.range(20 * cfg.val_examples)  # bounded: silent files cannot stall it
             .map(make_example_fn(split, val_cfg, augmented=False), num_parallel_calls=tf.data.AUTOTUNE)
             .filter(_loud_enough(cfg))
             .take(cfg.val_examples)
             .map(_to_model_io)
             .cache()
-            .batch(min(cfg.batch_size, cfg.val_examples))
+            .batch(batch)
             .prefetch(tf.data.AUTOTUNE))

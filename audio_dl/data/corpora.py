@@ -50,11 +50,13 @@ def resolve(specs: tuple[str, ...], kind: str) -> tuple[str, ...]:
 
 
 def read_splits(specs: tuple[str, ...]) -> dict:
-    """The `splits.json` of the corpus a speech/noise folder belongs to ({} when there is none)."""
+    """The `splits.json` of the corpus a speech/noise folder belongs to (beside the folder, or in
+    it for a prepared TFRecord folder); {} when there is none."""
     splits: dict[str, list[str]] = {}
     for spec in specs:
-        candidate = Path(spec).parent / "splits.json"
-        if Path(spec).is_dir() and candidate.is_file():
+        candidates = [Path(spec) / "splits.json", Path(spec).parent / "splits.json"]
+        candidate = next((c for c in candidates if c.is_file()), None)
+        if Path(spec).is_dir() and candidate is not None:
             for key, values in json.loads(candidate.read_text()).items():
                 splits.setdefault(key, []).extend(values)
     return splits

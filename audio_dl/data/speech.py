@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from audio_dl import audio_io
 from audio_dl.config import DenoiserConfig
-from audio_dl.data import augment, corpora
+from audio_dl.data import augment, corpora, records
 from audio_dl.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -26,15 +26,28 @@ log = logging.getLogger(__name__)
 
 @dataclasses.dataclass(frozen=True)
 class Split:
-    """The readable files of one split: speech (with its speaker) and noise."""
+    """One split: speech files (with their speaker) and noise files, and/or the TFRecord shards
+    of prepared speech folders (`python -m audio_dl.datasets prepare`) with this split's speakers."""
 
     speech: tuple[audio_io.AudioInfo, ...]
     speakers: tuple[str, ...]
     noise: tuple[audio_io.AudioInfo, ...]
+    records: tuple[str, ...] = ()
+    record_speakers: tuple[str, ...] = ()
+    record_files: int = 0
+    record_seconds: float = 0.0
 
     @property
     def speech_seconds(self) -> float:
-        return sum(i.seconds for i in self.speech)
+        return sum(i.seconds for i in self.speech) + self.record_seconds
+
+    @property
+    def speech_files(self) -> int:
+        return len(self.speech) + self.record_files
+
+    @property
+    def speaker_names(self) -> set[str]:
+        return set(self.speakers) | set(self.record_speakers)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,18 +64,23 @@ def load_corpus(cfg: DenoiserConfig) -> Corpus:
     """
     speech_specs = corpora.resolve(cfg.speech, "speech")
     noise_specs = corpora.resolve(cfg.noise, "noise")
-    speech_files = [(path, _speaker(path, root)) for root in speech_specs
+    prepared = [spec for spec in speech_specs if records.is_prepared(spec)]
+    if prepared and len(prepared) < len(speech_specs):
+        raise UsageError("speech: give either prepared TFRecord folders or audio folders, not both "
+                         f"({prepared[0]} is prepared; {sorted(set(speech_specs) - set(prepared))[0]} is not)")
+    record_stats = _record_speakers(prepared, cfg)
+    speech_files = [(path, _speaker(path, root)) for root in speech_specs if root not in prepared
                     for path in audio_io.find_audio_files([root])]
     speech_infos, skipped_speech = audio_io.probe_all([p for p, _ in speech_files])
     speaker_of = dict((str(p), s) for p, s in speech_files)
     noise_infos, skipped_noise = audio_io.probe_all(audio_io.find_audio_files(noise_specs))
-    if not speech_infos or not noise_infos:
-        raise UsageError(f"no readable {'speech' if not speech_infos else 'noise'} files in "
-                         f"{', '.join(speech_specs if not speech_infos else noise_specs)}")
+    if not (speech_infos or record_stats) or not noise_infos:
+        raise UsageError(f"no readable {'speech' if not noise_infos else 'noise'} files in "
+                         f"{', '.join(noise_specs if not noise_infos else speech_specs)}")
 
-    if len({speaker_of[i.path] for i in speech_infos}) < 2:  # one voice: hold out files instead
+    if not record_stats and len({speaker_of[i.path] for i in speech_infos}) < 2:  # one voice: hold out files
         speaker_of = {i.path: Path(i.path).stem for i in speech_infos}
-    speakers = sorted({speaker_of[i.path] for i in speech_infos})
+    speakers = sorted({speaker_of[i.path] for i in speech_infos} | set(record_stats))
     val_speakers = set(cfg.val_speakers or corpora.read_splits(speech_specs).get("val_speakers")
                        or _held_out(speakers, cfg.val_fraction))
     noise_names = sorted({Path(i.path).stem for i in noise_infos})
@@ -72,22 +90,40 @@ def load_corpus(cfg: DenoiserConfig) -> Corpus:
     def split(is_val: bool) -> Split:
         speech = tuple(i for i in speech_infos if (speaker_of[i.path] in val_speakers) == is_val)
         noise = tuple(i for i in noise_infos if (Path(i.path).stem in val_noises) == is_val)
-        return Split(speech, tuple(speaker_of[i.path] for i in speech), noise)
+        in_records = tuple(name for name in sorted(record_stats) if (name in val_speakers) == is_val)
+        return Split(speech, tuple(speaker_of[i.path] for i in speech), noise,
+                     records=tuple(path for spec in prepared for path in records.shard_paths(spec)) if in_records else (),
+                     record_speakers=in_records, record_files=sum(record_stats[n][0] for n in in_records),
+                     record_seconds=sum(record_stats[n][1] for n in in_records))
 
-    corpus = Corpus(split(False), split(True), len(skipped_speech) + len(skipped_noise))
+    skipped = len(skipped_speech) + len(skipped_noise) + sum(records.read_manifest(p)["skipped"] for p in prepared)
+    corpus = Corpus(split(False), split(True), skipped)
     for name, part in (("training", corpus.train), ("validation", corpus.val)):
-        if not part.speech or not part.noise:
-            raise UsageError(f"the {name} split has no {'speech' if not part.speech else 'noise'} files; "
+        if not part.speech_files or not part.noise:
+            raise UsageError(f"the {name} split has no {'speech' if not part.speech_files else 'noise'} files; "
                              "add files or set val_speakers / val_noises / val_fraction")
     return corpus
+
+
+def _record_speakers(prepared: list[str], cfg: DenoiserConfig) -> dict[str, tuple[int, float]]:
+    """{speaker: (files, seconds)} over prepared TFRecord folders recorded at cfg.sample_rate."""
+    stats: dict[str, tuple[int, float]] = {}
+    for spec in prepared:
+        manifest = records.read_manifest(spec)
+        if manifest["sample_rate"] != cfg.sample_rate:
+            raise UsageError(f"{spec} was prepared at {manifest['sample_rate']} Hz but the model runs at "
+                             f"{cfg.sample_rate} Hz; prepare it again with --sample-rate {cfg.sample_rate}")
+        for name, s in manifest["speakers"].items():
+            files, seconds = stats.get(name, (0, 0.0))
+            stats[name] = (files + s["files"], seconds + s["seconds"])
+    return stats
 
 
 def _speaker(path: Path, root: str) -> str:
     """Speaker = first folder below the spec root; files lying directly in it are their own speaker."""
     root_path = Path(root).expanduser()
     if root_path.is_dir():
-        parts = path.relative_to(root_path).parts
-        return parts[0] if len(parts) > 1 else path.stem
+        return records.speaker_of(path, root_path)
     return path.parent.name or path.stem
 
 
@@ -181,15 +217,18 @@ def _load_impulse_responses(cfg: DenoiserConfig) -> tf.Tensor:
 
 
 def make_example_fn(split: Split, cfg: DenoiserConfig, augmented: bool):
-    """index -> {"clean": [N], "noisy": [N], "ok": whether both files decoded (else zeros)}."""
-    speech, noise = _FileTable(split.speech), _FileTable(split.noise)
+    """(index[, clean crop [N] from the records]) -> {"clean": [N], "noisy": [N], "ok": whether
+    both decoded (else zeros)}; without a clean crop, the speech is read from the split's files."""
+    speech = _FileTable(split.speech) if split.speech else None
+    noise = _FileTable(split.noise)
     responses = _load_impulse_responses(cfg) if augmented and cfg.reverb_probability > 0 else None
     seconds, rate = cfg.crop_samples / cfg.sample_rate, cfg.sample_rate
 
-    def example(index):
+    def example(index, clean=None):
         seeds = [tf.stack([tf.constant(cfg.seed, tf.int64), index * 16 + k]) for k in range(16)]
         uniform = [tf.random.stateless_uniform([], s) for s in seeds]
-        clean = speech.read(speech.draw(seeds[0]), seconds, uniform[1], rate, loop=False)
+        if clean is None:
+            clean = speech.read(speech.draw(seeds[0]), seconds, uniform[1], rate, loop=False)
         noise_clip = noise.read(noise.draw(seeds[2]), seconds, uniform[3], rate, loop=True)
         ok = tf.logical_and(tf.size(clean) == cfg.crop_samples, tf.size(noise_clip) == cfg.crop_samples)
         clean = tf.cond(ok, lambda: clean, lambda: tf.zeros([cfg.crop_samples]))
@@ -257,8 +296,10 @@ def training_dataset(split: Split, cfg: DenoiserConfig,
     """
     context = context or tf.distribute.InputContext()
     shards, shard = context.num_input_pipelines, context.input_pipeline_id
-    return (tf.data.Dataset.counter()
-            .map(lambda i: i * shards + shard)
+    indices = tf.data.Dataset.counter().map(lambda i: i * shards + shard)
+    if split.records:
+        indices = tf.data.Dataset.zip(indices, _record_crops(split, cfg, context, endless=True))
+    return (indices
             .map(make_example_fn(split, cfg, augmented=cfg.augment), num_parallel_calls=tf.data.AUTOTUNE)
             .filter(_loud_enough(cfg))
             .map(_to_model_io)
@@ -273,7 +314,10 @@ def validation_dataset(split: Split, cfg: DenoiserConfig,
     context = context or tf.distribute.InputContext()
     val_cfg = dataclasses.replace(cfg, seed=cfg.seed + 7919)
     batch = max(1, min(cfg.batch_size, cfg.val_examples) // context.num_replicas_in_sync)
-    return (tf.data.Dataset.range(20 * cfg.val_examples)  # bounded: silent files cannot stall it
+    indices = tf.data.Dataset.range(20 * cfg.val_examples)  # bounded: silent files cannot stall it
+    if split.records:
+        indices = tf.data.Dataset.zip(indices, _record_crops(split, val_cfg, None, endless=False))
+    return (indices
             .map(make_example_fn(split, val_cfg, augmented=False), num_parallel_calls=tf.data.AUTOTUNE)
             .filter(_loud_enough(cfg))
             .take(cfg.val_examples)
@@ -281,3 +325,34 @@ def validation_dataset(split: Split, cfg: DenoiserConfig,
             .cache()
             .batch(batch)
             .prefetch(tf.data.AUTOTUNE))
+
+
+def _record_crops(split: Split, cfg: DenoiserConfig, context: tf.distribute.InputContext | None,
+                  endless: bool) -> tf.data.Dataset:
+    """Clean crops [cfg.crop_samples] of the split's speakers from its TFRecord shards.
+
+    endless: shards in a new order every pass, interleaved, records shuffled (training); else
+    the records in a fixed order, repeated (validation: the same crops every time). A crop starts
+    at a random position of a longer recording; a shorter one lies at a random offset in zeros.
+    """
+    context = context or tf.distribute.InputContext()
+    speakers = tf.constant(split.record_speakers)
+    ds = records.read_shards(list(split.records), shuffle_seed=cfg.seed if endless else None,
+                             shard_index=context.input_pipeline_id, shard_count=context.num_input_pipelines)
+    ds = ds.filter(lambda r: tf.reduce_any(tf.equal(r["speaker"], speakers)))
+    ds = ds.shuffle(RECORD_SHUFFLE_BUFFER, seed=cfg.seed) if endless else ds.repeat()
+    length = cfg.crop_samples
+
+    def crop(index, record):
+        audio = record["audio"]
+        size = tf.size(audio, tf.int64)
+        position = tf.random.stateless_uniform([], tf.stack([tf.constant(cfg.seed + 1, tf.int64), index]))
+        start = tf.cast(position * tf.cast(tf.maximum(size - length, 0), tf.float32), tf.int64)
+        offset = tf.cast(position * tf.cast(tf.maximum(length - size, 0), tf.float32), tf.int64)
+        piece = audio[start:start + length]
+        return tf.ensure_shape(tf.pad(piece, [[offset, length - offset - tf.size(piece, tf.int64)]]), [length])
+
+    return ds.enumerate().map(crop, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+RECORD_SHUFFLE_BUFFER = 512  # records (whole utterances) mixed across the interleaved shards

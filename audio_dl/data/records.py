@@ -1,0 +1,232 @@
+"""Audio corpora at scale: a folder of audio files -> sharded TFRecords of resampled PCM.
+
+    python -m audio_dl.datasets prepare SRC OUT [--sample-rate 8000] [--files-per-shard 1000] [--workers N]
+
+OUT/shard-00000.tfrecord ... each hold `files_per_shard` consecutive files of SRC (sorted walk
+order) as tf.train.Example {"audio": int16 PCM bytes, "speaker": first folder below SRC,
+"path": path below SRC, "sample_rate"}; OUT/shard-00000.json records what that shard holds and
+skipped. Shards are written in parallel processes, each to a temporary name renamed when
+complete, so rerunning the command resumes: finished shards whose file list is unchanged are
+kept. OUT/manifest.json (totals, speakers, shards) marks a finished folder; OUT/skipped.tsv lists
+every file that could not be decoded, with the reason.
+
+The file list is walked lazily and at most 2 x workers shards are in flight, so memory does not
+grow with the number of files. Training reads the shards with `tf.data` interleave
+(`read_shards`); `DenoiserConfig.speech` accepts a prepared folder.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import itertools
+import json
+import multiprocessing
+import os
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from audio_dl import audio_io
+from audio_dl.errors import UsageError
+
+MANIFEST = "manifest.json"
+SKIPPED = "skipped.tsv"
+SPLITS = "splits.json"  # as written by `datasets denoiser-corpus`: {"val_speakers": [...], ...}
+SHARD_PATTERN = "shard-*.tfrecord"
+
+
+def is_prepared(path: str | os.PathLike) -> bool:
+    return (Path(path).expanduser() / MANIFEST).is_file()
+
+
+def read_manifest(path: str | os.PathLike) -> dict:
+    return json.loads((Path(path).expanduser() / MANIFEST).read_text())
+
+
+def speaker_of(path: Path, root: Path) -> str:
+    """Speaker = first folder below root; a file lying directly in root is its own speaker."""
+    parts = path.relative_to(root).parts
+    return parts[0] if len(parts) > 1 else path.stem
+
+
+def walk_audio_files(root: Path) -> Iterator[Path]:
+    """Audio files below root in a stable order (sorted per folder), one at a time."""
+    entries = sorted(os.scandir(root), key=lambda e: e.name)
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            yield from walk_audio_files(Path(entry.path))
+        elif entry.is_file() and Path(entry.name).suffix.lower() in audio_io.AUDIO_EXTENSIONS:
+            yield Path(entry.path)
+
+
+def _shard_name(index: int) -> str:
+    return f"shard-{index:05d}"
+
+
+def _chunk_digest(paths: list[str]) -> str:
+    return hashlib.sha1("\n".join(paths).encode()).hexdigest()
+
+
+def write_shard(index: int, paths: list[str], root: str, out: str, sample_rate: int, digest: str) -> dict:
+    """Decode, resample and write `paths` (relative to root) to OUT/shard-<index>.tfrecord.
+
+    Runs in a worker process. Returns the shard's summary (also written as shard-<index>.json).
+    """
+    import tensorflow as tf  # noqa: PLC0415 - imported in the worker process only
+
+    name, out_dir = _shard_name(index), Path(out)
+    summary = {"shard": name, "digest": digest, "files": 0, "seconds": 0.0, "speakers": {}, "skipped": []}
+    partial = out_dir / f".{name}.tfrecord.partial"
+    with tf.io.TFRecordWriter(str(partial)) as writer:
+        for relative in paths:
+            path = Path(root) / relative
+            try:
+                audio = audio_io.read_audio(path, sample_rate)
+            except ValueError as error:
+                summary["skipped"].append([relative, str(error).splitlines()[0][:200]])
+                continue
+            if audio.size == 0:
+                summary["skipped"].append([relative, "no samples"])
+                continue
+            speaker = speaker_of(path, Path(root))
+            pcm = np.clip(np.round(audio * 32767.0), -32768, 32767).astype("<i2")
+            writer.write(tf.train.Example(features=tf.train.Features(feature={
+                "audio": tf.train.Feature(bytes_list=tf.train.BytesList(value=[pcm.tobytes()])),
+                "speaker": tf.train.Feature(bytes_list=tf.train.BytesList(value=[speaker.encode()])),
+                "path": tf.train.Feature(bytes_list=tf.train.BytesList(value=[relative.encode()])),
+                "sample_rate": tf.train.Feature(int64_list=tf.train.Int64List(value=[sample_rate])),
+            })).SerializeToString())
+            seconds = audio.size / sample_rate
+            summary["files"] += 1
+            summary["seconds"] += seconds
+            stats = summary["speakers"].setdefault(speaker, [0, 0.0])
+            stats[0], stats[1] = stats[0] + 1, stats[1] + seconds
+    (out_dir / f".{name}.json.partial").write_text(json.dumps(summary) + "\n")
+    os.replace(out_dir / f".{name}.json.partial", out_dir / f"{name}.json")
+    os.replace(partial, out_dir / f"{name}.tfrecord")
+    return summary
+
+
+def _finished_summary(out: Path, index: int, digest: str) -> dict | None:
+    """The summary of a shard a previous run completed for the same file list, else None."""
+    name = _shard_name(index)
+    record, summary = out / f"{name}.tfrecord", out / f"{name}.json"
+    if not (record.is_file() and summary.is_file()):
+        return None
+    saved = json.loads(summary.read_text())
+    return saved if saved.get("digest") == digest else None
+
+
+def prepare(source: str | os.PathLike, out: str | os.PathLike, sample_rate: int = 8000,
+            files_per_shard: int = 1000, workers: int | None = None) -> dict:
+    """Write the sharded TFRecords of every audio file below `source` into `out`; returns the manifest.
+
+    Resumable (finished shards are kept), parallel (`workers` processes), bad files skipped and
+    listed in OUT/skipped.tsv.
+    """
+    root, out_dir = Path(source).expanduser().resolve(), Path(out).expanduser()
+    if not root.is_dir():
+        raise UsageError(f"not a folder: {source}")
+    if sample_rate < 1000 or files_per_shard < 1:
+        raise UsageError("--sample-rate must be >= 1000 and --files-per-shard >= 1")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / MANIFEST).unlink(missing_ok=True)  # present again only when every shard is done
+    workers = max(1, workers or os.cpu_count() or 1)
+    chunks = _chunks(walk_audio_files(root), root, files_per_shard)
+    manifest = {"source": str(root), "sample_rate": sample_rate, "files_per_shard": files_per_shard,
+                "shards": 0, "files": 0, "seconds": 0.0, "skipped": 0, "resumed_shards": 0, "speakers": {}}
+    context = multiprocessing.get_context("spawn")  # TensorFlow in the workers: never fork it
+    with (concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool,
+          open(out_dir / SKIPPED, "w") as skipped):
+        skipped.write("path\treason\n")
+        pending: set[concurrent.futures.Future] = set()
+        for index, paths in chunks:
+            digest = _chunk_digest(paths)
+            done = _finished_summary(out_dir, index, digest)
+            if done is not None:
+                manifest["resumed_shards"] += 1
+                _add(manifest, done, skipped)
+                continue
+            pending.add(pool.submit(write_shard, index, paths, str(root), str(out_dir), sample_rate, digest))
+            if len(pending) >= 2 * workers:  # bounded: the file list is never held whole
+                finished, pending = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
+                for future in finished:
+                    _add(manifest, future.result(), skipped)
+        for future in concurrent.futures.as_completed(pending):
+            _add(manifest, future.result(), skipped)
+    if manifest["files"] == 0:
+        raise UsageError(f"no decodable audio files in {source}" if manifest["skipped"] else
+                         f"no audio files (of {', '.join(sorted(audio_io.AUDIO_EXTENSIONS))}) in {source}")
+    for stale in sorted(out_dir.glob("shard-*.tfrecord")):  # shards of a larger earlier source
+        if int(stale.stem.split("-")[1]) >= manifest["shards"]:
+            stale.unlink()
+            stale.with_suffix(".json").unlink(missing_ok=True)
+    manifest["speakers"] = {name: {"files": n, "seconds": s} for name, (n, s) in sorted(manifest["speakers"].items())}
+    splits = next((c for c in (root / SPLITS, root.parent / SPLITS) if c.is_file()), None)
+    if splits is not None:  # the source corpus' held-out speakers travel with it
+        shutil.copy(splits, out_dir / SPLITS)
+    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+def _chunks(files: Iterator[Path], root: Path, size: int) -> Iterator[tuple[int, list[str]]]:
+    for index in itertools.count():
+        chunk = [str(p.relative_to(root)) for p in itertools.islice(files, size)]
+        if not chunk:
+            return
+        yield index, chunk
+
+
+def _add(manifest: dict, summary: dict, skipped_file) -> None:
+    manifest["shards"] = max(manifest["shards"], int(summary["shard"].split("-")[1]) + 1)
+    manifest["files"] += summary["files"]
+    manifest["seconds"] += summary["seconds"]
+    manifest["skipped"] += len(summary["skipped"])
+    for path, reason in summary["skipped"]:
+        skipped_file.write(f"{path}\t{reason}\n")
+    for speaker, (n, seconds) in summary["speakers"].items():
+        stats = manifest["speakers"].setdefault(speaker, [0, 0.0])
+        stats[0], stats[1] = stats[0] + n, stats[1] + seconds
+
+
+# --- reading -------------------------------------------------------------------------------
+
+def shard_paths(folder: str | os.PathLike) -> list[str]:
+    return sorted(str(p) for p in Path(folder).expanduser().glob(SHARD_PATTERN))
+
+
+def parse_example(serialized):
+    """tf.train.Example -> {"audio": float32 [N] in [-1, 1], "speaker": string, "path": string}."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    features = tf.io.parse_single_example(serialized, {
+        "audio": tf.io.FixedLenFeature([], tf.string), "speaker": tf.io.FixedLenFeature([], tf.string),
+        "path": tf.io.FixedLenFeature([], tf.string), "sample_rate": tf.io.FixedLenFeature([], tf.int64)})
+    audio = tf.cast(tf.io.decode_raw(features["audio"], tf.int16), tf.float32) / 32768.0
+    return {"audio": audio, "speaker": features["speaker"], "path": features["path"]}
+
+
+def read_shards(shards: list[str], shuffle_seed: int | None = None, shard_index: int = 0, shard_count: int = 1,
+                cycle_length: int = 8):
+    """Records of `shards` (this input pipeline's share: every shard_count-th shard from
+    shard_index, or every shard_count-th record when there are fewer shards than pipelines), parsed.
+
+    shuffle_seed: None reads in order, once (deterministic); else an endless stream whose shard
+    order reshuffles every pass and whose `cycle_length` shards are interleaved.
+    """
+    import tensorflow as tf  # noqa: PLC0415
+
+    files = tf.data.Dataset.from_tensor_slices(shards)
+    by_shard = len(shards) >= shard_count
+    if by_shard:
+        files = files.shard(shard_count, shard_index)
+    if shuffle_seed is not None:
+        files = files.shuffle(len(shards), seed=shuffle_seed, reshuffle_each_iteration=True).repeat()
+    records = files.interleave(tf.data.TFRecordDataset, cycle_length=min(cycle_length, len(shards)),
+                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=shuffle_seed is None)
+    if not by_shard:
+        records = records.shard(shard_count, shard_index)
+    return records.map(parse_example, num_parallel_calls=tf.data.AUTOTUNE)

@@ -1,0 +1,100 @@
+"""`datasets prepare`: sharded TFRecords of resampled PCM, resumable, bad files listed; training reads them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile
+
+from audio_dl import audio_io
+from audio_dl.config import DenoiserConfig, make_config
+from audio_dl.data import records, speech
+
+
+@pytest.fixture
+def source(tmp_path, broken_files):
+    """3 speakers x 4 WAVs at 16 kHz (different lengths) + 2 undecodable files."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "src"
+    for speaker in ("ann", "bob", "cy"):
+        for i in range(4):
+            path = root / speaker / f"u{i}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            soundfile.write(path, (0.2 * rng.standard_normal(4000 + 1000 * i)).astype(np.float32), 16000)
+    (root / "bob" / "garbage.wav").write_bytes(broken_files["garbage"].read_bytes())
+    (root / "cy" / "empty.wav").write_bytes(b"")
+    return root
+
+
+def test_prepare_writes_resampled_shards_and_lists_bad_files(source, tmp_path):
+    out = tmp_path / "out"
+    manifest = records.prepare(source, out, sample_rate=8000, files_per_shard=5, workers=2)
+    assert manifest["files"] == 12 and manifest["skipped"] == 2 and manifest["shards"] == 3
+    assert {name: s["files"] for name, s in manifest["speakers"].items()} == {"ann": 4, "bob": 4, "cy": 4}
+    assert records.is_prepared(out) and len(records.shard_paths(out)) == 3
+    skipped = (out / records.SKIPPED).read_text().splitlines()
+    assert skipped[0] == "path\treason" and sorted(line.split("\t")[0] for line in skipped[1:]) == [
+        "bob/garbage.wav", "cy/empty.wav"]
+
+    got = {r["path"].numpy().decode(): r for r in records.read_shards(records.shard_paths(out))}
+    assert len(got) == 12
+    expected = audio_io.read_audio(source / "bob" / "u2.wav", 8000)
+    np.testing.assert_allclose(got["bob/u2.wav"]["audio"].numpy(), expected, atol=1 / 32768 + 1e-6)
+    assert got["bob/u2.wav"]["speaker"].numpy() == b"bob"
+
+
+def test_prepare_resumes_keeps_finished_shards_and_rewrites_changed_ones(source, tmp_path):
+    out = tmp_path / "out"
+    records.prepare(source, out, sample_rate=8000, files_per_shard=5, workers=1)
+    first = {p: (out / p).stat().st_mtime_ns for p in ("shard-00000.tfrecord", "shard-00002.tfrecord")}
+    (out / "shard-00001.tfrecord").unlink()  # as if interrupted while writing shard 1
+    (out / records.MANIFEST).unlink()
+    manifest = records.prepare(source, out, sample_rate=8000, files_per_shard=5, workers=1)
+    assert manifest["resumed_shards"] == 2 and manifest["files"] == 12
+    assert {p: (out / p).stat().st_mtime_ns for p in first} == first
+
+    (source / "ann" / "u0.wav").unlink()  # the first shard's file list changes; the source shrinks
+    for speaker in ("bob", "cy"):
+        for i in range(4):
+            (source / speaker / f"u{i}.wav").unlink()
+    manifest = records.prepare(source, out, sample_rate=8000, files_per_shard=5, workers=1)
+    assert manifest["files"] == 3 and manifest["shards"] == 1 and manifest["resumed_shards"] == 0
+    assert [p.split("/")[-1] for p in records.shard_paths(out)] == ["shard-00000.tfrecord"]
+
+
+@pytest.mark.parametrize("make_source, message", [
+    (lambda tmp: tmp / "missing", "not a folder"),
+    (lambda tmp: (tmp / "empty").mkdir() or tmp / "empty", "no audio files"),
+])
+def test_prepare_misuse_is_one_line_exit_2(make_source, message, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "audio_dl.datasets", "prepare", str(make_source(tmp_path)),
+                             str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_training_reads_prepared_shards_with_the_corpus_split(tiny_corpus, tmp_path):
+    out = tmp_path / "prepared"
+    records.prepare(tiny_corpus / "speech", out, sample_rate=8000, files_per_shard=2, workers=2)
+    assert json.loads((out / "splits.json").read_text())["val_speakers"] == ["armelle"]
+    cfg = make_config(DenoiserConfig, "tiny", overrides=[f"speech={out}", f"noise={tiny_corpus / 'noise'}"])
+    corpus = speech.load_corpus(cfg)
+    assert corpus.val.record_speakers == ("armelle",) and "armelle" not in corpus.train.record_speakers
+    assert corpus.train.speech_files == 9 and not corpus.train.speech  # nothing read from the audio files
+
+    noisy, targets = next(iter(speech.training_dataset(corpus.train, cfg)))
+    assert noisy.shape == (cfg.batch_size, cfg.crop_samples) and np.isfinite(noisy.numpy()).all()
+    val = [x.numpy() for x, _ in speech.validation_dataset(corpus.val, cfg)]
+    again = [x.numpy() for x, _ in speech.validation_dataset(corpus.val, cfg)]
+    assert sum(len(x) for x in val) == cfg.val_examples
+    np.testing.assert_array_equal(np.concatenate(val), np.concatenate(again))  # the same mixtures each time
+
+    mixed = make_config(DenoiserConfig, "tiny", overrides=[f"speech={out},{tiny_corpus / 'speech'}",
+                                                           f"noise={tiny_corpus / 'noise'}"])
+    with pytest.raises(Exception, match="either prepared TFRecord folders or audio folders"):
+        speech.load_corpus(mixed)

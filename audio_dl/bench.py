@@ -1,9 +1,13 @@
-"""Benchmarks (speed targets live here, not in timed tests).
+"""Benchmarks (speed and memory targets live here, not in timed tests).
 
+    python -m audio_dl.bench                       # all of them: one table, bench.json
     python -m audio_dl.bench denoiser [--model saved_models/denoiser] [--seconds 60] [--repeats 5]
     python -m audio_dl.bench melody [--model saved_models/melody] [--tunes 20]
+    python -m audio_dl.bench input [--batches 30] [--loop-examples 60] [--train-steps 30]
+    python -m audio_dl.bench context [--batch 32] [--seconds 4]
+    python -m audio_dl.bench scale [--files 1000,100000] [--file-seconds 0.25]
 
-Measures, on real bundled speech + noise at 0 dB:
+denoiser, on real bundled speech + noise at 0 dB:
 - streaming: the one-hop TFLite model (STFT, model, inverse STFT) driven by the Python reference
   loop on one thread: real-time factor = processing time / audio duration;
 - whole file: the SavedModel on one long recording: audio seconds per second (x real time);
@@ -13,7 +17,8 @@ Medians of `--repeats` runs.
 melody: generated notes per second on this CPU with the stateful one-step model (the export's
 `generate` graph loop; and the one-step TFLite model driven from Python), against re-feeding the
 whole sequence to the sequence model for every new token (what a model without state must do).
-Each prints a table and writes JSON.
+
+input, context, scale: see audio_dl/bench_data.py. Each command prints a table and writes JSON.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ from typing import Sequence
 
 import numpy as np
 
-from audio_dl import audio_io, cli, inference
+from audio_dl import audio_io, bench_data, cli, inference
+from audio_dl.errors import UsageError
 from audio_dl.data import corpora
 from audio_dl.streaming import STREAMING_TFLITE_NAME, StreamingDenoiser
 
@@ -62,8 +68,7 @@ def bench_denoiser(model_path: Path, seconds: float, repeats: int) -> dict:
     whole = _median_seconds(lambda: denoiser.run(audio[np.newaxis]), repeats)
     chunked = _median_seconds(lambda: inference.denoise_array(denoiser, audio), repeats)
     return {
-        "model": str(denoiser.path), "audio_seconds": seconds, "repeats": repeats,
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "denoiser_model": str(denoiser.path), "audio_seconds": seconds, "repeats": repeats,
         "streaming_tflite_real_time_factor": stream_seconds / 10.0,
         "streaming_tflite_microseconds_per_hop": 1e6 * stream_seconds / (10 * rate / stream.hop),
         "whole_file_saved_model_x_real_time": seconds / whole,
@@ -105,8 +110,7 @@ def bench_melody(model_path: Path, tunes: int) -> dict:
     refeed = time.perf_counter() - started
     notes_per_token = notes / tokens
     return {
-        "model": str(version), "tunes": tunes, "generated_notes": notes, "generated_tokens": tokens,
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "melody_model": str(version), "tunes": tunes, "generated_notes": notes, "generated_tokens": tokens,
         "stateful_graph_notes_per_second": notes / stateful,
         "stateful_graph_tokens_per_second": tokens / stateful,
         "stateful_tflite_python_loop_tokens_per_second": lite_tokens / lite,
@@ -125,25 +129,72 @@ def _report(results: dict, output: Path) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = cli.ArgumentParser(prog="python -m audio_dl.bench", description=__doc__,
                                 formatter_class=cli.argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command")
     denoiser = commands.add_parser("denoiser", help="streaming RTF and whole-file speed of an exported denoiser")
-    denoiser.add_argument("--model", type=Path, default=Path("saved_models/denoiser"))
-    denoiser.add_argument("--seconds", type=float, default=60.0, help="length of the test recording")
-    denoiser.add_argument("--repeats", type=int, default=5)
-    denoiser.add_argument("-o", "--output", type=Path, default=Path("bench_denoiser.json"))
     melody = commands.add_parser("melody", help="generated notes per second: stateful vs re-feeding")
-    melody.add_argument("--model", type=Path, default=Path("saved_models/melody"))
-    melody.add_argument("--tunes", type=int, default=20, help="tunes generated from scratch")
-    melody.add_argument("-o", "--output", type=Path, default=Path("bench_melody.json"))
+    pipeline = commands.add_parser("input", help="tf.data pipeline vs a per-file librosa loop; input wait")
+    context = commands.add_parser("context", help="8-frame context: one causal conv vs materialised copies")
+    scale = commands.add_parser("scale", help="peak RSS of prepare + one epoch, small vs large corpus")
+    run = commands.add_parser("scale-run")  # one size of `scale`, in a fresh process (internal)
+    run.add_argument("source", type=Path)
+    run.add_argument("work", type=Path)
+    run.add_argument("--batch-size", type=int, default=64)
+    for sub in (denoiser, melody, pipeline, context, scale):
+        sub.add_argument("-o", "--output", type=Path, default=Path(f"bench_{sub.prog.split()[-1]}.json"))
+    parser.add_argument("-o", "--output", type=Path, default=Path("bench.json"))
+    for sub in (denoiser, parser):
+        sub.add_argument("--model", type=Path, default=Path("saved_models/denoiser"),
+                         help="denoiser export (default: %(default)s)")
+        sub.add_argument("--seconds", type=float, default=60.0, help="length of the test recording")
+        sub.add_argument("--repeats", type=int, default=5)
+    for sub in (melody, parser):
+        sub.add_argument("--melody-model" if sub is parser else "--model", dest="melody_model", type=Path,
+                         default=Path("saved_models/melody"))
+        sub.add_argument("--tunes", type=int, default=20, help="tunes generated from scratch")
+    for sub in (pipeline, parser):
+        sub.add_argument("--batches", type=int, default=30, help="tf.data batches timed")
+        sub.add_argument("--loop-examples", type=int, default=60, help="examples of the librosa loop timed")
+        sub.add_argument("--train-steps", type=int, default=30, help="training steps for the input-wait share")
+    for sub in (context, parser):
+        sub.add_argument("--batch", type=int, default=32)
+        sub.add_argument("--context-seconds", type=float, default=4.0, help="seconds of audio per example")
+    for sub in (scale, parser):
+        sub.add_argument("--files", default="1000,100000", help="corpus sizes (comma-separated)")
+        sub.add_argument("--file-seconds", type=float, default=0.25)
+        sub.add_argument("--scale-cache", type=Path, help="where the synthetic corpora are kept (default: a temp folder)")
+        sub.add_argument("--scale-batch", type=int, default=64)
     args = parser.parse_args(argv)
-    if args.command == "melody":
-        if args.tunes < 1:
-            raise cli.UsageError("--tunes must be >= 1")
-        _report(bench_melody(args.model, args.tunes), args.output)
+    if args.command == "scale-run":
+        print(json.dumps(bench_data.scale_run(args.source, args.work, args.batch_size)))
         return 0
-    if args.seconds < 10 or args.repeats < 1:
-        raise cli.UsageError("--seconds must be >= 10 and --repeats >= 1")
-    _report(bench_denoiser(args.model, args.seconds, args.repeats), args.output)
+
+    def numbers(name: str, *values: float) -> None:
+        if any(not v > 0 for v in values):
+            raise UsageError(f"{name} must be > 0")
+
+    results: dict = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"}
+    if args.command in ("denoiser", None):
+        numbers("--repeats", args.repeats)
+        if args.seconds < 10:
+            raise UsageError("--seconds must be >= 10")
+        results.update(bench_denoiser(args.model, args.seconds, args.repeats))
+    if args.command in ("melody", None):
+        numbers("--tunes", args.tunes)
+        results.update(bench_melody(args.melody_model, args.tunes))
+    if args.command in ("input", None):
+        numbers("--batches, --loop-examples and --train-steps", args.batches, args.loop_examples, args.train_steps)
+        results.update(bench_data.bench_input(args.batches, args.loop_examples, args.train_steps))
+    if args.command in ("context", None):
+        numbers("--batch and --context-seconds", args.batch, args.context_seconds)
+        results.update(bench_data.bench_context(args.batch, args.context_seconds, repeats=10))
+    if args.command in ("scale", None):
+        try:
+            sizes = sorted({int(n) for n in args.files.split(",")})
+        except ValueError:
+            raise UsageError(f"--files takes comma-separated numbers of files, got {args.files!r}") from None
+        numbers("--files, --file-seconds and --scale-batch", *sizes, args.file_seconds, args.scale_batch)
+        results.update(bench_data.bench_scale(sizes, args.file_seconds, args.scale_batch, args.scale_cache))
+    _report(results, args.output)
     return 0
 
 

@@ -2,6 +2,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 
 def test_denoiser_benchmark_runs_and_writes_json(tiny_export, tmp_path):
     out = tmp_path / "bench.json"
@@ -11,3 +13,46 @@ def test_denoiser_benchmark_runs_and_writes_json(tiny_export, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     results = json.loads(out.read_text())
     assert results["streaming_tflite_real_time_factor"] > 0 and results["whole_file_saved_model_x_real_time"] > 0
+
+
+def _bench(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "audio_dl.bench", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_context_benchmark_checks_both_forms_agree_and_writes_json(tmp_path):
+    out = tmp_path / "context.json"
+    result = _bench("context", "--batch", "2", "--context-seconds", "1", "-o", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    results = json.loads(out.read_text())
+    assert results["context_materialised_input_mb"] == 8 * results["context_layer_input_mb"]
+    assert results["context_layer_ms"] > 0 and results["context_materialised_copies_ms"] > 0
+
+
+@pytest.mark.slow
+def test_input_benchmark_runs_and_writes_json(tmp_path):
+    out = tmp_path / "input.json"
+    result = _bench("input", "--batches", "2", "--loop-examples", "4", "--train-steps", "2", "-o", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    results = json.loads(out.read_text())
+    assert 0 <= results["input_wait_share_of_step_time"] < 1
+    for key in ("tf_data_augmented", "tf_data_plain", "tf_data_records_plain", "librosa_whole_file_loop",
+                "librosa_crop_loop"):
+        assert results[f"input_{key}_examples_per_second"] > 0
+
+
+@pytest.mark.slow
+def test_scale_benchmark_measures_peak_memory_per_corpus_size(tmp_path):
+    out = tmp_path / "scale.json"
+    result = _bench("scale", "--files", "20,60", "--scale-cache", str(tmp_path / "cache"), "--scale-batch", "8",
+                    "-o", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    results = json.loads(out.read_text())
+    assert results["scale_60_files_epoch_steps"] == 7 and results["scale_20_files_peak_rss_mib"] > 100
+    assert abs(results["scale_peak_rss_growth"]) < 0.5
+
+
+def test_benchmark_misuse_is_one_line_exit_2():
+    result = _bench("scale", "--files", "many")
+    assert result.returncode == 2 and "--files takes comma-separated numbers" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -4,7 +4,7 @@
     python -m audio_dl.bench denoiser [--model saved_models/denoiser] [--seconds 60] [--repeats 5]
     python -m audio_dl.bench melody [--model saved_models/melody] [--tunes 20]
     python -m audio_dl.bench input [--batches 30] [--loop-examples 60] [--train-steps 30]
-    python -m audio_dl.bench context [--batch 32] [--seconds 4]
+    python -m audio_dl.bench context [--batch 32] [--context-seconds 4]
     python -m audio_dl.bench scale [--files 1000,100000] [--file-seconds 0.25]
 
 denoiser, on real bundled speech + noise at 0 dB:
@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Sequence
@@ -126,43 +127,68 @@ def _report(results: dict, output: Path) -> None:
     print(f"wrote {output}")
 
 
+def _denoiser_options(sub, flag: str = "--model") -> None:
+    sub.add_argument(flag, dest="model", type=Path, default=Path("saved_models/denoiser"),
+                     help="denoiser export (default: %(default)s)")
+    sub.add_argument("--seconds", type=float, default=60.0, help="length of the test recording")
+    sub.add_argument("--repeats", type=int, default=5)
+
+
+def _melody_options(sub, flag: str = "--model") -> None:
+    sub.add_argument(flag, dest="melody_model", type=Path, default=Path("saved_models/melody"),
+                     help="melody export (default: %(default)s)")
+    sub.add_argument("--tunes", type=int, default=20, help="tunes generated from scratch")
+
+
+def _input_options(sub) -> None:
+    sub.add_argument("--batches", type=int, default=30, help="tf.data batches timed")
+    sub.add_argument("--loop-examples", type=int, default=60, help="examples of each librosa loop timed")
+    sub.add_argument("--train-steps", type=int, default=30, help="training steps for the input-wait share")
+
+
+def _context_options(sub) -> None:
+    sub.add_argument("--batch", type=int, default=32)
+    sub.add_argument("--context-seconds", type=float, default=4.0, help="seconds of audio per example")
+
+
+def _scale_options(sub) -> None:
+    sub.add_argument("--files", default="1000,100000", help="corpus sizes (comma-separated)")
+    sub.add_argument("--file-seconds", type=float, default=0.25)
+    sub.add_argument("--scale-cache", type=Path, help="where the synthetic corpora are kept (default: a temp folder)")
+    sub.add_argument("--scale-batch", type=int, default=64)
+
+
+COMMANDS = ("all", "denoiser", "melody", "input", "context", "scale", "scale-run")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = cli.ArgumentParser(prog="python -m audio_dl.bench", description=__doc__,
                                 formatter_class=cli.argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command")
-    denoiser = commands.add_parser("denoiser", help="streaming RTF and whole-file speed of an exported denoiser")
-    melody = commands.add_parser("melody", help="generated notes per second: stateful vs re-feeding")
-    pipeline = commands.add_parser("input", help="tf.data pipeline vs a per-file librosa loop; input wait")
-    context = commands.add_parser("context", help="8-frame context: one causal conv vs materialised copies")
-    scale = commands.add_parser("scale", help="peak RSS of prepare + one epoch, small vs large corpus")
-    run = commands.add_parser("scale-run")  # one size of `scale`, in a fresh process (internal)
+    every = commands.add_parser("all", help="every benchmark below (the default): one table, bench.json")
+    for options in (_input_options, _context_options, _scale_options):
+        options(every)
+    _denoiser_options(every)
+    _melody_options(every, "--melody-model")
+    for name, options, text in (
+            ("denoiser", _denoiser_options, "streaming RTF and whole-file speed of an exported denoiser"),
+            ("melody", _melody_options, "generated notes per second: stateful vs re-feeding"),
+            ("input", _input_options, "tf.data pipeline vs per-file librosa loops; input wait"),
+            ("context", _context_options, "8-frame context: one causal conv vs materialised copies"),
+            ("scale", _scale_options, "peak RSS of prepare + one epoch, small vs large corpus")):
+        options(commands.add_parser(name, help=text))
+    run = commands.add_parser("scale-run", help="(internal) one size of `scale`, in a fresh process")
     run.add_argument("source", type=Path)
     run.add_argument("work", type=Path)
     run.add_argument("--batch-size", type=int, default=64)
-    for sub in (denoiser, melody, pipeline, context, scale):
-        sub.add_argument("-o", "--output", type=Path, default=Path(f"bench_{sub.prog.split()[-1]}.json"))
-    parser.add_argument("-o", "--output", type=Path, default=Path("bench.json"))
-    for sub in (denoiser, parser):
-        sub.add_argument("--model", type=Path, default=Path("saved_models/denoiser"),
-                         help="denoiser export (default: %(default)s)")
-        sub.add_argument("--seconds", type=float, default=60.0, help="length of the test recording")
-        sub.add_argument("--repeats", type=int, default=5)
-    for sub in (melody, parser):
-        sub.add_argument("--melody-model" if sub is parser else "--model", dest="melody_model", type=Path,
-                         default=Path("saved_models/melody"))
-        sub.add_argument("--tunes", type=int, default=20, help="tunes generated from scratch")
-    for sub in (pipeline, parser):
-        sub.add_argument("--batches", type=int, default=30, help="tf.data batches timed")
-        sub.add_argument("--loop-examples", type=int, default=60, help="examples of the librosa loop timed")
-        sub.add_argument("--train-steps", type=int, default=30, help="training steps for the input-wait share")
-    for sub in (context, parser):
-        sub.add_argument("--batch", type=int, default=32)
-        sub.add_argument("--context-seconds", type=float, default=4.0, help="seconds of audio per example")
-    for sub in (scale, parser):
-        sub.add_argument("--files", default="1000,100000", help="corpus sizes (comma-separated)")
-        sub.add_argument("--file-seconds", type=float, default=0.25)
-        sub.add_argument("--scale-cache", type=Path, help="where the synthetic corpora are kept (default: a temp folder)")
-        sub.add_argument("--scale-batch", type=int, default=64)
+    for sub in commands.choices.values():
+        if sub.prog.split()[-1] != "scale-run":
+            name = sub.prog.split()[-1]
+            sub.add_argument("-o", "--output", type=Path,
+                             default=Path("bench.json" if name == "all" else f"bench_{name}.json"))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not any(arg in COMMANDS or arg in ("-h", "--help") for arg in argv):
+        argv.insert(0, "all")
     args = parser.parse_args(argv)
     if args.command == "scale-run":
         print(json.dumps(bench_data.scale_run(args.source, args.work, args.batch_size)))
@@ -173,21 +199,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(f"{name} must be > 0")
 
     results: dict = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"}
-    if args.command in ("denoiser", None):
+    if args.command in ("denoiser", "all"):
         numbers("--repeats", args.repeats)
         if args.seconds < 10:
             raise UsageError("--seconds must be >= 10")
         results.update(bench_denoiser(args.model, args.seconds, args.repeats))
-    if args.command in ("melody", None):
+    if args.command in ("melody", "all"):
         numbers("--tunes", args.tunes)
         results.update(bench_melody(args.melody_model, args.tunes))
-    if args.command in ("input", None):
+    if args.command in ("input", "all"):
         numbers("--batches, --loop-examples and --train-steps", args.batches, args.loop_examples, args.train_steps)
         results.update(bench_data.bench_input(args.batches, args.loop_examples, args.train_steps))
-    if args.command in ("context", None):
+    if args.command in ("context", "all"):
         numbers("--batch and --context-seconds", args.batch, args.context_seconds)
         results.update(bench_data.bench_context(args.batch, args.context_seconds, repeats=10))
-    if args.command in ("scale", None):
+    if args.command in ("scale", "all"):
         try:
             sizes = sorted({int(n) for n in args.files.split(",")})
         except ValueError:

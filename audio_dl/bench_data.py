@@ -181,7 +181,7 @@ def synthetic_corpus(root: Path, files: int, seconds: float, speakers: int = 100
     """`files` WAVs of `seconds` (harmonic tones in noise) in `speakers` folders; reused if present."""
     import soundfile  # noqa: PLC0415
 
-    done = root / f".complete-{files}"
+    done = root / f".complete-{files}x{seconds:g}s"
     if done.is_file():
         return root
     rng = np.random.default_rng(files)
@@ -222,7 +222,7 @@ def bench_scale(sizes: list[int], seconds: float, batch_size: int, cache: Path |
     results = {}
     base = cache or Path(tempfile.gettempdir()) / "audio_dl-scale"
     for files in sizes:
-        source = synthetic_corpus(base / f"source-{files}", files, seconds)
+        source = synthetic_corpus(base / f"source-{files}x{seconds:g}s", files, seconds)
         with tempfile.TemporaryDirectory(dir=base) as work:
             out = subprocess.run([sys.executable, "-m", "audio_dl.bench", "scale-run", str(source), work,
                                   "--batch-size", str(batch_size)], capture_output=True, text=True)

@@ -47,7 +47,8 @@ def _check_tf_config() -> None:
         config = json.loads(text)
         workers = config["cluster"]["worker"]
         task = config["task"]
-        assert isinstance(workers, list) and task["type"] in config["cluster"] and task["index"] >= 0
+        assert isinstance(workers, list) and task["type"] in config["cluster"]
+        assert 0 <= int(task["index"]) < len(config["cluster"][task["type"]])
     except (ValueError, KeyError, TypeError, AssertionError):
         raise UsageError('TF_CONFIG must be JSON like {"cluster": {"worker": ["host:port", ...]}, '
                          f'"task": {{"type": "worker", "index": 0}}}}; got {text[:120]!r}') from None
@@ -67,9 +68,14 @@ def task(strategy: tf.distribute.Strategy) -> tuple[str, int]:
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    """The process that writes the run directory, evaluates and exports."""
+    """The process that writes the run directory, evaluates and exports: the `chief` task, or
+    worker 0 when the cluster has no chief."""
     kind, index = task(strategy)
-    return kind == "chief" or (kind == "worker" and index == 0)
+    if kind == "chief":
+        return True
+    resolver = getattr(strategy, "cluster_resolver", None)
+    has_chief = resolver is not None and "chief" in resolver.cluster_spec().as_dict()
+    return kind == "worker" and index == 0 and not has_chief
 
 
 def worker_dir(run_dir: Path, strategy: tf.distribute.Strategy) -> Path:

@@ -132,16 +132,18 @@ def train_denoiser(cfg: DenoiserConfig, run_dir: Path, mixed_precision: bool = F
         model.compile(optimizer=optimizer, loss=losses, loss_weights=weights)
 
     checkpoint, callbacks = run_callbacks(run_dir, cfg)
-    validation_steps = sum(1 for _ in val_ds)  # fills the cache; Keras then never runs past its end
+    distributed = distribute.is_distributed(tf_strategy)
     train_seconds = finished_training(run_dir)
     if train_seconds is None:
+        # one pass fills the cache, and Keras then never runs past its end (per-worker datasets
+        # under a strategy run to their end instead)
+        validation_steps = None if distributed else sum(1 for _ in val_ds)
         started = time.perf_counter()
-        distributed = distribute.is_distributed(tf_strategy)
         distribute.fit(model, tf_strategy, distribute.distribute_datasets(tf_strategy, lambda c: speech.training_dataset(corpus.train, cfg, c)),
                   epochs=cfg.epochs, steps_per_epoch=cfg.steps_per_epoch,
                   validation_data=distribute.distribute_datasets(
                       tf_strategy, lambda c: speech.validation_dataset(corpus.val, cfg, c)),
-                  validation_steps=None if distributed else validation_steps, callbacks=callbacks, verbose=verbose)
+                  validation_steps=validation_steps, callbacks=callbacks, verbose=verbose)
         train_seconds = time.perf_counter() - started
         mark_trained(run_dir, train_seconds)
     if not distribute.is_chief(tf_strategy):

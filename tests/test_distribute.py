@@ -84,6 +84,7 @@ def test_two_worker_training_ends_with_identical_weights(family, tmp_path, tiny_
     (None, "TF_CONFIG, which is not set"),
     ("{not json", "TF_CONFIG must be JSON"),
     ('{"cluster": {"worker": ["127.0.0.1:1"]}}', "TF_CONFIG must be JSON"),
+    ('{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 1}}', "TF_CONFIG must be JSON"),
 ])
 def test_multiworker_without_a_valid_tf_config_is_one_line_exit_2(tf_config, message, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}

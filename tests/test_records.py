@@ -57,13 +57,17 @@ def test_prepare_resumes_keeps_finished_shards_and_rewrites_changed_ones(source,
     assert manifest["resumed_shards"] == 2 and manifest["files"] == 12
     assert {p: (out / p).stat().st_mtime_ns for p in first} == first
 
+    manifest = records.prepare(source, out, sample_rate=16000, files_per_shard=5, workers=1)
+    assert manifest["resumed_shards"] == 0 and manifest["sample_rate"] == 16000  # another rate: all rewritten
+
     (source / "ann" / "u0.wav").unlink()  # the first shard's file list changes; the source shrinks
     for speaker in ("bob", "cy"):
         for i in range(4):
             (source / speaker / f"u{i}.wav").unlink()
     manifest = records.prepare(source, out, sample_rate=8000, files_per_shard=5, workers=1)
     assert manifest["files"] == 3 and manifest["shards"] == 1 and manifest["resumed_shards"] == 0
-    assert [p.split("/")[-1] for p in records.shard_paths(out)] == ["shard-00000.tfrecord"]
+    assert sorted(p.name for p in out.iterdir()) == [records.MANIFEST, "shard-00000.json", "shard-00000.tfrecord",
+                                                    records.SKIPPED]
 
 
 @pytest.mark.parametrize("make_source, message", [

@@ -168,6 +168,8 @@ def training_dataset(tunes: list[Tune], cfg: MelodyConfig, context: tf.distribut
     distributed training uses `endless`.
     """
     context = context or tf.distribute.InputContext()
+    if len(tunes) < context.num_input_pipelines:
+        raise UsageError(f"{len(tunes)} training tunes cannot feed {context.num_input_pipelines} workers")
     tunes = tunes[context.input_pipeline_id::context.num_input_pipelines]
     seed = cfg.seed + context.input_pipeline_id
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)

@@ -3,11 +3,11 @@
     python -m audio_dl.datasets prepare SRC OUT [--sample-rate 8000] [--files-per-shard 1000] [--workers N]
 
 OUT/shard-00000.tfrecord ... each hold `files_per_shard` consecutive files of SRC (sorted walk
-order) as tf.train.Example {"audio": int16 PCM bytes, "speaker": first folder below SRC,
+order, so adding or removing a file rewrites that shard and every later one) as tf.train.Example {"audio": int16 PCM bytes, "speaker": first folder below SRC,
 "path": path below SRC, "sample_rate"}; OUT/shard-00000.json records what that shard holds and
 skipped. Shards are written in parallel processes, each to a temporary name renamed when
-complete, so rerunning the command resumes: finished shards whose file list is unchanged are
-kept. OUT/manifest.json (totals, speakers, shards) marks a finished folder; OUT/skipped.tsv lists
+complete, so rerunning the command resumes: finished shards whose files (paths, sizes, times),
+source folder and sample rate are unchanged are kept. OUT/manifest.json (totals, speakers, shards) marks a finished folder; OUT/skipped.tsv lists
 every file that could not be decoded, with the reason.
 
 The file list is walked lazily and at most 2 x workers shards are in flight, so memory does not
@@ -66,8 +66,14 @@ def _shard_name(index: int) -> str:
     return f"shard-{index:05d}"
 
 
-def _chunk_digest(paths: list[str]) -> str:
-    return hashlib.sha1("\n".join(paths).encode()).hexdigest()
+def _chunk_digest(root: Path, paths: list[str], sample_rate: int) -> str:
+    """What a finished shard must match to be kept: source folder, rate, and each file's path,
+    size and modification time."""
+    lines = [f"{root}\t{sample_rate}"]
+    for relative in paths:
+        stat = (root / relative).stat()
+        lines.append(f"{relative}\t{stat.st_size}\t{stat.st_mtime_ns}")
+    return hashlib.sha1("\n".join(lines).encode()).hexdigest()
 
 
 def write_shard(index: int, paths: list[str], root: str, out: str, sample_rate: int, digest: str) -> dict:
@@ -104,9 +110,10 @@ def write_shard(index: int, paths: list[str], root: str, out: str, sample_rate: 
             summary["seconds"] += seconds
             stats = summary["speakers"].setdefault(speaker, [0, 0.0])
             stats[0], stats[1] = stats[0] + 1, stats[1] + seconds
+    (out_dir / f"{name}.json").unlink(missing_ok=True)  # the summary, written last, marks the shard done
+    os.replace(partial, out_dir / f"{name}.tfrecord")
     (out_dir / f".{name}.json.partial").write_text(json.dumps(summary) + "\n")
     os.replace(out_dir / f".{name}.json.partial", out_dir / f"{name}.json")
-    os.replace(partial, out_dir / f"{name}.tfrecord")
     return summary
 
 
@@ -144,7 +151,7 @@ def prepare(source: str | os.PathLike, out: str | os.PathLike, sample_rate: int 
         skipped.write("path\treason\n")
         pending: set[concurrent.futures.Future] = set()
         for index, paths in chunks:
-            digest = _chunk_digest(paths)
+            digest = _chunk_digest(root, paths, sample_rate)
             done = _finished_summary(out_dir, index, digest)
             if done is not None:
                 manifest["resumed_shards"] += 1
@@ -160,12 +167,14 @@ def prepare(source: str | os.PathLike, out: str | os.PathLike, sample_rate: int 
     if manifest["files"] == 0:
         raise UsageError(f"no decodable audio files in {source}" if manifest["skipped"] else
                          f"no audio files (of {', '.join(sorted(audio_io.AUDIO_EXTENSIONS))}) in {source}")
-    for stale in sorted(out_dir.glob("shard-*.tfrecord")):  # shards of a larger earlier source
-        if int(stale.stem.split("-")[1]) >= manifest["shards"]:
+    for stale in [*out_dir.glob("shard-*.tfrecord"), *out_dir.glob("shard-*.json")]:  # of a larger earlier source
+        if int(stale.name.split(".")[0].split("-")[1]) >= manifest["shards"]:
             stale.unlink()
-            stale.with_suffix(".json").unlink(missing_ok=True)
+    for partial in out_dir.glob(".shard-*.partial"):  # left by an interrupted worker
+        partial.unlink()
     manifest["speakers"] = {name: {"files": n, "seconds": s} for name, (n, s) in sorted(manifest["speakers"].items())}
     splits = next((c for c in (root / SPLITS, root.parent / SPLITS) if c.is_file()), None)
+    (out_dir / SPLITS).unlink(missing_ok=True)
     if splits is not None:  # the source corpus' held-out speakers travel with it
         shutil.copy(splits, out_dir / SPLITS)
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
@@ -198,6 +207,13 @@ def shard_paths(folder: str | os.PathLike) -> list[str]:
     return sorted(str(p) for p in Path(folder).expanduser().glob(SHARD_PATTERN))
 
 
+def shards_with_speakers(folder: str | os.PathLike, speakers) -> list[str]:
+    """The shards of a prepared folder that hold at least one of `speakers` (from their summaries)."""
+    wanted = set(speakers)
+    return [path for path in shard_paths(folder)
+            if wanted & set(json.loads(Path(path).with_suffix(".json").read_text())["speakers"])]
+
+
 def parse_example(serialized):
     """tf.train.Example -> {"audio": float32 [N] in [-1, 1], "speaker": string, "path": string}."""
     import tensorflow as tf  # noqa: PLC0415
@@ -214,8 +230,9 @@ def read_shards(shards: list[str], shuffle_seed: int | None = None, shard_index:
     """Records of `shards` (this input pipeline's share: every shard_count-th shard from
     shard_index, or every shard_count-th record when there are fewer shards than pipelines), parsed.
 
-    shuffle_seed: None reads in order, once (deterministic); else an endless stream whose shard
-    order reshuffles every pass and whose `cycle_length` shards are interleaved.
+    shuffle_seed: None reads in order, once; else an endless stream whose shard order reshuffles
+    every pass and whose `cycle_length` shards are interleaved. Deterministic either way: the
+    same seed gives the same records in the same order on every worker and rerun.
     """
     import tensorflow as tf  # noqa: PLC0415
 
@@ -226,7 +243,7 @@ def read_shards(shards: list[str], shuffle_seed: int | None = None, shard_index:
     if shuffle_seed is not None:
         files = files.shuffle(len(shards), seed=shuffle_seed, reshuffle_each_iteration=True).repeat()
     records = files.interleave(tf.data.TFRecordDataset, cycle_length=min(cycle_length, len(shards)),
-                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=shuffle_seed is None)
+                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if not by_shard:
         records = records.shard(shard_count, shard_index)
     return records.map(parse_example, num_parallel_calls=tf.data.AUTOTUNE)

@@ -75,7 +75,7 @@ def load_corpus(cfg: DenoiserConfig) -> Corpus:
     speaker_of = dict((str(p), s) for p, s in speech_files)
     noise_infos, skipped_noise = audio_io.probe_all(audio_io.find_audio_files(noise_specs))
     if not (speech_infos or record_stats) or not noise_infos:
-        raise UsageError(f"no readable {'speech' if not noise_infos else 'noise'} files in "
+        raise UsageError(f"no readable {'noise' if not noise_infos else 'speech'} files in "
                          f"{', '.join(noise_specs if not noise_infos else speech_specs)}")
 
     if not record_stats and len({speaker_of[i.path] for i in speech_infos}) < 2:  # one voice: hold out files
@@ -92,7 +92,7 @@ def load_corpus(cfg: DenoiserConfig) -> Corpus:
         noise = tuple(i for i in noise_infos if (Path(i.path).stem in val_noises) == is_val)
         in_records = tuple(name for name in sorted(record_stats) if (name in val_speakers) == is_val)
         return Split(speech, tuple(speaker_of[i.path] for i in speech), noise,
-                     records=tuple(path for spec in prepared for path in records.shard_paths(spec)) if in_records else (),
+                     records=tuple(path for spec in prepared for path in records.shards_with_speakers(spec, in_records)),
                      record_speakers=in_records, record_files=sum(record_stats[n][0] for n in in_records),
                      record_seconds=sum(record_stats[n][1] for n in in_records))
 

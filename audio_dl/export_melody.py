@@ -106,9 +106,10 @@ def export_melody(model: keras.Model, cfg: MelodyConfig, version_dir: Path, mode
     version_dir = Path(version_dir)
     if version_dir.exists():
         raise UsageError(f"{version_dir} already exists; choose another version")
-    one_step, one_step_batch1 = one_step_from(model, cfg), one_step_from(model, cfg, batch_size=1)
     serving = build_folknet(cfg)  # a fresh model: no optimizer state in the export
     serving.set_weights(model.get_weights())
+    # the one-step models share the serving model's layers: the SavedModel stores the weights once
+    one_step, one_step_batch1 = one_step_from(serving, cfg), one_step_from(serving, cfg, batch_size=1)
     with staged_folder(version_dir) as staging:
         sampler = write_melody_saved_model(serving, one_step, cfg, staging)
         (staging / ONE_STEP_TFLITE_NAME).write_bytes(

@@ -1,9 +1,9 @@
 """folkNet: token embedding -> LSTM(250) -> dropout -> LSTM(250) -> dropout -> dense over the vocabulary.
 
     build_folknet(cfg)       training model: tokens [B, T] int32 -> {"logits": [B, T, V]}
-    build_one_step(cfg)      one token with explicit LSTM states (TFLite builtins, O(1) per note):
-                             token [B] int32, state_h_i/state_c_i [B, units]
-                             -> {"logits": [B, V], "next_state_h_i", "next_state_c_i"}
+    one_step_from(model)     one token with explicit LSTM states (TFLite builtins, O(1) per note),
+                             sharing the model's layers: token [B] int32, state_h_i/state_c_i
+                             [B, units] -> {"logits": [B, V], "next_state_h_i", "next_state_c_i"}
     MelodySampler(one_step)  tf.Module whose `generate` (primer, temperature, top_k, seed,
                              max_steps -> tokens) runs the whole loop in the graph
 
@@ -37,31 +37,23 @@ def state_names(cfg: MelodyConfig) -> list[str]:
     return [f"state_{kind}_{i}" for i in range(1, cfg.lstm_layers + 1) for kind in ("h", "c")]
 
 
-def build_one_step(cfg: MelodyConfig, batch_size: int | None = None) -> keras.Model:
-    """The same layers (same names) for one step; LSTMs unrolled over one step, so it converts to
-    builtin TFLite ops. Copy the trained weights in with `copy_weights`."""
+def one_step_from(model: keras.Model, cfg: MelodyConfig, batch_size: int | None = None) -> keras.Model:
+    """A one-step model built on the trained folknet's own layers — its embedding, the cells of its
+    LSTMs (each in an RNN unrolled over one step) and its output layer — so it shares their weights
+    (an export stores them once). It converts to builtin TFLite ops."""
     token = keras.Input((), batch_size=batch_size, dtype="int32", name="token")
     states = {name: keras.Input((cfg.lstm_units,), batch_size=batch_size, name=name) for name in state_names(cfg)}
-    x = keras.layers.Embedding(vocab_size(cfg), cfg.embedding_dim, name="embedding")(token)
-    x = keras.layers.Reshape((1, cfg.embedding_dim), name="one_step")(x)
+    x = model.get_layer("embedding")(token)  # [B, E]
+    x = keras.ops.expand_dims(x, 1)  # [B, 1, E] (and the embedding's padding mask, meaningless here, is gone)
     outputs = {}
     for i in range(1, cfg.lstm_layers + 1):
-        h, c = states[f"state_h_{i}"], states[f"state_c_{i}"]
-        x, h, c = keras.layers.LSTM(cfg.lstm_units, return_sequences=True, return_state=True, unroll=True,
-                                    name=f"lstm_{i}")(x, initial_state=[h, c])
+        step = keras.layers.RNN(model.get_layer(f"lstm_{i}").cell, return_sequences=True, return_state=True,
+                                unroll=True, name=f"lstm_{i}")
+        x, h, c = step(x, initial_state=[states[f"state_h_{i}"], states[f"state_c_{i}"]])
         outputs[f"next_state_h_{i}"], outputs[f"next_state_c_{i}"] = h, c
-    logits = keras.layers.Dense(vocab_size(cfg), dtype="float32", name="logits")(x)
+    logits = model.get_layer("logits")(x)  # [B, 1, V]
     outputs["logits"] = keras.layers.Reshape((vocab_size(cfg),), name="step_logits")(logits)
     return keras.Model([token, *states.values()], outputs, name="folknet_one_step")
-
-
-def one_step_from(model: keras.Model, cfg: MelodyConfig, batch_size: int | None = None) -> keras.Model:
-    """A one-step model carrying the weights of a trained folknet."""
-    step = build_one_step(cfg, batch_size)
-    for layer in step.layers:
-        if layer.weights:
-            layer.set_weights(model.get_layer(layer.name).get_weights())
-    return step
 
 
 def sample_logits(logits, temperature, top_k, seed):

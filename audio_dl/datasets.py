@@ -10,8 +10,8 @@ audio_dl/data/corpora.py for every source and license) into OUT_DIR; train on it
 
 folk-corpus converts music21's public-domain ABC collections (O'Neill's 1850, Ryan's Mammoth,
 misc folk) to one MIDI file per tune with Debian's abc2midi, into OUT_DIR/<collection>/
-(default: the cache `python -m audio_dl.train_melody` reads). `--collections essenFolksong` adds
-the Essen folksongs, for evaluation only (non-commercial license).
+(default: the cache `python -m audio_dl.train_melody` reads). `--collections airdsAirs,essenFolksong` adds
+Aird's Airs (public domain) and the Essen folksongs (non-commercial license), for evaluation only.
 
 prepare turns a folder of audio files (any size: 100k+ files) into sharded TFRecords of PCM
 resampled to --sample-rate: parallel, resumable (rerun the same command), undecodable files
@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     folk = commands.add_parser("folk-corpus", help="folk tunes as MIDI from music21's ABC collections")
     folk.add_argument("out_dir", nargs="?", help=f"default: {corpora.default_folk_dir()}")
     folk.add_argument("--collections", default=",".join(corpora.FOLK_COLLECTIONS),
-                      help="comma-separated (default: %(default)s; also: essenFolksong)")
+                      help="comma-separated (default: %(default)s; also: airdsAirs, essenFolksong)")
     folk.add_argument("--cache", help="where downloaded packages are kept (default: a temp folder)")
     prepare = commands.add_parser("prepare", help="a folder of audio files -> sharded TFRecords of resampled PCM")
     prepare.add_argument("source", help="folder of audio files (speaker = first folder below it)")

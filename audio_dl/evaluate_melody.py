@@ -1,7 +1,7 @@
 """Evaluate a melody model on a folder of MIDI tunes, against pitch n-gram baselines.
 
     python -m audio_dl.evaluate_melody --midi-dir DIR [--model saved_models/melody] [-o report.json]
-    python -m audio_dl.evaluate_melody --midi-dir essen          # the Essen folksongs (never trained on)
+    python -m audio_dl.evaluate_melody --midi-dir airds          # Aird's Airs (never trained on; also: essen)
 
 Reports, on the tunes of DIR: teacher-forced token NLL and accuracy; next-pitch accuracy and bits
 per note at note onsets; the same for smoothed (Witten-Bell) pitch n-grams of order 3 and 5 fitted
@@ -35,7 +35,7 @@ def build_parser() -> cli.ArgumentParser:
     parser = cli.ArgumentParser(prog="python -m audio_dl.evaluate_melody", description=__doc__,
                                 formatter_class=cli.argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--midi-dir", action="append", required=True, metavar="DIR",
-                        help="tunes to score: a folder or glob of MIDI, or 'essen' (repeatable)")
+                        help="tunes to score: a folder or glob of MIDI, or 'airds' / 'essen' (repeatable)")
     parser.add_argument("--model", type=Path, default=Path("saved_models/melody"),
                         help="SavedModel folder or TF Serving base path (default: %(default)s)")
     parser.add_argument("--train-midi-dir", action="append", metavar="DIR",

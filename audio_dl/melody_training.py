@@ -26,7 +26,8 @@ from audio_dl.data import melody as melody_data
 from audio_dl.errors import UsageError
 from audio_dl.models.melody import build_folknet
 from audio_dl import distribute
-from audio_dl.training import device_name, finished_training, load_best_weights, mark_trained, run_callbacks
+from audio_dl.training import (EpochClock, device_name, finished_training, load_best_weights, mark_trained,
+                               run_callbacks)
 
 
 @dataclasses.dataclass
@@ -147,7 +148,6 @@ def train_melody(cfg: MelodyConfig, run_dir: Path, verbose: int = 1, command: st
     callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience))
     train_seconds = finished_training(run_dir)
     if train_seconds is None:  # else the fit completed before: only evaluate and export again
-        started = time.perf_counter()
         # epochs have an unknown number of batches (length buckets); Keras warns at each epoch's end
         warnings.filterwarnings("ignore", message="Your input ran out of data")
         distributed = distribute.is_distributed(tf_strategy)
@@ -157,7 +157,7 @@ def train_melody(cfg: MelodyConfig, run_dir: Path, verbose: int = 1, command: st
                   validation_data=distribute.distribute_datasets(
                       tf_strategy, lambda c: melody_data.validation_dataset(corpus.val, cfg, c)),
                   callbacks=callbacks, verbose=verbose)
-        train_seconds = time.perf_counter() - started
+        train_seconds = EpochClock(run_dir).total()
         mark_trained(run_dir, train_seconds)
     if not distribute.is_chief(tf_strategy):
         return MelodyTrainResult(run_dir, None, cfg, {}, train_seconds)

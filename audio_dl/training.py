@@ -45,12 +45,32 @@ class TrainResult:
     skipped_files: int
 
 
+class EpochClock(keras.callbacks.Callback):
+    """Adds the seconds of every finished epoch to RUN/train_seconds.json, so a run resumed after
+    an interruption reports its whole training time (the lost partial epoch is not counted)."""
+
+    def __init__(self, run_dir: Path):
+        super().__init__()
+        self.path = Path(run_dir) / "train_seconds.json"
+
+    def total(self) -> float:
+        return float(json.loads(self.path.read_text())["train_seconds"]) if self.path.is_file() else 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = self.total() + time.perf_counter() - self.started
+        self.path.write_text(json.dumps({"train_seconds": seconds, "epochs": epoch + 1}) + "\n")
+
+
 def run_callbacks(run_dir: Path, cfg) -> tuple[Path, list[keras.callbacks.Callback]]:
     """(best checkpoint path, callbacks) of a run: resume state, best-validation checkpoint,
-    TensorBoard, history CSV, per-epoch learning-rate decay, stop on NaN."""
+    TensorBoard, history CSV, per-epoch learning-rate decay, stop on NaN, training time."""
     checkpoint = Path(run_dir) / "checkpoints" / "best.weights.h5"
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     return checkpoint, [
+        EpochClock(run_dir),
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
         keras.callbacks.ModelCheckpoint(str(checkpoint), monitor="val_loss", save_best_only=True,
                                         save_weights_only=True),
@@ -138,13 +158,12 @@ def train_denoiser(cfg: DenoiserConfig, run_dir: Path, mixed_precision: bool = F
         # one pass fills the cache, and Keras then never runs past its end (per-worker datasets
         # under a strategy run to their end instead)
         validation_steps = None if distributed else sum(1 for _ in val_ds)
-        started = time.perf_counter()
         distribute.fit(model, tf_strategy, distribute.distribute_datasets(tf_strategy, lambda c: speech.training_dataset(corpus.train, cfg, c)),
                   epochs=cfg.epochs, steps_per_epoch=cfg.steps_per_epoch,
                   validation_data=distribute.distribute_datasets(
                       tf_strategy, lambda c: speech.validation_dataset(corpus.val, cfg, c)),
                   validation_steps=validation_steps, callbacks=callbacks, verbose=verbose)
-        train_seconds = time.perf_counter() - started
+        train_seconds = EpochClock(run_dir).total()
         mark_trained(run_dir, train_seconds)
     if not distribute.is_chief(tf_strategy):
         return TrainResult(run_dir, None, {}, train_seconds, {}, corpus.skipped + speech.read_failures())

@@ -1,6 +1,7 @@
 """Training library: an interrupted run resumes where it stopped."""
 
 import csv
+import json
 
 import keras
 import pytest
@@ -28,4 +29,6 @@ def test_interrupted_run_resumes_from_its_last_epoch(tmp_path, monkeypatch, tiny
     with open(tmp_path / "run" / "history.csv") as f:
         epochs = [int(row["epoch"]) for row in csv.DictReader(f)]
     assert epochs == [0, 1]  # epoch 0 was not trained again
+    clock = json.loads((tmp_path / "run" / "train_seconds.json").read_text())
+    assert clock["epochs"] == 2 and result.train_seconds == clock["train_seconds"] > 0  # both sessions counted
     assert (result.export_dir / "saved_model.pb").is_file()

@@ -11,13 +11,13 @@
   project) against materialised copies (every frame's 8 x 129 predictor image, as the MATLAB demo
   builds them), same weights: time per forward + backward pass and the bytes of the layer's input.
 - scale: synthetic corpora of N short files: `datasets prepare` + one training epoch (one pass
-  over the files) from the shards, each size in a fresh process; its peak RSS and its workers'.
+  over the files) from the shards, each size in a fresh process; the peak RSS (VmHWM) of that
+  process and of prepare's worker processes.
 """
 
 from __future__ import annotations
 
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -214,8 +214,7 @@ def scale_run(source: Path, work: Path, batch_size: int) -> dict:
     trained = time.perf_counter() - started
     return {"files": manifest["files"], "shards": manifest["shards"], "prepare_seconds": prepared,
             "epoch_steps": steps, "train_and_export_seconds": trained,
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "peak_rss_prepare_workers_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+            "peak_rss_mib": records.peak_rss_mib(), "peak_rss_prepare_workers_mib": manifest["workers_peak_rss_mib"]}
 
 
 def bench_scale(sizes: list[int], seconds: float, batch_size: int, cache: Path | None) -> dict:

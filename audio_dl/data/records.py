@@ -110,11 +110,24 @@ def write_shard(index: int, paths: list[str], root: str, out: str, sample_rate: 
             summary["seconds"] += seconds
             stats = summary["speakers"].setdefault(speaker, [0, 0.0])
             stats[0], stats[1] = stats[0] + 1, stats[1] + seconds
+    summary["worker_peak_rss_mib"] = peak_rss_mib()
     (out_dir / f"{name}.json").unlink(missing_ok=True)  # the summary, written last, marks the shard done
     os.replace(partial, out_dir / f"{name}.tfrecord")
     (out_dir / f".{name}.json.partial").write_text(json.dumps(summary) + "\n")
     os.replace(out_dir / f".{name}.json.partial", out_dir / f"{name}.json")
     return summary
+
+
+def peak_rss_mib() -> float | None:
+    """Peak resident memory of this process (VmHWM; Linux), MiB. Unlike getrusage's ru_maxrss it
+    starts afresh at exec, so a child started from a large parent reports its own peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
 
 
 def _finished_summary(out: Path, index: int, digest: str) -> dict | None:
@@ -144,7 +157,8 @@ def prepare(source: str | os.PathLike, out: str | os.PathLike, sample_rate: int 
     workers = max(1, workers or os.cpu_count() or 1)
     chunks = _chunks(walk_audio_files(root), root, files_per_shard)
     manifest = {"source": str(root), "sample_rate": sample_rate, "files_per_shard": files_per_shard,
-                "shards": 0, "files": 0, "seconds": 0.0, "skipped": 0, "resumed_shards": 0, "speakers": {}}
+                "shards": 0, "files": 0, "seconds": 0.0, "skipped": 0, "resumed_shards": 0,
+                "workers_peak_rss_mib": 0.0, "speakers": {}}
     context = multiprocessing.get_context("spawn")  # TensorFlow in the workers: never fork it
     with (concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool,
           open(out_dir / SKIPPED, "w") as skipped):
@@ -194,6 +208,7 @@ def _add(manifest: dict, summary: dict, skipped_file) -> None:
     manifest["files"] += summary["files"]
     manifest["seconds"] += summary["seconds"]
     manifest["skipped"] += len(summary["skipped"])
+    manifest["workers_peak_rss_mib"] = max(manifest["workers_peak_rss_mib"], summary.get("worker_peak_rss_mib") or 0.0)
     for path, reason in summary["skipped"]:
         skipped_file.write(f"{path}\t{reason}\n")
     for speaker, (n, seconds) in summary["speakers"].items():

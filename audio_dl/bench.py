@@ -3,7 +3,7 @@
     python -m audio_dl.bench                       # all of them: one table, bench.json
     python -m audio_dl.bench denoiser [--model saved_models/denoiser] [--seconds 60] [--repeats 5]
     python -m audio_dl.bench melody [--model saved_models/melody] [--tunes 20]
-    python -m audio_dl.bench input [--batches 30] [--loop-examples 60] [--train-steps 30]
+    python -m audio_dl.bench input [--batches 30] [--loop-examples 60] [--train-steps 30] [--input-preset large]
     python -m audio_dl.bench context [--batch 32] [--context-seconds 4]
     python -m audio_dl.bench scale [--files 1000,100000] [--file-seconds 0.25]
 
@@ -144,6 +144,8 @@ def _input_options(sub) -> None:
     sub.add_argument("--batches", type=int, default=30, help="tf.data batches timed")
     sub.add_argument("--loop-examples", type=int, default=60, help="examples of each librosa loop timed")
     sub.add_argument("--train-steps", type=int, default=30, help="training steps for the input-wait share")
+    sub.add_argument("--input-preset", choices=("default", "large"), default="default",
+                     help="denoiser preset whose corpus is read (large: build data/denoiser first)")
 
 
 def _context_options(sub) -> None:
@@ -209,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results.update(bench_melody(args.melody_model, args.tunes))
     if args.command in ("input", "all"):
         numbers("--batches, --loop-examples and --train-steps", args.batches, args.loop_examples, args.train_steps)
-        results.update(bench_data.bench_input(args.batches, args.loop_examples, args.train_steps))
+        results.update(bench_data.bench_input(args.batches, args.loop_examples, args.train_steps, args.input_preset))
     if args.command in ("context", "all"):
         numbers("--batch and --context-seconds", args.batch, args.context_seconds)
         results.update(bench_data.bench_context(args.batch, args.context_seconds, repeats=10))

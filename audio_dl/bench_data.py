@@ -71,7 +71,9 @@ def _librosa_loop_rate(corpus, cfg: DenoiserConfig, examples: int, whole_files: 
     return examples / (time.perf_counter() - started)
 
 
-def bench_input(batches: int, loop_examples: int, train_steps: int) -> dict:
+def bench_input(batches: int, loop_examples: int, train_steps: int, preset: str = "default") -> dict:
+    """The input rows of the benchmark on the corpus of a denoiser preset (default: the bundled
+    recordings; large: the package-built corpus, whose noise recordings are long)."""
     import dataclasses  # noqa: PLC0415
 
     import keras  # noqa: PLC0415 - TensorFlow only for this benchmark
@@ -81,14 +83,15 @@ def bench_input(batches: int, loop_examples: int, train_steps: int) -> dict:
     from audio_dl.models.denoiser import build_denoiser
     from audio_dl.training import adapt_normalization
 
-    cfg = make_config(DenoiserConfig, "default")
+    cfg = make_config(DenoiserConfig, preset)
     corpus = speech.load_corpus(cfg)
     dataset = speech.training_dataset(corpus.train, cfg)
     augmented = _pipeline_rate(dataset, batches, cfg.batch_size)
     plain = _pipeline_rate(speech.training_dataset(corpus.train, dataclasses.replace(cfg, augment=False)),
                            batches, cfg.batch_size)
     with tempfile.TemporaryDirectory() as prepared:  # the same speech as sharded TFRecords
-        records.prepare(corpora.bundled_denoiser_root() / "speech", prepared, cfg.sample_rate, files_per_shard=200)
+        records.prepare(cfg.speech[0] if preset != "default" else corpora.bundled_denoiser_root() / "speech",
+                        prepared, cfg.sample_rate, files_per_shard=200)
         record_cfg = dataclasses.replace(cfg, speech=(prepared,), augment=False)
         from_records = _pipeline_rate(speech.training_dataset(speech.load_corpus(record_cfg).train, record_cfg),
                                       batches, cfg.batch_size)
@@ -112,6 +115,8 @@ def bench_input(batches: int, loop_examples: int, train_steps: int) -> dict:
         waits.append(waited - started)
         steps.append(time.perf_counter() - started)
     return {
+        "input_corpus": f"preset {preset}: {corpus.train.speech_files} speech files, {len(corpus.train.noise)} noise "
+                        f"recordings (median {statistics.median(i.seconds for i in corpus.train.noise):.0f} s)",
         "input_batch_size": cfg.batch_size,
         "input_tf_data_augmented_examples_per_second": augmented,
         "input_tf_data_plain_examples_per_second": plain,

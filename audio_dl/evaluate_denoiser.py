@@ -44,7 +44,8 @@ def build_parser() -> cli.ArgumentParser:
 
 
 def mixtures(clean_files, noise_files, snrs, seed: int, rate: int):
-    """(name, snr, clean, noisy) for each clean file at each SNR; deterministic from `seed`."""
+    """(folder/file+noise, snr, clean, noisy) for each clean file at each SNR (the folder is the
+    speaker in a speaker-per-folder corpus); deterministic from `seed`."""
     rng = np.random.default_rng(seed)
     for path in clean_files:
         clean = audio_io.read_audio(path, rate)
@@ -54,7 +55,7 @@ def mixtures(clean_files, noise_files, snrs, seed: int, rate: int):
             offset = int(rng.integers(max(1, len(noise))))
             noise = np.resize(np.roll(noise, -offset), len(clean))  # looped when short
             noisy, _ = mix_at_snr(tf.constant(clean), tf.constant(noise), tf.constant(snr, tf.float32))
-            yield f"{path.name}+{Path(noise_path).stem}", snr, clean, noisy.numpy()
+            yield f"{path.parent.name}/{path.name}+{Path(noise_path).stem}", snr, clean, noisy.numpy()
 
 
 def pairs(clean_files, clean_root: str, noisy_root: Path, rate: int):

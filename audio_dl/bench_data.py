@@ -76,12 +76,8 @@ def bench_input(batches: int, loop_examples: int, train_steps: int, preset: str 
     recordings; large: the package-built corpus, whose noise recordings are long)."""
     import dataclasses  # noqa: PLC0415
 
-    import keras  # noqa: PLC0415 - TensorFlow only for this benchmark
-
-    from audio_dl.data import corpora, records, speech
-    from audio_dl.losses import make_losses
-    from audio_dl.models.denoiser import build_denoiser
-    from audio_dl.training import adapt_normalization
+    from audio_dl.data import corpora, records, speech  # noqa: PLC0415 - TensorFlow only for this benchmark
+    from audio_dl.training import compile_denoiser
 
     cfg = make_config(DenoiserConfig, preset)
     corpus = speech.load_corpus(cfg)
@@ -98,11 +94,7 @@ def bench_input(batches: int, loop_examples: int, train_steps: int, preset: str 
     whole_files = _librosa_loop_rate(corpus, cfg, loop_examples, whole_files=True)
     crops = _librosa_loop_rate(corpus, cfg, loop_examples, whole_files=False)
 
-    model = build_denoiser(cfg)
-    adapt_normalization(model, list(dataset.take(1)), cfg)
-    losses, weights = make_losses(cfg, model)
-    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate, clipnorm=cfg.clipnorm), loss=losses,
-                  loss_weights=weights)
+    model = compile_denoiser(cfg, list(dataset.take(1)))
     iterator = iter(dataset)
     for _ in range(3):
         model.train_on_batch(*next(iterator))

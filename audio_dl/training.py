@@ -113,6 +113,17 @@ def adapt_normalization(model: keras.Model, batches: list, cfg: DenoiserConfig) 
         model.get_layer("target_denormalization").adapt(clean[..., np.newaxis])
 
 
+def compile_denoiser(cfg: DenoiserConfig, batches: list) -> keras.Model:
+    """build_denoiser(cfg), its normalisation adapted on `batches`, compiled with the recipe's
+    losses and Adam with gradient clipping."""
+    model = build_denoiser(cfg)
+    adapt_normalization(model, batches, cfg)
+    losses, weights = make_losses(cfg, model)
+    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate, clipnorm=cfg.clipnorm), loss=losses,
+                  loss_weights=weights)
+    return model
+
+
 def denoise_batches(model: keras.Model, dataset) -> tuple[list, list, list]:
     """(clean, noisy, denoised) lists of [N] arrays over a finite (noisy, targets) dataset."""
     clean, noisy, denoised = [], [], []
@@ -144,12 +155,7 @@ def train_denoiser(cfg: DenoiserConfig, run_dir: Path, mixed_precision: bool = F
     save_config(cfg, run_dir / "config.json")
     val_ds = speech.validation_dataset(corpus.val, cfg)
     with tf_strategy.scope():
-        model = build_denoiser(cfg)
-        adapt_normalization(model, list(speech.training_dataset(corpus.train, cfg).take(cfg.normalization_batches)),
-                            cfg)
-        losses, weights = make_losses(cfg, model)
-        optimizer = keras.optimizers.Adam(cfg.learning_rate, clipnorm=cfg.clipnorm)
-        model.compile(optimizer=optimizer, loss=losses, loss_weights=weights)
+        model = compile_denoiser(cfg, list(speech.training_dataset(corpus.train, cfg).take(cfg.normalization_batches)))
 
     checkpoint, callbacks = run_callbacks(run_dir, cfg)
     distributed = distribute.is_distributed(tf_strategy)

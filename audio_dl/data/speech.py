@@ -68,7 +68,7 @@ def load_corpus(cfg: DenoiserConfig) -> Corpus:
     if prepared and len(prepared) < len(speech_specs):
         raise UsageError("speech: give either prepared TFRecord folders or audio folders, not both "
                          f"({prepared[0]} is prepared; {sorted(set(speech_specs) - set(prepared))[0]} is not)")
-    record_stats = _record_speakers(prepared, cfg)
+    record_stats, skipped_records = _record_speakers(prepared, cfg)
     speech_files = [(path, _speaker(path, root)) for root in speech_specs if root not in prepared
                     for path in audio_io.find_audio_files([root])]
     speech_infos, skipped_speech = audio_io.probe_all([p for p, _ in speech_files])
@@ -96,7 +96,7 @@ def load_corpus(cfg: DenoiserConfig) -> Corpus:
                      record_speakers=in_records, record_files=sum(record_stats[n][0] for n in in_records),
                      record_seconds=sum(record_stats[n][1] for n in in_records))
 
-    skipped = len(skipped_speech) + len(skipped_noise) + sum(records.read_manifest(p)["skipped"] for p in prepared)
+    skipped = len(skipped_speech) + len(skipped_noise) + skipped_records
     corpus = Corpus(split(False), split(True), skipped)
     for name, part in (("training", corpus.train), ("validation", corpus.val)):
         if not part.speech_files or not part.noise:
@@ -105,18 +105,21 @@ def load_corpus(cfg: DenoiserConfig) -> Corpus:
     return corpus
 
 
-def _record_speakers(prepared: list[str], cfg: DenoiserConfig) -> dict[str, tuple[int, float]]:
-    """{speaker: (files, seconds)} over prepared TFRecord folders recorded at cfg.sample_rate."""
+def _record_speakers(prepared: list[str], cfg: DenoiserConfig) -> tuple[dict[str, tuple[int, float]], int]:
+    """({speaker: (files, seconds)}, files skipped when preparing) over prepared TFRecord folders
+    recorded at cfg.sample_rate."""
     stats: dict[str, tuple[int, float]] = {}
+    skipped = 0
     for spec in prepared:
         manifest = records.read_manifest(spec)
+        skipped += manifest["skipped"]
         if manifest["sample_rate"] != cfg.sample_rate:
             raise UsageError(f"{spec} was prepared at {manifest['sample_rate']} Hz but the model runs at "
                              f"{cfg.sample_rate} Hz; prepare it again with --sample-rate {cfg.sample_rate}")
         for name, s in manifest["speakers"].items():
             files, seconds = stats.get(name, (0, 0.0))
             stats[name] = (files + s["files"], seconds + s["seconds"])
-    return stats
+    return stats, skipped
 
 
 def _speaker(path: Path, root: str) -> str:

@@ -130,10 +130,11 @@ DENOISER_PRESETS: dict[str, dict] = {
     "default": dict(augment=True, reverb_probability=0.2, bandpass_probability=0.3, epochs=16,
                     lr_decay_per_epoch=0.9),
     # The shipped model: the default recipe on the package-built corpus
-    # (`python -m audio_dl.datasets denoiser-corpus data/denoiser`), -5..10 dB, longer.
+    # (`python -m audio_dl.datasets denoiser-corpus data/denoiser`), -5..10 dB, longer, and a mask
+    # that never attenuates by more than 20 dB (on held-out audio: STOI -0.012 instead of -0.024).
     "large": dict(augment=True, reverb_probability=0.2, bandpass_probability=0.3, epochs=40,
                   lr_decay_per_epoch=0.93, speech=("data/denoiser/speech",), noise=("data/denoiser/noise",),
-                  snr_db=(-5.0, 10.0)),
+                  snr_db=(-5.0, 10.0), mask_floor=0.1),
     # The MATLAB demo: its 16-layer network, MSE on normalised magnitudes, Adam, 3 epochs,
     # mini-batch 128, learning rate x0.9 every epoch, 0 dB SNR, no augmentation. The demo's
     # mini-batch is 128 single frames at lr 1e-5; ours is 128 crops (~32 k frames), so a step

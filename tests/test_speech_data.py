@@ -84,3 +84,48 @@ def test_a_single_speaker_corpus_is_split_by_file(tiny_corpus):
                                      "val_fraction=0.34"))
     assert len(corpus.val.speech) == 1 and len(corpus.train.speech) == 2
     assert not set(corpus.val.speakers) & set(corpus.train.speakers)
+
+
+def _catalogue_entry(description: bytes, payload: bytes) -> bytes:
+    return bytes([len(description)]) + description + payload
+
+
+def test_openttd_sound_catalogue_is_split_into_wavs_with_their_credits(tmp_path):
+    import io
+
+    import soundfile
+
+    from audio_dl.data import corpora
+
+    tone = np.sin(np.arange(4410) * 0.05).astype(np.float32)
+    wav = io.BytesIO()
+    soundfile.write(wav, tone, 44100, format="WAV", subtype="PCM_16")
+    entries = [_catalogue_entry(b'"Wind". By someone. License: CC0.\0', wav.getvalue()),
+               _catalogue_entry(b'"Unused". Empty.', b""),  # the set's empty placeholder
+               _catalogue_entry(b'"Wind again".', wav.getvalue())]
+    table_size = 8 * len(entries)
+    table, body, offset = b"", b"", table_size
+    for entry in entries:  # offsets carry OpenTTD's flag bit, as in opensfx.cat
+        table += (offset | 0x80000000).to_bytes(4, "little") + len(entry).to_bytes(4, "little")
+        body += entry
+        offset += len(entry)
+    catalogue = tmp_path / "set.cat"
+    catalogue.write_bytes(table + body)
+
+    assert corpora.split_sound_catalogue(catalogue, tmp_path / "out") == 2
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["00.txt", "00.wav", "02.txt", "02.wav"]
+    audio, rate = soundfile.read(tmp_path / "out" / "02.wav", dtype="float32")
+    assert rate == 44100 and np.allclose(audio, tone, atol=1e-4)
+    assert (tmp_path / "out" / "00.txt").read_text() == '"Wind". By someone. License: CC0.\n'
+
+
+def test_held_out_noise_and_speech_sources_are_disjoint_from_training():
+    from audio_dl.data import corpora
+
+    for kind in ("speech", "noise"):
+        sides = {split: {s.name.split("/")[0] for s in corpora.SOURCES if s.kind == kind and s.split == split}
+                 for split in ("train", "val")}
+        assert sides["train"] and sides["val"] and not sides["train"] & sides["val"]
+    recordings = [entry for entries in corpora.OPENSFX_NOISES.values() for entry in entries]
+    assert len(recordings) == len(set(recordings))
+

@@ -75,12 +75,25 @@ class Source:
     package: str
     members: tuple[str, ...]
     license: str
-    split: str = "train"  # "train" or "val": which side of the held-out split it belongs to
+    split: str = "train"  # "train" or "val": its side of the held-out split in the built corpus (splits.json)
     bundle_seconds: float = 0.0  # how much of it the bundled corpus keeps (0: none)
     exclude: tuple[str, ...] = ()  # file stems that are not what the source says (e.g. animal noises)
 
 
 _SONIC_PI = "usr/share/sonic-pi/samples/{}.flac"
+_OPENSFX = "usr/share/games/openttd/baseset/opensfx/opensfx.cat"
+# OpenSFX (OpenTTD's sound set): edited field recordings, each entry credited in the catalogue.
+# Kept: sustained real-world sounds; left out: toy-land effects, clicks and bangs under 1 s,
+# voices (crowd "oooh", animal calls) and second edits of a kept recording (heavy wind, horn mixes).
+OPENSFX_NOISES = {
+    "train": {3: "factory_whistle", 4: "steam_train", 6: "ship_horn", 7: "ferry_horn", 8: "propeller_plane",
+              9: "jet_departure", 10: "diesel_horn", 11: "elevator_machinery", 12: "electric_sparks",
+              13: "steam_engine", 14: "level_crossing", 25: "truck_start", 27: "bus_passing", 28: "old_bus",
+              33: "jackhammer", 39: "smithy", 40: "circular_saw", 52: "wind", 55: "tree_cutting",
+              56: "chainsaw", 59: "jet_landing", 65: "metro", 66: "bird_call", 71: "train_passby",
+              72: "bird_song"},
+    "val": {24: "helicopter", 29: "applause", 36: "sheep_field", 61: "jets_flyby"},
+}
 _AST = "usr/share/asterisk/sounds/"
 # asterisk prompts that are animal noises or tones, not speech
 _NOT_SPEECH = ("tt-monkeys", "beep", "beeperr", "ascending-2tone", "descending-2tone")
@@ -92,9 +105,10 @@ SOURCES: tuple[Source, ...] = (
     Source("speech", "allison/es", "debian:asterisk-core-sounds-es-wav", (_AST + "es_MX_f_Allison/*.wav",),
            "CC-BY-SA-3.0", "train", exclude=_NOT_SPEECH),
     Source("speech", "menardi", "debian:asterisk-prompt-it-menardi-wav", (_AST + "it_IT_f_Menardi/*.wav",),
-           "CC-BY-SA-3.0-IT", "train", 200, exclude=_NOT_SPEECH),
+           "CC-BY-SA-3.0-IT", "val", 200, exclude=_NOT_SPEECH),
+    # GSM-coded (13 kbit/s): its coding noise makes it a poor clean reference, so it trains.
     Source("speech", "armelle", "debian:asterisk-prompt-fr-armelle", (_AST + "fr/*.gsm",),
-           "BSD-style (see package copyright)", "val", 150),
+           "BSD-style (see package copyright)", "train", 150),
     Source("speech", "codec2", "debian:codec2-examples",
            tuple(f"usr/share/codec2/wav/{n}.wav" for n in ("hts1a", "hts2a", "forig", "morig", "cross", "big_dog"))
            + ("usr/share/codec2/raw/speech_orig_16k.wav",), "LGPL-2.1", "train", 60),
@@ -103,7 +117,7 @@ SOURCES: tuple[Source, ...] = (
     Source("speech", "alsa", "debian:alsa-utils", ("usr/share/sounds/alsa/*.wav",), "GPL-2+", "train", 15,
            exclude=("Noise",)),  # ALSA's pink-noise test file
     Source("speech", "librivox", "pypi:pocketsphinx==5.1.1:sdist", ("*/test/data/librivox/*.wav",),
-           "public domain (LibriVox)", "train", 60),
+           "public domain (LibriVox)", "val", 60),
     Source("speech", "cards", "pypi:pocketsphinx==5.1.1:sdist", ("*/test/data/cards/*.wav",),
            "BSD-2-Clause (pocketsphinx)", "val", 60),
     Source("speech", "pyannote", "pypi:pyannote.audio==4.0.7", ("pyannote/audio/sample/sample.wav",),
@@ -119,6 +133,9 @@ SOURCES: tuple[Source, ...] = (
     Source("noise", "water", "pypi:onsen==0.1.1", ("onsen/assets/water.wav",), "MIT (onsen)", "train", 40),
     Source("noise", "birds", "pypi:opensoundscape==0.13.2:sdist", ("*/opensoundscape/sample_data/birds_10s.wav",),
            "MIT (opensoundscape)", "val", 10),
+    *(Source("noise", f"sfx_{name}", "debian:openttd-opensfx", (f"{_OPENSFX}.d/{entry:02d}.wav",),
+             "CC-BY-SA-3.0 (OpenSFX)", split)
+      for split, entries in OPENSFX_NOISES.items() for entry, name in entries.items()),
 )
 
 
@@ -168,7 +185,8 @@ def build_denoiser_corpus(out_dir: str | Path, bundle: bool = False, cache_dir: 
             soundfile.write(target, audio / max(1.0, float(np.abs(audio).max())), rate, subtype="PCM_16")
             counts[f"{source.kind}_files"] += 1
             counts["seconds"] += len(audio) / rate
-            rows.append((target.relative_to(out).as_posix(), source, path.relative_to(root).as_posix()))
+            credit = path.with_suffix(".txt").read_text().strip() if path.with_suffix(".txt").is_file() else ""
+            rows.append((target.relative_to(out).as_posix(), source, path.relative_to(root).as_posix(), credit))
     _write_sources_table(out, rows)
     splits = {
         "val_speakers": sorted({s.name.split("/")[0] for s in SOURCES if s.kind == "speech" and s.split == "val"}),
@@ -182,8 +200,9 @@ def _write_sources_table(out: Path, rows) -> None:
     lines = ["# Sources of every recording in this folder", "",
              "Built by `python -m audio_dl.datasets denoiser-corpus`; all from Debian or PyPI packages.", "",
              "| file | package | path inside the package | license | split |", "|---|---|---|---|---|"]
-    for rel, source, inner in rows:
-        lines.append(f"| {rel} | {source.package} | {inner} | {source.license} | {source.split} |")
+    for rel, source, inner, credit in rows:
+        license = f"{source.license}: {credit}" if credit else source.license
+        lines.append(f"| {rel} | {source.package} | {inner} | {license.replace('|', '/')} | {source.split} |")
     (out / "SOURCES.md").write_text("\n".join(lines) + "\n")
 
 
@@ -216,11 +235,37 @@ def _fetch(package: str, cache: Path) -> Path:
                     zf.extractall(unpack)
         else:
             raise UsageError(f"unknown package kind in {package!r}")
+        for catalogue in unpack.rglob("*.cat"):  # OpenTTD sound sets
+            split_sound_catalogue(catalogue, catalogue.with_name(catalogue.name + ".d"))
         if target.exists():
             shutil.rmtree(target)
         unpack.rename(target)
         (target / ".complete").touch()
     return target
+
+
+def split_sound_catalogue(catalogue: Path, out_dir: Path) -> int:
+    """OpenTTD sound catalogue (.cat) -> OUT/NN.wav + OUT/NN.txt (the entry's title, author and
+    license). The file starts with a table of little-endian uint32 (offset, size) pairs (the top
+    bit is a flag); each entry is a length-prefixed description followed by a RIFF WAV. Entries
+    that are not WAV data (the set's empty placeholders) are left out. Returns entries written."""
+    data = catalogue.read_bytes()
+    mask = 0x7FFFFFFF
+    entries = (int.from_bytes(data[:4], "little") & mask) // 8
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for index in range(entries):
+        offset = int.from_bytes(data[8 * index:8 * index + 4], "little") & mask
+        size = int.from_bytes(data[8 * index + 4:8 * index + 8], "little") & mask
+        name_length = data[offset]
+        description = data[offset + 1:offset + 1 + name_length].rstrip(b"\0").decode("utf-8", "replace")
+        wav = data[offset + 1 + name_length:offset + size]
+        if wav[:4] != b"RIFF":
+            continue
+        (out_dir / f"{index:02d}.wav").write_bytes(wav)
+        (out_dir / f"{index:02d}.txt").write_text(description + "\n")
+        written += 1
+    return written
 
 
 def _run(command: list[str], cwd: Path, retry_after: list[str] | None = None) -> None:

@@ -205,7 +205,7 @@ MELODY_PRESETS: dict[str, dict] = {
     # The webinar's folkNet: 2 x LSTM(250) + dropout + softmax, Adam, gradient clipping at 1.
     # Scored after training on two collections it never saw: Aird's Airs (British Isles, like
     # the training tunes) and the Essen folksongs (German and Chinese: a harder style shift).
-    "folknet": dict(eval_midi_dir=("airds", "essen"), epochs=40, patience=8),
+    "folknet": dict(eval_midi_dir=("airds", "essen"), epochs=60, lr_decay_per_epoch=0.97, patience=8),
     # Seconds-long runs for tests and smoke checks.
     "tiny": dict(lstm_units=16, embedding_dim=8, epochs=2, batch_size=4, patience=2,
                  max_eval_tunes=8, generated_tunes=4),

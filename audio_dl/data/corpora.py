@@ -78,6 +78,7 @@ class Source:
     split: str = "train"  # "train" or "val": its side of the held-out split in the built corpus (splits.json)
     bundle_seconds: float = 0.0  # how much of it the bundled corpus keeps (0: none)
     exclude: tuple[str, ...] = ()  # file stems that are not what the source says (e.g. animal noises)
+    catalogue: str = ""  # an OpenTTD sound catalogue (.cat) in the package; members then glob its NN.wav entries
 
 
 _SONIC_PI = "usr/share/sonic-pi/samples/{}.flac"
@@ -133,8 +134,8 @@ SOURCES: tuple[Source, ...] = (
     Source("noise", "water", "pypi:onsen==0.1.1", ("onsen/assets/water.wav",), "MIT (onsen)", "train", 40),
     Source("noise", "birds", "pypi:opensoundscape==0.13.2:sdist", ("*/opensoundscape/sample_data/birds_10s.wav",),
            "MIT (opensoundscape)", "val", 10),
-    *(Source("noise", f"sfx_{name}", "debian:openttd-opensfx", (f"{_OPENSFX}.d/{entry:02d}.wav",),
-             "CC-BY-SA-3.0 (OpenSFX)", split)
+    *(Source("noise", f"sfx_{name}", "debian:openttd-opensfx", (f"{entry:02d}.wav",),
+             "CC-BY-SA-3.0 (OpenSFX)", split, catalogue=_OPENSFX)
       for split, entries in OPENSFX_NOISES.items() for entry, name in entries.items()),
 )
 
@@ -155,7 +156,8 @@ def build_denoiser_corpus(out_dir: str | Path, bundle: bool = False, cache_dir: 
         if bundle and source.bundle_seconds <= 0:
             continue
         root = _fetch(source.package, cache)
-        members = sorted({p for pattern in source.members for p in root.glob(pattern)
+        base = _catalogue_entries(root / source.catalogue) if source.catalogue else root
+        members = sorted({p for pattern in source.members for p in base.glob(pattern)
                           if p.stem not in source.exclude})
         if not members:
             raise UsageError(f"{source.package}: nothing matches {source.members}")
@@ -185,7 +187,7 @@ def build_denoiser_corpus(out_dir: str | Path, bundle: bool = False, cache_dir: 
             soundfile.write(target, audio / max(1.0, float(np.abs(audio).max())), rate, subtype="PCM_16")
             counts[f"{source.kind}_files"] += 1
             counts["seconds"] += len(audio) / rate
-            credit = path.with_suffix(".txt").read_text().strip() if path.with_suffix(".txt").is_file() else ""
+            credit = path.with_suffix(".txt").read_text().strip() if source.catalogue else ""
             rows.append((target.relative_to(out).as_posix(), source, path.relative_to(root).as_posix(), credit))
     _write_sources_table(out, rows)
     splits = {
@@ -235,13 +237,20 @@ def _fetch(package: str, cache: Path) -> Path:
                     zf.extractall(unpack)
         else:
             raise UsageError(f"unknown package kind in {package!r}")
-        for catalogue in unpack.rglob("*.cat"):  # OpenTTD sound sets
-            split_sound_catalogue(catalogue, catalogue.with_name(catalogue.name + ".d"))
         if target.exists():
             shutil.rmtree(target)
         unpack.rename(target)
         (target / ".complete").touch()
     return target
+
+
+def _catalogue_entries(catalogue: Path) -> Path:
+    """Folder of a sound catalogue's entries beside it in the package cache (split once)."""
+    folder = catalogue.with_name(catalogue.name + ".d")
+    if not (folder / ".complete").is_file():
+        split_sound_catalogue(catalogue, folder)
+        (folder / ".complete").touch()
+    return folder
 
 
 def split_sound_catalogue(catalogue: Path, out_dir: Path) -> int:
@@ -252,11 +261,10 @@ def split_sound_catalogue(catalogue: Path, out_dir: Path) -> int:
     data = catalogue.read_bytes()
     mask = 0x7FFFFFFF
     entries = (int.from_bytes(data[:4], "little") & mask) // 8
+    table = np.frombuffer(data, "<u4", count=2 * entries).reshape(entries, 2) & mask
     out_dir.mkdir(parents=True, exist_ok=True)
     written = 0
-    for index in range(entries):
-        offset = int.from_bytes(data[8 * index:8 * index + 4], "little") & mask
-        size = int.from_bytes(data[8 * index + 4:8 * index + 8], "little") & mask
+    for index, (offset, size) in enumerate(table.tolist()):
         name_length = data[offset]
         description = data[offset + 1:offset + 1 + name_length].rstrip(b"\0").decode("utf-8", "replace")
         wav = data[offset + 1 + name_length:offset + size]

@@ -1,12 +1,11 @@
 """Input-pipeline, context-layer and corpus-scale benchmarks (run by `python -m audio_dl.bench`).
 
-- input: the tf.data training pipeline (decode only the crop, resample, augment, mix, batch) in
-  examples per second against per-file Python loops with librosa that mix without augmenting:
-  one loading whole files (as the MATLAB demo reads its files), one loading only the crop
-  (offset/duration; compared with the pipeline without augmentation, reading the audio files or
-  the same speech prepared as TFRecords); and the share of each
-  training step spent waiting
-  for input, measured around `next(iterator)` in a loop of `train_on_batch` on the default model.
+- input: the tf.data training pipeline (corpus decoded once into memory, then crop, augment, mix,
+  batch in graph ops) in examples per second against per-file Python loops with librosa that mix
+  without augmenting: one loading whole files (as the MATLAB demo reads its files), one loading
+  only the crop (offset/duration); the same pipeline decoding every crop from its file, and
+  reading prepared TFRecords; and the share of each training step spent waiting for input,
+  measured around `next(iterator)` in a loop of `train_on_batch` on the default model.
 - context: the demo's 8-frame context as one causal convolution over the spectrogram (this
   project) against materialised copies (every frame's 8 x 129 predictor image, as the MATLAB demo
   builds them), same weights: time per forward + backward pass and the bytes of the layer's input.
@@ -73,7 +72,11 @@ def _librosa_loop_rate(corpus, cfg: DenoiserConfig, examples: int, whole_files: 
 
 def bench_input(batches: int, loop_examples: int, train_steps: int, preset: str = "default") -> dict:
     """The input rows of the benchmark on the corpus of a denoiser preset (default: the bundled
-    recordings; large: the package-built corpus, whose noise recordings are long)."""
+    recordings; large: the package-built corpus, whose noise recordings are long).
+
+    The pipeline as training runs it decodes the corpus once into memory (cfg.preload_mb) and
+    crops in graph ops; the same pipeline with preload_mb=0 decodes each crop from its file, and
+    from prepared TFRecords reads resampled PCM shards."""
     import dataclasses  # noqa: PLC0415
 
     from audio_dl.data import corpora, records, speech  # noqa: PLC0415 - TensorFlow only for this benchmark
@@ -81,10 +84,16 @@ def bench_input(batches: int, loop_examples: int, train_steps: int, preset: str 
 
     cfg = make_config(DenoiserConfig, preset)
     corpus = speech.load_corpus(cfg)
-    dataset = speech.training_dataset(corpus.train, cfg)
+    started = time.perf_counter()
+    dataset = speech.training_dataset(corpus.train, cfg)  # decodes the corpus into memory
+    preload_seconds = time.perf_counter() - started
     augmented = _pipeline_rate(dataset, batches, cfg.batch_size)
     plain = _pipeline_rate(speech.training_dataset(corpus.train, dataclasses.replace(cfg, augment=False)),
                            batches, cfg.batch_size)
+    from_files_cfg = dataclasses.replace(cfg, preload_mb=0.0)
+    augmented_files = _pipeline_rate(speech.training_dataset(corpus.train, from_files_cfg), batches, cfg.batch_size)
+    plain_files = _pipeline_rate(
+        speech.training_dataset(corpus.train, dataclasses.replace(from_files_cfg, augment=False)), batches, cfg.batch_size)
     with tempfile.TemporaryDirectory() as prepared:  # the same speech as sharded TFRecords
         records.prepare(cfg.speech[0] if preset != "default" else corpora.bundled_denoiser_root() / "speech",
                         prepared, cfg.sample_rate, files_per_shard=200)
@@ -107,16 +116,22 @@ def bench_input(batches: int, loop_examples: int, train_steps: int, preset: str 
         waits.append(waited - started)
         steps.append(time.perf_counter() - started)
     return {
-        "input_corpus": f"preset {preset}: {corpus.train.speech_files} speech files, {len(corpus.train.noise)} noise "
+        "input_corpus": f"preset {preset}: {corpus.train.speech_files} speech files "
+                        f"({corpus.train.speech_seconds / 60:.0f} min), {len(corpus.train.noise)} noise "
                         f"recordings (median {statistics.median(i.seconds for i in corpus.train.noise):.0f} s)",
         "input_batch_size": cfg.batch_size,
+        "input_preload_seconds": preload_seconds,
         "input_tf_data_augmented_examples_per_second": augmented,
         "input_tf_data_plain_examples_per_second": plain,
+        "input_tf_data_files_augmented_examples_per_second": augmented_files,
+        "input_tf_data_files_plain_examples_per_second": plain_files,
         "input_tf_data_records_plain_examples_per_second": from_records,
         "input_librosa_whole_file_loop_examples_per_second": whole_files,
         "input_librosa_crop_loop_examples_per_second": crops,
         "input_tf_data_augmented_over_whole_file_loop": augmented / whole_files,
+        "input_tf_data_plain_over_whole_file_loop": plain / whole_files,
         "input_tf_data_plain_over_crop_loop": plain / crops,
+        "input_tf_data_files_plain_over_crop_loop": plain_files / crops,
         "input_tf_data_records_plain_over_crop_loop": from_records / crops,
         "input_wait_share_of_step_time": sum(waits) / sum(steps),
         "input_median_step_ms": 1e3 * statistics.median(steps),

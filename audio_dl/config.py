@@ -39,6 +39,7 @@ class DenoiserConfig:
     snr_db: tuple[float, float] = (0.0, 0.0)  # SNR drawn uniformly from [low, high] dB
     min_speech_dbfs: float = -45.0  # crops whose clean RMS is below this are dropped from training
     val_examples: int = 64  # fixed validation mixtures (deterministic from the seed)
+    preload_mb: float = 1024.0  # decode speech (and noise) once into memory when it fits in this many MB; 0: never
 
     # --- real-world simulation (augmentation, training split only) ---------------------------
     augment: bool = False
@@ -46,6 +47,7 @@ class DenoiserConfig:
     second_noise_probability: float = 0.25  # share of examples with a second real noise added
     noise_tilt_db: float = 12.0  # random spectral tilt of the noise, +-this/2 dB at the band edges
     gain_db: tuple[float, float] = (-25.0, 0.0)  # random level of the whole recording
+    speech_speed: tuple[float, float] = (1.0, 1.0)  # speed perturbation of the speech, factor drawn uniformly
     reverb_probability: float = 0.0  # share of examples convolved with a room impulse response
     rt60_seconds: tuple[float, float] = (0.15, 0.6)  # simulated rooms
     impulse_responses: tuple[str, ...] = ()  # recorded RIR files; used instead of simulated ones
@@ -86,13 +88,15 @@ class DenoiserConfig:
         _check(self.architecture in ARCHITECTURES, f"architecture must be one of {ARCHITECTURES}")
         _check(self.loss in LOSSES, f"loss must be one of {LOSSES}")
         _check(0.0 <= self.val_fraction < 1.0, "val_fraction must be in [0, 1)")
+        _check(self.preload_mb >= 0, "preload_mb must be >= 0")
         _check(self.crop_seconds * self.sample_rate >= self.frame_length,
                "crop_seconds is shorter than one frame")
-        for name in ("snr_db", "gain_db", "rt60_seconds", "low_cut_hz", "high_cut_hz"):
+        for name in ("snr_db", "gain_db", "speech_speed", "rt60_seconds", "low_cut_hz", "high_cut_hz"):
             _check(len(getattr(self, name)) == 2, f"{name} takes two values: low,high")
             low, high = getattr(self, name)
             _check(low <= high, f"{name}: low must be <= high")
         _check(-30.0 <= self.snr_db[0] and self.snr_db[1] <= 60.0, "snr_db must lie in [-30, 60] dB")
+        _check(0.5 <= self.speech_speed[0] and self.speech_speed[1] <= 2.0, "speech_speed must lie in [0.5, 2]")
         _check(self.bandpass_probability == 0 or self.high_cut_hz[1] < self.sample_rate / 2,
                "high_cut_hz must stay below Nyquist")
         for name in ("reverb_probability", "bandpass_probability", "mask_floor", "synthetic_noise_probability",

@@ -57,3 +57,14 @@ def test_synthetic_noises_are_finite_unit_rms():
     for i in range(6):
         noise = augment.synthetic_noise(tf.constant([i, 7]), 8000, 8000).numpy()
         assert np.all(np.isfinite(noise)) and 0.5 < np.sqrt(np.mean(noise**2)) < 1.5
+
+
+def test_change_speed_moves_the_pitch_and_keeps_the_length():
+    rate, n = 8000, 8000
+    tone = np.sin(2 * np.pi * 200.0 * np.arange(n) / rate).astype(np.float32)
+    slower = augment.change_speed(tf.constant(tone), 0.8).numpy()
+    faster = augment.change_speed(tf.constant(tone), 1.25).numpy()
+    assert slower.shape == faster.shape == (n,)
+    peak = lambda x: np.argmax(np.abs(np.fft.rfft(x[:4000]))) * rate / 4000  # noqa: E731
+    assert peak(slower) == pytest.approx(160.0, abs=2.0) and peak(faster) == pytest.approx(250.0, abs=2.0)
+    assert np.all(faster[n * 4 // 5 + 10:] == 0.0)  # sped up: the end is silence, not a loop

@@ -36,8 +36,8 @@ def test_input_benchmark_runs_and_writes_json(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     results = json.loads(out.read_text())
     assert 0 <= results["input_wait_share_of_step_time"] < 1
-    for key in ("tf_data_augmented", "tf_data_plain", "tf_data_records_plain", "librosa_whole_file_loop",
-                "librosa_crop_loop"):
+    for key in ("tf_data_augmented", "tf_data_plain", "tf_data_files_augmented", "tf_data_files_plain",
+                "tf_data_records_plain", "librosa_whole_file_loop", "librosa_crop_loop"):
         assert results[f"input_{key}_examples_per_second"] > 0
 
 

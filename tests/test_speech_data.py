@@ -2,6 +2,7 @@ import shutil
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from audio_dl.config import DenoiserConfig, make_config
 from audio_dl.data import speech
@@ -129,3 +130,44 @@ def test_held_out_noise_and_speech_sources_are_disjoint_from_training():
     recordings = [entry for entries in corpora.OPENSFX_NOISES.values() for entry in entries]
     assert len(recordings) == len(set(recordings))
 
+
+
+@pytest.mark.parametrize("kind", ["speech", "noise"])
+def test_crops_from_memory_match_crops_decoded_from_files(tiny_corpus, kind):
+    """Same draws and positions; the two differ only by int16 rounding and soxr's edge effects
+    where a file crop starts mid-file."""
+    cfg = _cfg(tiny_corpus)
+    infos = getattr(speech.load_corpus(cfg).train, kind)
+    from_files, from_memory = speech._FileTable(infos), speech._MemoryTable(infos, cfg.sample_rate)
+    for k in range(6):
+        seed = tf.constant([k, 3], tf.int64)
+        index = from_files.draw(seed)
+        assert int(index) == int(from_memory.draw(seed))
+        args = (index, 0.5, tf.constant(k / 5, tf.float32), cfg.sample_rate, kind == "noise")
+        a, b = (tf.function(table.read, reduce_retracing=False)(*args).numpy() for table in (from_files, from_memory))
+        assert a.shape == b.shape == (4000,)
+        np.testing.assert_allclose(a[200:-200], b[200:-200], atol=2e-3)
+
+
+def test_a_corpus_larger_than_preload_mb_is_read_per_crop(tiny_corpus):
+    cfg = _cfg(tiny_corpus, "preload_mb=0")
+    assert isinstance(speech._table(speech.load_corpus(cfg).train.speech, cfg), speech._FileTable)
+    assert isinstance(speech._table(speech.load_corpus(cfg).train.speech, _cfg(tiny_corpus)), speech._MemoryTable)
+
+
+def test_a_file_that_fails_to_decode_when_preloaded_is_counted_and_never_drawn(tiny_corpus, monkeypatch):
+    cfg = _cfg(tiny_corpus)
+    infos = speech.load_corpus(cfg).train.speech
+    bad = infos[0].path
+    real_read = speech.audio_io.read_audio
+
+    def flaky_read(path, *args, **kwargs):
+        if str(path) == bad:
+            raise ValueError(f"cannot decode {path}")
+        return real_read(path, *args, **kwargs)
+
+    monkeypatch.setattr(speech.audio_io, "read_audio", flaky_read)
+    speech.reset_read_failures()
+    table = speech._MemoryTable(infos, cfg.sample_rate + 1)  # a rate no other test cached
+    assert speech.read_failures() == 1
+    assert all(int(table.draw(tf.constant([k, 0], tf.int64))) != 0 for k in range(50))

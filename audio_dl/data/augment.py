@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import soxr
 import tensorflow as tf
 
 _TINY = 1e-10
@@ -83,6 +84,18 @@ def bandpass(x, low_hz, high_hz, sample_rate: int, order: int = 2):
     f = tf.maximum(freqs, 1e-3)
     response = 1.0 / tf.sqrt((1.0 + (low_hz / f) ** (2 * order)) * (1.0 + (f / high_hz) ** (2 * order)))
     return tf.signal.irfft(spectrum * tf.complex(response, 0.0), [size])[..., :n]
+
+
+def change_speed(x, factor):
+    """Speed perturbation of [N] (factor < 1: slower and lower-pitched, a longer vocal tract),
+    resampled with soxr and cut or zero-padded back to N samples."""
+
+    def resample(audio, ratio):
+        out = soxr.resample(audio, 1000.0 * float(ratio), 1000.0)[: audio.size]
+        return np.pad(out, (0, audio.size - out.size)).astype(np.float32)
+
+    out = tf.numpy_function(resample, [x, tf.cast(factor, tf.float32)], tf.float32, stateful=False)
+    return tf.ensure_shape(out, x.shape)
 
 
 def db_to_gain(db):

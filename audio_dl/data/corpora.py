@@ -115,6 +115,17 @@ SOURCES: tuple[Source, ...] = (
            + ("usr/share/codec2/raw/speech_orig_16k.wav",), "LGPL-2.1", "train", 60),
     Source("speech", "fillets_nl", "debian:fillets-ng-data-nl", ("usr/share/games/fillets-ng/sound/*/nl/*.ogg",),
            "GPL-2+", "train", 240),
+    # More voices of the Asterisk family (each speaker's name is in its folder and the package credits)
+    Source("speech", "june", "debian:asterisk-core-sounds-fr-wav", (_AST + "fr_CA_f_June/*.wav",),
+           "CC-BY-SA-3.0", "train", exclude=_NOT_SPEECH),
+    Source("speech", "carlo", "debian:asterisk-core-sounds-it-wav", (_AST + "it_IT_m_Carlo/*.wav",),
+           "CC-BY-3.0", "train", exclude=_NOT_SPEECH),
+    Source("speech", "ivrvoice_ru", "debian:asterisk-core-sounds-ru-wav", (_AST + "ru_RU_f_IvrvoiceRU/*.wav",),
+           "CC-BY-3.0", "train", exclude=_NOT_SPEECH + ("is",)),  # is.wav is empty
+    Source("speech", "july_co", "debian:asterisk-prompt-es-co", (_AST + "es/*.gsm",), "GPL-2", "train"),  # GSM-coded
+    # Czech dialogs of Fish Fillets: several actors, the big fish a male voice (about 35 of 100 min)
+    Source("speech", "fillets_cs", "debian:fillets-ng-data-cs", ("usr/share/games/fillets-ng/sound/*/cs/*.ogg",),
+           "GPL-2+", "train"),
     Source("speech", "alsa", "debian:alsa-utils", ("usr/share/sounds/alsa/*.wav",), "GPL-2+", "train", 15,
            exclude=("Noise",)),  # ALSA's pink-noise test file
     Source("speech", "librivox", "pypi:pocketsphinx==5.1.1:sdist", ("*/test/data/librivox/*.wav",),

@@ -1,15 +1,19 @@
 """Speech + noise files -> (noisy, clean) waveform batches with tf.data.
 
-Files are decoded on demand (soundfile + soxr through `tf.numpy_function`, only the crop that is
-needed), so the corpus is never loaded into memory. Every example is a pure function of
+A corpus that fits in `cfg.preload_mb` is decoded once (soundfile + soxr, at the model rate, int16)
+and crops are slices in graph ops; a larger one is decoded on demand (only the crop that is needed,
+through `tf.numpy_function`), or read from prepared TFRecord shards. Every example is a pure function of
 (cfg.seed, its index): parallel maps stay reproducible.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import functools
 import hashlib
 import logging
+import os
 import threading
 from pathlib import Path
 
@@ -154,6 +158,17 @@ def reset_read_failures() -> None:
         _failures["count"] = 0
 
 
+def _read_or_count(path: str, sample_rate: int, start: float = 0.0, seconds: float | None = None) -> np.ndarray:
+    """audio_io.read_audio, or [0] for a file that fails to decode (counted and logged)."""
+    try:
+        return audio_io.read_audio(path, sample_rate, start, seconds)
+    except ValueError as error:
+        with _failures_lock:
+            _failures["count"] += 1
+        log.warning("skipped an undecodable file (%d so far): %s", _failures["count"], error)
+        return np.zeros(0, np.float32)
+
+
 def _read_crop(path: bytes, seconds: float, native_seconds: float, position: float, sample_rate: int,
                loop: bool) -> np.ndarray:
     """[round(sample_rate*seconds)] float32 from `position` (0..1) of the file.
@@ -161,19 +176,11 @@ def _read_crop(path: bytes, seconds: float, native_seconds: float, position: flo
     Short files are looped (noise) or placed at `position` in zeros (speech). Returns [0] on a
     decode failure (counted, then filtered out by the pipeline).
     """
-    path = path.decode()
     length = int(round(sample_rate * seconds))
-    try:
-        if native_seconds > seconds:
-            start = position * (native_seconds - seconds)
-            audio = audio_io.read_audio(path, sample_rate, start, seconds)
-        else:
-            audio = audio_io.read_audio(path, sample_rate)
-    except ValueError as error:
-        with _failures_lock:
-            _failures["count"] += 1
-        log.warning("skipped an undecodable file (%d so far): %s", _failures["count"], error)
-        return np.zeros(0, np.float32)
+    if native_seconds > seconds:
+        audio = _read_or_count(path.decode(), sample_rate, position * (native_seconds - seconds), seconds)
+    else:
+        audio = _read_or_count(path.decode(), sample_rate)
     if audio.size == 0:
         return audio
     if audio.size < length:
@@ -186,7 +193,8 @@ def _read_crop(path: bytes, seconds: float, native_seconds: float, position: flo
 
 
 class _FileTable:
-    """Paths and durations as tensors; draws a file with probability proportional to its length."""
+    """Paths and durations as tensors; draws a file with probability proportional to its length
+    and decodes only the crop it needs, per example (soundfile + soxr through numpy_function)."""
 
     def __init__(self, infos):
         self.paths = tf.constant([i.path for i in infos])
@@ -194,14 +202,67 @@ class _FileTable:
         self.cumulative = tf.constant(np.cumsum([i.seconds for i in infos]), tf.float32)
 
     def draw(self, seed):
-        u = tf.random.stateless_uniform([1], seed, 0.0, 1.0) * self.cumulative[-1]
-        return tf.minimum(tf.searchsorted(self.cumulative, u, side="right")[0], tf.size(self.paths) - 1)
+        return _draw(self.cumulative, seed)
 
     def read(self, index, seconds: float, position, sample_rate: int, loop: bool):
         audio = tf.numpy_function(
             _read_crop, [self.paths[index], seconds, self.seconds[index], position, sample_rate, loop],
             tf.float32, stateful=False)
         return tf.reshape(audio, [-1])
+
+
+class _MemoryTable:
+    """Every file decoded once at the model rate into one int16 tensor: a crop is a slice (or a
+    gather, when looped), all in graph ops, with the same draws and positions as _FileTable.
+    Files that fail to decode are counted once and never drawn."""
+
+    def __init__(self, infos, sample_rate: int):
+        flat, lengths = _decode_all(tuple(i.path for i in infos), sample_rate)
+        self.flat = tf.constant(flat)  # [total samples] int16
+        self.lengths = tf.constant(lengths, tf.int64)
+        self.starts = tf.constant(np.concatenate([[0], np.cumsum(lengths)[:-1]]), tf.int64)
+        self.cumulative = tf.constant(np.cumsum(lengths) / sample_rate, tf.float32)
+
+    def draw(self, seed):
+        return _draw(self.cumulative, seed)
+
+    def read(self, index, seconds: float, position, sample_rate: int, loop: bool):
+        length = int(round(sample_rate * seconds))
+        size, start = self.lengths[index], self.starts[index]
+        if loop:
+            offset = tf.cast(position * tf.cast(tf.maximum(size - length, 0), tf.float32), tf.int64)
+            positions = start + (offset + tf.range(length, dtype=tf.int64)) % tf.maximum(size, 1)
+            audio = tf.gather(self.flat, positions)
+        else:
+            offset = tf.cast(position * tf.cast(tf.abs(size - length), tf.float32), tf.int64)
+            piece = tf.slice(self.flat, [start + tf.where(size > length, offset, 0)], [tf.minimum(size, length)])
+            front = tf.where(size < length, offset, 0)
+            audio = tf.pad(piece, [[front, length - front - tf.size(piece, tf.int64)]])
+        return tf.ensure_shape(tf.cast(audio, tf.float32) / 32767.0, [length])
+
+
+def _draw(cumulative, seed):
+    """Index of a file drawn with probability proportional to its length ([K] cumulative sums)."""
+    u = tf.random.stateless_uniform([1], seed, 0.0, 1.0) * cumulative[-1]
+    return tf.minimum(tf.searchsorted(cumulative, u, side="right")[0], tf.size(cumulative) - 1)
+
+
+@functools.lru_cache(maxsize=4)
+def _decode_all(paths: tuple[str, ...], sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """(all files at sample_rate as one int16 array, [K] lengths); 0 for an undecodable file."""
+
+    def decode(path):
+        return np.round(np.clip(_read_or_count(path, sample_rate), -1.0, 1.0) * 32767.0).astype(np.int16)
+
+    with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # soundfile and soxr release the GIL
+        decoded = list(pool.map(decode, paths))
+    return np.concatenate(decoded), np.array([a.size for a in decoded], np.int64)
+
+
+def _table(infos, cfg: DenoiserConfig):
+    """Decoded in memory when the files fit in cfg.preload_mb (as int16 at the model rate), else read per crop."""
+    megabytes = 2 * cfg.sample_rate * sum(i.seconds for i in infos) / 2**20
+    return _MemoryTable(infos, cfg.sample_rate) if megabytes <= cfg.preload_mb else _FileTable(infos)
 
 
 def _load_impulse_responses(cfg: DenoiserConfig) -> tf.Tensor:
@@ -222,8 +283,8 @@ def _load_impulse_responses(cfg: DenoiserConfig) -> tf.Tensor:
 def make_example_fn(split: Split, cfg: DenoiserConfig, augmented: bool):
     """(index[, clean crop [N] from the records]) -> {"clean": [N], "noisy": [N], "ok": whether
     both decoded (else zeros)}; without a clean crop, the speech is read from the split's files."""
-    speech = _FileTable(split.speech) if split.speech else None
-    noise = _FileTable(split.noise)
+    speech = _table(split.speech, cfg) if split.speech else None
+    noise = _table(split.noise, cfg)
     responses = _load_impulse_responses(cfg) if augmented and cfg.reverb_probability > 0 else None
     seconds, rate = cfg.crop_samples / cfg.sample_rate, cfg.sample_rate
 
@@ -238,6 +299,10 @@ def make_example_fn(split: Split, cfg: DenoiserConfig, augmented: bool):
         noise_clip = tf.cond(ok, lambda: noise_clip, lambda: tf.zeros([cfg.crop_samples]))
         if augmented:
             noise_clip = _augment_noise(noise_clip, noise, seeds[11:16], uniform[11:16], cfg)
+        if augmented and cfg.speech_speed != (1.0, 1.0):
+            low, high = cfg.speech_speed
+            speed_seed = tf.stack([tf.constant(cfg.seed + 2, tf.int64), index])  # its own stream
+            clean = augment.change_speed(clean, low + (high - low) * tf.random.stateless_uniform([], speed_seed))
         if augmented and cfg.reverb_probability > 0:
             rir = responses[tf.random.stateless_uniform([], seeds[4], 0, responses.shape[0], tf.int32)]
             clean = tf.cond(uniform[5] < cfg.reverb_probability,
@@ -260,7 +325,7 @@ def make_example_fn(split: Split, cfg: DenoiserConfig, augmented: bool):
     return example
 
 
-def _augment_noise(clip, noise_table: _FileTable, seeds, uniform, cfg: DenoiserConfig):
+def _augment_noise(clip, noise_table, seeds, uniform, cfg: DenoiserConfig):
     """Real noise -> maybe a synthetic family instead, maybe plus a second real noise, random tilt."""
     length, rate = cfg.crop_samples, cfg.sample_rate
     clip = clip / tf.sqrt(augment.power(clip) + 1e-10)

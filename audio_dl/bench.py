@@ -3,7 +3,7 @@
     python -m audio_dl.bench                       # all of them: one table, bench.json
     python -m audio_dl.bench denoiser [--model saved_models/denoiser] [--seconds 60] [--repeats 5]
     python -m audio_dl.bench melody [--model saved_models/melody] [--tunes 20]
-    python -m audio_dl.bench input [--batches 30] [--loop-examples 60] [--train-steps 30] [--input-preset large]
+    python -m audio_dl.bench input [--batches 200] [--loop-examples 60] [--train-steps 30] [--input-preset large]
     python -m audio_dl.bench context [--batch 32] [--context-seconds 4]
     python -m audio_dl.bench scale [--files 1000,100000] [--file-seconds 0.25]
 
@@ -141,7 +141,7 @@ def _melody_options(sub, flag: str = "--model") -> None:
 
 
 def _input_options(sub) -> None:
-    sub.add_argument("--batches", type=int, default=30, help="tf.data batches timed")
+    sub.add_argument("--batches", type=int, default=200, help="tf.data batches timed (a second or more each)")
     sub.add_argument("--loop-examples", type=int, default=60, help="examples of each librosa loop timed")
     sub.add_argument("--train-steps", type=int, default=30, help="training steps for the input-wait share")
     sub.add_argument("--input-preset", choices=("default", "large"), default="default",

@@ -1,5 +1,5 @@
-"""Mixing and real-world simulation in TF ops (run inside tf.data, on [N] float32 waveforms), plus
-the room impulse responses they use (simulated once with pyroomacoustics).
+"""Mixing and real-world simulation in TF ops (run inside tf.data, on [N] float32 waveforms; speed
+perturbation calls soxr), plus the room impulse responses they use (simulated once with pyroomacoustics).
 
 Every random choice takes an explicit stateless `seed` ([2] int), so an example is a pure
 function of (config seed, example index) whatever the parallelism.

@@ -47,10 +47,19 @@ class ExportError(RuntimeError):
 
 # --- writing ---------------------------------------------------------------------------------
 
+def untracked_archive() -> keras.export.ExportArchive:
+    """An ExportArchive for endpoints only, without `track(model)`.
+
+    `track` stores the Keras variable wrappers and the endpoints store the tf.Variables they
+    capture: every weight would be written (and restored by TF Serving) twice (keras#23553).
+    The captured variables alone restore the endpoints.
+    """
+    return keras.export.ExportArchive()
+
+
 def write_saved_model(model: keras.Model, path: Path) -> None:
     """SavedModel with `serving_default`: waveform [batch, samples] float32 -> {"denoised": same}."""
-    archive = keras.export.ExportArchive()
-    archive.track(model)
+    archive = untracked_archive()
 
     def serve(waveform):
         return {"denoised": model(waveform, training=False)["denoised"]}
@@ -79,8 +88,7 @@ def convert_tflite(model: keras.Model, output_keys: Sequence[str] = ("denoised",
         outputs = model(inputs if len(inputs) > 1 else next(iter(inputs.values())), training=False)
         return {key: outputs[key] for key in output_keys}
 
-    archive = keras.export.ExportArchive()
-    archive.track(model)
+    archive = untracked_archive()
     archive.add_endpoint("serving_default", serve, input_signature=[specs])
     with tempfile.TemporaryDirectory() as tmp:
         archive.write_out(tmp, verbose=False)

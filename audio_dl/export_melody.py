@@ -28,6 +28,7 @@ from audio_dl.export import (
     TFLITE_TOLERANCE,
     ExportError,
     convert_tflite,
+    untracked_archive,
 )
 from audio_dl.litert import signature_runner
 from audio_dl.models.melody import MelodySampler, build_folknet, one_step_from, state_names
@@ -38,9 +39,7 @@ ONE_STEP_TFLITE_NAME = "melody_one_step.tflite"
 def write_melody_saved_model(model: keras.Model, one_step: keras.Model, cfg: MelodyConfig,
                              path: Path) -> MelodySampler:
     sampler = MelodySampler(one_step, cfg)
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.track(one_step)
+    archive = untracked_archive()
     generate_spec = list(sampler.generate.input_signature)
     archive.add_endpoint("serving_default", sampler.generate_tokens, input_signature=generate_spec)
     archive.add_endpoint("generate", sampler.generate_tokens, input_signature=generate_spec)

@@ -31,6 +31,13 @@ def test_serving_signature_returns_audio_of_the_same_length(exported):
     np.testing.assert_allclose(out["denoised"].numpy(), model(x)["denoised"].numpy(), atol=export.SAVED_MODEL_TOLERANCE)
 
 
+def test_saved_model_stores_each_weight_once(exported):
+    cfg, model, target, errors = exported
+    stored = tf.train.load_checkpoint(str(target / "variables" / "variables")).get_variable_to_shape_map()
+    values = sum(int(np.prod(shape)) for name, shape in stored.items() if name.endswith("VARIABLE_VALUE"))
+    assert values <= model.count_params()  # keras#23553 would store every weight twice
+
+
 def test_tflite_runs_under_ai_edge_litert_with_builtin_ops(exported):
     cfg, model, target, errors = exported
     x = (0.1 * np.random.default_rng(1).standard_normal((1, cfg.tflite_samples))).astype(np.float32)

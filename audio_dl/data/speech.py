@@ -234,11 +234,18 @@ class _MemoryTable:
             positions = start + (offset + tf.range(length, dtype=tf.int64)) % tf.maximum(size, 1)
             audio = tf.gather(self.flat, positions)
         else:
-            offset = tf.cast(position * tf.cast(tf.abs(size - length), tf.float32), tf.int64)
-            piece = tf.slice(self.flat, [start + tf.where(size > length, offset, 0)], [tf.minimum(size, length)])
-            front = tf.where(size < length, offset, 0)
-            audio = tf.pad(piece, [[front, length - front - tf.size(piece, tf.int64)]])
+            audio = _crop_at(tf.slice(self.flat, [start], [size]), position, length)
         return tf.ensure_shape(tf.cast(audio, tf.float32) / 32767.0, [length])
+
+
+def _crop_at(audio, position, length: int):
+    """[length] from `position` (0..1) of a 1-D recording: a window of a longer one, or a shorter
+    one placed at that position in zeros (graph ops, any dtype)."""
+    size = tf.size(audio, tf.int64)
+    start = tf.cast(position * tf.cast(tf.maximum(size - length, 0), tf.float32), tf.int64)
+    offset = tf.cast(position * tf.cast(tf.maximum(length - size, 0), tf.float32), tf.int64)
+    piece = audio[start:start + length]
+    return tf.pad(piece, [[offset, length - offset - tf.size(piece, tf.int64)]])
 
 
 def _draw(cumulative, seed):
@@ -412,13 +419,8 @@ def _record_crops(split: Split, cfg: DenoiserConfig, context: tf.distribute.Inpu
     length = cfg.crop_samples
 
     def crop(index, record):
-        audio = record["audio"]
-        size = tf.size(audio, tf.int64)
         position = tf.random.stateless_uniform([], tf.stack([tf.constant(cfg.seed + 1, tf.int64), index]))
-        start = tf.cast(position * tf.cast(tf.maximum(size - length, 0), tf.float32), tf.int64)
-        offset = tf.cast(position * tf.cast(tf.maximum(length - size, 0), tf.float32), tf.int64)
-        piece = audio[start:start + length]
-        return tf.ensure_shape(tf.pad(piece, [[offset, length - offset - tf.size(piece, tf.int64)]]), [length])
+        return tf.ensure_shape(_crop_at(record["audio"], position, length), [length])
 
     return ds.enumerate().map(crop, num_parallel_calls=tf.data.AUTOTUNE)
 

@@ -175,7 +175,7 @@ def create_rest_app(registry: ModelRegistry) -> Flask:
     @app.post("/v1/models/<name>:predict")
     @app.post("/v1/models/<name>/versions/<version>:predict")
     def predict(name: str, version: str | None = None):
-        body = request.get_json(silent=True)
+        body = request.get_json(force=True, silent=True)  # TF Serving ignores the Content-Type (curl -d sends a form type)
         if not isinstance(body, dict):
             raise ServingError("JSON Parse error: the body must be a JSON object")
         signature, _ = registry.signature(name, parse_version(version), body.get("signature_name", ""))

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import grpc
 import numpy as np
 import pytest
@@ -93,6 +95,15 @@ def test_rest_status_and_metadata(rest):
 def test_rest_malformed_requests_get_tf_serving_errors(rest, path, body, status, message):
     reply = rest.post(path, json=body)
     assert reply.status_code == status and set(reply.json) == {"error"} and message in reply.json["error"]
+
+
+def test_rest_accepts_a_json_body_sent_as_a_form_like_curl_d(rest, registry):
+    x = waveforms(1)
+    reply = rest.post("/v1/models/denoiser:predict", data=json.dumps({"instances": x.tolist()}),
+                      content_type="application/x-www-form-urlencoded")
+    assert reply.status_code == 200, reply.json
+    np.testing.assert_allclose(np.array(reply.json["predictions"]),
+                               direct(registry, "denoiser", "serving_default", waveform=x)["denoised"], atol=1e-6)
 
 
 def test_rest_body_that_is_not_json(rest):

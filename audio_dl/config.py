@@ -28,6 +28,7 @@ class DenoiserConfig:
     hop_length: int = 64  # samples (75 % overlap)
     window: str = "hamming_window"  # a kapre/tf.signal window name
     context_frames: int = 8  # noisy frames that predict the current clean frame
+    lookahead_frames: int = 0  # mask model: future frames it may also see (latency + this many hops)
 
     # --- data -------------------------------------------------------------------------------
     speech: tuple[str, ...] = ("bundled",)
@@ -60,6 +61,9 @@ class DenoiserConfig:
     hidden_units: int = 256  # mask model width
     bottleneck_units: int = 64  # mask model: per-frame projection before the context layer (0: none)
     hidden_layers: int = 1  # mask model: dense layers after the 8-frame context layer
+    temporal_blocks: int = 0  # mask model: dilated causal conv blocks after the context layer (reach 2 * (2^n - 1) frames)
+    recurrent_units: int = 0  # mask model: a GRU of this size after the context layer (0: none)
+    recurrent_warmup_seconds: float = 1.0  # chunked inference: audio replayed to rebuild the GRU state
     mask_floor: float = 0.0  # lowest gain the mask may apply, 0..1
     noise_context_frames: int = 64  # mask model: frames averaged into the long-term (noise floor) feature
 
@@ -105,7 +109,13 @@ class DenoiserConfig:
         for name in ("epochs", "steps_per_epoch", "batch_size", "hidden_units", "val_examples",
                      "normalization_batches", "noise_context_frames"):
             _check(getattr(self, name) >= 1, f"{name} must be >= 1")
-        _check(self.hidden_layers >= 0 and self.bottleneck_units >= 0, "hidden_layers and bottleneck_units must be >= 0")
+        _check(min(self.hidden_layers, self.bottleneck_units, self.recurrent_units) >= 0,
+               "hidden_layers, bottleneck_units and recurrent_units must be >= 0")
+        _check(self.recurrent_warmup_seconds >= 0, "recurrent_warmup_seconds must be >= 0")
+        _check(self.recurrent_units == 0 or self.architecture == "mask", "recurrent_units needs architecture=mask")
+        _check(self.lookahead_frames >= 0 and self.temporal_blocks >= 0, "lookahead_frames and temporal_blocks must be >= 0")
+        _check(self.temporal_blocks == 0 or self.architecture == "mask", "temporal_blocks needs architecture=mask")
+        _check(self.lookahead_frames == 0 or self.architecture == "mask", "lookahead_frames needs architecture=mask")
         _check(self.learning_rate > 0 and self.clipnorm > 0, "learning_rate and clipnorm must be > 0")
         _check(0.0 < self.lr_decay_per_epoch <= 1.0, "lr_decay_per_epoch must be in (0, 1]")
         _check(self.tflite_seconds * self.sample_rate >= self.frame_length,
@@ -116,6 +126,21 @@ class DenoiserConfig:
     def n_bins(self) -> int:
         """Frequency bins of the one-sided STFT (129 for a 256-point frame)."""
         return self.frame_length // 2 + 1
+
+    @property
+    def history_frames(self) -> int:
+        """Past frames that influence the gain of the current frame (the streaming model's memory;
+        a GRU's state reaches further, without a hard limit)."""
+        if self.architecture == "fcn16":
+            return self.context_frames - 1
+        # long-term average, level normalisation, context conv, dilated blocks (kernel 3)
+        return (self.noise_context_frames - 1 + 2 * (self.context_frames - 1)
+                + 2 * (2 ** self.temporal_blocks - 1))
+
+    @property
+    def latency_samples(self) -> int:
+        """Delay of the streaming model: the frame it must fill (frame - hop) plus its lookahead."""
+        return self.frame_length - self.hop_length + self.lookahead_frames * self.hop_length
 
     @property
     def crop_samples(self) -> int:

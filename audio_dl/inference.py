@@ -4,12 +4,14 @@ Audio is read in blocks, resampled to the model rate with a streaming soxr resam
 in overlapping chunks and resampled back, so an hour-long file needs no more memory than one
 chunk. Each chunk is run with `warmup` samples of past and `lookahead` samples of future
 context and only its middle is kept: the model's receptive field is covered, so the chunked
-output equals the whole-file output (up to float rounding) and there are no seams.
+output equals the whole-file output (up to float rounding; for a GRU model, up to what its state
+still remembers of audio older than the warmup) and there are no seams.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -43,14 +45,20 @@ class Denoiser:
 
     @property
     def warmup(self) -> int:
-        """Past samples that influence an output sample (the model's receptive field), hop-aligned."""
-        frames = 2 * self.cfg.context_frames + self.cfg.noise_context_frames + self.cfg.frame_length // self.cfg.hop_length
-        return frames * self.cfg.hop_length
+        """Past samples replayed before each chunk, hop-aligned: the model's receptive field, plus
+        recurrent_warmup_seconds for a GRU model (its state has no hard horizon; after this much
+        audio it has forgotten where it started, to within the chunking test's tolerance)."""
+        cfg = self.cfg
+        frames = cfg.history_frames + 2 * cfg.frame_length // cfg.hop_length - 1  # + the frames over a sample
+        if cfg.recurrent_units:
+            frames += math.ceil(cfg.recurrent_warmup_seconds * cfg.sample_rate / cfg.hop_length)
+        return frames * cfg.hop_length
 
     @property
     def lookahead(self) -> int:
-        """Future samples that influence an output sample (the overlap-add of the last frame)."""
-        return self.cfg.frame_length
+        """Future samples that influence an output sample (the overlap-add of the last frame and
+        the frames the model looks ahead)."""
+        return self.cfg.frame_length + self.cfg.lookahead_frames * self.cfg.hop_length
 
 
 def load_denoiser(path: str | os.PathLike) -> Denoiser:
@@ -109,10 +117,13 @@ def _load_tflite(path: Path):
 class ChunkedDenoising:
     """Push [n] model-rate samples, get denoised samples back in order (bounded memory).
 
-    chunk: samples kept per model call (for a fixed-length model: its length minus the margins).
+    chunk: samples kept per chunk (for a fixed-length model: its length minus the margins).
+    batch_chunks: chunks run together in one model call (a SavedModel takes any batch; a GRU
+    model is sequential in time, so a batch of chunks is what keeps the cores busy). At most
+    batch_chunks * chunk samples plus the margins are held.
     """
 
-    def __init__(self, denoiser: Denoiser, chunk_seconds: float = 30.0):
+    def __init__(self, denoiser: Denoiser, chunk_seconds: float = 30.0, batch_chunks: int = 4):
         self.denoiser = denoiser
         self.warmup, self.lookahead = denoiser.warmup, denoiser.lookahead
         hop = denoiser.cfg.hop_length  # chunks start on the whole file's frame grid
@@ -121,43 +132,60 @@ class ChunkedDenoising:
             if self.chunk <= 0:
                 raise UsageError(f"{denoiser.path}: input length {denoiser.fixed_length} is shorter than the "
                                  f"model's context ({self.warmup + self.lookahead} samples)")
+            self.batch_chunks = 1  # a TFLite model has batch 1
         else:
             self.chunk = max(hop, int(chunk_seconds * denoiser.sample_rate) // hop * hop)
+            self.batch_chunks = max(1, batch_chunks)
         self.buffer = np.zeros(0, np.float32)
         self.buffer_start = 0  # absolute index of buffer[0]
         self.done = 0  # samples already emitted
 
+    @property
+    def _end(self) -> int:
+        return self.buffer_start + len(self.buffer)
+
     def push(self, samples: np.ndarray) -> Iterator[np.ndarray]:
         self.buffer = np.concatenate([self.buffer, np.asarray(samples, np.float32)])
-        while self.buffer_start + len(self.buffer) >= self.done + self.chunk + self.lookahead + self.warmup:
+        while self._end >= self.done + self.batch_chunks * self.chunk + self.lookahead + self.warmup:
             yield self._process(final=False)
 
     def flush(self) -> Iterator[np.ndarray]:
-        while self.done < self.buffer_start + len(self.buffer):
+        while self.done < self._end:
             yield self._process(final=True)
 
+    def _plan(self, final: bool) -> list[tuple[int, int, int]]:
+        """(start, keep_from, keep_until) of the next chunks; each is run on [start, stop)."""
+        plans, done = [], self.done
+        while len(plans) < self.batch_chunks and done < self._end:
+            if not final and self._end < done + self.chunk + self.lookahead + self.warmup:
+                break
+            keep_until = min(done + self.chunk, self._end) if final else done + self.chunk
+            plans.append((max(0, done - self.warmup), done, keep_until))
+            done = keep_until
+        return plans
+
     def _process(self, final: bool) -> np.ndarray:
-        start = max(0, self.done - self.warmup)
-        end_of_data = self.buffer_start + len(self.buffer)
-        keep_until = min(self.done + self.chunk, end_of_data) if final else self.done + self.chunk
-        if self.denoiser.fixed_length is not None:
-            stop = start + self.denoiser.fixed_length  # >= keep_until + lookahead by the choice of chunk
-        else:
-            stop = min(end_of_data, keep_until + self.lookahead)
-        segment = self.buffer[start - self.buffer_start:stop - self.buffer_start]
-        if self.denoiser.fixed_length is not None and len(segment) < self.denoiser.fixed_length:
-            segment = np.pad(segment, (0, self.denoiser.fixed_length - len(segment)))
-        denoised = self.denoiser.run(segment[np.newaxis])[0]
-        kept = denoised[self.done - start:keep_until - start]
-        self.done = keep_until
+        plans = self._plan(final)
+        # a segment runs to lookahead past what it keeps; a shorter one is padded with silence
+        # after that (the model is causal up to its lookahead, so the kept samples do not change)
+        stops = [min(self._end, keep_until + self.lookahead) for _, _, keep_until in plans]
+        length = self.denoiser.fixed_length or max(stop - start for (start, _, _), stop in zip(plans, stops))
+        segments = np.zeros((len(plans), length), np.float32)
+        for row, ((start, _, _), stop) in enumerate(zip(plans, stops)):
+            segments[row, :stop - start] = self.buffer[start - self.buffer_start:stop - self.buffer_start]
+        denoised = self.denoiser.run(segments)
+        kept = np.concatenate([denoised[row, keep_from - start:keep_until - start]
+                               for row, (start, keep_from, keep_until) in enumerate(plans)])
+        self.done = plans[-1][2]
         drop = max(0, self.done - self.warmup - self.buffer_start)
         self.buffer, self.buffer_start = self.buffer[drop:], self.buffer_start + drop
         return kept
 
 
-def denoise_array(denoiser: Denoiser, waveform: np.ndarray, chunk_seconds: float = 30.0) -> np.ndarray:
+def denoise_array(denoiser: Denoiser, waveform: np.ndarray, chunk_seconds: float = 30.0,
+                  batch_chunks: int = 4) -> np.ndarray:
     """Denoise a [n] model-rate waveform chunk by chunk (the same path files take)."""
-    chunks = ChunkedDenoising(denoiser, chunk_seconds)
+    chunks = ChunkedDenoising(denoiser, chunk_seconds, batch_chunks)
     parts = list(chunks.push(waveform)) + list(chunks.flush())
     return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 

@@ -117,6 +117,19 @@ class PrependSilence(_FramesLayer):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
+class AppendSilence(_FramesLayer):
+    """Magnitude [B, T, F, C] -> [B, T + frames, F, C] with `frames` all-zero frames at the end:
+    what a streaming model with lookahead sees when the recording is flushed with silence."""
+
+    def call(self, magnitude):
+        return tf.pad(magnitude, [[0, 0], [0, self.frames], [0, 0], [0, 0]])
+
+    def compute_output_shape(self, input_shape):
+        length = None if input_shape[1] is None else input_shape[1] + self.frames
+        return (input_shape[0], length, *input_shape[2:])
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
 class DropFrames(_FramesLayer):
     """[B, frames + T, ...] -> [B, T, ...]: removes what PrependSilence added."""
 

@@ -5,7 +5,7 @@
         out = stream.process(block)           # float32 [64], delayed by stream.latency samples
 
 The model carries its state explicitly (last input samples, the cached features of past frames,
-overlap-add tail); this loop feeds each step's next_<state> outputs back as the <state> inputs.
+overlap-add tail and, for a GRU model, its hidden state); this loop feeds each step's next_<state> outputs back as the <state> inputs.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ class StreamingDenoiser:
         try:
             self._runner = signature_runner(path, num_threads)
             details, outputs = self._runner.get_input_details(), self._runner.get_output_details()
-            self._shapes = {name: tuple(d["shape"]) for name, d in details.items() if name != "samples"}
+            self.state_shapes = {name: tuple(d["shape"]) for name, d in details.items() if name != "samples"}
             self.hop = int(details["samples"]["shape"][1])
-            ok = "denoised" in outputs and all(f"next_{name}" in outputs for name in self._shapes)
+            ok = "denoised" in outputs and all(f"next_{name}" in outputs for name in self.state_shapes)
         except Exception:  # noqa: BLE001 - anything else is not our streaming model
             ok = False
         if not ok:
@@ -43,17 +43,17 @@ class StreamingDenoiser:
 
     @property
     def latency(self) -> int:
-        """Output delay in samples (frame_length - hop)."""
-        return self.cfg.frame_length - self.hop
+        """Output delay in samples (frame_length - hop, plus the model's lookahead)."""
+        return self.cfg.latency_samples
 
     def reset(self) -> None:
         """Start a new recording: all state is silence."""
-        self._state = {name: np.zeros(shape, np.float32) for name, shape in self._shapes.items()}
+        self._state = {name: np.zeros(shape, np.float32) for name, shape in self.state_shapes.items()}
 
     def process(self, block: np.ndarray) -> np.ndarray:
         """[hop] float32 in -> [hop] float32 out."""
         outputs = self._runner(samples=np.asarray(block, np.float32).reshape(1, self.hop), **self._state)
-        self._state = {name: np.array(outputs[f"next_{name}"]) for name in self._shapes}
+        self._state = {name: np.array(outputs[f"next_{name}"]) for name in self.state_shapes}
         return np.array(outputs["denoised"][0])
 
     def denoise(self, waveform: np.ndarray) -> np.ndarray:

@@ -30,7 +30,7 @@ from audio_dl import layers as L
 from audio_dl.config import DenoiserConfig, save_config
 from audio_dl.data import speech
 from audio_dl.losses import make_losses
-from audio_dl.models.denoiser import build_denoiser, copy_weights, count_macs_per_frame, receptive_field_frames
+from audio_dl.models.denoiser import build_denoiser, copy_weights, count_macs_per_frame
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +105,9 @@ def mark_trained(run_dir: Path, train_seconds: float) -> None:
 def adapt_normalization(model: keras.Model, batches: list, cfg: DenoiserConfig) -> None:
     """Fit the in-model normalisation statistics on a few training batches (so exports carry them)."""
     features = keras.Model(model.input, model.get_layer("input_normalization").input)
-    history = receptive_field_frames(cfg)  # the silent frames the model prepends are not data
-    model.get_layer("input_normalization").adapt(
-        np.concatenate([features(x).numpy()[:, history:] for x, _ in batches]))
+    history = cfg.history_frames  # the silent frames the model adds around the recording are not data
+    model.get_layer("input_normalization").adapt(np.concatenate(
+        [(f := features(x).numpy())[:, history:f.shape[1] - cfg.lookahead_frames] for x, _ in batches]))
     if any(layer.name == "target_denormalization" for layer in model.layers):
         clean = np.concatenate([L.stft_magnitude(y["denoised"], cfg).numpy() for _, y in batches])
         model.get_layer("target_denormalization").adapt(clean[..., np.newaxis])
@@ -212,10 +212,13 @@ def model_card(cfg: DenoiserConfig, corpus: speech.Corpus, metrics: dict, train_
     table = evaluate.format_table(metrics)
     val_speakers = ", ".join(sorted(corpus.val.speaker_names))
     val_noises = ", ".join(sorted(Path(i.path).stem for i in corpus.val.noise))
-    return f"""# Speech denoiser ({cfg.architecture})
+    design = (cfg.architecture + (f" + {cfg.temporal_blocks} dilated conv blocks" if cfg.temporal_blocks else "")
+              + (f" + GRU({cfg.recurrent_units})" if cfg.recurrent_units else "")
+              + (f", {cfg.lookahead_frames} frames lookahead" if cfg.lookahead_frames else ""))
+    return f"""# Speech denoiser ({design})
 
 Waveform in, waveform out at {cfg.sample_rate} Hz: STFT (periodic {cfg.window}, {cfg.frame_length}
-samples, hop {cfg.hop_length}, {cfg.n_bins} bins) -> {cfg.architecture} -> inverse STFT with the
+samples, hop {cfg.hop_length}, {cfg.n_bins} bins) -> {design} -> inverse STFT with the
 noisy phase, all inside the graph. {model.count_params():,} parameters,
 {count_macs_per_frame(model):,} multiply-accumulates per frame.
 

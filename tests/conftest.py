@@ -50,16 +50,44 @@ def sine(freq: float, seconds: float, rate: int, amplitude: float = 0.5) -> np.n
     return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
-@pytest.fixture(scope="session")
-def tiny_export(tmp_path_factory) -> Path:
-    """An exported (untrained, tiny) denoiser version folder: SavedModel + .tflite + config.json."""
+def _tiny_denoiser_export(tmp_path_factory, overrides: list[str]) -> Path:
     from audio_dl import export
     from audio_dl.config import DenoiserConfig, make_config
     from audio_dl.models.denoiser import build_denoiser
 
-    cfg = make_config(DenoiserConfig, "tiny", overrides=["tflite_seconds=1.5"])
+    cfg = make_config(DenoiserConfig, "tiny", overrides=overrides)
     target = tmp_path_factory.mktemp("models") / "denoiser" / "1"
     export.export_denoiser(build_denoiser(cfg), cfg, target, "card {export_errors}", {"source": "local run"})
+    return target
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory) -> Path:
+    """An exported (untrained, tiny) denoiser version folder: SavedModel + .tflite + config.json."""
+    return _tiny_denoiser_export(tmp_path_factory, ["tflite_seconds=1.5"])
+
+
+@pytest.fixture(scope="session")
+def tiny_dilated_export(tmp_path_factory) -> Path:
+    """The same with two dilated conv blocks and one frame of lookahead."""
+    return _tiny_denoiser_export(tmp_path_factory, ["tflite_seconds=1.5", "temporal_blocks=2", "lookahead_frames=1"])
+
+
+@pytest.fixture(scope="session")
+def tiny_gru_lookahead_export(tmp_path_factory) -> Path:
+    """The same for the mask model with a GRU and 2 frames of lookahead (export errors in
+    export_errors.json beside it)."""
+    import json
+
+    from audio_dl import export
+    from audio_dl.config import DenoiserConfig, make_config
+    from audio_dl.models.denoiser import build_denoiser
+
+    cfg = make_config(DenoiserConfig, "tiny", overrides=["recurrent_units=16", "lookahead_frames=2", "recurrent_warmup_seconds=0.5",
+                                                         "tflite_seconds=2.5"])
+    target = tmp_path_factory.mktemp("models") / "denoiser_gru" / "1"
+    errors = export.export_denoiser(build_denoiser(cfg), cfg, target, "card {export_errors}", {"source": "local run"})
+    (target.parent / "export_errors.json").write_text(json.dumps(errors))
     return target
 
 

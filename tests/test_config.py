@@ -25,11 +25,16 @@ def test_overrides_are_typed():
 @pytest.mark.parametrize("override, message", [
     ("epochs=0", "epochs"), ("snr_db=10,-5", "snr_db"), ("architecture=resnet", "architecture"),
     ("nonsense=1", "unknown"), ("epochs=three", "not a valid"), ("high_cut_hz=3000,4100", "Nyquist"),
-    ("epochs", "key=value"), ("snr_db=5", "two values"),
+    ("epochs", "key=value"), ("snr_db=5", "two values"), ("recurrent_units=-1", "recurrent_units"),
 ])
 def test_bad_values_raise_config_error(override, message):
     with pytest.raises(ConfigError, match=message):
         make_config(DenoiserConfig, "default", overrides=[override])
+
+
+def test_a_gru_needs_the_mask_model():
+    with pytest.raises(ConfigError, match="recurrent_units needs architecture=mask"):
+        make_config(DenoiserConfig, "matlab", overrides=["recurrent_units=32"])
 
 
 def test_config_file_and_round_trip(tmp_path):

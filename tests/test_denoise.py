@@ -19,14 +19,28 @@ def _speechlike(seconds, rate=8000, seed=0):
             + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
 
 
-@pytest.mark.parametrize("model_file", ["", "denoiser.tflite"])
-def test_chunked_output_equals_whole_file_output(tiny_export, model_file):
-    denoiser = inference.load_denoiser(tiny_export / model_file if model_file else tiny_export)
+@pytest.mark.parametrize("export, model_file, batch_chunks", [
+    ("tiny_export", "", 1), ("tiny_export", "", 3), ("tiny_export", "denoiser.tflite", 1),
+    ("tiny_dilated_export", "", 3), ("tiny_dilated_export", "denoiser.tflite", 1)])
+def test_chunked_output_equals_whole_file_output(request, export, model_file, batch_chunks):
+    folder = request.getfixturevalue(export)
+    denoiser = inference.load_denoiser(folder / model_file if model_file else folder)
     x = _speechlike(7.3)
-    chunked = inference.denoise_array(denoiser, x, chunk_seconds=1.0)
-    whole = inference.load_denoiser(tiny_export).run(x[np.newaxis])[0]
+    chunked = inference.denoise_array(denoiser, x, chunk_seconds=1.0, batch_chunks=batch_chunks)
+    whole = inference.load_denoiser(folder).run(x[np.newaxis])[0]
     assert chunked.shape == x.shape
     np.testing.assert_allclose(chunked, whole, atol=1e-5)
+
+
+@pytest.mark.parametrize("model_file", ["", "denoiser.tflite"])
+def test_chunked_output_of_a_gru_lookahead_model_equals_whole_file_output(tiny_gru_lookahead_export, model_file):
+    """The GRU state is rebuilt from recurrent_warmup_seconds of audio before each chunk, and
+    each chunk reads its lookahead frames past its end."""
+    denoiser = inference.load_denoiser(tiny_gru_lookahead_export / model_file if model_file else tiny_gru_lookahead_export)
+    x = _speechlike(9.1)
+    chunked = inference.denoise_array(denoiser, x, chunk_seconds=1.0)
+    whole = inference.load_denoiser(tiny_gru_lookahead_export).run(x[np.newaxis])[0]
+    np.testing.assert_allclose(chunked, whole, atol=1e-4)
 
 
 def test_base_path_loads_the_highest_version(tiny_export):

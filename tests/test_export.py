@@ -87,6 +87,17 @@ def test_streaming_model_equals_the_offline_model_after_its_latency(exported):
     assert errors["streaming_tflite_max_abs_error"] <= export.TFLITE_TOLERANCE
 
 
+def test_gru_and_lookahead_export_and_stream(tiny_gru_lookahead_export):
+    errors = json.loads((tiny_gru_lookahead_export.parent / "export_errors.json").read_text())
+    assert max(errors["tflite_max_abs_error"], errors["streaming_tflite_max_abs_error"]) <= export.TFLITE_TOLERANCE
+    stream = StreamingDenoiser(tiny_gru_lookahead_export / STREAMING_TFLITE_NAME)
+    assert stream.state_shapes["recurrent_state"] == (1, 16) and stream.latency == 192 + 2 * 64
+    x = (0.1 * np.random.default_rng(6).standard_normal(4000)).astype(np.float32)
+    served = tf.saved_model.load(str(tiny_gru_lookahead_export)).signatures["serving_default"]
+    offline = served(waveform=tf.constant(x[None]))["denoised"].numpy()[0]
+    np.testing.assert_allclose(stream.denoise(x), offline, atol=export.TFLITE_TOLERANCE)
+
+
 def test_publishing_never_outranks_silently(exported, tmp_path):
     cfg, model, target, errors = exported
     base = tmp_path / "serving"

@@ -110,6 +110,7 @@ def test_causal_moving_average_does_not_drift_on_an_hour_of_frames():
     (L.CausalLevelNorm(8), [_noise((1, 12, 129, 2))]),
     (L.CausalMovingAverage(16), [_noise((1, 12, 129, 1))]),
     (L.PrependSilence(5), [_noise((1, 12, 129, 1))]),
+    (L.AppendSilence(3), [_noise((1, 12, 129, 1))]),
     (L.DropFrames(5), [_noise((1, 12, 129, 1))]),
     (L.CausalContextConv(4, 8, 9), [_noise((1, 12, 129, 1))]),
     (L.GainFromMagnitude(), [np.abs(_noise((1, 5, 129, 1))), np.abs(_noise((1, 5, 129, 1), 1))]),

@@ -24,10 +24,13 @@ def build_denoiser(cfg: DenoiserConfig, tflite: bool = False) -> keras.Model:
     pad, stft, magnitude = L.spectral_front_end(cfg, tflite)
     spectrum = stft(pad(waveform))
     noisy_magnitude = magnitude(spectrum)  # [B, T, F, 1]
-    history = receptive_field_frames(cfg)
+    history = cfg.history_frames
     padded = L.PrependSilence(history, dtype="float32", name="prepend_silence")(noisy_magnitude)
-    gain = _GAIN_NETWORKS[cfg.architecture](padded, cfg)
-    gain = L.DropFrames(history, dtype="float32", name="drop_history")(gain)  # [B, T, F, 1], float32
+    if cfg.lookahead_frames:  # the gain of frame t is computed at frame t + lookahead
+        padded = L.AppendSilence(cfg.lookahead_frames, dtype="float32", name="append_silence")(padded)
+    gain = _GAIN_NETWORKS[cfg.architecture](padded, cfg, tflite)  # [B, T + lookahead, F, 1], float32
+    if cfg.lookahead_frames:
+        gain = L.DropFrames(cfg.lookahead_frames, dtype="float32", name="drop_lookahead")(gain)
     estimate = keras.layers.Multiply(dtype="float32", name="estimated_magnitude")([gain, noisy_magnitude])
     resynthesised = L.inverse_stft(cfg, tflite)(L.ApplyMask(dtype="float32", name="apply_gain")([spectrum, gain]))
     denoised = L.TrimToInput(cfg.frame_length, cfg.hop_length, dtype="float32", name="denoised")(
@@ -37,13 +40,6 @@ def build_denoiser(cfg: DenoiserConfig, tflite: bool = False) -> keras.Model:
                        name=f"denoiser_{cfg.architecture}")
 
 
-def receptive_field_frames(cfg: DenoiserConfig) -> int:
-    """Past frames that influence the gain of the current frame (the streaming model's history)."""
-    if cfg.architecture == "mask":  # context conv over level-normalised features of long-term averages
-        return 2 * (cfg.context_frames - 1) + cfg.noise_context_frames - 1
-    return cfg.context_frames - 1
-
-
 def build_streaming_denoiser(cfg: DenoiserConfig) -> keras.Model:
     """One hop of the denoiser with explicit state, builtin TFLite ops only (copy weights in).
 
@@ -51,12 +47,16 @@ def build_streaming_denoiser(cfg: DenoiserConfig) -> keras.Model:
     recording): input_state [1, frame - hop] (the last input samples), output_state
     [1, frame - hop] (overlap-add tail) and the model's memory of past frames:
       mask:  log_magnitude_state [1, A - 1, F] (log magnitudes relative to silence, A =
-             noise_context_frames), level_state [1, C - 1] (frame levels) and feature_state
+             noise_context_frames), level_state [1, C - 1] (frame levels), feature_state
              [1, C - 1, E] (frame embeddings minus the embedding of silence, C = context_frames,
-             E = bottleneck_units): each hop computes one new frame and reuses the cached ones;
+             E = bottleneck_units) and, with recurrent_units R, recurrent_state [1, R] (the GRU's):
+             each hop computes one new frame and reuses the cached ones;
       fcn16: magnitude_state [1, C - 1, F, 1] (the last magnitude frames).
+    With lookahead_frames K, the gain computed for the newest frame applies to the frame K hops
+    earlier, kept in spectrum_state [1, K, F, 1, 2] (real and imaginary parts).
     Outputs: denoised [1, hop] and next_<state> for every state input. The output is the offline
-    model's output delayed by frame - hop samples (192 at the defaults: 24 ms at 8 kHz).
+    model's output delayed by cfg.latency_samples = frame - hop + K * hop samples (192 at the
+    defaults: 24 ms at 8 kHz).
     """
     hop, tail = cfg.hop_length, cfg.frame_length - cfg.hop_length
     samples = keras.Input((hop,), batch_size=1, name="samples")
@@ -66,6 +66,11 @@ def build_streaming_denoiser(cfg: DenoiserConfig) -> keras.Model:
     _, stft, magnitude = L.spectral_front_end(cfg, tflite=True)
     spectrum = stft(keras.ops.expand_dims(frame, -1))  # one frame: [1, 1, F, 1, 2]
     memory_inputs, gain, next_memory = _STREAMING_GAINS[cfg.architecture](magnitude(spectrum), cfg)
+    if cfg.lookahead_frames:
+        spectrum_state = keras.Input((cfg.lookahead_frames, cfg.n_bins, 1, 2), batch_size=1, name="spectrum_state")
+        spectra = keras.ops.concatenate([spectrum_state, spectrum], axis=1)  # [1, K + 1, F, 1, 2]
+        spectrum, next_memory["next_spectrum_state"] = spectra[:, :1], spectra[:, 1:]
+        memory_inputs.append(spectrum_state)
     resynthesised = L.inverse_stft(cfg, tflite=True)(L.ApplyMask(name="apply_gain")([spectrum, gain]))
     buffer = keras.ops.pad(output_state, [[0, 0], [0, hop]]) + resynthesised[:, :, 0]  # [1, frame_length]
     outputs = {"denoised": buffer[:, :hop], "next_input_state": frame[:, hop:], **next_memory,
@@ -100,22 +105,29 @@ def _streaming_mask_gain(magnitude, cfg: DenoiserConfig):
     embed = _FrameEmbedding(cfg)
     embedded, silence = embed(normalised), embed(keras.ops.zeros_like(normalised))  # [1, 1, E] each
     context = keras.ops.concatenate([feature_state + silence, embedded], axis=1)  # [1, C, E]
-    gain = _context_head(context, cfg, padding="valid")  # [1, 1, F, 1]
+    states = [log_state, level_state, feature_state]
+    temporal_states = [keras.Input((2 * dilation, cfg.hidden_units), batch_size=1, name=f"temporal_state_{i}")
+                       for i, dilation in enumerate(_TemporalBlocks.dilations(cfg), start=1)]
+    recurrent_state = None
+    if cfg.recurrent_units:
+        recurrent_state = keras.Input((cfg.recurrent_units,), batch_size=1, name="recurrent_state")
+    gain, next_head = _context_head(context, cfg, padding="valid", recurrent_state=recurrent_state, unroll=True,
+                                    temporal_states=temporal_states, silence=silence)  # [1, 1, F, 1]
     next_memory = {"next_log_magnitude_state": history[:, 1:], "next_level_state": levels[:, 1:],
-                   "next_feature_state": context[:, 1:] - silence}
-    return [log_state, level_state, feature_state], gain, next_memory
+                   "next_feature_state": context[:, 1:] - silence, **next_head}
+    return states + temporal_states + ([recurrent_state] if cfg.recurrent_units else []), gain, next_memory
 
 
 def _streaming_history_gain(magnitude, cfg: DenoiserConfig):
-    """fcn16: keep the last receptive_field_frames magnitude frames and run the context on them."""
-    history = receptive_field_frames(cfg)
+    """fcn16: keep the last history_frames magnitude frames and run the context on them."""
+    history = cfg.history_frames
     magnitude_state = keras.Input((history, cfg.n_bins, 1), batch_size=1, name="magnitude_state")
     frames = keras.ops.concatenate([magnitude_state, magnitude], axis=1)  # [1, H + 1, F, 1]
     gain = _fcn16_gain(frames, cfg, last_frames=cfg.context_frames)  # [1, 1, F, 1]
     return [magnitude_state], gain, {"next_magnitude_state": frames[:, 1:]}
 
 
-def _mask_gain(noisy_magnitude, cfg: DenoiserConfig):
+def _mask_gain(noisy_magnitude, cfg: DenoiserConfig, tflite: bool = False):
     """Bounded mask in [mask_floor, 1] from level-normalised log magnitudes.
 
     Features per frame: the log magnitude and its average over the last `noise_context_frames`
@@ -127,12 +139,9 @@ def _mask_gain(noisy_magnitude, cfg: DenoiserConfig):
     long_term = L.CausalMovingAverage(cfg.noise_context_frames, dtype="float32", name="long_term")(log_magnitude)
     features = keras.layers.Concatenate(axis=-1, dtype="float32", name="features")([log_magnitude, long_term])
     features = L.CausalLevelNorm(cfg.context_frames, dtype="float32", name="level_norm")(features)
-    return _mask_head(features, cfg, padding="causal")
-
-
-def _mask_head(features, cfg: DenoiserConfig, padding: str):
-    """Level-normalised features [B, T, F, 2] -> gain [B, T', F, 1] (see _FrameEmbedding, _context_head)."""
-    return _context_head(_FrameEmbedding(cfg)(features), cfg, padding)
+    gain, _ = _context_head(_FrameEmbedding(cfg)(features), cfg, padding="causal",
+                            drop_frames=cfg.history_frames, unroll=tflite)
+    return gain
 
 
 class _FrameEmbedding:
@@ -155,26 +164,86 @@ def _embedding_size(cfg: DenoiserConfig) -> int:
     return cfg.bottleneck_units or 2 * cfg.n_bins
 
 
-def _context_head(frames, cfg: DenoiserConfig, padding: str):
-    """Frame embeddings [B, T, E] -> gain [B, T', F, 1]: one context layer (a convolution over
-    context_frames frames -> hidden; 'causal' keeps T, 'valid' over exactly context_frames frames
-    gives the one frame a streaming step needs), `hidden_layers` dense layers, a sigmoid over F
-    bins rescaled to [mask_floor, 1]."""
-    x = keras.layers.Conv1D(cfg.hidden_units, cfg.context_frames, padding=padding, activation="relu",
-                            name="context")(frames)  # [B, T, H]
+def _context_head(frames, cfg: DenoiserConfig, padding: str, drop_frames: int = 0, recurrent_state=None,
+                  unroll: bool = False, temporal_states=None, silence=None):
+    """Frame embeddings [B, T, E] -> (gain [B, T', F, 1], {next_<state>: tensor} of a streaming step).
+
+    One context layer (a convolution over context_frames frames -> hidden; 'causal' keeps T,
+    'valid' over exactly context_frames frames gives the one frame a streaming step needs), then
+    cfg.temporal_blocks dilated blocks (causal; or, for a streaming step, over the cached
+    `temporal_states`, relative to what the embedding of `silence` [1, 1, E] gives), then
+    `drop_frames` leading frames dropped (the silence the offline model prepends), then, when
+    cfg.recurrent_units, a GRU that starts from `recurrent_state` (None: zeros) at the first kept
+    frame, `hidden_layers` dense layers, a sigmoid over F bins rescaled to [mask_floor, 1].
+    unroll: the GRU as plain per-frame ops (TFLite builtins; needs a fixed number of frames).
+    """
+    context = keras.layers.Conv1D(cfg.hidden_units, cfg.context_frames, padding=padding, activation="relu",
+                                  name="context")
+    x = context(frames)  # [B, T, H]
+    next_states = {}
+    if cfg.temporal_blocks:
+        blocks = _TemporalBlocks(cfg)
+        if temporal_states is None:
+            x = blocks.causal(x)
+        else:
+            silent_context = context(keras.ops.repeat(silence, cfg.context_frames, axis=1))  # [1, 1, H]
+            x, next_temporal = blocks.step(x, temporal_states, silent_context)
+            next_states.update({f"next_temporal_state_{i}": s for i, s in enumerate(next_temporal, start=1)})
+    if drop_frames:
+        x = L.DropFrames(drop_frames, name="drop_history")(x)
+    if cfg.recurrent_units:
+        gru = keras.layers.GRU(cfg.recurrent_units, return_sequences=True, return_state=True, unroll=unroll,
+                               name="recurrent")
+        x, next_states["next_recurrent_state"] = gru(x, initial_state=recurrent_state)  # [B, T', R], [B, R]
     for i in range(cfg.hidden_layers):
         x = keras.layers.Dense(cfg.hidden_units, activation="relu", name=f"hidden_{i + 1}")(x)
     mask = keras.layers.Dense(cfg.n_bins, activation="sigmoid", dtype="float32", name="mask_logits")(x)
     mask = keras.layers.Rescaling(1.0 - cfg.mask_floor, offset=cfg.mask_floor, dtype="float32",
                                   name="mask")(mask)
-    return keras.layers.Reshape((-1, cfg.n_bins, 1), dtype="float32", name="gain")(mask)  # [B, T, F, 1]
+    return keras.layers.Reshape((-1, cfg.n_bins, 1), dtype="float32", name="gain")(mask), next_states
+
+
+class _TemporalBlocks:
+    """cfg.temporal_blocks residual blocks over frames [B, T, H], block i (from 1) with dilation
+    2^(i-1): x + pointwise(relu(depthwise_conv(x, kernel 3, dilation))), ReLU after the pointwise
+    layer. Reaches 2 * (2^n - 1) frames back; costs 3H + H^2 per block and frame."""
+
+    def __init__(self, cfg: DenoiserConfig):
+        self.spans = [2 * d for d in self.dilations(cfg)]
+        self.depthwise = [keras.layers.DepthwiseConv1D(3, dilation_rate=d, activation="relu", name=f"temporal_{i}_depthwise")
+                          for i, d in enumerate(self.dilations(cfg), start=1)]
+        self.pointwise = [keras.layers.Dense(cfg.hidden_units, activation="relu", name=f"temporal_{i}_pointwise")
+                          for i in range(1, cfg.temporal_blocks + 1)]
+
+    @staticmethod
+    def dilations(cfg: DenoiserConfig) -> list[int]:
+        return [2**i for i in range(cfg.temporal_blocks)]
+
+    def _block(self, i: int, window):
+        """[B, span + T, H] -> [B, T, H] (block i over a window with span frames of history)."""
+        return window[:, self.spans[i]:] + self.pointwise[i](self.depthwise[i](window))
+
+    def causal(self, x):
+        for i, span in enumerate(self.spans):  # zeros before the start: inside the prepended silence
+            x = self._block(i, keras.layers.ZeroPadding1D((span, 0), name=f"temporal_{i + 1}_pad")(x))
+        return x
+
+    def step(self, x, states, silence):
+        """One new frame x [1, 1, H] with states [1, span, H] (block inputs minus those of silence,
+        so zero states are silence; silence [1, 1, H] is the context layer's output for silence)."""
+        next_states = []
+        for i, (state, span) in enumerate(zip(states, self.spans)):
+            window = keras.ops.concatenate([state + silence, x], axis=1)  # [1, span + 1, H]
+            next_states.append(window[:, 1:] - silence)
+            x, silence = self._block(i, window), self._block(i, keras.ops.repeat(silence, span + 1, axis=1))
+        return x, next_states
 
 
 # The MATLAB demo's network: (filters, frequency kernel) of the convs after the first one.
 _FCN16_BODY = 4 * [(30, 5), (8, 9), (18, 9)] + [(30, 5), (8, 9)]
 
 
-def _fcn16_gain(noisy_magnitude, cfg: DenoiserConfig, last_frames: int | None = None):
+def _fcn16_gain(noisy_magnitude, cfg: DenoiserConfig, tflite: bool = False, last_frames: int | None = None):
     """The demo's 16-conv network on globally normalised magnitudes; gain = prediction / noisy.
 
     conv[9x8]x18 (the 8-frame context) -> 4 x {conv[5x1]x30, conv[9x1]x8, conv[9x1]x18} ->
@@ -193,7 +262,10 @@ def _fcn16_gain(noisy_magnitude, cfg: DenoiserConfig, last_frames: int | None = 
     x = keras.layers.Conv2D(1, (1, cfg.n_bins), padding="same", dtype="float32", name="conv_16")(x)
     predicted = keras.layers.Normalization(axis=None, invert=True, dtype="float32",
                                            name="target_denormalization")(x)
-    return L.GainFromMagnitude(dtype="float32", name="gain")([predicted, noisy_magnitude])
+    gain = L.GainFromMagnitude(dtype="float32", name="gain")([predicted, noisy_magnitude])
+    if last_frames is not None:
+        return gain
+    return L.DropFrames(cfg.history_frames, dtype="float32", name="drop_history")(gain)
 
 
 _GAIN_NETWORKS = {"mask": _mask_gain, "fcn16": _fcn16_gain}
@@ -215,10 +287,14 @@ def copy_weights(source: keras.Model, target: keras.Model) -> None:
 
 
 def count_macs_per_frame(model: keras.Model) -> int:
-    """Multiply-accumulates per STFT frame of the trainable layers (convs and dense)."""
+    """Multiply-accumulates per STFT frame of the trainable layers (convs, dense and GRU)."""
     total = 0
     for layer in model.layers:
-        if isinstance(layer, (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Dense)):
+        if isinstance(layer, keras.layers.DepthwiseConv1D):
+            total += math.prod(layer.kernel.shape)
+        elif isinstance(layer, keras.layers.GRU):
+            total += math.prod(layer.cell.kernel.shape) + math.prod(layer.cell.recurrent_kernel.shape)
+        elif isinstance(layer, (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Dense)):
             positions = int(layer.output.shape[2]) if isinstance(layer, keras.layers.Conv2D) else 1
             total += math.prod(layer.kernel.shape) * positions  # positions: frequency bins per frame
     return total

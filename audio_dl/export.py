@@ -154,9 +154,10 @@ def export_denoiser(model: keras.Model, cfg: DenoiserConfig, version_dir: Path, 
                     provenance: dict) -> dict[str, float]:
     """Write SavedModel + TFLite (whole clip and streaming) + config + card into `version_dir`
     atomically; returns the measured differences to the Keras model."""
-    serving, tflite_twin, streaming = build_denoiser(cfg), build_denoiser(cfg, tflite=True), build_streaming_denoiser(cfg)
-    for twin in (serving, tflite_twin, streaming):  # fresh models: no optimizer state in the exports
+    serving, tflite_twin = build_denoiser(cfg), build_denoiser(cfg, tflite=True)
+    for twin in (serving, tflite_twin):  # fresh models: no optimizer state in the exports
         copy_weights(model, twin)
+    streaming = build_streaming_denoiser(cfg, weights_from=model)
     version_dir = Path(version_dir)
     if version_dir.exists():
         raise UsageError(f"{version_dir} already exists; choose another version")

@@ -130,6 +130,27 @@ class AppendSilence(_FramesLayer):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
+class SilenceOffset(keras.layers.Layer):
+    """x [..., units] -> x + silence, or x - silence with subtract=True; silence [units] is a
+    non-trainable weight: what a streaming step's layer outputs for silence, computed from the
+    trained weights once (`models.denoiser.build_streaming_denoiser(cfg, weights_from=...)`), so
+    all-zero states mean silence and no hop spends work recomputing it."""
+
+    def __init__(self, units: int, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+
+    def build(self, input_shape):
+        self.silence = self.add_weight(shape=(self.units,), initializer="zeros", trainable=False, name="silence")
+
+    def call(self, x, subtract=False):
+        return x - self.silence if subtract else x + self.silence
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
 class DropFrames(_FramesLayer):
     """[B, frames + T, ...] -> [B, T, ...]: removes what PrependSilence added."""
 

@@ -1,6 +1,6 @@
 """Reference streaming loop: the one-hop TFLite denoiser run block by block, as a device would.
 
-    stream = StreamingDenoiser("saved_models/denoiser/2/denoiser_streaming.tflite")
+    stream = StreamingDenoiser("saved_models/denoiser/3/denoiser_streaming.tflite")
     for block in blocks_of_64_samples:        # float32 [64] at 8 kHz
         out = stream.process(block)           # float32 [64], delayed by stream.latency samples
 
@@ -16,7 +16,7 @@ import numpy as np
 
 from audio_dl.config import DenoiserConfig, load_config
 from audio_dl.errors import UsageError
-from audio_dl.litert import signature_runner
+from audio_dl.litert import FixedShapeRunner
 
 STREAMING_TFLITE_NAME = "denoiser_streaming.tflite"
 
@@ -30,8 +30,8 @@ class StreamingDenoiser:
             raise UsageError(f"model not found: {path}")
         self.cfg = load_config(DenoiserConfig, path.parent / "config.json")
         try:
-            self._runner = signature_runner(path, num_threads)
-            details, outputs = self._runner.get_input_details(), self._runner.get_output_details()
+            self._runner = FixedShapeRunner(path, num_threads)
+            details, outputs = self._runner.input_details, self._runner.output_details
             self.state_shapes = {name: tuple(d["shape"]) for name, d in details.items() if name != "samples"}
             self.hop = int(details["samples"]["shape"][1])
             ok = "denoised" in outputs and all(f"next_{name}" in outputs for name in self.state_shapes)
@@ -53,8 +53,8 @@ class StreamingDenoiser:
     def process(self, block: np.ndarray) -> np.ndarray:
         """[hop] float32 in -> [hop] float32 out."""
         outputs = self._runner(samples=np.asarray(block, np.float32).reshape(1, self.hop), **self._state)
-        self._state = {name: np.array(outputs[f"next_{name}"]) for name in self.state_shapes}
-        return np.array(outputs["denoised"][0])
+        self._state = {name: outputs[f"next_{name}"] for name in self.state_shapes}  # fresh arrays already
+        return outputs["denoised"][0]
 
     def denoise(self, waveform: np.ndarray) -> np.ndarray:
         """Stream a whole [N] waveform; returns [N] aligned with the input (latency removed)."""

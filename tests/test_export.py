@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from audio_dl import export
 from audio_dl.config import DenoiserConfig, make_config
+from audio_dl.litert import FixedShapeRunner, signature_runner
 from audio_dl.models.denoiser import build_denoiser
 from audio_dl.streaming import STREAMING_TFLITE_NAME, StreamingDenoiser
 
@@ -85,6 +86,21 @@ def test_streaming_model_equals_the_offline_model_after_its_latency(exported):
     assert stream.latency == 192 and stream.hop == 64
     np.testing.assert_allclose(stream.denoise(x), model(x[None])["denoised"].numpy()[0], atol=export.TFLITE_TOLERANCE)
     assert errors["streaming_tflite_max_abs_error"] <= export.TFLITE_TOLERANCE
+
+
+def test_fixed_shape_runner_answers_as_the_signature_runner_does(exported):
+    cfg, model, target, errors = exported
+    path = target / STREAMING_TFLITE_NAME
+    fixed, reference = FixedShapeRunner(path), signature_runner(path)
+    rng = np.random.default_rng(8)
+    for _ in range(3):  # repeated calls: nothing of one call leaks into the next
+        inputs = {name: rng.standard_normal(d["shape"]).astype(np.float32) for name, d in fixed.input_details.items()}
+        ours, theirs = fixed(**inputs), reference(**inputs)
+        assert ours.keys() == theirs.keys()
+        for name in ours:
+            np.testing.assert_array_equal(ours[name], theirs[name])
+    with pytest.raises(ValueError, match="expected inputs"):
+        fixed(samples=inputs["samples"])
 
 
 def test_gru_and_lookahead_export_and_stream(tiny_gru_lookahead_export):

@@ -112,6 +112,7 @@ def test_causal_moving_average_does_not_drift_on_an_hour_of_frames():
     (L.PrependSilence(5), [_noise((1, 12, 129, 1))]),
     (L.AppendSilence(3), [_noise((1, 12, 129, 1))]),
     (L.DropFrames(5), [_noise((1, 12, 129, 1))]),
+    (L.SilenceOffset(16), [_noise((1, 12, 16))]),
     (L.CausalContextConv(4, 8, 9), [_noise((1, 12, 129, 1))]),
     (L.GainFromMagnitude(), [np.abs(_noise((1, 5, 129, 1))), np.abs(_noise((1, 5, 129, 1), 1))]),
     (L.InverseSTFTTflite(256, 64, "hamming_window"), [_noise((1, 5, 129, 1, 2))]),
@@ -125,3 +126,14 @@ def test_custom_layers_survive_a_save_load_round_trip(tmp_path, layer, inputs):
     loaded_layer = loaded.layers[-1]
     assert loaded_layer.get_config() == model.layers[-1].get_config()
     np.testing.assert_allclose(loaded(inputs).numpy(), model(inputs).numpy(), atol=1e-6)
+
+
+def test_silence_offset_adds_and_subtracts_its_stored_silence(tmp_path):
+    state = keras.Input((3, 4), batch_size=1)
+    offset = L.SilenceOffset(4)
+    model = keras.Model(state, [offset(state), offset(state, subtract=True)])
+    offset.set_weights([np.arange(4, dtype=np.float32)])
+    model.save(tmp_path / "m.keras")
+    added, subtracted = keras.models.load_model(tmp_path / "m.keras")(np.ones((1, 3, 4), np.float32))
+    np.testing.assert_allclose(added.numpy()[0], np.ones((3, 4)) + np.arange(4))
+    np.testing.assert_allclose(subtracted.numpy()[0], np.ones((3, 4)) - np.arange(4))

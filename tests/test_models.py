@@ -81,12 +81,12 @@ def test_streaming_step_equals_the_offline_model_past_every_window(variant):
     """1.5 s: the mask model's 64-frame long-term average and 8-frame level both roll over; the
     GRU starts from zero state at the first frame in both."""
     cfg = make_config(DenoiserConfig, "tiny", overrides=VARIANTS[variant])
-    model, step = build_denoiser(cfg), build_streaming_denoiser(cfg)
+    model = build_denoiser(cfg)
     x = (0.1 * np.random.default_rng(4).standard_normal((1, 12000))).astype(np.float32)
     normalization = model.get_layer("input_normalization")
     shape = [4] + [50 if d is None else d for d in normalization.input.shape[1:]]
     normalization.adapt(np.random.default_rng(5).standard_normal(shape).astype(np.float32) + 3.0)
-    copy_weights(model, step)
+    step = build_streaming_denoiser(cfg, weights_from=model)
     names = streaming_state_names(step)
     state = {t.name: np.zeros((1, *t.shape[1:]), np.float32) for t in step.inputs if t.name in names}
     latency = cfg.latency_samples

@@ -10,6 +10,7 @@ Outputs: {"denoised": [B, N] waveform, "magnitude": [B, T, F] estimated clean ma
 
 from __future__ import annotations
 
+import functools
 import math
 
 import keras
@@ -40,8 +41,9 @@ def build_denoiser(cfg: DenoiserConfig, tflite: bool = False) -> keras.Model:
                        name=f"denoiser_{cfg.architecture}")
 
 
-def build_streaming_denoiser(cfg: DenoiserConfig) -> keras.Model:
-    """One hop of the denoiser with explicit state, builtin TFLite ops only (copy weights in).
+def build_streaming_denoiser(cfg: DenoiserConfig, weights_from: keras.Model | None = None) -> keras.Model:
+    """One hop of the denoiser with explicit state, builtin TFLite ops only, with the weights of
+    `weights_from` (a model of build_denoiser(cfg)) when given.
 
     Inputs: samples [1, hop] and state tensors that all start at zero (= silence before the
     recording): input_state [1, frame - hop] (the last input samples), output_state
@@ -49,8 +51,11 @@ def build_streaming_denoiser(cfg: DenoiserConfig) -> keras.Model:
       mask:  log_magnitude_state [1, A - 1, F] (log magnitudes relative to silence, A =
              noise_context_frames), level_state [1, C - 1] (frame levels), feature_state
              [1, C - 1, E] (frame embeddings minus the embedding of silence, C = context_frames,
-             E = bottleneck_units) and, with recurrent_units R, recurrent_state [1, R] (the GRU's):
-             each hop computes one new frame and reuses the cached ones;
+             E = bottleneck_units), with temporal_blocks n, temporal_state [1, 2(2^n - 1), H]
+             (the last 2^i inputs of dilated block i, minus those of silence, block after block)
+             and, with recurrent_units R,
+             recurrent_state [1, R] (the GRU's): each hop computes one new frame and reuses the
+             cached ones; what its layers give for silence is stored in the model (SilenceOffset);
       fcn16: magnitude_state [1, C - 1, F, 1] (the last magnitude frames).
     With lookahead_frames K, the gain computed for the newest frame applies to the frame K hops
     earlier, kept in spectrum_state [1, K, F, 1, 2] (real and imaginary parts).
@@ -75,8 +80,31 @@ def build_streaming_denoiser(cfg: DenoiserConfig) -> keras.Model:
     buffer = keras.ops.pad(output_state, [[0, 0], [0, hop]]) + resynthesised[:, :, 0]  # [1, frame_length]
     outputs = {"denoised": buffer[:, :hop], "next_input_state": frame[:, hop:], **next_memory,
                "next_output_state": buffer[:, hop:]}
-    return keras.Model([samples, input_state, *memory_inputs, output_state], outputs,
-                       name=f"streaming_denoiser_{cfg.architecture}")
+    model = keras.Model([samples, input_state, *memory_inputs, output_state], outputs,
+                        name=f"streaming_denoiser_{cfg.architecture}")
+    if weights_from is not None:
+        copy_weights(weights_from, model)
+        if cfg.architecture == "mask":
+            _store_silence(model, cfg)
+    return model
+
+
+def _store_silence(model: keras.Model, cfg: DenoiserConfig) -> None:
+    """Fill a streaming mask model's SilenceOffset layers with what its own layers output for
+    silence: the frame embedding of all-zero (level-normalised) features, then the context layer
+    and each dilated block over that steady input; fold each block's silence input into its
+    depthwise bias (the step feeds it taps minus silence)."""
+    x = _FrameEmbedding(cfg, model)(keras.ops.zeros((1, 1, cfg.n_bins, 2)))  # [1, 1, E]
+    model.get_layer("embedding_silence").set_weights([keras.ops.convert_to_numpy(x)[0, 0]])
+    x = model.get_layer("context")(keras.ops.repeat(x, cfg.context_frames, axis=1))  # [1, 1, H]
+    blocks, block_inputs = _TemporalBlocks(cfg, model, step=True), []
+    for i in range(cfg.temporal_blocks):
+        block_inputs.append(keras.ops.convert_to_numpy(x)[0, 0])
+        x = blocks.block(i, keras.ops.repeat(x, 3, axis=1))  # the step's three taps, all silence
+    for i, (silence, depthwise) in enumerate(zip(block_inputs, blocks.depthwise), start=1):
+        model.get_layer(f"temporal_{i}_silence").set_weights([silence])
+        kernel, bias = depthwise.get_weights()  # [3, H, 1], [H]
+        depthwise.set_weights([kernel, bias + kernel.sum(axis=0)[:, 0] * silence])
 
 
 def streaming_state_names(model: keras.Model) -> list[str]:
@@ -102,20 +130,23 @@ def _streaming_mask_gain(magnitude, cfg: DenoiserConfig):
     features = keras.ops.stack([relative, long_term], axis=-1)  # [1, 1, F, 2]
     levels = keras.ops.concatenate([level_state, keras.ops.mean(features, axis=(2, 3))], axis=1)  # [1, C]
     normalised = features - keras.ops.mean(levels, axis=1)[:, None, None, None]
-    embed = _FrameEmbedding(cfg)
-    embedded, silence = embed(normalised), embed(keras.ops.zeros_like(normalised))  # [1, 1, E] each
-    context = keras.ops.concatenate([feature_state + silence, embedded], axis=1)  # [1, C, E]
+    embedded = _FrameEmbedding(cfg)(normalised)  # [1, 1, E]
+    silence = L.SilenceOffset(_embedding_size(cfg), name="embedding_silence")
+    context = keras.ops.concatenate([silence(feature_state), embedded], axis=1)  # [1, C, E]
     states = [log_state, level_state, feature_state]
-    temporal_states = [keras.Input((2 * dilation, cfg.hidden_units), batch_size=1, name=f"temporal_state_{i}")
-                       for i, dilation in enumerate(_TemporalBlocks.dilations(cfg), start=1)]
+    temporal_state = None
+    if cfg.temporal_blocks:
+        temporal_state = keras.Input((_TemporalBlocks.state_frames(cfg), cfg.hidden_units), batch_size=1,
+                                     name="temporal_state")
     recurrent_state = None
     if cfg.recurrent_units:
         recurrent_state = keras.Input((cfg.recurrent_units,), batch_size=1, name="recurrent_state")
     gain, next_head = _context_head(context, cfg, padding="valid", recurrent_state=recurrent_state, unroll=True,
-                                    temporal_states=temporal_states, silence=silence)  # [1, 1, F, 1]
+                                    temporal_state=temporal_state)  # [1, 1, F, 1]
     next_memory = {"next_log_magnitude_state": history[:, 1:], "next_level_state": levels[:, 1:],
-                   "next_feature_state": context[:, 1:] - silence, **next_head}
-    return states + temporal_states + ([recurrent_state] if cfg.recurrent_units else []), gain, next_memory
+                   "next_feature_state": silence(context[:, 1:], subtract=True), **next_head}
+    states += [s for s in (temporal_state, recurrent_state) if s is not None]
+    return states, gain, next_memory
 
 
 def _streaming_history_gain(magnitude, cfg: DenoiserConfig):
@@ -144,16 +175,22 @@ def _mask_gain(noisy_magnitude, cfg: DenoiserConfig, tflite: bool = False):
     return gain
 
 
+def _layer(model: keras.Model | None, name: str, make):
+    """`model`'s layer `name` (the trained one), or a new one from make(name=name)."""
+    return model.get_layer(name) if model is not None else make(name=name)
+
+
 class _FrameEmbedding:
     """Per frame: in-model normalisation of the [F, 2] features, flattened to 2F, then (when
-    cfg.bottleneck_units) a dense projection: [B, T, F, 2] -> [B, T, E]. Calling it twice reuses
-    the same layers (the streaming step embeds the current frame and a silent one)."""
+    cfg.bottleneck_units) a dense projection: [B, T, F, 2] -> [B, T, E]. With `model`, the
+    embedding made of that model's layers."""
 
-    def __init__(self, cfg: DenoiserConfig):
-        self.normalization = keras.layers.Normalization(axis=(-2, -1), dtype="float32", name="input_normalization")
-        self.flatten = keras.layers.Reshape((-1, 2 * cfg.n_bins), name="frames")
-        self.bottleneck = (keras.layers.Dense(cfg.bottleneck_units, activation="relu", name="bottleneck")
-                           if cfg.bottleneck_units else None)
+    def __init__(self, cfg: DenoiserConfig, model: keras.Model | None = None):
+        self.normalization = _layer(model, "input_normalization", functools.partial(
+            keras.layers.Normalization, axis=(-2, -1), dtype="float32"))
+        self.flatten = _layer(model, "frames", functools.partial(keras.layers.Reshape, (-1, 2 * cfg.n_bins)))
+        self.bottleneck = (_layer(model, "bottleneck", functools.partial(
+            keras.layers.Dense, cfg.bottleneck_units, activation="relu")) if cfg.bottleneck_units else None)
 
     def __call__(self, features):
         x = self.flatten(self.normalization(features))
@@ -165,13 +202,13 @@ def _embedding_size(cfg: DenoiserConfig) -> int:
 
 
 def _context_head(frames, cfg: DenoiserConfig, padding: str, drop_frames: int = 0, recurrent_state=None,
-                  unroll: bool = False, temporal_states=None, silence=None):
+                  unroll: bool = False, temporal_state=None):
     """Frame embeddings [B, T, E] -> (gain [B, T', F, 1], {next_<state>: tensor} of a streaming step).
 
     One context layer (a convolution over context_frames frames -> hidden; 'causal' keeps T,
     'valid' over exactly context_frames frames gives the one frame a streaming step needs), then
     cfg.temporal_blocks dilated blocks (causal; or, for a streaming step, over the cached
-    `temporal_states`, relative to what the embedding of `silence` [1, 1, E] gives), then
+    `temporal_state`, stored relative to silence), then
     `drop_frames` leading frames dropped (the silence the offline model prepends), then, when
     cfg.recurrent_units, a GRU that starts from `recurrent_state` (None: zeros) at the first kept
     frame, `hidden_layers` dense layers, a sigmoid over F bins rescaled to [mask_floor, 1].
@@ -182,13 +219,10 @@ def _context_head(frames, cfg: DenoiserConfig, padding: str, drop_frames: int = 
     x = context(frames)  # [B, T, H]
     next_states = {}
     if cfg.temporal_blocks:
-        blocks = _TemporalBlocks(cfg)
-        if temporal_states is None:
-            x = blocks.causal(x)
+        if temporal_state is None:
+            x = _TemporalBlocks(cfg).causal(x)
         else:
-            silent_context = context(keras.ops.repeat(silence, cfg.context_frames, axis=1))  # [1, 1, H]
-            x, next_temporal = blocks.step(x, temporal_states, silent_context)
-            next_states.update({f"next_temporal_state_{i}": s for i, s in enumerate(next_temporal, start=1)})
+            x, next_states["next_temporal_state"] = _TemporalBlocks(cfg, step=True).step(x, temporal_state)
     if drop_frames:
         x = L.DropFrames(drop_frames, name="drop_history")(x)
     if cfg.recurrent_units:
@@ -205,38 +239,64 @@ def _context_head(frames, cfg: DenoiserConfig, padding: str, drop_frames: int = 
 
 class _TemporalBlocks:
     """cfg.temporal_blocks residual blocks over frames [B, T, H], block i (from 1) with dilation
-    2^(i-1): x + pointwise(relu(depthwise_conv(x, kernel 3, dilation))), ReLU after the pointwise
-    layer. Reaches 2 * (2^n - 1) frames back; costs 3H + H^2 per block and frame."""
+    d = 2^(i-1): x + pointwise(relu(depthwise_conv(x, kernel 3, dilation d))), ReLU after the
+    pointwise layer. Reaches 2 * (2^n - 1) frames back; costs 3H + H^2 per block and frame.
 
-    def __init__(self, cfg: DenoiserConfig):
+    step=True builds the streaming form: the same weights with dilation 1, applied to the three
+    taps (frames t - 2d, t - d, t) gathered from the cached block inputs. With `model`, the blocks
+    made of that model's layers.
+    """
+
+    def __init__(self, cfg: DenoiserConfig, model: keras.Model | None = None, step: bool = False):
+        self.units = cfg.hidden_units
         self.spans = [2 * d for d in self.dilations(cfg)]
-        self.depthwise = [keras.layers.DepthwiseConv1D(3, dilation_rate=d, activation="relu", name=f"temporal_{i}_depthwise")
-                          for i, d in enumerate(self.dilations(cfg), start=1)]
-        self.pointwise = [keras.layers.Dense(cfg.hidden_units, activation="relu", name=f"temporal_{i}_pointwise")
-                          for i in range(1, cfg.temporal_blocks + 1)]
+        self.depthwise = [_layer(model, f"temporal_{i}_depthwise", functools.partial(
+            keras.layers.DepthwiseConv1D, 3, dilation_rate=1 if step else d, activation="relu"))
+            for i, d in enumerate(self.dilations(cfg), start=1)]
+        self.pointwise = [_layer(model, f"temporal_{i}_pointwise", functools.partial(
+            keras.layers.Dense, cfg.hidden_units, activation="relu")) for i in range(1, cfg.temporal_blocks + 1)]
 
     @staticmethod
     def dilations(cfg: DenoiserConfig) -> list[int]:
         return [2**i for i in range(cfg.temporal_blocks)]
 
-    def _block(self, i: int, window):
-        """[B, span + T, H] -> [B, T, H] (block i over a window with span frames of history)."""
-        return window[:, self.spans[i]:] + self.pointwise[i](self.depthwise[i](window))
+    @staticmethod
+    def state_frames(cfg: DenoiserConfig) -> int:
+        """Frames of block inputs a streaming step keeps: 2d per block, 2(2^n - 1) in all."""
+        return sum(2 * d for d in _TemporalBlocks.dilations(cfg))
+
+    def block(self, i: int, window):
+        """[B, 2 dilation + T, H] -> [B, T, H]: block i over a window with its history."""
+        history = 2 * self.depthwise[i].dilation_rate[0]
+        return self._residual(window[:, history:], self.pointwise[i](self.depthwise[i](window)))
+
+    @staticmethod
+    def _residual(x, update):
+        """x + update, both ReLU outputs (or sums of them): the ReLU changes no value, and stops the
+        TFLite converter from distributing the next dense layer over the chain of residual sums
+        (a 256x256 product per block more in the streaming step)."""
+        return keras.ops.relu(x + update)
 
     def causal(self, x):
         for i, span in enumerate(self.spans):  # zeros before the start: inside the prepended silence
-            x = self._block(i, keras.layers.ZeroPadding1D((span, 0), name=f"temporal_{i + 1}_pad")(x))
+            x = self.block(i, keras.layers.ZeroPadding1D((span, 0), name=f"temporal_{i + 1}_pad")(x))
         return x
 
-    def step(self, x, states, silence):
-        """One new frame x [1, 1, H] with states [1, span, H] (block inputs minus those of silence,
-        so zero states are silence; silence [1, 1, H] is the context layer's output for silence)."""
-        next_states = []
-        for i, (state, span) in enumerate(zip(states, self.spans)):
-            window = keras.ops.concatenate([state + silence, x], axis=1)  # [1, span + 1, H]
-            next_states.append(window[:, 1:] - silence)
-            x, silence = self._block(i, window), self._block(i, keras.ops.repeat(silence, span + 1, axis=1))
-        return x, next_states
+    def step(self, x, state):
+        """One new frame x [1, 1, H] and state [1, state_frames, H] (block i's last 2d inputs,
+        block after block, minus those of silence, which live in SilenceOffset layers: zero state
+        is silence) -> (output [1, 1, H], next state).
+
+        The depthwise layers take the taps minus silence: their bias holds what silence adds
+        (set by _store_silence), which saves an op per block on every hop.
+        """
+        next_parts, offset = [], 0
+        for i, span in enumerate(self.spans):
+            relative = L.SilenceOffset(self.units, name=f"temporal_{i + 1}_silence")(x, subtract=True)
+            taps = keras.ops.concatenate([state[:, offset:offset + span:span // 2], relative], axis=1)  # t-2d, t-d, t
+            next_parts += [state[:, offset + 1:offset + span], relative]
+            x, offset = self._residual(x, self.pointwise[i](self.depthwise[i](taps))), offset + span
+        return x, keras.ops.concatenate(next_parts, axis=1)
 
 
 # The MATLAB demo's network: (filters, frequency kernel) of the convs after the first one.
@@ -278,9 +338,10 @@ def _bn_relu(x, name):
 
 
 def copy_weights(source: keras.Model, target: keras.Model) -> None:
-    """Copy weights layer by layer (by name), e.g. from the training model into its TFLite twin."""
+    """Copy weights layer by layer (by name), e.g. from the training model into its TFLite twin
+    (a streaming model's SilenceOffset layers are not in the source: _store_silence fills them)."""
     for layer in target.layers:
-        if layer.weights:
+        if layer.weights and not isinstance(layer, L.SilenceOffset):
             layer.set_weights(source.get_layer(layer.name).get_weights())
             if isinstance(layer, keras.layers.Normalization):
                 layer.finalize_state()  # set_weights alone leaves its mean/variance tensors stale

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -22,6 +21,7 @@ import soundfile
 import soxr
 
 from audio_dl import export
+from audio_dl.atomic import staged_file
 from audio_dl.config import DenoiserConfig, load_config
 from audio_dl.errors import UsageError
 from audio_dl.litert import signature_runner
@@ -208,11 +208,8 @@ def denoise_file(denoiser: Denoiser, source: Path, target: Path, strength_db: fl
     Returns the duration in seconds. Raises ValueError when the source cannot be decoded.
     """
     limit = strength_to_limit(strength_db)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".wav", dir=target.parent)
-    os.close(fd)
     try:
-        with soundfile.SoundFile(str(source)) as src:
+        with staged_file(target) as tmp, soundfile.SoundFile(str(source)) as src:
             rate, channels = src.samplerate, src.channels
             with soundfile.SoundFile(tmp, "w", rate, channels, subtype="PCM_16", format="WAV") as dst:
                 streams = [_ChannelStream(denoiser, rate, limit, chunk_seconds) for _ in range(channels)]
@@ -220,12 +217,8 @@ def denoise_file(denoiser: Denoiser, source: Path, target: Path, strength_db: fl
                     _write(dst, [s.push(block[:, c]) for c, s in enumerate(streams)])
                 _write(dst, [s.flush() for s in streams])
                 duration = src.frames / rate
-        os.replace(tmp, target)
     except soundfile.LibsndfileError as error:
         raise ValueError(f"cannot decode {source}: {error}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return duration
 
 

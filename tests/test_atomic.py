@@ -1,0 +1,31 @@
+"""Atomic writes: what lands has the permissions a plain write gives; a failed write leaves nothing."""
+
+import os
+
+import pytest
+
+from audio_dl.atomic import staged_file, staged_folder
+
+
+@pytest.fixture
+def umask_022():
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+def test_staged_file_and_folder_land_with_the_permissions_of_a_plain_write(tmp_path, umask_022):
+    with staged_file(tmp_path / "out.wav") as tmp:
+        tmp.write_bytes(b"RIFF")
+    with staged_folder(tmp_path / "export") as folder:
+        (folder / "model.tflite").write_bytes(b"TFL3")
+    assert (tmp_path / "out.wav").stat().st_mode & 0o777 == 0o644  # mkstemp alone: 0o600
+    assert (tmp_path / "export").stat().st_mode & 0o777 == 0o755  # mkdtemp alone: 0o700
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export", "out.wav"]
+
+
+def test_a_failed_staged_write_leaves_nothing(tmp_path):
+    for stage in (staged_file, staged_folder):
+        with pytest.raises(RuntimeError), stage(tmp_path / "target") as tmp:
+            raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []

@@ -16,33 +16,28 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def staged_folder(target: Path):
-    """Yield a hidden temporary folder beside `target`; rename it to `target` only if the block
-    completes, remove it otherwise (so an interrupted write leaves nothing). The folder gets the
-    permissions mkdir would give it (mkdtemp makes it owner-only)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-partial-", dir=target.parent))
+def _staged(staging: Path, target: Path, mode: int, remove):
     try:
         yield staging
-        os.chmod(staging, 0o777 & ~_umask())
+        os.chmod(staging, mode & ~_umask())  # mkdtemp/mkstemp make it owner-only
         os.replace(staging, target)
     finally:
         if staging.exists():
-            shutil.rmtree(staging)
+            remove(staging)
 
 
-@contextlib.contextmanager
+def staged_folder(target: Path):
+    """Context manager yielding a hidden temporary folder beside `target`, renamed to `target` only
+    if the block completes and removed otherwise (an interrupted write leaves nothing); it lands
+    with the permissions mkdir would give it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-partial-", dir=target.parent))
+    return _staged(staging, target, 0o777, shutil.rmtree)
+
+
 def staged_file(target: Path):
-    """Yield a hidden temporary file path beside `target`; rename it to `target` only if the block
-    completes, remove it otherwise. The file gets the permissions open() would give it."""
+    """The same for a file path (it lands with the permissions open() would give it)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{target.name}-partial-", suffix=target.suffix, dir=target.parent)
     os.close(fd)
-    staging = Path(name)
-    try:
-        yield staging
-        os.chmod(staging, 0o666 & ~_umask())
-        os.replace(staging, target)
-    finally:
-        if staging.exists():
-            staging.unlink()
+    return _staged(Path(name), target, 0o666, Path.unlink)

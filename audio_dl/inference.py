@@ -218,7 +218,8 @@ def denoise_file(denoiser: Denoiser, source: Path, target: Path, strength_db: fl
                 _write(dst, [s.flush() for s in streams])
                 duration = src.frames / rate
     except soundfile.LibsndfileError as error:
-        raise ValueError(f"cannot decode {source}: {error}") from None
+        raise ValueError(f"cannot decode {source}: not audio that libsndfile reads "
+                         f"(libsndfile: {error.error_string})") from None
     return duration
 
 

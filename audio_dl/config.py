@@ -112,10 +112,9 @@ class DenoiserConfig:
         _check(min(self.hidden_layers, self.bottleneck_units, self.recurrent_units) >= 0,
                "hidden_layers, bottleneck_units and recurrent_units must be >= 0")
         _check(self.recurrent_warmup_seconds >= 0, "recurrent_warmup_seconds must be >= 0")
-        _check(self.recurrent_units == 0 or self.architecture == "mask", "recurrent_units needs architecture=mask")
         _check(self.lookahead_frames >= 0 and self.temporal_blocks >= 0, "lookahead_frames and temporal_blocks must be >= 0")
-        _check(self.temporal_blocks == 0 or self.architecture == "mask", "temporal_blocks needs architecture=mask")
-        _check(self.lookahead_frames == 0 or self.architecture == "mask", "lookahead_frames needs architecture=mask")
+        for name in ("recurrent_units", "temporal_blocks", "lookahead_frames"):
+            _check(getattr(self, name) == 0 or self.architecture == "mask", f"{name} needs architecture=mask")
         _check(self.learning_rate > 0 and self.clipnorm > 0, "learning_rate and clipnorm must be > 0")
         _check(0.0 < self.lr_decay_per_epoch <= 1.0, "lr_decay_per_epoch must be in (0, 1]")
         _check(self.tflite_seconds * self.sample_rate >= self.frame_length,
@@ -133,9 +132,14 @@ class DenoiserConfig:
         a GRU's state reaches further, without a hard limit)."""
         if self.architecture == "fcn16":
             return self.context_frames - 1
-        # long-term average, level normalisation, context conv, dilated blocks (kernel 3)
-        return (self.noise_context_frames - 1 + 2 * (self.context_frames - 1)
-                + 2 * (2 ** self.temporal_blocks - 1))
+        # long-term average, level normalisation, context conv, dilated blocks
+        return self.noise_context_frames - 1 + 2 * (self.context_frames - 1) + self.temporal_state_frames
+
+    @property
+    def temporal_state_frames(self) -> int:
+        """Frames the dilated blocks reach back: 2d per block of dilation d = 1, 2, 4, ...
+        (kernel 3), 2(2^n - 1) in all; the streaming model keeps that many block inputs."""
+        return 2 * (2 ** self.temporal_blocks - 1)
 
     @property
     def latency_samples(self) -> int:

@@ -5,7 +5,8 @@
         out = stream.process(block)           # float32 [64], delayed by stream.latency samples
 
 The model carries its state explicitly (last input samples, the cached features of past frames,
-overlap-add tail and, for a GRU model, its hidden state); this loop feeds each step's next_<state> outputs back as the <state> inputs.
+overlap-add tail and, for a GRU model, its hidden state); this loop feeds each step's
+next_<state> outputs back as the <state> inputs.
 """
 
 from __future__ import annotations

@@ -51,13 +51,17 @@ def sine(freq: float, seconds: float, rate: int, amplitude: float = 0.5) -> np.n
 
 
 def _tiny_denoiser_export(tmp_path_factory, overrides: list[str]) -> Path:
+    """Export an untrained tiny denoiser as version 1; its export errors in export_errors.json beside it."""
+    import json
+
     from audio_dl import export
     from audio_dl.config import DenoiserConfig, make_config
     from audio_dl.models.denoiser import build_denoiser
 
     cfg = make_config(DenoiserConfig, "tiny", overrides=overrides)
     target = tmp_path_factory.mktemp("models") / "denoiser" / "1"
-    export.export_denoiser(build_denoiser(cfg), cfg, target, "card {export_errors}", {"source": "local run"})
+    errors = export.export_denoiser(build_denoiser(cfg), cfg, target, "card {export_errors}", {"source": "local run"})
+    (target.parent / "export_errors.json").write_text(json.dumps(errors))
     return target
 
 
@@ -75,20 +79,9 @@ def tiny_dilated_export(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_gru_lookahead_export(tmp_path_factory) -> Path:
-    """The same for the mask model with a GRU and 2 frames of lookahead (export errors in
-    export_errors.json beside it)."""
-    import json
-
-    from audio_dl import export
-    from audio_dl.config import DenoiserConfig, make_config
-    from audio_dl.models.denoiser import build_denoiser
-
-    cfg = make_config(DenoiserConfig, "tiny", overrides=["recurrent_units=16", "lookahead_frames=2", "recurrent_warmup_seconds=0.5",
-                                                         "tflite_seconds=2.5"])
-    target = tmp_path_factory.mktemp("models") / "denoiser_gru" / "1"
-    errors = export.export_denoiser(build_denoiser(cfg), cfg, target, "card {export_errors}", {"source": "local run"})
-    (target.parent / "export_errors.json").write_text(json.dumps(errors))
-    return target
+    """The same for the mask model with a GRU and 2 frames of lookahead."""
+    return _tiny_denoiser_export(tmp_path_factory, ["recurrent_units=16", "lookahead_frames=2",
+                                                    "recurrent_warmup_seconds=0.5", "tflite_seconds=2.5"])
 
 
 FOLK_FIXTURE = Path(__file__).parent / "data" / "folk"

@@ -6,7 +6,8 @@ from audio_dl.config import DenoiserConfig, make_config
 from audio_dl.models.denoiser import (build_denoiser, build_streaming_denoiser, copy_weights, count_macs_per_frame,
                                      streaming_state_names)
 
-# The designs, as overrides of the tiny preset: the mask model, with a GRU, and the demo's network.
+# The designs, as overrides of a preset: the mask model, with a GRU, with dilated blocks and
+# lookahead, and the demo's network.
 VARIANTS = {"mask": [], "mask+gru": ["recurrent_units=16"], "mask+dilated+lookahead": ["temporal_blocks=3", "lookahead_frames=2"],
             "fcn16": ["architecture=fcn16"]}
 

@@ -136,7 +136,7 @@ def _streaming_mask_gain(magnitude, cfg: DenoiserConfig):
     states = [log_state, level_state, feature_state]
     temporal_state = None
     if cfg.temporal_blocks:
-        temporal_state = keras.Input((_TemporalBlocks.state_frames(cfg), cfg.hidden_units), batch_size=1,
+        temporal_state = keras.Input((cfg.temporal_state_frames, cfg.hidden_units), batch_size=1,
                                      name="temporal_state")
     recurrent_state = None
     if cfg.recurrent_units:
@@ -260,11 +260,6 @@ class _TemporalBlocks:
     def dilations(cfg: DenoiserConfig) -> list[int]:
         return [2**i for i in range(cfg.temporal_blocks)]
 
-    @staticmethod
-    def state_frames(cfg: DenoiserConfig) -> int:
-        """Frames of block inputs a streaming step keeps: 2d per block, 2(2^n - 1) in all."""
-        return sum(2 * d for d in _TemporalBlocks.dilations(cfg))
-
     def block(self, i: int, window):
         """[B, 2 dilation + T, H] -> [B, T, H]: block i over a window with its history."""
         history = 2 * self.depthwise[i].dilation_rate[0]
@@ -283,7 +278,7 @@ class _TemporalBlocks:
         return x
 
     def step(self, x, state):
-        """One new frame x [1, 1, H] and state [1, state_frames, H] (block i's last 2d inputs,
+        """One new frame x [1, 1, H] and state [1, cfg.temporal_state_frames, H] (block i's last 2d inputs,
         block after block, minus those of silence, which live in SilenceOffset layers: zero state
         is silence) -> (output [1, 1, H], next state).
 

@@ -225,7 +225,8 @@ noisy phase, all inside the graph. {model.count_params():,} parameters,
 ## Data
 - training: {corpus.train.speech_files} speech files ({corpus.train.speech_seconds / 60:.1f} min,
   {len(corpus.train.speaker_names)} speakers), {len(corpus.train.noise)} noise recordings
-- validation (never trained on): speakers {val_speakers}; noises {val_noises}
+- validation (never trained on; its loss picks the epoch that is exported): speakers {val_speakers};
+  noises {val_noises}
 - sources: {", ".join(cfg.speech)} (speech), {", ".join(cfg.noise)} (noise); SNR {cfg.snr_db[0]:g}..{cfg.snr_db[1]:g} dB;
   augmentation {"on" if cfg.augment else "off"}
 
@@ -236,7 +237,7 @@ noisy phase, all inside the graph. {model.count_params():,} parameters,
 - training time: {train_seconds / 60:.1f} min on {device_name()}
 - full config: config.json
 
-## Held-out metrics ({cfg.val_examples} mixtures, PESQ narrowband)
+## Validation metrics ({cfg.val_examples} mixtures of those voices and noises, PESQ narrowband)
 ```
 {table}
 ```

@@ -129,6 +129,8 @@ def test_held_out_noise_and_speech_sources_are_disjoint_from_training():
         assert sides["train"] and sides["val"] and not sides["train"] & sides["val"]
     recordings = [entry for entries in corpora.OPENSFX_NOISES.values() for entry in entries]
     assert len(recordings) == len(set(recordings))
+    noise_files = [s.name for s in corpora.SOURCES if s.kind == "noise"]  # one corpus file each
+    assert len(noise_files) == len(set(noise_files))
 
 
 

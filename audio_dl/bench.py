@@ -9,7 +9,8 @@
 
 denoiser, on real bundled speech + noise at 0 dB:
 - streaming: the one-hop TFLite model (STFT, model, inverse STFT) driven by the Python reference
-  loop on one thread: real-time factor = processing time / audio duration;
+  loop on one thread: real-time factor = processing time / audio duration; float32 weights and,
+  where the export has it, int8 weights;
 - whole file: the SavedModel on one long recording: audio seconds per second (x real time);
 - chunked file path (`denoise_array`, what `python -m audio_dl.denoise` runs): x real time.
 Medians of `--repeats` runs.
@@ -37,7 +38,7 @@ import numpy as np
 from audio_dl import audio_io, bench_data, cli, inference
 from audio_dl.errors import UsageError
 from audio_dl.data import corpora
-from audio_dl.streaming import STREAMING_TFLITE_NAME, StreamingDenoiser
+from audio_dl.streaming import STREAMING_INT8_TFLITE_NAME, STREAMING_TFLITE_NAME, StreamingDenoiser
 
 
 def _test_recording(seconds: float, rate: int) -> np.ndarray:
@@ -64,14 +65,18 @@ def bench_denoiser(model_path: Path, seconds: float, repeats: int) -> dict:
     denoiser = inference.load_denoiser(model_path)
     rate = denoiser.sample_rate
     audio = _test_recording(seconds, rate)
-    stream = StreamingDenoiser(denoiser.path / STREAMING_TFLITE_NAME, num_threads=1)
-    stream_seconds = _median_seconds(lambda: stream.denoise(audio[: rate * 10]), repeats)
+    streaming = {}
+    for prefix, name in (("streaming_tflite", STREAMING_TFLITE_NAME),
+                         ("streaming_int8_tflite", STREAMING_INT8_TFLITE_NAME)):
+        if (denoiser.path / name).is_file():  # exports before the int8 one was added lack it
+            stream = StreamingDenoiser(denoiser.path / name, num_threads=1)
+            stream_seconds = _median_seconds(lambda: stream.denoise(audio[: rate * 10]), repeats)  # noqa: B023
+            streaming[f"{prefix}_real_time_factor"] = stream_seconds / 10.0
+            streaming[f"{prefix}_microseconds_per_hop"] = 1e6 * stream_seconds / (10 * rate / stream.hop)
     whole = _median_seconds(lambda: denoiser.run(audio[np.newaxis]), repeats)
     chunked = _median_seconds(lambda: inference.denoise_array(denoiser, audio), repeats)
     return {
-        "denoiser_model": str(denoiser.path), "audio_seconds": seconds, "repeats": repeats,
-        "streaming_tflite_real_time_factor": stream_seconds / 10.0,
-        "streaming_tflite_microseconds_per_hop": 1e6 * stream_seconds / (10 * rate / stream.hop),
+        "denoiser_model": str(denoiser.path), "audio_seconds": seconds, "repeats": repeats, **streaming,
         "whole_file_saved_model_x_real_time": seconds / whole,
         "chunked_file_x_real_time": seconds / chunked,
     }

@@ -6,7 +6,7 @@ an interrupted or failed export leaves nothing behind.
 
 Version folders: `BASE/<N>/` holds `saved_model.pb` + `variables/` (what TF Serving loads),
 `denoiser.tflite` (whole clips; `_int8`/`_fp16` quantised variants), `denoiser_streaming.tflite`
-(one hop, explicit state), `config.json`, `MODEL_CARD.md` and `provenance.json`. TF Serving
+(one hop, explicit state; `_int8` variant), `config.json`, `MODEL_CARD.md` and `provenance.json`. TF Serving
 serves the highest N; a version whose provenance says "shipped" is the project's released model,
 and a user's run is only published above it on request (`python -m audio_dl.export publish`).
 """
@@ -24,8 +24,8 @@ import numpy as np
 import tensorflow as tf
 
 from audio_dl import cli
-from audio_dl.atomic import staged_folder
-from audio_dl.config import DenoiserConfig, save_config
+from audio_dl.atomic import staged_file, staged_folder
+from audio_dl.config import DenoiserConfig, load_config, save_config
 from audio_dl.errors import UsageError
 from audio_dl.litert import signature_runner
 from audio_dl.models.denoiser import (
@@ -33,7 +33,7 @@ from audio_dl.models.denoiser import (
     build_streaming_denoiser,
     copy_weights,
 )
-from audio_dl.streaming import STREAMING_TFLITE_NAME, StreamingDenoiser
+from audio_dl.streaming import STREAMING_INT8_TFLITE_NAME, STREAMING_TFLITE_NAME, StreamingDenoiser
 
 # Stated tolerances (max absolute difference of the output waveform, audio in [-1, 1]).
 SAVED_MODEL_TOLERANCE = 1e-5
@@ -101,6 +101,13 @@ def convert_tflite(model: keras.Model, output_keys: Sequence[str] = ("denoised",
         return converter.convert()
 
 
+def convert_streaming_int8(model: keras.Model, cfg: DenoiserConfig) -> bytes:
+    """The one-hop streaming model of a trained denoiser with dynamic-range int8 weights: a quarter
+    of the weight bytes to read per hop, which is what a hop's time is mostly spent on."""
+    streaming = build_streaming_denoiser(cfg, weights_from=model)
+    return convert_tflite(streaming, tuple(streaming.output), quantization="dynamic_int8")
+
+
 def run_tflite(model_path_or_bytes, inputs: dict[str, np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
     """Run a .tflite under ai_edge_litert (no Flex ops there) through its signature runner."""
     runner = signature_runner(model_path_or_bytes)
@@ -135,17 +142,77 @@ def verify_denoiser_export(model: keras.Model, version_dir: Path, cfg: DenoiserC
     streaming_error = float(np.abs(stream.denoise(half_second[0])
                                    - model(half_second, training=False)["denoised"].numpy()[0]).max())
     errors = {"saved_model_max_abs_error": saved_error, "tflite_max_abs_error": tflite_error,
-              "streaming_tflite_max_abs_error": streaming_error}
+              "streaming_tflite_max_abs_error": streaming_error,
+              **streaming_int8_quality(version_dir, half_second[0])}
     for quantization, name in QUANTIZED_TFLITE_NAMES.items():  # measured, not held to the tolerance
         quantized = run_tflite(version_dir / name, clip)["denoised"]
-        residual = np.sum((quantized - expected_clip) ** 2) + 1e-20
-        errors[f"{quantization}_snr_db_vs_float"] = float(10 * np.log10(np.sum(expected_clip**2) / residual))
+        errors[f"{quantization}_snr_db_vs_float"] = _snr_db(expected_clip, quantized)
         errors[f"{quantization}_kilobytes"] = round((version_dir / name).stat().st_size / 1024, 1)
     errors["float32_kilobytes"] = round((version_dir / TFLITE_NAME).stat().st_size / 1024, 1)
     if not (saved_error <= SAVED_MODEL_TOLERANCE and max(tflite_error, streaming_error) <= TFLITE_TOLERANCE):
         raise ExportError(f"export does not match the Keras model: {errors} (tolerances "
                           f"{SAVED_MODEL_TOLERANCE}, {TFLITE_TOLERANCE})")
     return errors
+
+
+def streaming_int8_quality(version_dir: Path, waveform: np.ndarray) -> dict[str, float]:
+    """SNR (dB) of the int8 streaming model's output against the float one's on `waveform` [N],
+    and its size (measured, not held to a tolerance)."""
+    expected = StreamingDenoiser(version_dir / STREAMING_TFLITE_NAME).denoise(waveform)
+    quantized = StreamingDenoiser(version_dir / STREAMING_INT8_TFLITE_NAME).denoise(waveform)
+    return {"streaming_dynamic_int8_snr_db_vs_float": _snr_db(expected, quantized),
+            "streaming_dynamic_int8_kilobytes":
+                round((version_dir / STREAMING_INT8_TFLITE_NAME).stat().st_size / 1024, 1)}
+
+
+def _snr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
+    return float(10 * np.log10(np.sum(reference**2) / (np.sum((estimate - reference) ** 2) + 1e-20)))
+
+
+def denoiser_from_export(version_dir: Path) -> tuple[keras.Model, DenoiserConfig]:
+    """The Keras model (build_denoiser) of an exported version, with its weights read back from the
+    SavedModel: the variables by name, the input normalisation's mean and variance from the two
+    tensors the endpoint captures (their order is not recorded: the one that reproduces the
+    SavedModel's output is kept). Raises UsageError for a folder that is not a denoiser export."""
+    version_dir = Path(version_dir)
+    try:
+        cfg = load_config(DenoiserConfig, version_dir / "config.json")
+        loaded = tf.saved_model.load(str(version_dir))
+        served = loaded.signatures["serving_default"]
+    except Exception as error:  # noqa: BLE001 - any failure means: not our export
+        raise UsageError(f"{version_dir} is not a denoiser export ({type(error).__name__})") from None
+    model = build_denoiser(cfg)
+    values = {v.name.removesuffix(":0"): v.numpy() for v in loaded._all_variables}  # noqa: SLF001
+    for weight in model.weights:
+        if weight.path in values:
+            weight.assign(values[weight.path])
+    statistics = [t.numpy() for t in served.captured_inputs if t.dtype == tf.float32]
+    missing = [w.path for w in model.trainable_weights if w.path not in values]
+    if missing or len(statistics) != 2:
+        raise UsageError(f"{version_dir}: the SavedModel does not hold this config's weights ({missing[:3]})")
+    rng = np.random.default_rng(0)
+    probe = (0.1 * rng.standard_normal((1, cfg.sample_rate))).astype(np.float32)
+    expected = served(waveform=tf.constant(probe))["denoised"].numpy()
+    normalization = model.get_layer("input_normalization")
+    for mean, variance in (statistics, statistics[::-1]):
+        normalization.adapt_mean.assign(mean.reshape(normalization.adapt_mean.shape))
+        normalization.adapt_variance.assign(variance.reshape(normalization.adapt_variance.shape))
+        normalization.finalize_state()
+        if np.abs(model(probe, training=False)["denoised"].numpy() - expected).max() <= SAVED_MODEL_TOLERANCE:
+            return model, cfg
+    raise ExportError(f"{version_dir}: the weights read back do not reproduce the SavedModel")
+
+
+def add_streaming_int8(version_dir: Path) -> dict[str, float]:
+    """Write the int8 streaming model into an existing export (one made before it was part of every
+    export), built from the weights read back from its SavedModel; returns its measured quality."""
+    version_dir = Path(version_dir)
+    model, cfg = denoiser_from_export(version_dir)
+    target = version_dir / STREAMING_INT8_TFLITE_NAME
+    with staged_file(target) as staging:
+        staging.write_bytes(convert_streaming_int8(model, cfg))
+    rng = np.random.default_rng(0)
+    return streaming_int8_quality(version_dir, (0.1 * rng.standard_normal(cfg.sample_rate // 2)).astype(np.float32))
 
 
 # --- the whole export ------------------------------------------------------------------------
@@ -165,6 +232,7 @@ def export_denoiser(model: keras.Model, cfg: DenoiserConfig, version_dir: Path, 
         write_saved_model(serving, staging)
         (staging / TFLITE_NAME).write_bytes(convert_tflite(tflite_twin))
         (staging / STREAMING_TFLITE_NAME).write_bytes(convert_tflite(streaming, tuple(streaming.output)))
+        (staging / STREAMING_INT8_TFLITE_NAME).write_bytes(convert_streaming_int8(model, cfg))
         for quantization, name in QUANTIZED_TFLITE_NAMES.items():
             (staging / name).write_bytes(convert_tflite(tflite_twin, quantization=quantization))
         save_config(cfg, staging / "config.json")  # the streaming loop reads it
@@ -225,11 +293,12 @@ def publish_run(export_dir: Path, run_dir: Path, base: Path, policy: str) -> Pat
     return None
 
 
-# --- CLI: python -m audio_dl.export publish RUN_EXPORT [--base saved_models/denoiser] -----------
+# --- CLI: python -m audio_dl.export publish RUN_EXPORT [--base ...] | add-streaming-int8 VERSION_DIR --
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = cli.ArgumentParser(prog="python -m audio_dl.export",
-                                description="Publish a run's exported model as a new TF Serving version.")
+                                description="Publish a run's exported model as a new TF Serving version, "
+                                            "or add the int8 streaming model to an earlier export.")
     commands = parser.add_subparsers(dest="command", required=True)
     pub = commands.add_parser("publish", help="copy RUN_DIR/export/1 (or a version folder) to BASE/<N>")
     pub.add_argument("source", help="a run directory or an exported version folder")
@@ -237,7 +306,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     pub.add_argument("--version", type=int, help="version number (default: highest + 1)")
     pub.add_argument("--ship", action="store_true",
                      help="mark it as the project's shipped model (maintainers; commit it with git add -f)")
+    add = commands.add_parser("add-streaming-int8",
+                              help="write denoiser_streaming_int8.tflite into an export made without it")
+    add.add_argument("version_dir", help="an exported version folder, e.g. saved_models/denoiser/3")
     args = parser.parse_args(argv)
+    if args.command == "add-streaming-int8":
+        quality = add_streaming_int8(Path(args.version_dir))
+        print(f"wrote {Path(args.version_dir) / STREAMING_INT8_TFLITE_NAME}: {json.dumps(quality)}")
+        return 0
     if args.version is not None and args.version < 1:
         raise UsageError("--version must be >= 1")
     source = Path(args.source)

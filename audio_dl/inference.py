@@ -25,6 +25,7 @@ from audio_dl.atomic import staged_file
 from audio_dl.config import DenoiserConfig, load_config
 from audio_dl.errors import UsageError
 from audio_dl.litert import signature_runner
+from audio_dl.streaming import StreamingDenoiser
 
 
 @dataclasses.dataclass
@@ -62,7 +63,8 @@ class Denoiser:
 
 
 def load_denoiser(path: str | os.PathLike) -> Denoiser:
-    """Load a SavedModel folder, a TF Serving base path (highest version) or a `.tflite` file.
+    """Load a SavedModel folder, a TF Serving base path (highest version) or a `.tflite` file
+    (whole-clip, or a one-hop streaming model run block by block).
 
     Raises UsageError when the path is missing or does not hold a waveform -> denoised model.
     """
@@ -101,12 +103,19 @@ def _load_tflite(path: Path):
     try:
         runner = signature_runner(path)
         inputs, outputs = runner.get_input_details(), runner.get_output_details()
-        shape = inputs["waveform"]["shape"]
-        ok = "denoised" in outputs and len(shape) == 2 and shape[0] == 1
     except Exception:  # noqa: BLE001
-        ok = False
-    if not ok:
-        raise UsageError(f"{path} is not a denoiser TFLite model (needs waveform [1, N] -> denoised)")
+        inputs, outputs = {}, {}
+    if "samples" in inputs:  # a one-hop streaming model, run hop by hop with its latency removed
+        stream = StreamingDenoiser(path)
+
+        def run_streaming(waveform: np.ndarray) -> np.ndarray:
+            return np.stack([stream.denoise(row) for row in np.asarray(waveform, np.float32)])
+
+        return run_streaming, None
+    shape = inputs["waveform"]["shape"] if "waveform" in inputs else ()
+    if not ("denoised" in outputs and len(shape) == 2 and shape[0] == 1):
+        raise UsageError(f"{path} is not a denoiser TFLite model (needs waveform [1, N] -> denoised, "
+                         "or a streaming model)")
 
     def run(waveform: np.ndarray) -> np.ndarray:
         return np.array(runner(waveform=np.asarray(waveform, np.float32))["denoised"], copy=True)

@@ -20,6 +20,7 @@ from audio_dl.errors import UsageError
 from audio_dl.litert import FixedShapeRunner
 
 STREAMING_TFLITE_NAME = "denoiser_streaming.tflite"
+STREAMING_INT8_TFLITE_NAME = "denoiser_streaming_int8.tflite"  # int8 weights: fewer bytes to read per hop
 
 
 class StreamingDenoiser:

@@ -13,6 +13,7 @@ def test_denoiser_benchmark_runs_and_writes_json(tiny_export, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     results = json.loads(out.read_text())
     assert results["streaming_tflite_real_time_factor"] > 0 and results["whole_file_saved_model_x_real_time"] > 0
+    assert results["streaming_int8_tflite_real_time_factor"] > 0  # every export now has the int8 streaming model
 
 
 def _bench(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:

@@ -21,7 +21,8 @@ def _speechlike(seconds, rate=8000, seed=0):
 
 @pytest.mark.parametrize("export, model_file, batch_chunks", [
     ("tiny_export", "", 1), ("tiny_export", "", 3), ("tiny_export", "denoiser.tflite", 1),
-    ("tiny_dilated_export", "", 3), ("tiny_dilated_export", "denoiser.tflite", 1)])
+    ("tiny_dilated_export", "", 3), ("tiny_dilated_export", "denoiser.tflite", 1),
+    ("tiny_dilated_export", "denoiser_streaming.tflite", 3)])
 def test_chunked_output_equals_whole_file_output(request, export, model_file, batch_chunks):
     folder = request.getfixturevalue(export)
     denoiser = inference.load_denoiser(folder / model_file if model_file else folder)

@@ -2,6 +2,8 @@
 
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ from audio_dl import export
 from audio_dl.config import DenoiserConfig, make_config
 from audio_dl.litert import FixedShapeRunner, signature_runner
 from audio_dl.models.denoiser import build_denoiser
-from audio_dl.streaming import STREAMING_TFLITE_NAME, StreamingDenoiser
+from audio_dl.streaming import STREAMING_INT8_TFLITE_NAME, STREAMING_TFLITE_NAME, StreamingDenoiser
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +53,8 @@ def test_export_folder_is_complete(exported):
     cfg, model, target, errors = exported
     names = {p.name for p in target.iterdir()}
     assert {"saved_model.pb", "variables", "denoiser.tflite", "denoiser_streaming.tflite", "denoiser_int8.tflite",
-            "denoiser_fp16.tflite", "config.json", "MODEL_CARD.md", "provenance.json"} <= names
+            "denoiser_fp16.tflite", "denoiser_streaming_int8.tflite", "config.json", "MODEL_CARD.md",
+            "provenance.json"} <= names
     assert json.loads((target / "config.json").read_text())["hidden_units"] == cfg.hidden_units
     assert "saved_model_max_abs_error" in (target / "MODEL_CARD.md").read_text()
     assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]  # no staging left
@@ -134,3 +137,37 @@ def test_quantized_variants_are_smaller_and_measured(exported):
     x = (0.1 * np.random.default_rng(4).standard_normal((1, cfg.tflite_samples))).astype(np.float32)
     for name in export.QUANTIZED_TFLITE_NAMES.values():
         assert export.run_tflite(target / name, x)["denoised"].shape == x.shape
+    assert errors["streaming_dynamic_int8_snr_db_vs_float"] > 10
+    assert errors["streaming_dynamic_int8_kilobytes"] < (target / STREAMING_TFLITE_NAME).stat().st_size / 1024
+
+
+@pytest.mark.parametrize("fixture", ["tiny_export", "tiny_dilated_export"])
+def test_weights_read_back_from_an_export_reproduce_it(request, fixture):
+    folder = request.getfixturevalue(fixture)
+    model, cfg = export.denoiser_from_export(folder)
+    x = (0.1 * np.random.default_rng(5).standard_normal((2, 9001))).astype(np.float32)
+    served = tf.saved_model.load(str(folder)).signatures["serving_default"]
+    np.testing.assert_allclose(model(x)["denoised"].numpy(), served(waveform=tf.constant(x))["denoised"].numpy(),
+                               atol=export.SAVED_MODEL_TOLERANCE)
+
+
+def test_the_int8_streaming_model_can_be_added_to_an_earlier_export(tiny_dilated_export, tmp_path):
+    earlier = tmp_path / "3"
+    shutil.copytree(tiny_dilated_export, earlier)
+    (earlier / STREAMING_INT8_TFLITE_NAME).unlink()
+    assert export.main(["add-streaming-int8", str(earlier)]) == 0
+    x = _speechlike_noise(0.6)
+    stream, quantized = StreamingDenoiser(earlier / STREAMING_TFLITE_NAME), StreamingDenoiser(earlier / STREAMING_INT8_TFLITE_NAME)
+    assert np.max(np.abs(quantized.denoise(x) - stream.denoise(x))) < 0.1 * np.max(np.abs(x))
+    assert not [p for p in earlier.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+def test_adding_int8_to_a_folder_that_is_not_an_export_is_one_line_exit_2(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "audio_dl.export", "add-streaming-int8", str(tmp_path)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "is not a denoiser export" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def _speechlike_noise(seconds, rate=8000):
+    return (0.1 * np.random.default_rng(6).standard_normal(int(seconds * rate))).astype(np.float32)

@@ -101,11 +101,10 @@ def convert_tflite(model: keras.Model, output_keys: Sequence[str] = ("denoised",
         return converter.convert()
 
 
-def convert_streaming_int8(model: keras.Model, cfg: DenoiserConfig) -> bytes:
-    """The one-hop streaming model of a trained denoiser with dynamic-range int8 weights: a quarter
-    of the weight bytes to read per hop, which is what a hop's time is mostly spent on."""
-    streaming = build_streaming_denoiser(cfg, weights_from=model)
-    return convert_tflite(streaming, tuple(streaming.output), quantization="dynamic_int8")
+def convert_streaming(streaming: keras.Model, quantization: str | None = None) -> bytes:
+    """A build_streaming_denoiser model with all its outputs (next states included) as TFLite;
+    "dynamic_int8" reads a quarter of the weight bytes per hop, where a hop's time mostly goes."""
+    return convert_tflite(streaming, tuple(streaming.output), quantization=quantization)
 
 
 def run_tflite(model_path_or_bytes, inputs: dict[str, np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
@@ -139,34 +138,39 @@ def verify_denoiser_export(model: keras.Model, version_dir: Path, cfg: DenoiserC
     tflite_error = float(np.abs(lite - expected_clip).max())
     stream = StreamingDenoiser(version_dir / STREAMING_TFLITE_NAME)
     half_second = batch[:1, : cfg.sample_rate // 2]
-    streaming_error = float(np.abs(stream.denoise(half_second[0])
-                                   - model(half_second, training=False)["denoised"].numpy()[0]).max())
+    streamed = stream.denoise(half_second[0])
+    streaming_error = float(np.abs(streamed - model(half_second, training=False)["denoised"].numpy()[0]).max())
     errors = {"saved_model_max_abs_error": saved_error, "tflite_max_abs_error": tflite_error,
               "streaming_tflite_max_abs_error": streaming_error,
-              **streaming_int8_quality(version_dir, half_second[0])}
+              **streaming_int8_quality(version_dir, half_second[0], streamed)}
     for quantization, name in QUANTIZED_TFLITE_NAMES.items():  # measured, not held to the tolerance
         quantized = run_tflite(version_dir / name, clip)["denoised"]
         errors[f"{quantization}_snr_db_vs_float"] = _snr_db(expected_clip, quantized)
-        errors[f"{quantization}_kilobytes"] = round((version_dir / name).stat().st_size / 1024, 1)
-    errors["float32_kilobytes"] = round((version_dir / TFLITE_NAME).stat().st_size / 1024, 1)
+        errors[f"{quantization}_kilobytes"] = _kilobytes(version_dir / name)
+    errors["float32_kilobytes"] = _kilobytes(version_dir / TFLITE_NAME)
     if not (saved_error <= SAVED_MODEL_TOLERANCE and max(tflite_error, streaming_error) <= TFLITE_TOLERANCE):
         raise ExportError(f"export does not match the Keras model: {errors} (tolerances "
                           f"{SAVED_MODEL_TOLERANCE}, {TFLITE_TOLERANCE})")
     return errors
 
 
-def streaming_int8_quality(version_dir: Path, waveform: np.ndarray) -> dict[str, float]:
-    """SNR (dB) of the int8 streaming model's output against the float one's on `waveform` [N],
-    and its size (measured, not held to a tolerance)."""
-    expected = StreamingDenoiser(version_dir / STREAMING_TFLITE_NAME).denoise(waveform)
+def streaming_int8_quality(version_dir: Path, waveform: np.ndarray, float_output: np.ndarray | None = None,
+                           ) -> dict[str, float]:
+    """SNR (dB) of the int8 streaming model's output against the float one's (`float_output`, or
+    computed here) on `waveform` [N], and its size (measured, not held to a tolerance)."""
+    if float_output is None:
+        float_output = StreamingDenoiser(version_dir / STREAMING_TFLITE_NAME).denoise(waveform)
     quantized = StreamingDenoiser(version_dir / STREAMING_INT8_TFLITE_NAME).denoise(waveform)
-    return {"streaming_dynamic_int8_snr_db_vs_float": _snr_db(expected, quantized),
-            "streaming_dynamic_int8_kilobytes":
-                round((version_dir / STREAMING_INT8_TFLITE_NAME).stat().st_size / 1024, 1)}
+    return {"streaming_dynamic_int8_snr_db_vs_float": _snr_db(float_output, quantized),
+            "streaming_dynamic_int8_kilobytes": _kilobytes(version_dir / STREAMING_INT8_TFLITE_NAME)}
 
 
 def _snr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
     return float(10 * np.log10(np.sum(reference**2) / (np.sum((estimate - reference) ** 2) + 1e-20)))
+
+
+def _kilobytes(path: Path) -> float:
+    return round(path.stat().st_size / 1024, 1)
 
 
 def denoiser_from_export(version_dir: Path) -> tuple[keras.Model, DenoiserConfig]:
@@ -210,7 +214,7 @@ def add_streaming_int8(version_dir: Path) -> dict[str, float]:
     model, cfg = denoiser_from_export(version_dir)
     target = version_dir / STREAMING_INT8_TFLITE_NAME
     with staged_file(target) as staging:
-        staging.write_bytes(convert_streaming_int8(model, cfg))
+        staging.write_bytes(convert_streaming(build_streaming_denoiser(cfg, weights_from=model), "dynamic_int8"))
     rng = np.random.default_rng(0)
     return streaming_int8_quality(version_dir, (0.1 * rng.standard_normal(cfg.sample_rate // 2)).astype(np.float32))
 
@@ -231,8 +235,8 @@ def export_denoiser(model: keras.Model, cfg: DenoiserConfig, version_dir: Path, 
     with staged_folder(version_dir) as staging:
         write_saved_model(serving, staging)
         (staging / TFLITE_NAME).write_bytes(convert_tflite(tflite_twin))
-        (staging / STREAMING_TFLITE_NAME).write_bytes(convert_tflite(streaming, tuple(streaming.output)))
-        (staging / STREAMING_INT8_TFLITE_NAME).write_bytes(convert_streaming_int8(model, cfg))
+        (staging / STREAMING_TFLITE_NAME).write_bytes(convert_streaming(streaming))
+        (staging / STREAMING_INT8_TFLITE_NAME).write_bytes(convert_streaming(streaming, "dynamic_int8"))
         for quantization, name in QUANTIZED_TFLITE_NAMES.items():
             (staging / name).write_bytes(convert_tflite(tflite_twin, quantization=quantization))
         save_config(cfg, staging / "config.json")  # the streaming loop reads it

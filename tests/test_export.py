@@ -157,7 +157,8 @@ def test_the_int8_streaming_model_can_be_added_to_an_earlier_export(tiny_dilated
     (earlier / STREAMING_INT8_TFLITE_NAME).unlink()
     assert export.main(["add-streaming-int8", str(earlier)]) == 0
     x = _speechlike_noise(0.6)
-    stream, quantized = StreamingDenoiser(earlier / STREAMING_TFLITE_NAME), StreamingDenoiser(earlier / STREAMING_INT8_TFLITE_NAME)
+    stream = StreamingDenoiser(earlier / STREAMING_TFLITE_NAME)
+    quantized = StreamingDenoiser(earlier / STREAMING_INT8_TFLITE_NAME)
     assert np.max(np.abs(quantized.denoise(x) - stream.denoise(x))) < 0.1 * np.max(np.abs(x))
     assert not [p for p in earlier.iterdir() if p.name.startswith(".")]  # no staging left
 

@@ -6,6 +6,7 @@ All arrays are float32 in [-1, 1], shape [samples] (mono) unless stated.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
 import logging
@@ -16,6 +17,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import soundfile
 import soxr
+import wurlitzer
 
 from audio_dl.errors import UsageError
 
@@ -78,10 +80,26 @@ def _expand(spec: str, extensions) -> list[Path]:
     raise UsageError(f"path does not exist: {spec}")
 
 
+@contextlib.contextmanager
+def quiet_decoders():
+    """Discard what C decoders print to stderr while a file is opened (libsndfile's mpg123 writes
+    "Note: Illegal Audio-MPEG-Header ..." lines for a file that is not MP3); the caller's own
+    error or counted skip says what went wrong, in one line."""
+    with open(os.devnull, "w") as sink, wurlitzer.pipes(stdout=None, stderr=sink):
+        yield
+
+
+def open_audio(path: str | os.PathLike) -> soundfile.SoundFile:
+    """soundfile.SoundFile(path) for reading, without the decoders' stderr chatter."""
+    with quiet_decoders():
+        return soundfile.SoundFile(str(path))
+
+
 def probe(path: str | os.PathLike) -> AudioInfo | None:
     """Header of an audio file, or None when it cannot be read or holds no samples."""
     try:
-        info = soundfile.info(str(path))
+        with quiet_decoders():
+            info = soundfile.info(str(path))
         frames = info.frames
     except Exception:  # noqa: BLE001 - any decoder failure means "unreadable"
         info = _tfio_info(path)
@@ -101,7 +119,7 @@ def read_audio(path: str | os.PathLike, sample_rate: int | None = None, start_se
     cannot be decoded; callers inside a corpus catch it and count a skip.
     """
     try:
-        with soundfile.SoundFile(str(path)) as f:
+        with open_audio(path) as f:
             native_rate = f.samplerate
             start = int(start_seconds * native_rate)
             if start:

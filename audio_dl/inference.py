@@ -20,7 +20,7 @@ import numpy as np
 import soundfile
 import soxr
 
-from audio_dl import export
+from audio_dl import audio_io, export
 from audio_dl.atomic import staged_file
 from audio_dl.config import DenoiserConfig, load_config
 from audio_dl.errors import UsageError
@@ -218,7 +218,7 @@ def denoise_file(denoiser: Denoiser, source: Path, target: Path, strength_db: fl
     """
     limit = strength_to_limit(strength_db)
     try:
-        with staged_file(target) as tmp, soundfile.SoundFile(str(source)) as src:
+        with staged_file(target) as tmp, audio_io.open_audio(source) as src:
             rate, channels = src.samplerate, src.channels
             with soundfile.SoundFile(tmp, "w", rate, channels, subtype="PCM_16", format="WAV") as dst:
                 streams = [_ChannelStream(denoiser, rate, limit, chunk_seconds) for _ in range(channels)]

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -99,6 +100,7 @@ def test_cli_denoises_a_folder_skipping_bad_files_and_plots(tiny_export, tmp_pat
 
 @pytest.mark.parametrize("make_args, message", [
     (lambda tmp, model, broken: [str(broken["garbage"]), "--model", str(model)], "cannot decode"),
+    (lambda tmp, model, broken: [str(_not_mp3(tmp)), "--model", str(model)], "cannot decode"),
     (lambda tmp, model, broken: [str(tmp / "missing.wav"), "--model", str(model)], "does not exist"),
     (lambda tmp, model, broken: [str(tmp), "--model", str(model)], "no audio files"),
     (lambda tmp, model, broken: [str(broken["garbage"]), "--model", str(broken["garbage"])], "not a denoiser"),
@@ -113,6 +115,14 @@ def test_cli_bad_input_is_one_line_exit_2(tiny_export, tmp_path, broken_files, m
     assert result.returncode == 2, result.stderr[-1500:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("python -m audio_dl.denoise: error:")]
     assert len(errors) == 1 and message in errors[0] and "Traceback" not in result.stderr
+    assert "Note:" not in result.stderr  # libsndfile's mpg123 chatter is silenced
+
+
+def _not_mp3(folder: Path) -> Path:
+    """Text named .mp3: libsndfile hands it to mpg123, which prints 'Note: ...' lines to stderr."""
+    fake = folder.parent / "readme.mp3"
+    fake.write_text("not audio\n")
+    return fake
 
 
 def test_a_tflite_without_its_config_is_a_usage_error(tiny_export, tmp_path):

@@ -312,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      help="mark it as the project's shipped model (maintainers; commit it with git add -f)")
     add = commands.add_parser("add-streaming-int8",
                               help="write denoiser_streaming_int8.tflite into an export made without it")
-    add.add_argument("version_dir", help="an exported version folder, e.g. saved_models/denoiser/3")
+    add.add_argument("version_dir", help="an exported version folder, e.g. saved_models/denoiser/4")
     args = parser.parse_args(argv)
     if args.command == "add-streaming-int8":
         quality = add_streaming_int8(Path(args.version_dir))

@@ -1,6 +1,6 @@
 """Reference streaming loop: the one-hop TFLite denoiser run block by block, as a device would.
 
-    stream = StreamingDenoiser("saved_models/denoiser/3/denoiser_streaming.tflite")
+    stream = StreamingDenoiser("saved_models/denoiser/4/denoiser_streaming.tflite")
     for block in blocks_of_64_samples:        # float32 [64] at 8 kHz
         out = stream.process(block)           # float32 [64], delayed by stream.latency samples
 

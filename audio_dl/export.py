@@ -127,12 +127,12 @@ def verify_denoiser_export(model: keras.Model, version_dir: Path, cfg: DenoiserC
     Returns the max absolute differences; raises ExportError above the stated tolerances.
     """
     rng = np.random.default_rng(0)
-    batch = (0.1 * rng.standard_normal((2, cfg.sample_rate + 37))).astype(np.float32)
+    batch = _test_noise(rng, (2, cfg.sample_rate + 37))
     expected = model(batch, training=False)["denoised"].numpy()
     served = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
     saved_error = float(np.abs(served(waveform=tf.constant(batch))["denoised"].numpy() - expected).max())
 
-    clip = (0.1 * rng.standard_normal((1, cfg.tflite_samples))).astype(np.float32)
+    clip = _test_noise(rng, (1, cfg.tflite_samples))
     expected_clip = model(clip, training=False)["denoised"].numpy()
     lite = run_tflite(version_dir / TFLITE_NAME, clip)["denoised"]
     tflite_error = float(np.abs(lite - expected_clip).max())
@@ -165,6 +165,11 @@ def streaming_int8_quality(version_dir: Path, waveform: np.ndarray, float_output
             "streaming_dynamic_int8_kilobytes": _kilobytes(version_dir / STREAMING_INT8_TFLITE_NAME)}
 
 
+def _test_noise(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """float32 Gaussian noise of standard deviation 0.1: the export checks' test signal."""
+    return (0.1 * rng.standard_normal(shape)).astype(np.float32)
+
+
 def _snr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
     return float(10 * np.log10(np.sum(reference**2) / (np.sum((estimate - reference) ** 2) + 1e-20)))
 
@@ -194,8 +199,7 @@ def denoiser_from_export(version_dir: Path) -> tuple[keras.Model, DenoiserConfig
     missing = [w.path for w in model.trainable_weights if w.path not in values]
     if missing or len(statistics) != 2:
         raise UsageError(f"{version_dir}: the SavedModel does not hold this config's weights ({missing[:3]})")
-    rng = np.random.default_rng(0)
-    probe = (0.1 * rng.standard_normal((1, cfg.sample_rate))).astype(np.float32)
+    probe = _test_noise(np.random.default_rng(0), (1, cfg.sample_rate))
     expected = served(waveform=tf.constant(probe))["denoised"].numpy()
     normalization = model.get_layer("input_normalization")
     for mean, variance in (statistics, statistics[::-1]):
@@ -215,8 +219,7 @@ def add_streaming_int8(version_dir: Path) -> dict[str, float]:
     target = version_dir / STREAMING_INT8_TFLITE_NAME
     with staged_file(target) as staging:
         staging.write_bytes(convert_streaming(build_streaming_denoiser(cfg, weights_from=model), "dynamic_int8"))
-    rng = np.random.default_rng(0)
-    return streaming_int8_quality(version_dir, (0.1 * rng.standard_normal(cfg.sample_rate // 2)).astype(np.float32))
+    return streaming_int8_quality(version_dir, _test_noise(np.random.default_rng(0), (cfg.sample_rate // 2,)))
 
 
 # --- the whole export ------------------------------------------------------------------------

@@ -76,6 +76,7 @@ class DenoiserConfig:
     learning_rate: float = 1e-3
     lr_decay_per_epoch: float = 1.0  # learning rate multiplied by this after every epoch
     clipnorm: float = 1.0
+    weight_decay: float = 0.0  # decoupled (AdamW-style) weight decay: each step w -= lr * weight_decay * w
     seed: int = 1234
     normalization_batches: int = 8  # batches used to adapt the in-model input normalisation
 
@@ -116,6 +117,7 @@ class DenoiserConfig:
         for name in ("recurrent_units", "temporal_blocks", "lookahead_frames"):
             _check(getattr(self, name) == 0 or self.architecture == "mask", f"{name} needs architecture=mask")
         _check(self.learning_rate > 0 and self.clipnorm > 0, "learning_rate and clipnorm must be > 0")
+        _check(self.weight_decay >= 0, "weight_decay must be >= 0")
         _check(0.0 < self.lr_decay_per_epoch <= 1.0, "lr_decay_per_epoch must be in (0, 1]")
         _check(self.tflite_seconds * self.sample_rate >= self.frame_length,
                "tflite_seconds is shorter than one frame")

@@ -38,7 +38,8 @@ def build_parser() -> cli.ArgumentParser:
                         help="attenuation limit in dB: out = noisy*lim + denoised*(1-lim), lim = 10^(-DB/20) "
                              "(default: no limit)")
     parser.add_argument("--plot", action="store_true",
-                        help="also write OUTPUT.png: waveform and spectrogram of noisy and denoised")
+                        help=f"also write OUTPUT.png: waveform and spectrogram of noisy and denoised "
+                             f"(the first {PLOT_SECONDS:g} s)")
     parser.add_argument("--clean", type=Path,
                         help="clean reference (file, or folder with files of the same names) added to the plot")
     parser.add_argument("--chunk-seconds", type=float, default=30.0,
@@ -108,6 +109,14 @@ def _clean_for(clean: Path | None, source: Path) -> Path | None:
     return candidate
 
 
+def plot_title(source: Path) -> str:
+    """The file name, and which part the figure shows when the file is longer than PLOT_SECONDS."""
+    info = audio_io.probe(source)
+    if info is None or info.seconds <= PLOT_SECONDS:
+        return source.name
+    return f"{source.name} (first {PLOT_SECONDS:g} s of {info.seconds:.0f} s)"
+
+
 def _plot(source: Path, target: Path, clean: Path | None, rate: int) -> None:
     signals = {"noisy": audio_io.read_audio(source, rate, 0, PLOT_SECONDS),
                "denoised": audio_io.read_audio(target, rate, 0, PLOT_SECONDS)}
@@ -116,7 +125,7 @@ def _plot(source: Path, target: Path, clean: Path | None, rate: int) -> None:
     length = min(len(x) for x in signals.values())
     signals = {k: np.asarray(v[:length]) for k, v in signals.items()}
     png = target.with_suffix(".png")
-    plots.waveform_and_spectrogram(signals, rate, png, title=source.name)
+    plots.waveform_and_spectrogram(signals, rate, png, title=plot_title(source))
     print(f"  plot: {png}")
 
 

@@ -63,14 +63,16 @@ class Denoiser:
 
 
 def load_denoiser(path: str | os.PathLike) -> Denoiser:
-    """Load a SavedModel folder, a TF Serving base path (highest version) or a `.tflite` file
-    (whole-clip, or a one-hop streaming model run block by block).
+    """Load a SavedModel folder (or its saved_model.pb), a TF Serving base path (highest version)
+    or a `.tflite` file (whole-clip, or a one-hop streaming model run block by block).
 
     Raises UsageError when the path is missing or does not hold a waveform -> denoised model.
     """
     path = Path(path)
     if not path.exists():
         raise UsageError(f"model not found: {path}")
+    if path.name == "saved_model.pb":  # the file inside a SavedModel folder stands for the folder
+        path = path.parent
     if path.is_dir() and not (path / "saved_model.pb").is_file():
         found = export.versions(path)
         if not found:
@@ -227,8 +229,11 @@ def denoise_file(denoiser: Denoiser, source: Path, target: Path, strength_db: fl
                 _write(dst, [s.flush() for s in streams])
                 duration = src.frames / rate
     except soundfile.LibsndfileError as error:
+        detail = error.error_string
+        if Path(source).is_file() and "does not exist" in detail:  # what libsndfile says of an unknown format
+            detail = "format not recognised"
         raise ValueError(f"cannot decode {source}: not audio that libsndfile reads "
-                         f"(libsndfile: {error.error_string})") from None
+                         f"(libsndfile: {detail})") from None
     return duration
 
 

@@ -119,8 +119,9 @@ def compile_denoiser(cfg: DenoiserConfig, batches: list) -> keras.Model:
     model = build_denoiser(cfg)
     adapt_normalization(model, batches, cfg)
     losses, weights = make_losses(cfg, model)
-    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate, clipnorm=cfg.clipnorm), loss=losses,
-                  loss_weights=weights)
+    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate, clipnorm=cfg.clipnorm,
+                                                  weight_decay=cfg.weight_decay or None),
+                  loss=losses, loss_weights=weights)
     return model
 
 
@@ -233,7 +234,8 @@ noisy phase, all inside the graph. {model.count_params():,} parameters,
 ## Training
 - command: `{command}`
 - {cfg.epochs} epochs x {cfg.steps_per_epoch} steps x batch {cfg.batch_size} of {cfg.crop_seconds:g} s,
-  loss {cfg.loss}, Adam lr {cfg.learning_rate:g}, clipnorm {cfg.clipnorm:g}
+  loss {cfg.loss}, Adam lr {cfg.learning_rate:g} x{cfg.lr_decay_per_epoch:g} per epoch,
+  clipnorm {cfg.clipnorm:g}{f', decoupled weight decay {cfg.weight_decay:g}' if cfg.weight_decay else ''}
 - training time: {train_seconds / 60:.1f} min on {device_name()}
 - full config: config.json
 

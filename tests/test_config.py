@@ -26,6 +26,7 @@ def test_overrides_are_typed():
     ("epochs=0", "epochs"), ("snr_db=10,-5", "snr_db"), ("architecture=resnet", "architecture"),
     ("nonsense=1", "unknown"), ("epochs=three", "not a valid"), ("high_cut_hz=3000,4100", "Nyquist"),
     ("epochs", "key=value"), ("snr_db=5", "two values"), ("recurrent_units=-1", "recurrent_units"),
+    ("weight_decay=-0.1", "weight_decay"),
 ])
 def test_bad_values_raise_config_error(override, message):
     with pytest.raises(ConfigError, match=message):

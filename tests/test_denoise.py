@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from audio_dl import inference
+from audio_dl import denoise, inference
 from audio_dl.errors import UsageError
 from conftest import sine
 
@@ -47,6 +47,10 @@ def test_chunked_output_of_a_gru_lookahead_model_equals_whole_file_output(tiny_g
 
 def test_base_path_loads_the_highest_version(tiny_export):
     assert inference.load_denoiser(tiny_export.parent).path == tiny_export
+
+
+def test_saved_model_pb_stands_for_its_folder(tiny_export):
+    assert inference.load_denoiser(tiny_export / "saved_model.pb").path == tiny_export
 
 
 @pytest.mark.parametrize("fmt, subtype, ext", [("WAV", "PCM_16", ".wav"), ("MP3", "MPEG_LAYER_III", ".mp3")])
@@ -98,9 +102,17 @@ def test_cli_denoises_a_folder_skipping_bad_files_and_plots(tiny_export, tmp_pat
     assert (tmp_path / "out" / "a.png").stat().st_size > 10_000
 
 
+def test_plot_title_says_when_the_figure_shows_only_the_start(tmp_path):
+    short, long = tmp_path / "short.wav", tmp_path / "long.flac"
+    soundfile.write(short, np.zeros(8000, np.float32), 8000)
+    soundfile.write(long, np.zeros(int(8000 * (denoise.PLOT_SECONDS + 12)), np.float32), 8000)
+    assert denoise.plot_title(short) == "short.wav"
+    assert denoise.plot_title(long) == f"long.flac (first {denoise.PLOT_SECONDS:g} s of {denoise.PLOT_SECONDS + 12:.0f} s)"
+
+
 @pytest.mark.parametrize("make_args, message", [
     (lambda tmp, model, broken: [str(broken["garbage"]), "--model", str(model)], "cannot decode"),
-    (lambda tmp, model, broken: [str(_not_mp3(tmp)), "--model", str(model)], "cannot decode"),
+    (lambda tmp, model, broken: [str(_not_mp3(tmp)), "--model", str(model)], "format not recognised"),
     (lambda tmp, model, broken: [str(tmp / "missing.wav"), "--model", str(model)], "does not exist"),
     (lambda tmp, model, broken: [str(tmp), "--model", str(model)], "no audio files"),
     (lambda tmp, model, broken: [str(broken["garbage"]), "--model", str(broken["garbage"])], "not a denoiser"),

@@ -7,7 +7,8 @@ import keras
 import pytest
 
 from audio_dl.config import DenoiserConfig, make_config
-from audio_dl.training import train_denoiser
+from audio_dl.data import speech
+from audio_dl.training import compile_denoiser, train_denoiser
 
 
 @pytest.mark.slow
@@ -32,3 +33,12 @@ def test_interrupted_run_resumes_from_its_last_epoch(tmp_path, monkeypatch, tiny
     clock = json.loads((tmp_path / "run" / "train_seconds.json").read_text())
     assert clock["epochs"] == 2 and result.train_seconds == clock["train_seconds"] > 0  # both sessions counted
     assert (result.export_dir / "saved_model.pb").is_file()
+
+
+@pytest.mark.parametrize("weight_decay, expected", [(0.0, None), (0.2, 0.2)])
+def test_weight_decay_reaches_the_optimizer(weight_decay, expected, tiny_corpus):
+    cfg = make_config(DenoiserConfig, "tiny", overrides=[f"weight_decay={weight_decay}",
+                                                         f"speech={tiny_corpus / 'speech'}",
+                                                         f"noise={tiny_corpus / 'noise'}"])
+    batches = list(speech.training_dataset(speech.load_corpus(cfg).train, cfg).take(1))
+    assert compile_denoiser(cfg, batches).optimizer.weight_decay == expected

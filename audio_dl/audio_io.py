@@ -89,6 +89,15 @@ def quiet_decoders():
         yield
 
 
+def decode_failure(path: str | os.PathLike, error: Exception) -> str:
+    """Why `path` could not be decoded, in words: libsndfile's reason, except the "File does not
+    exist or is not a regular file" it gives for an existing file in a format it does not know."""
+    detail = getattr(error, "error_string", None) or str(error)
+    if Path(path).is_file() and "does not exist" in detail:
+        return "format not recognised"
+    return detail
+
+
 def open_audio(path: str | os.PathLike) -> soundfile.SoundFile:
     """soundfile.SoundFile(path) for reading, without the decoders' stderr chatter."""
     with quiet_decoders():
@@ -129,7 +138,7 @@ def read_audio(path: str | os.PathLike, sample_rate: int | None = None, start_se
     except Exception as error:  # noqa: BLE001
         decoded = _tfio_read(path)
         if decoded is None:
-            raise ValueError(f"cannot decode {path}: {error}") from None
+            raise ValueError(f"cannot decode {path}: {decode_failure(path, error)}") from None
         audio, native_rate = decoded
         start = int(start_seconds * native_rate)
         stop = None if duration_seconds is None else start + int(np.ceil(duration_seconds * native_rate))

@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     skipped, seconds, started = [], 0.0, time.perf_counter()
     for source, target, single in jobs:
         try:
-            seconds += inference.denoise_file(denoiser, source, target, args.strength,
+            duration = inference.denoise_file(denoiser, source, target, args.strength,
                                               chunk_seconds=args.chunk_seconds)
         except ValueError as error:
             if single:
@@ -68,9 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             skipped.append(source)
             log.warning("skipped %s: %s", source, error)
             continue
+        seconds += duration
         print(f"{source} -> {target}")
         if args.plot:
-            _plot(source, target, _clean_for(args.clean, source), denoiser.sample_rate)
+            _plot(source, target, _clean_for(args.clean, source), denoiser.sample_rate, duration)
     elapsed = time.perf_counter() - started
     print(f"denoised {len(jobs) - len(skipped)} file(s), {seconds:.1f} s of audio in {elapsed:.1f} s"
           + (f"; skipped {len(skipped)} unreadable file(s)" if skipped else ""))
@@ -109,15 +110,14 @@ def _clean_for(clean: Path | None, source: Path) -> Path | None:
     return candidate
 
 
-def plot_title(source: Path) -> str:
+def plot_title(name: str, seconds: float) -> str:
     """The file name, and which part the figure shows when the file is longer than PLOT_SECONDS."""
-    info = audio_io.probe(source)
-    if info is None or info.seconds <= PLOT_SECONDS:
-        return source.name
-    return f"{source.name} (first {PLOT_SECONDS:g} s of {info.seconds:.0f} s)"
+    if seconds <= PLOT_SECONDS:
+        return name
+    return f"{name} (first {PLOT_SECONDS:g} s of {seconds:.0f} s)"
 
 
-def _plot(source: Path, target: Path, clean: Path | None, rate: int) -> None:
+def _plot(source: Path, target: Path, clean: Path | None, rate: int, seconds: float) -> None:
     signals = {"noisy": audio_io.read_audio(source, rate, 0, PLOT_SECONDS),
                "denoised": audio_io.read_audio(target, rate, 0, PLOT_SECONDS)}
     if clean is not None:
@@ -125,7 +125,7 @@ def _plot(source: Path, target: Path, clean: Path | None, rate: int) -> None:
     length = min(len(x) for x in signals.values())
     signals = {k: np.asarray(v[:length]) for k, v in signals.items()}
     png = target.with_suffix(".png")
-    plots.waveform_and_spectrogram(signals, rate, png, title=plot_title(source))
+    plots.waveform_and_spectrogram(signals, rate, png, title=plot_title(source.name, seconds))
     print(f"  plot: {png}")
 
 

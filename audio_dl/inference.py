@@ -229,11 +229,8 @@ def denoise_file(denoiser: Denoiser, source: Path, target: Path, strength_db: fl
                 _write(dst, [s.flush() for s in streams])
                 duration = src.frames / rate
     except soundfile.LibsndfileError as error:
-        detail = error.error_string
-        if Path(source).is_file() and "does not exist" in detail:  # what libsndfile says of an unknown format
-            detail = "format not recognised"
         raise ValueError(f"cannot decode {source}: not audio that libsndfile reads "
-                         f"(libsndfile: {detail})") from None
+                         f"(libsndfile: {audio_io.decode_failure(source, error)})") from None
     return duration
 
 

@@ -52,3 +52,10 @@ def test_broken_files_probe_as_none_and_are_counted(broken_files, tmp_path, capl
     infos, skipped = audio_io.probe_all([good, *broken_files.values()])
     assert [i.path for i in infos] == [str(good)] and len(skipped) == 3
     assert "skipped 3 of 4" in caplog.text
+
+
+def test_a_file_in_an_unknown_format_is_named_as_such(tmp_path):
+    fake = tmp_path / "readme.mp3"
+    fake.write_text("not audio\n")
+    with pytest.raises(ValueError, match="readme.mp3: format not recognised"):
+        audio_io.read_audio(fake, 8000)

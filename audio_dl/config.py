@@ -44,7 +44,8 @@ class DenoiserConfig:
 
     # --- real-world simulation (augmentation, training split only) ---------------------------
     augment: bool = False
-    synthetic_noise_probability: float = 0.25  # share of noise clips replaced by colored noise or hum
+    synthetic_noise_probability: float = 0.25  # share of noise clips replaced by a synthetic noise
+    synthetic_noises: tuple[str, ...] = ("colored", "hum")  # its families, equally likely (of SYNTHETIC_NOISES)
     second_noise_probability: float = 0.25  # share of examples with a second real noise added
     noise_tilt_db: float = 12.0  # random spectral tilt of the noise, +-this/2 dB at the band edges
     gain_db: tuple[float, float] = (-25.0, 0.0)  # random level of the whole recording
@@ -117,6 +118,8 @@ class DenoiserConfig:
         for name in ("recurrent_units", "temporal_blocks", "lookahead_frames"):
             _check(getattr(self, name) == 0 or self.architecture == "mask", f"{name} needs architecture=mask")
         _check(self.learning_rate > 0 and self.clipnorm > 0, "learning_rate and clipnorm must be > 0")
+        _check(len(self.synthetic_noises) > 0 and set(self.synthetic_noises) <= set(SYNTHETIC_NOISES),
+               f"synthetic_noises takes one or more of {SYNTHETIC_NOISES}")
         _check(self.weight_decay >= 0, "weight_decay must be >= 0")
         _check(0.0 < self.lr_decay_per_epoch <= 1.0, "lr_decay_per_epoch must be in (0, 1]")
         _check(self.tflite_seconds * self.sample_rate >= self.frame_length,
@@ -158,6 +161,7 @@ class DenoiserConfig:
 
 
 ARCHITECTURES = ("mask", "fcn16")
+SYNTHETIC_NOISES = ("colored", "hum", "rotor", "bursts", "chirps")  # see augment.synthetic_noise
 LOSSES = ("sisdr+spectral", "magnitude_mse")
 
 DENOISER_PRESETS: dict[str, dict] = {

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from audio_dl.config import SYNTHETIC_NOISES
 from audio_dl.data import augment
 from conftest import sine
 
@@ -54,9 +55,44 @@ def test_fft_convolve_matches_numpy():
 
 
 def test_synthetic_noises_are_finite_unit_rms():
-    for i in range(6):
-        noise = augment.synthetic_noise(tf.constant([i, 7]), 8000, 8000).numpy()
+    for i in range(15):
+        noise = augment.synthetic_noise(tf.constant([i, 7]), 8000, 8000, SYNTHETIC_NOISES).numpy()
         assert np.all(np.isfinite(noise)) and 0.5 < np.sqrt(np.mean(noise**2)) < 1.5
+
+
+def test_synthetic_noise_draws_only_the_families_asked_for():
+    seed = tf.constant([4, 7])
+    only_chirps = augment.synthetic_noise(seed, 8000, 8000, ("chirps",)).numpy()
+    assert np.array_equal(only_chirps, augment.chirps(seed + 6, 8000, 8000).numpy())
+    drawn = set()
+    for i in range(8):  # the default: colored noise or hum, nothing else
+        seed = tf.constant([i, 7])
+        noise = augment.synthetic_noise(seed, 800, 8000).numpy()
+        hum = augment.harmonic_hum(seed + 3, 800, 8000).numpy()
+        drawn.add("hum" if np.array_equal(noise, hum) else "colored")
+        if not np.array_equal(noise, hum):
+            exponent = tf.random.stateless_uniform([], seed + 1, 0.0, 2.0)
+            assert np.array_equal(noise, augment.colored_noise(seed + 2, 800, exponent).numpy())
+    assert drawn == {"hum", "colored"}
+
+
+@pytest.mark.parametrize("family", [augment.modulated_noise, augment.impulsive_noise, augment.chirps])
+def test_non_stationary_noise_families_are_unit_rms(family):
+    for i in range(4):
+        noise = family(tf.constant([i, 3]), 16000, 8000).numpy()
+        assert noise.shape == (16000,) and np.all(np.isfinite(noise))
+        assert np.sqrt(np.mean(noise**2)) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_impulsive_noise_is_bursts_and_chirps_are_tones():
+    frames = lambda x: x[: 16000 // 256 * 256].reshape(-1, 256)  # noqa: E731
+    bursts = augment.impulsive_noise(tf.constant([0, 3]), 16000, 8000).numpy()
+    energy = np.sort(np.mean(frames(bursts) ** 2, axis=1))
+    assert energy[-3:].mean() > 10 * np.median(energy)  # loud onsets over a quiet floor
+    tones = augment.chirps(tf.constant([1, 3]), 16000, 8000).numpy()
+    loudest = frames(tones)[np.argmax(np.mean(frames(tones) ** 2, axis=1))]
+    spectrum = np.abs(np.fft.rfft(loudest * np.hanning(256)))
+    assert spectrum.max() > 30 * np.median(spectrum)  # one narrow peak, not broadband
 
 
 def test_change_speed_moves_the_pitch_and_keeps_the_length():

@@ -18,15 +18,16 @@ def test_matlab_preset_matches_the_demo():
 
 def test_overrides_are_typed():
     cfg = make_config(DenoiserConfig, "default", overrides=["snr_db=-5,10", "epochs=2", "augment=false",
-                                                            "speech=a,b"])
+                                                            "speech=a,b", "synthetic_noises=rotor,chirps"])
     assert cfg.snr_db == (-5.0, 10.0) and cfg.epochs == 2 and cfg.augment is False and cfg.speech == ("a", "b")
+    assert cfg.synthetic_noises == ("rotor", "chirps")
 
 
 @pytest.mark.parametrize("override, message", [
     ("epochs=0", "epochs"), ("snr_db=10,-5", "snr_db"), ("architecture=resnet", "architecture"),
     ("nonsense=1", "unknown"), ("epochs=three", "not a valid"), ("high_cut_hz=3000,4100", "Nyquist"),
     ("epochs", "key=value"), ("snr_db=5", "two values"), ("recurrent_units=-1", "recurrent_units"),
-    ("weight_decay=-0.1", "weight_decay"),
+    ("weight_decay=-0.1", "weight_decay"), ("synthetic_noises=colored,wind", "synthetic_noises"),
 ])
 def test_bad_values_raise_config_error(override, message):
     with pytest.raises(ConfigError, match=message):

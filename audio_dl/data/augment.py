@@ -111,13 +111,18 @@ def spectral_tilt(x, tilt_db, sample_rate: int):
     return tf.signal.irfft(spectrum * tf.complex(response, 0.0), [2 * n])[..., :n]
 
 
+def unit_rms(x):
+    """[..., N] scaled to unit RMS (a silent clip stays silent)."""
+    return x / tf.sqrt(power(x) + _TINY)
+
+
 def colored_noise(seed, length: int, exponent):
     """Gaussian noise with power spectrum ~ 1/f^exponent (0 white, 1 pink, 2 brown), unit RMS."""
     white = tf.random.stateless_normal([length], seed)
     bins = length // 2 + 1
     f = tf.maximum(tf.range(bins, dtype=tf.float32), 1.0)
     shaped = tf.signal.irfft(tf.signal.rfft(white) * tf.complex(f ** (-exponent / 2.0), 0.0), [length])
-    return shaped / tf.sqrt(power(shaped) + _TINY)
+    return unit_rms(shaped)
 
 
 def harmonic_hum(seed, length: int, sample_rate: int, fundamental_range=(45.0, 420.0), harmonics: int = 12):
@@ -133,14 +138,64 @@ def harmonic_hum(seed, length: int, sample_rate: int, fundamental_range=(45.0, 4
     rate = tf.random.stateless_uniform([], seed + 3, 0.2, 8.0)
     depth = tf.random.stateless_uniform([], seed + 4, 0.0, 0.6)
     tone *= 1.0 + depth * tf.sin(2 * math.pi * rate * t)
-    tone /= tf.sqrt(power(tone) + _TINY)
-    return tone + 0.1 * colored_noise(seed + 5, length, 1.0)
+    return unit_rms(tone) + 0.1 * colored_noise(seed + 5, length, 1.0)
 
 
-def synthetic_noise(seed, length: int, sample_rate: int):
-    """One of: colored noise (white..brown), hum/motor tones. Training-only augmentation: results
-    are never reported on synthetic noise."""
-    choice = tf.random.stateless_uniform([], seed, 0, 2, tf.int32)
-    exponent = tf.random.stateless_uniform([], seed + 1, 0.0, 2.0)
-    return tf.switch_case(choice, [lambda: colored_noise(seed + 2, length, exponent),
-                                   lambda: harmonic_hum(seed + 3, length, sample_rate)])
+def modulated_noise(seed, length: int, sample_rate: int):
+    """Rotor or engine: colored noise under a periodic envelope |sin|^p at 2-30 Hz. Unit RMS [length]."""
+    t = tf.range(length, dtype=tf.float32) / sample_rate
+    rate = tf.random.stateless_uniform([], seed, 2.0, 30.0)
+    sharpness = tf.random.stateless_uniform([], seed + 1, 1.0, 6.0)
+    depth = tf.random.stateless_uniform([], seed + 2, 0.3, 1.0)
+    envelope = 1.0 - depth + depth * tf.abs(tf.sin(math.pi * rate * t)) ** sharpness
+    exponent = tf.random.stateless_uniform([], seed + 3, 0.0, 2.0)
+    return unit_rms(envelope * colored_noise(seed + 4, length, exponent))
+
+
+def impulsive_noise(seed, length: int, sample_rate: int):
+    """Clapping, clicks, footsteps, a printer's steps: short decaying noise bursts at random times
+    (2-80 per second, random levels), over a faint noise floor. Unit RMS [length]."""
+    rate = tf.random.stateless_uniform([], seed, 2.0, 80.0)
+    onsets = tf.cast(tf.random.stateless_uniform([length], seed + 1) < rate / sample_rate, tf.float32)
+    levels = tf.exp(tf.random.stateless_normal([length], seed + 2))
+    decay = tf.random.stateless_uniform([], seed + 3, 0.002, 0.04) * sample_rate  # samples
+    taps = tf.cast(tf.round(5.0 * decay), tf.int32)
+    burst = tf.random.stateless_normal([taps], seed + 4) * tf.exp(-tf.range(taps, dtype=tf.float32) / decay)
+    bursts = fft_convolve(onsets * levels, burst)
+    return unit_rms(unit_rms(bursts) + 0.05 * colored_noise(seed + 5, length, 1.0))
+
+
+def chirps(seed, length: int, sample_rate: int, events: int = 12):
+    """Birdsong, squeaks, whistles: up to `events` tones, each 40-400 ms long, gliding between two
+    random frequencies with a little vibrato, under a Hann envelope, over a faint noise floor.
+    Unit RMS [length]."""
+    t = tf.range(length, dtype=tf.float32) / sample_rate
+    seconds = length / sample_rate
+    active = tf.cast(tf.range(events) < tf.random.stateless_uniform([], seed, 1, events + 1, tf.int32), tf.float32)
+    start = tf.random.stateless_uniform([events, 1], seed + 1, 0.0, seconds)
+    duration = tf.random.stateless_uniform([events, 1], seed + 2, 0.04, 0.4)
+    glide = tf.random.stateless_uniform([events, 2], seed + 3, 400.0, 0.95 * sample_rate / 2)
+    vibrato = tf.random.stateless_uniform([events, 2], seed + 4, [0.0, 5.0], [0.05, 40.0])
+    progress = tf.clip_by_value((t - start) / duration, 0.0, 1.0)  # [events, length]
+    frequency = glide[:, :1] + (glide[:, 1:] - glide[:, :1]) * progress
+    frequency *= 1.0 + vibrato[:, :1] * tf.sin(2 * math.pi * vibrato[:, 1:] * t)
+    phase = 2 * math.pi * tf.cumsum(frequency, axis=1) / sample_rate
+    inside = tf.cast((t >= start) & (t < start + duration), tf.float32)
+    envelope = inside * tf.sin(math.pi * progress) ** 2
+    tones = tf.reduce_sum(active[:, None] * envelope * tf.sin(phase), axis=0)
+    return unit_rms(unit_rms(tones) + 0.05 * colored_noise(seed + 5, length, 1.0))
+
+
+def synthetic_noise(seed, length: int, sample_rate: int, families=("colored", "hum")):
+    """One of `families`, equally likely: "colored" noise (white..brown), "hum" (mains, motors),
+    "rotor" (modulated noise), "bursts" (impulsive), "chirps" (tonal glides). Training-only
+    augmentation: results are never reported on synthetic noise. Unit RMS [length]."""
+    makers = {
+        "colored": lambda: colored_noise(seed + 2, length, tf.random.stateless_uniform([], seed + 1, 0.0, 2.0)),
+        "hum": lambda: harmonic_hum(seed + 3, length, sample_rate),
+        "rotor": lambda: modulated_noise(seed + 4, length, sample_rate),
+        "bursts": lambda: impulsive_noise(seed + 5, length, sample_rate),
+        "chirps": lambda: chirps(seed + 6, length, sample_rate),
+    }
+    choice = tf.random.stateless_uniform([], seed, 0, len(families), tf.int32)
+    return tf.switch_case(choice, [makers[name] for name in families])

@@ -335,14 +335,15 @@ def make_example_fn(split: Split, cfg: DenoiserConfig, augmented: bool):
 def _augment_noise(clip, noise_table, seeds, uniform, cfg: DenoiserConfig):
     """Real noise -> maybe a synthetic family instead, maybe plus a second real noise, random tilt."""
     length, rate = cfg.crop_samples, cfg.sample_rate
-    clip = clip / tf.sqrt(augment.power(clip) + 1e-10)
+    clip = augment.unit_rms(clip)
     clip = tf.cond(uniform[0] < cfg.synthetic_noise_probability,
-                   lambda: augment.synthetic_noise(seeds[0], length, rate), lambda: clip)
+                   lambda: augment.synthetic_noise(seeds[0], length, rate, cfg.synthetic_noises),
+                   lambda: clip)
 
     def add_second():
         second = noise_table.read(noise_table.draw(seeds[1]), length / rate, uniform[2], rate, loop=True)
         second = tf.cond(tf.size(second) == length, lambda: second, lambda: tf.zeros([length]))
-        return clip + uniform[3] * second / tf.sqrt(augment.power(second) + 1e-10)
+        return clip + uniform[3] * augment.unit_rms(second)
 
     clip = tf.cond(uniform[1] < cfg.second_noise_probability, add_second, lambda: clip)
     tilt = cfg.noise_tilt_db * (uniform[4] - 0.5) * 2.0

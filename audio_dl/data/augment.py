@@ -161,8 +161,7 @@ def impulsive_noise(seed, length: int, sample_rate: int):
     decay = tf.random.stateless_uniform([], seed + 3, 0.002, 0.04) * sample_rate  # samples
     taps = tf.cast(tf.round(5.0 * decay), tf.int32)
     burst = tf.random.stateless_normal([taps], seed + 4) * tf.exp(-tf.range(taps, dtype=tf.float32) / decay)
-    bursts = fft_convolve(onsets * levels, burst)
-    return unit_rms(unit_rms(bursts) + 0.05 * colored_noise(seed + 5, length, 1.0))
+    return _over_noise_floor(fft_convolve(onsets * levels, burst), seed + 5, length)
 
 
 def chirps(seed, length: int, sample_rate: int, events: int = 12):
@@ -180,10 +179,14 @@ def chirps(seed, length: int, sample_rate: int, events: int = 12):
     frequency = glide[:, :1] + (glide[:, 1:] - glide[:, :1]) * progress
     frequency *= 1.0 + vibrato[:, :1] * tf.sin(2 * math.pi * vibrato[:, 1:] * t)
     phase = 2 * math.pi * tf.cumsum(frequency, axis=1) / sample_rate
-    inside = tf.cast((t >= start) & (t < start + duration), tf.float32)
-    envelope = inside * tf.sin(math.pi * progress) ** 2
+    envelope = tf.sin(math.pi * progress) ** 2  # 0 before the start and after the end
     tones = tf.reduce_sum(active[:, None] * envelope * tf.sin(phase), axis=0)
-    return unit_rms(unit_rms(tones) + 0.05 * colored_noise(seed + 5, length, 1.0))
+    return _over_noise_floor(tones, seed + 5, length)
+
+
+def _over_noise_floor(events, seed, length: int):
+    """Sparse events [length] at unit RMS plus pink noise 26 dB below them, unit RMS."""
+    return unit_rms(unit_rms(events) + 0.05 * colored_noise(seed, length, 1.0))
 
 
 def synthetic_noise(seed, length: int, sample_rate: int, families=("colored", "hum")):

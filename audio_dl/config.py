@@ -67,6 +67,8 @@ class DenoiserConfig:
     recurrent_warmup_seconds: float = 1.0  # chunked inference: audio replayed to rebuild the GRU state
     mask_floor: float = 0.0  # lowest gain the mask may apply, 0..1
     noise_context_frames: int = 64  # mask model: frames averaged into the long-term (noise floor) feature
+    noise_minimum: bool = False  # mask model: also their minimum per bin (minimum statistics) as a feature;
+    # tried on the large preset, not better on held-out noise (README)
 
     # --- training ---------------------------------------------------------------------------
     loss: str = "sisdr+spectral"  # "sisdr+spectral" (waveform SI-SDR + compressed spectrum) or "magnitude_mse"
@@ -115,8 +117,8 @@ class DenoiserConfig:
                "hidden_layers, bottleneck_units and recurrent_units must be >= 0")
         _check(self.recurrent_warmup_seconds >= 0, "recurrent_warmup_seconds must be >= 0")
         _check(self.lookahead_frames >= 0 and self.temporal_blocks >= 0, "lookahead_frames and temporal_blocks must be >= 0")
-        for name in ("recurrent_units", "temporal_blocks", "lookahead_frames"):
-            _check(getattr(self, name) == 0 or self.architecture == "mask", f"{name} needs architecture=mask")
+        for name in ("recurrent_units", "temporal_blocks", "lookahead_frames", "noise_minimum"):
+            _check(not getattr(self, name) or self.architecture == "mask", f"{name} needs architecture=mask")
         _check(self.learning_rate > 0 and self.clipnorm > 0, "learning_rate and clipnorm must be > 0")
         _check(len(self.synthetic_noises) > 0 and set(self.synthetic_noises) <= set(SYNTHETIC_NOISES),
                f"synthetic_noises takes one or more of {SYNTHETIC_NOISES}")

@@ -205,6 +205,27 @@ class CausalMovingAverage(_FramesLayer):
         return causal_moving_average(x, self.frames)
 
 
+def causal_moving_minimum(x, frames: int):
+    """[B, T, ...] -> minimum over frames t-frames+1..max(t, 0), per element (the window is shorter
+    at the start). Minimum statistics: in speech pauses each bin falls to the noise floor."""
+    shape = tf.shape(x)
+    channels = 1
+    for d in x.shape[2:]:
+        channels *= d
+    flat = tf.reshape(x, [shape[0], shape[1], channels])
+    padded = tf.pad(-flat, [[0, 0], [frames - 1, 0], [0, 0]], constant_values=-1e9)  # never the maximum
+    return tf.reshape(-tf.nn.max_pool1d(padded, ksize=frames, strides=1, padding="VALID"), shape)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class CausalMovingMinimum(_FramesLayer):
+    """[B, T, ...] -> minimum over the last `frames` frames, per element: with log magnitudes, the
+    noise floor of the recent past, which speech does not raise as it raises the average."""
+
+    def call(self, x):
+        return causal_moving_minimum(x, self.frames)
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class CausalContextConv(keras.layers.Conv2D):
     """Conv2D over [B, T, F, C] whose time kernel spans the current and `context_frames - 1` past

@@ -34,9 +34,10 @@ def test_bad_values_raise_config_error(override, message):
         make_config(DenoiserConfig, "default", overrides=[override])
 
 
-def test_a_gru_needs_the_mask_model():
-    with pytest.raises(ConfigError, match="recurrent_units needs architecture=mask"):
-        make_config(DenoiserConfig, "matlab", overrides=["recurrent_units=32"])
+@pytest.mark.parametrize("override", ["recurrent_units=32", "noise_minimum=true"])
+def test_mask_model_options_need_the_mask_model(override):
+    with pytest.raises(ConfigError, match=f"{override.split('=')[0]} needs architecture=mask"):
+        make_config(DenoiserConfig, "matlab", overrides=[override])
 
 
 def test_config_file_and_round_trip(tmp_path):

@@ -96,6 +96,13 @@ def test_causal_moving_average_matches_numpy():
     np.testing.assert_allclose(ours, expected, atol=1e-5)
 
 
+def test_causal_moving_minimum_matches_numpy_with_a_shorter_window_at_the_start():
+    x = _noise((1, 30, 3, 2), seed=9)
+    ours = L.CausalMovingMinimum(4)(x).numpy()
+    expected = np.stack([x[:, max(t - 3, 0):t + 1].min(axis=1) for t in range(30)], axis=1)
+    np.testing.assert_array_equal(ours, expected)
+
+
 def test_causal_moving_average_does_not_drift_on_an_hour_of_frames():
     frames = 8000 * 3600 // 64  # one hour at 8 kHz, hop 64
     x = (np.random.default_rng(7).standard_normal((1, frames)) - 9.0).astype(np.float32)  # log-magnitude-like
@@ -109,6 +116,7 @@ def test_causal_moving_average_does_not_drift_on_an_hour_of_frames():
     (L.LogCompress(1e-4), [np.abs(_noise((1, 5, 129, 1)))]),
     (L.CausalLevelNorm(8), [_noise((1, 12, 129, 2))]),
     (L.CausalMovingAverage(16), [_noise((1, 12, 129, 1))]),
+    (L.CausalMovingMinimum(16), [_noise((1, 12, 129, 1))]),
     (L.PrependSilence(5), [_noise((1, 12, 129, 1))]),
     (L.AppendSilence(3), [_noise((1, 12, 129, 1))]),
     (L.DropFrames(5), [_noise((1, 12, 129, 1))]),

@@ -9,6 +9,7 @@ from audio_dl.models.denoiser import (build_denoiser, build_streaming_denoiser, 
 # The designs, as overrides of a preset: the mask model, with a GRU, with dilated blocks and
 # lookahead, and the demo's network.
 VARIANTS = {"mask": [], "mask+gru": ["recurrent_units=16"], "mask+dilated+lookahead": ["temporal_blocks=3", "lookahead_frames=2"],
+            "mask+dilated+minimum": ["temporal_blocks=2", "noise_minimum=true"],
             "fcn16": ["architecture=fcn16"]}
 
 

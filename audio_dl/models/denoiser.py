@@ -94,7 +94,7 @@ def _store_silence(model: keras.Model, cfg: DenoiserConfig) -> None:
     silence: the frame embedding of all-zero (level-normalised) features, then the context layer
     and each dilated block over that steady input; fold each block's silence input into its
     depthwise bias (the step feeds it taps minus silence)."""
-    x = _FrameEmbedding(cfg, model)(keras.ops.zeros((1, 1, cfg.n_bins, 2)))  # [1, 1, E]
+    x = _FrameEmbedding(cfg, model)(keras.ops.zeros((1, 1, cfg.n_bins, _feature_count(cfg))))  # [1, 1, E]
     model.get_layer("embedding_silence").set_weights([keras.ops.convert_to_numpy(x)[0, 0]])
     x = model.get_layer("context")(keras.ops.repeat(x, cfg.context_frames, axis=1))  # [1, 1, H]
     blocks, block_inputs = _TemporalBlocks(cfg, model, step=True), []
@@ -126,8 +126,10 @@ def _streaming_mask_gain(magnitude, cfg: DenoiserConfig):
     log_layer = L.LogCompress(dtype="float32", name="log_magnitude")
     relative = keras.ops.reshape(log_layer(magnitude), (1, 1, bins)) - math.log(log_layer.floor)
     history = keras.ops.concatenate([log_state, relative], axis=1)  # [1, A, F]
-    long_term = keras.ops.mean(history, axis=1, keepdims=True)  # [1, 1, F]
-    features = keras.ops.stack([relative, long_term], axis=-1)  # [1, 1, F, 2]
+    features = [relative, keras.ops.mean(history, axis=1, keepdims=True)]  # [1, 1, F] each
+    if cfg.noise_minimum:
+        features.append(keras.ops.min(history, axis=1, keepdims=True))
+    features = keras.ops.stack(features, axis=-1)  # [1, 1, F, N]
     levels = keras.ops.concatenate([level_state, keras.ops.mean(features, axis=(2, 3))], axis=1)  # [1, C]
     normalised = features - keras.ops.mean(levels, axis=1)[:, None, None, None]
     embedded = _FrameEmbedding(cfg)(normalised)  # [1, 1, E]
@@ -162,13 +164,17 @@ def _mask_gain(noisy_magnitude, cfg: DenoiserConfig, tflite: bool = False):
     """Bounded mask in [mask_floor, 1] from level-normalised log magnitudes.
 
     Features per frame: the log magnitude and its average over the last `noise_context_frames`
-    frames (a noise-floor cue), both minus the mean level of the last `context_frames` frames, so a
-    gain on the recording changes nothing once the silent history before the recording has
-    scrolled out. Then `_mask_head`.
+    frames (a noise-floor cue; with cfg.noise_minimum also its minimum over them), all minus the
+    mean level of the last `context_frames` frames, so a gain on the recording changes nothing once
+    the silent history before the recording has scrolled out. Then `_context_head`.
     """
     log_magnitude = L.LogCompress(dtype="float32", name="log_magnitude")(noisy_magnitude)
     long_term = L.CausalMovingAverage(cfg.noise_context_frames, dtype="float32", name="long_term")(log_magnitude)
-    features = keras.layers.Concatenate(axis=-1, dtype="float32", name="features")([log_magnitude, long_term])
+    features = [log_magnitude, long_term]
+    if cfg.noise_minimum:
+        features.append(L.CausalMovingMinimum(cfg.noise_context_frames, dtype="float32",
+                                              name="noise_minimum")(log_magnitude))
+    features = keras.layers.Concatenate(axis=-1, dtype="float32", name="features")(features)
     features = L.CausalLevelNorm(cfg.context_frames, dtype="float32", name="level_norm")(features)
     gain, _ = _context_head(_FrameEmbedding(cfg)(features), cfg, padding="causal",
                             drop_frames=cfg.history_frames, unroll=tflite)
@@ -181,14 +187,15 @@ def _layer(model: keras.Model | None, name: str, make):
 
 
 class _FrameEmbedding:
-    """Per frame: in-model normalisation of the [F, 2] features, flattened to 2F, then (when
-    cfg.bottleneck_units) a dense projection: [B, T, F, 2] -> [B, T, E]. With `model`, the
-    embedding made of that model's layers."""
+    """Per frame: in-model normalisation of the [F, N] features (N = _feature_count), flattened to
+    NF, then (when cfg.bottleneck_units) a dense projection: [B, T, F, N] -> [B, T, E]. With
+    `model`, the embedding made of that model's layers."""
 
     def __init__(self, cfg: DenoiserConfig, model: keras.Model | None = None):
         self.normalization = _layer(model, "input_normalization", functools.partial(
             keras.layers.Normalization, axis=(-2, -1), dtype="float32"))
-        self.flatten = _layer(model, "frames", functools.partial(keras.layers.Reshape, (-1, 2 * cfg.n_bins)))
+        self.flatten = _layer(model, "frames", functools.partial(
+            keras.layers.Reshape, (-1, _feature_count(cfg) * cfg.n_bins)))
         self.bottleneck = (_layer(model, "bottleneck", functools.partial(
             keras.layers.Dense, cfg.bottleneck_units, activation="relu")) if cfg.bottleneck_units else None)
 
@@ -197,8 +204,13 @@ class _FrameEmbedding:
         return self.bottleneck(x) if self.bottleneck is not None else x
 
 
+def _feature_count(cfg: DenoiserConfig) -> int:
+    """Mask model features per bin: log magnitude, long-term average (and minimum)."""
+    return 3 if cfg.noise_minimum else 2
+
+
 def _embedding_size(cfg: DenoiserConfig) -> int:
-    return cfg.bottleneck_units or 2 * cfg.n_bins
+    return cfg.bottleneck_units or _feature_count(cfg) * cfg.n_bins
 
 
 def _context_head(frames, cfg: DenoiserConfig, padding: str, drop_frames: int = 0, recurrent_state=None,

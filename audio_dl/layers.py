@@ -163,20 +163,23 @@ class DropFrames(_FramesLayer):
         return (input_shape[0], length, *input_shape[2:])
 
 
+def _per_element_over_frames(x, window):
+    """Applies window([B, T, C] -> [B, T, C]) to [B, T, ...] with the trailing axes flattened to C."""
+    shape = tf.shape(x)
+    channels = 1
+    for d in x.shape[2:]:
+        channels *= d
+    return tf.reshape(window(tf.reshape(x, [shape[0], shape[1], channels])), shape)
+
+
 def causal_moving_average(x, frames: int):
     """[B, T, ...] -> mean over frames t-frames+1..t (zeros before the start), per element.
 
     A windowed sum (average pooling over causally padded input), so the error does not grow with
     the length of the recording as a difference of running sums would.
     """
-    shape = tf.shape(x)
-    channels = 1
-    for d in x.shape[2:]:
-        channels *= d
-    flat = tf.reshape(x, [shape[0], shape[1], channels])
-    padded = tf.pad(flat, [[0, 0], [frames - 1, 0], [0, 0]])
-    averaged = tf.nn.avg_pool1d(padded, ksize=frames, strides=1, padding="VALID")
-    return tf.reshape(averaged, shape)
+    return _per_element_over_frames(x, lambda flat: tf.nn.avg_pool1d(
+        tf.pad(flat, [[0, 0], [frames - 1, 0], [0, 0]]), ksize=frames, strides=1, padding="VALID"))
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -208,13 +211,9 @@ class CausalMovingAverage(_FramesLayer):
 def causal_moving_minimum(x, frames: int):
     """[B, T, ...] -> minimum over frames t-frames+1..max(t, 0), per element (the window is shorter
     at the start). Minimum statistics: in speech pauses each bin falls to the noise floor."""
-    shape = tf.shape(x)
-    channels = 1
-    for d in x.shape[2:]:
-        channels *= d
-    flat = tf.reshape(x, [shape[0], shape[1], channels])
-    padded = tf.pad(-flat, [[0, 0], [frames - 1, 0], [0, 0]], constant_values=-1e9)  # never the maximum
-    return tf.reshape(-tf.nn.max_pool1d(padded, ksize=frames, strides=1, padding="VALID"), shape)
+    return _per_element_over_frames(x, lambda flat: -tf.nn.max_pool1d(
+        tf.pad(-flat, [[0, 0], [frames - 1, 0], [0, 0]], constant_values=-1e9),  # padding: never the maximum
+        ksize=frames, strides=1, padding="VALID"))
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)

@@ -209,7 +209,7 @@ class CausalMovingAverage(_FramesLayer):
 
 
 def causal_moving_minimum(x, frames: int):
-    """[B, T, ...] -> minimum over frames t-frames+1..max(t, 0), per element (the window is shorter
+    """[B, T, ...] -> minimum over frames max(t-frames+1, 0)..t, per element (the window is shorter
     at the start). Minimum statistics: in speech pauses each bin falls to the noise floor."""
     return _per_element_over_frames(x, lambda flat: -tf.nn.max_pool1d(
         tf.pad(-flat, [[0, 0], [frames - 1, 0], [0, 0]], constant_values=-1e9),  # padding: never the maximum

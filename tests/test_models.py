@@ -7,7 +7,7 @@ from audio_dl.models.denoiser import (build_denoiser, build_streaming_denoiser, 
                                      streaming_state_names)
 
 # The designs, as overrides of a preset: the mask model, with a GRU, with dilated blocks and
-# lookahead, and the demo's network.
+# lookahead, with dilated blocks and the minimum-statistics feature, and the demo's network.
 VARIANTS = {"mask": [], "mask+gru": ["recurrent_units=16"], "mask+dilated+lookahead": ["temporal_blocks=3", "lookahead_frames=2"],
             "mask+dilated+minimum": ["temporal_blocks=2", "noise_minimum=true"],
             "fcn16": ["architecture=fcn16"]}

@@ -11,6 +11,8 @@ frames; the inverse STFT output is trimmed back to exactly N samples.
 
 from __future__ import annotations
 
+import math
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -166,10 +168,7 @@ class DropFrames(_FramesLayer):
 def _per_element_over_frames(x, window):
     """Applies window([B, T, C] -> [B, T, C]) to [B, T, ...] with the trailing axes flattened to C."""
     shape = tf.shape(x)
-    channels = 1
-    for d in x.shape[2:]:
-        channels *= d
-    return tf.reshape(window(tf.reshape(x, [shape[0], shape[1], channels])), shape)
+    return tf.reshape(window(tf.reshape(x, [shape[0], shape[1], math.prod(x.shape[2:])])), shape)
 
 
 def causal_moving_average(x, frames: int):

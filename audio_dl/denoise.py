@@ -5,8 +5,9 @@
     python -m audio_dl.denoise talk.mp3 -o talk.wav --strength 12 --model model.tflite
 
 Any format soundfile reads (WAV, FLAC, MP3, OGG, ...), any rate and channel count; the output is
-16-bit WAV at the input's rate with the input's channels. Files are streamed in chunks, so hour-long
-recordings need little memory. Inside a folder, unreadable files are skipped and counted.
+WAV at the input's rate with the input's channels (float input stays 32-bit float, 24/32-bit PCM
+becomes 24-bit, anything else 16-bit). Files are streamed in chunks, so hour-long recordings need
+little memory. Inside a folder, unreadable files are skipped and counted.
 """
 
 from __future__ import annotations

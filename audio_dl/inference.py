@@ -213,8 +213,9 @@ def mix_strength(noisy: np.ndarray, denoised: np.ndarray, limit: float) -> np.nd
 
 def denoise_file(denoiser: Denoiser, source: Path, target: Path, strength_db: float | None = None,
                  block_seconds: float = 10.0, chunk_seconds: float = 30.0) -> float:
-    """Denoise any audio file (any rate, any channels; each channel on its own) into a 16-bit WAV
-    at the input's rate, streaming; written atomically. out = noisy*lim + denoised*(1-lim).
+    """Denoise any audio file (any rate, any channels; each channel on its own) into a WAV at the
+    input's rate and resolution (`wav_subtype`), streaming; written atomically.
+    out = noisy*lim + denoised*(1-lim).
 
     Returns the duration in seconds. Raises ValueError when the source cannot be decoded.
     """
@@ -222,7 +223,8 @@ def denoise_file(denoiser: Denoiser, source: Path, target: Path, strength_db: fl
     try:
         with staged_file(target) as tmp, audio_io.open_audio(source) as src:
             rate, channels = src.samplerate, src.channels
-            with soundfile.SoundFile(tmp, "w", rate, channels, subtype="PCM_16", format="WAV") as dst:
+            subtype = wav_subtype(src.subtype)
+            with soundfile.SoundFile(tmp, "w", rate, channels, subtype=subtype, format="WAV") as dst:
                 streams = [_ChannelStream(denoiser, rate, limit, chunk_seconds) for _ in range(channels)]
                 for block in src.blocks(blocksize=max(1, int(block_seconds * rate)), dtype="float32", always_2d=True):
                     _write(dst, [s.push(block[:, c]) for c, s in enumerate(streams)])
@@ -232,6 +234,15 @@ def denoise_file(denoiser: Denoiser, source: Path, target: Path, strength_db: fl
         raise ValueError(f"cannot decode {source}: not audio that libsndfile reads "
                          f"(libsndfile: {audio_io.decode_failure(source, error)})") from None
     return duration
+
+
+def wav_subtype(source_subtype: str) -> str:
+    """The output WAV's sample format for a source's soundfile subtype: floating point stays 32-bit
+    float (nothing over full scale is clipped), 24- and 32-bit PCM become 24-bit, the rest
+    (16-bit and lower PCM, lossy codecs) 16-bit PCM."""
+    if source_subtype in ("FLOAT", "DOUBLE"):
+        return "FLOAT"
+    return "PCM_24" if source_subtype in ("PCM_24", "PCM_32") else "PCM_16"
 
 
 class _ChannelStream:

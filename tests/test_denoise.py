@@ -53,8 +53,11 @@ def test_saved_model_pb_stands_for_its_folder(tiny_export):
     assert inference.load_denoiser(tiny_export / "saved_model.pb").path == tiny_export
 
 
-@pytest.mark.parametrize("fmt, subtype, ext", [("WAV", "PCM_16", ".wav"), ("MP3", "MPEG_LAYER_III", ".mp3")])
-def test_any_rate_and_channels_in_wav_at_the_input_rate_out(tiny_export, tmp_path, fmt, subtype, ext):
+@pytest.mark.parametrize("fmt, subtype, ext, out_subtype", [
+    ("WAV", "PCM_16", ".wav", "PCM_16"), ("MP3", "MPEG_LAYER_III", ".mp3", "PCM_16"),
+    ("FLAC", "PCM_24", ".flac", "PCM_24"), ("WAV", "FLOAT", ".wav", "FLOAT")])
+def test_any_rate_and_channels_in_wav_at_the_input_rate_out(tiny_export, tmp_path, fmt, subtype, ext,
+                                                              out_subtype):
     stereo = np.stack([sine(300, 2.0, 44100), sine(500, 2.0, 44100, 0.2)], axis=1)
     source = tmp_path / f"in{ext}"
     soundfile.write(source, stereo, 44100, format=fmt, subtype=subtype)
@@ -63,6 +66,7 @@ def test_any_rate_and_channels_in_wav_at_the_input_rate_out(tiny_export, tmp_pat
     out, rate = soundfile.read(target)
     assert rate == 44100 and out.shape[1] == 2
     assert abs(len(out) - soundfile.info(source).frames) <= 2
+    assert soundfile.info(target).subtype == out_subtype  # the input's resolution, as WAV
 
 
 def test_strength_zero_db_keeps_the_input(tiny_export, tmp_path):
@@ -72,6 +76,15 @@ def test_strength_zero_db_keeps_the_input(tiny_export, tmp_path):
                            strength_db=0.0)
     out, _ = soundfile.read(tmp_path / "out.wav", dtype="float32")
     np.testing.assert_allclose(out[2000:-2000], x[2000:-2000], atol=2e-3)  # resampled there and back
+
+
+def test_float_input_over_full_scale_is_not_clipped(tiny_export, tmp_path):
+    x = 4.0 * (sine(300, 2.0, 16000, 0.4) + sine(1200, 2.0, 16000, 0.2))  # peaks 2.4
+    soundfile.write(tmp_path / "in.wav", x, 16000, subtype="FLOAT")
+    inference.denoise_file(inference.load_denoiser(tiny_export), tmp_path / "in.wav", tmp_path / "out.wav",
+                           strength_db=0.0)
+    out, _ = soundfile.read(tmp_path / "out.wav", dtype="float32")
+    np.testing.assert_allclose(out[2000:-2000], x[2000:-2000], atol=1e-2)
 
 
 def test_a_file_that_is_not_a_denoiser_is_a_usage_error(tmp_path):

@@ -99,6 +99,10 @@ def _jobs(inputs: Sequence[str], output: Path) -> list[tuple[Path, Path, bool]]:
     clash = next((t for t in targets if targets.count(t) > 1), None)
     if clash is not None:
         raise UsageError(f"two inputs would both be written to {clash}; rename one or denoise them separately")
+    sources = {source.resolve() for source, _, _ in jobs}
+    overwrite = next((t for t in targets if t.resolve() in sources), None)
+    if overwrite is not None:
+        raise UsageError(f"the output {overwrite} would overwrite an input; give another -o")
     return jobs
 
 

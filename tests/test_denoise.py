@@ -130,6 +130,8 @@ def test_plot_title_says_when_the_figure_shows_only_the_start():
     (lambda tmp, model, broken: [str(broken["garbage"]), "--model", str(model), "--strength", "-3"], "strength"),
     (lambda tmp, model, broken: [str(broken["garbage"]), str(broken["garbage"]), "--model", str(model)],
      "both be written"),
+    (lambda tmp, model, broken: [str(_a_wav(tmp)), "-o", str(tmp.parent), "--model", str(model)],
+     "would overwrite an input"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(tiny_export, tmp_path, broken_files, make_args, message):
     empty = tmp_path / "empty"
@@ -139,6 +141,13 @@ def test_cli_bad_input_is_one_line_exit_2(tiny_export, tmp_path, broken_files, m
     errors = [line for line in result.stderr.splitlines() if line.startswith("python -m audio_dl.denoise: error:")]
     assert len(errors) == 1 and message in errors[0] and "Traceback" not in result.stderr
     assert "Note:" not in result.stderr  # libsndfile's mpg123 chatter is silenced
+
+
+def _a_wav(folder: Path) -> Path:
+    """A recording beside `folder`: `-o folder.parent` would write its output over it."""
+    take = folder.parent / "take.wav"
+    soundfile.write(take, sine(300, 0.5, 8000), 8000)
+    return take
 
 
 def _not_mp3(folder: Path) -> Path:

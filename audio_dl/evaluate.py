@@ -8,34 +8,50 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from typing import Iterable
 
 import numpy as np
 import soxr
 from pesq import pesq
 from pystoi import stoi
+from pystoi.stoi import FS as STOI_RATE, N as STOI_SEGMENT_FRAMES, N_FRAME as STOI_FRAME
 
 log = logging.getLogger(__name__)
 
 METRICS = ("pesq_nb", "stoi", "si_sdr")
+# STOI compares segments of 30 frames (256 samples at 10 kHz, half overlap): shorter references have none
+STOI_MIN_SECONDS = ((STOI_SEGMENT_FRAMES - 1) * STOI_FRAME // 2 + STOI_FRAME) / STOI_RATE
 
 
 def si_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
-    """Scale-invariant signal-to-distortion ratio in dB of one [N] estimate."""
+    """Scale-invariant signal-to-distortion ratio in dB of one [N] estimate; NaN for a silent reference."""
+    if _silent(reference):
+        return math.nan
     reference = reference - reference.mean()
     estimate = estimate - estimate.mean()
-    scale = np.dot(reference, estimate) / max(np.dot(reference, reference), 1e-12)
+    scale = np.dot(reference, estimate) / np.dot(reference, reference)
     target = scale * reference
     return float(10 * np.log10(max(np.sum(target**2), 1e-12) / max(np.sum((estimate - target) ** 2), 1e-12)))
+
+
+def _silent(x: np.ndarray) -> bool:
+    """Digital silence (or a constant offset): nothing to compare an estimate with."""
+    return float(np.sum((x - x.mean()) ** 2)) < 1e-12
 
 
 def speech_metrics(clean: np.ndarray, estimate: np.ndarray, sample_rate: int) -> dict[str, float]:
     """{"pesq_nb", "stoi", "si_sdr"} of one [N] estimate against its clean reference.
 
-    PESQ is NaN (and logged) when it finds no utterance in the reference.
+    A metric that is undefined for this reference is NaN (and logged): PESQ when it finds no
+    utterance, STOI when fewer than its 30 frames (STOI_MIN_SECONDS) are left after it drops the
+    silent ones, all three when the reference is silent.
     """
     clean = np.asarray(clean, np.float64)
     estimate = np.asarray(estimate, np.float64)
+    if _silent(clean):
+        log.info("metrics skipped one file: its reference is silent")
+        return dict.fromkeys(METRICS, math.nan)
     if sample_rate == 8000:
         clean_nb, estimate_nb = clean, estimate
     else:
@@ -45,8 +61,21 @@ def speech_metrics(clean: np.ndarray, estimate: np.ndarray, sample_rate: int) ->
     except Exception as error:  # noqa: BLE001 - pesq raises its own error types for silent input
         log.info("PESQ skipped one file: %s", error)
         pesq_nb = math.nan
-    return {"pesq_nb": pesq_nb, "stoi": float(stoi(clean, estimate, sample_rate, extended=False)),
-            "si_sdr": si_sdr(clean, estimate)}
+    return {"pesq_nb": pesq_nb, "stoi": _stoi(clean, estimate, sample_rate), "si_sdr": si_sdr(clean, estimate)}
+
+
+def _stoi(clean: np.ndarray, estimate: np.ndarray, sample_rate: int) -> float:
+    """pystoi's STOI, or NaN where pystoi would fail (too short) or warn and return 1e-5."""
+    if len(clean) < STOI_MIN_SECONDS * sample_rate:
+        log.info("STOI skipped one file: shorter than %.2f s", STOI_MIN_SECONDS)
+        return math.nan
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Not enough STFT frames", RuntimeWarning)  # handled below
+        value = float(stoi(clean, estimate, sample_rate, extended=False))
+    if value == 1e-5:  # pystoi's answer when fewer than 30 frames are left after it drops the silent ones
+        log.info("STOI skipped one file: fewer than 30 frames that are not silent")
+        return math.nan
+    return value
 
 
 def average(rows: Iterable[dict[str, float]]) -> dict[str, float]:

@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from audio_dl import audio_io, cli, evaluate, inference
+from audio_dl.atomic import staged_file
 from audio_dl.data.augment import mix_at_snr
 from audio_dl.errors import UsageError
 
@@ -72,6 +73,8 @@ def pairs(clean_files, clean_root: str, noisy_root: Path, rate: int):
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.output.exists() and not args.output.is_dir():
+        raise UsageError(f"-o {args.output} is a file; give a folder for metrics.csv and summary.json")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     model = inference.load_denoiser(args.model)
     rate = model.sample_rate
@@ -102,14 +105,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = evaluate.evaluate_methods(items, methods, rate)
     summary = evaluate.summarize(rows)
     print(evaluate.format_comparison(summary))
-    args.output.mkdir(parents=True, exist_ok=True)
-    with open(args.output / "metrics.csv", "w", newline="") as f:
+    undefined = sum(any(np.isnan(row[m]) for m in evaluate.METRICS) for row in rows)
+    if skipped or undefined:
+        print(f"\nskipped {len(skipped)} unreadable or empty file(s); {undefined} of {len(rows)} rows have a metric that is "
+              f"undefined for their reference (silent, no utterance, or under {evaluate.STOI_MIN_SECONDS:.2f} s "
+              f"for STOI), left out of that metric's averages")
+    with staged_file(args.output / "metrics.csv") as staging, open(staging, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    (args.output / "summary.json").write_text(json.dumps(
-        {"model": str(model.path), "files": len(clean_files), "skipped": len(skipped), "summary": summary},
-        indent=2) + "\n")
+    with staged_file(args.output / "summary.json") as staging:
+        staging.write_text(json.dumps({"model": str(model.path), "files": len(clean_files), "skipped": len(skipped),
+                                       "summary": summary}, indent=2) + "\n")
     print(f"\nwrote {args.output / 'metrics.csv'} and {args.output / 'summary.json'}")
     return 0
 

@@ -30,6 +30,18 @@ def test_metrics_prefer_the_clean_signal(tiny_corpus):
     assert all(better[m] > worse[m] for m in evaluate.METRICS)
 
 
+def test_metrics_undefined_for_the_reference_are_nan_not_errors():
+    rng = np.random.default_rng(2)
+    silent = evaluate.speech_metrics(np.zeros(8000), rng.standard_normal(8000), 8000)
+    assert all(np.isnan(silent[m]) for m in evaluate.METRICS)
+    short = rng.standard_normal(int(0.9 * evaluate.STOI_MIN_SECONDS * 8000))
+    assert np.isnan(evaluate.speech_metrics(short, short, 8000)["stoi"])  # pystoi would raise
+    mostly_silent = np.zeros(8000)
+    mostly_silent[:800] = rng.standard_normal(800)  # 0.1 s of sound: pystoi would warn and return 1e-5
+    metrics = evaluate.speech_metrics(mostly_silent, mostly_silent, 8000)
+    assert np.isnan(metrics["stoi"]) and metrics["si_sdr"] > 100
+
+
 def test_mixtures_are_deterministic(tiny_corpus):
     clean = sorted((tiny_corpus / "speech" / "armelle").glob("*.flac"))[:2]
     noise = [str(p) for p in sorted((tiny_corpus / "noise").glob("*.flac"))]
@@ -66,12 +78,27 @@ def test_cli_pairs_clean_and_noisy_folders(tiny_export, tmp_path):
     for folder, signal in (("clean", clean), ("noisy", clean + 0.05 * np.sin(2 * np.pi * 1500 * t))):
         (tmp_path / folder).mkdir()
         soundfile.write(tmp_path / folder / "a.wav", signal, rate)
+        soundfile.write(tmp_path / folder / "b.wav", np.zeros(rate // 4, np.float32), rate)  # silent reference
     result = _cli("--clean", str(tmp_path / "clean"), "--noisy", str(tmp_path / "noisy"), "--model", str(tiny_export),
                   "-o", str(tmp_path / "eval"))
     assert result.returncode == 0, result.stderr[-2000:]
-    assert Path(tmp_path / "eval" / "summary.json").is_file()
+    assert "4 of 8 rows have a metric that is undefined" in result.stdout  # b.wav, for each of 4 methods
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())["summary"]["all"]
+    assert all(np.isfinite(summary["noisy"][m]) for m in evaluate.METRICS)  # from a.wav alone
 
 
-def test_cli_missing_input_is_one_line_exit_2(tiny_export, tmp_path):
-    result = _cli("--clean", str(tmp_path / "nope"), "--noise", str(tmp_path), "--model", str(tiny_export))
-    assert result.returncode == 2 and "does not exist" in result.stderr and "Traceback" not in result.stderr
+@pytest.mark.parametrize("make_args, message", [
+    (lambda tmp: ["--clean", str(tmp / "nope"), "--noise", str(tmp)], "does not exist"),
+    (lambda tmp: ["--clean", str(tmp), "--noise", str(tmp), "-o", str(_a_file(tmp))], "is a file"),
+])
+def test_cli_bad_input_is_one_line_exit_2(tiny_export, tmp_path, make_args, message):
+    result = _cli(*make_args(tmp_path), "--model", str(tiny_export))
+    errors = [line for line in result.stderr.splitlines()
+              if line.startswith("python -m audio_dl.evaluate_denoiser: error:")]
+    assert result.returncode == 2 and len(errors) == 1 and message in errors[0], result.stderr[-1500:]
+    assert "Traceback" not in result.stderr
+
+
+def _a_file(folder: Path) -> Path:
+    (folder / "notes.txt").write_text("not a folder\n")
+    return folder / "notes.txt"

@@ -52,12 +52,18 @@ def add_strategy_option(parser: argparse.ArgumentParser) -> None:
 
 
 def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
-    """Run a CLI entry point; a UsageError becomes `prog: error: message` and exit code 2."""
+    """Run a CLI entry point; a UsageError, or an OSError on a path (an output folder that is a
+    file, a folder that cannot be written), becomes `prog: error: message` and exit code 2."""
     prog = getattr(main, "prog", None) or sys.argv[0]
     try:
         return main(argv) or 0
     except UsageError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        if error.filename is None:  # not about a path the user gave: a real failure, keep its traceback
+            raise
+        print(f"{prog}: error: {error.filename}: {error.strerror or error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

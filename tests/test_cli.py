@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+from audio_dl import cli
+
 
 def _run(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
@@ -30,6 +32,24 @@ def test_misuse_is_one_line_and_exit_code_2(args, message, tmp_path):
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.startswith("python -m audio_dl.train_denoiser: error:")]
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr
+
+
+def test_a_path_the_system_refuses_is_one_line_exit_2(tmp_path, capsys):
+    def main(argv):
+        (tmp_path / "notes.txt").write_text("a file\n")
+        (tmp_path / "notes.txt" / "metrics.json").write_text("{}")  # NotADirectoryError
+
+    main.prog = "python -m audio_dl.example"
+    assert cli.run_main(main) == 2
+    assert capsys.readouterr().err == f"python -m audio_dl.example: error: {tmp_path / 'notes.txt' / 'metrics.json'}: Not a directory\n"
+
+
+def test_a_run_dir_that_is_a_file_is_one_line_exit_2(tmp_path):
+    (tmp_path / "run").write_text("not a folder\n")
+    result = _run("audio_dl.train_denoiser", "--preset", "tiny", "--run-dir", str(tmp_path / "run"))
+    lines = [line for line in result.stderr.splitlines() if line.startswith("python -m audio_dl.train_denoiser: error:")]
+    assert result.returncode == 2 and len(lines) == 1 and str(tmp_path / "run") in lines[0], result.stderr[-1500:]
+    assert "Traceback" not in result.stderr
 
 
 def test_empty_audio_folder_is_one_line_exit_2(tmp_path):

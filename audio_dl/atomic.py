@@ -20,10 +20,20 @@ def _staged(staging: Path, target: Path, mode: int, remove):
     try:
         yield staging
         os.chmod(staging, mode & ~_umask())  # mkdtemp/mkstemp make it owner-only
-        os.replace(staging, target)
+        with _naming(target):
+            os.replace(staging, target)
     finally:
         if staging.exists():
             remove(staging)
+
+
+@contextlib.contextmanager
+def _naming(target: Path):
+    """An OSError inside names `target`, not the hidden staging path the user never gave."""
+    try:
+        yield
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, str(target)) from error
 
 
 def staged_folder(target: Path):
@@ -31,13 +41,15 @@ def staged_folder(target: Path):
     if the block completes and removed otherwise (an interrupted write leaves nothing); it lands
     with the permissions mkdir would give it."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-partial-", dir=target.parent))
+    with _naming(target):
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-partial-", dir=target.parent))
     return _staged(staging, target, 0o777, shutil.rmtree)
 
 
 def staged_file(target: Path):
     """The same for a file path (it lands with the permissions open() would give it)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}-partial-", suffix=target.suffix, dir=target.parent)
+    with _naming(target):
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}-partial-", suffix=target.suffix, dir=target.parent)
     os.close(fd)
     return _staged(Path(name), target, 0o666, Path.unlink)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -51,9 +52,13 @@ def add_strategy_option(parser: argparse.ArgumentParser) -> None:
                              "(default: %(default)s)")
 
 
+# a path that is missing, of the wrong kind or not writable: the user's to fix
+_PATH_MISUSE = {errno.ENOENT, errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM, errno.EROFS}
+
+
 def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
-    """Run a CLI entry point; a UsageError, or an OSError on a path (an output folder that is a
-    file, a folder that cannot be written), becomes `prog: error: message` and exit code 2."""
+    """Run a CLI entry point; a UsageError, or an OSError on a path the user gave (an output folder
+    that is a file, a folder that cannot be written), becomes `prog: error: message` and exit code 2."""
     prog = getattr(main, "prog", None) or sys.argv[0]
     try:
         return main(argv) or 0
@@ -61,9 +66,10 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
     except OSError as error:
-        if error.filename is None:  # not about a path the user gave: a real failure, keep its traceback
+        if error.filename is None or error.errno not in _PATH_MISUSE:  # a real failure: keep its traceback
             raise
-        print(f"{prog}: error: {error.filename}: {error.strerror or error}", file=sys.stderr)
+        reason = "exists and is not a folder" if error.errno == errno.EEXIST else error.strerror
+        print(f"{prog}: error: {error.filename}: {reason}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

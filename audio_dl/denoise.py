@@ -12,6 +12,7 @@ little memory. Inside a folder, unreadable files are skipped and counted.
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from pathlib import Path
@@ -96,14 +97,19 @@ def _jobs(inputs: Sequence[str], output: Path) -> list[tuple[Path, Path, bool]]:
             raise UsageError(f"-o {output} names one file but there are {len(jobs)} inputs; give a folder")
         jobs = [(jobs[0][0], output, True)]
     targets = [target for _, target, _ in jobs]
-    clash = next((t for t in targets if targets.count(t) > 1), None)
+    clash = next((t for t, n in collections.Counter(targets).items() if n > 1), None)
     if clash is not None:
         raise UsageError(f"two inputs would both be written to {clash}; rename one or denoise them separately")
-    sources = {source.resolve() for source, _, _ in jobs}
-    overwrite = next((t for t in targets if t.resolve() in sources), None)
+    sources = {_file_id(source) for source, _, _ in jobs}  # the same file under any spelling or case
+    overwrite = next((t for t in targets if t.exists() and _file_id(t) in sources), None)
     if overwrite is not None:
         raise UsageError(f"the output {overwrite} would overwrite an input; give another -o")
     return jobs
+
+
+def _file_id(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_dev, stat.st_ino
 
 
 def _clean_for(clean: Path | None, source: Path) -> Path | None:

@@ -15,13 +15,11 @@ import numpy as np
 import soxr
 from pesq import pesq
 from pystoi import stoi
-from pystoi.stoi import FS as STOI_RATE, N as STOI_SEGMENT_FRAMES, N_FRAME as STOI_FRAME
+from pystoi.stoi import FS as STOI_RATE, N_FRAME as STOI_FRAME
 
 log = logging.getLogger(__name__)
 
 METRICS = ("pesq_nb", "stoi", "si_sdr")
-# STOI compares segments of 30 frames (256 samples at 10 kHz, half overlap): shorter references have none
-STOI_MIN_SECONDS = ((STOI_SEGMENT_FRAMES - 1) * STOI_FRAME // 2 + STOI_FRAME) / STOI_RATE
 
 
 def si_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
@@ -43,9 +41,9 @@ def _silent(x: np.ndarray) -> bool:
 def speech_metrics(clean: np.ndarray, estimate: np.ndarray, sample_rate: int) -> dict[str, float]:
     """{"pesq_nb", "stoi", "si_sdr"} of one [N] estimate against its clean reference.
 
-    A metric that is undefined for this reference is NaN (and logged): PESQ when it finds no
-    utterance, STOI when fewer than its 30 frames (STOI_MIN_SECONDS) are left after it drops the
-    silent ones, all three when the reference is silent.
+    A metric that is undefined here is NaN (and logged): PESQ when it finds no utterance, STOI
+    when fewer than its 30 frames (about 0.4 s) are left after it drops the silent ones, all
+    three when the reference is silent.
     """
     clean = np.asarray(clean, np.float64)
     estimate = np.asarray(estimate, np.float64)
@@ -65,14 +63,15 @@ def speech_metrics(clean: np.ndarray, estimate: np.ndarray, sample_rate: int) ->
 
 
 def _stoi(clean: np.ndarray, estimate: np.ndarray, sample_rate: int) -> float:
-    """pystoi's STOI, or NaN where pystoi would fail (too short) or warn and return 1e-5."""
-    if len(clean) < STOI_MIN_SECONDS * sample_rate:
-        log.info("STOI skipped one file: shorter than %.2f s", STOI_MIN_SECONDS)
-        return math.nan
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "Not enough STFT frames", RuntimeWarning)  # handled below
-        value = float(stoi(clean, estimate, sample_rate, extended=False))
-    if value == 1e-5:  # pystoi's answer when fewer than 30 frames are left after it drops the silent ones
+    """pystoi's STOI, or NaN where it has fewer than 30 frames that are not silent: there pystoi
+    warns and returns 1e-5, or fails outright below two of its frames."""
+    if len(clean) * STOI_RATE < 2 * STOI_FRAME * sample_rate:
+        value = 1e-5
+    else:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Not enough STFT frames", RuntimeWarning)  # handled below
+            value = float(stoi(clean, estimate, sample_rate, extended=False))
+    if value == 1e-5:
         log.info("STOI skipped one file: fewer than 30 frames that are not silent")
         return math.nan
     return value
@@ -129,10 +128,12 @@ def evaluate_methods(items, methods: dict, sample_rate: int) -> list[dict]:
     """
     rows = []
     for name, snr_db, clean, noisy in items:
-        for method, fn in methods.items():
-            estimate = fn(noisy, sample_rate)
-            rows.append({"file": name, "snr_db": snr_db, "method": method,
-                         **speech_metrics(clean, estimate, sample_rate)})
+        scores = {method: speech_metrics(clean, fn(noisy, sample_rate), sample_rate) for method, fn in methods.items()}
+        for metric in METRICS:  # undefined for one method (say PESQ of a silent output): left out for all,
+            if any(math.isnan(s[metric]) for s in scores.values()):  # so every average covers the same files
+                for s in scores.values():
+                    s[metric] = math.nan
+        rows += [{"file": name, "snr_db": snr_db, "method": method, **s} for method, s in scores.items()]
     return rows
 
 

@@ -75,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.output.exists() and not args.output.is_dir():
         raise UsageError(f"-o {args.output} is a file; give a folder for metrics.csv and summary.json")
+    args.output.mkdir(parents=True, exist_ok=True)  # an unwritable place fails now, not after the evaluation
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     model = inference.load_denoiser(args.model)
     rate = model.sample_rate
@@ -105,11 +106,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = evaluate.evaluate_methods(items, methods, rate)
     summary = evaluate.summarize(rows)
     print(evaluate.format_comparison(summary))
-    undefined = sum(any(np.isnan(row[m]) for m in evaluate.METRICS) for row in rows)
-    if skipped or undefined:
-        print(f"\nskipped {len(skipped)} unreadable or empty file(s); {undefined} of {len(rows)} rows have a metric that is "
-              f"undefined for their reference (silent, no utterance, or under {evaluate.STOI_MIN_SECONDS:.2f} s "
-              f"for STOI), left out of that metric's averages")
+    if skipped:
+        print(f"\nskipped {len(skipped)} unreadable or empty file(s)")
+    undefined = {(row["file"], row["snr_db"]) for row in rows if any(np.isnan(row[m]) for m in evaluate.METRICS)}
+    if undefined:
+        print(f"\n{len(undefined)} of {len(rows) // len(methods)} clean/noisy pairs have a metric that is undefined there "
+              "(a silent reference, no utterance for PESQ, under 0.4 s of sound for STOI): that metric's "
+              "averages leave them out for every method")
     with staged_file(args.output / "metrics.csv") as staging, open(staging, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()

@@ -236,13 +236,16 @@ def denoise_file(denoiser: Denoiser, source: Path, target: Path, strength_db: fl
     return duration
 
 
+_HIGH_RESOLUTION = {"PCM_24", "PCM_32", "ALAC_20", "ALAC_24", "ALAC_32", "DWVW_24"}  # lossless, >= 20 bits
+
+
 def wav_subtype(source_subtype: str) -> str:
     """The output WAV's sample format for a source's soundfile subtype: floating point stays 32-bit
-    float (nothing over full scale is clipped), 24- and 32-bit PCM become 24-bit, the rest
-    (16-bit and lower PCM, lossy codecs) 16-bit PCM."""
+    float (nothing over full scale is clipped), lossless sources of 20 bits or more become 24-bit
+    PCM, the rest (16-bit and lower PCM, lossy codecs) 16-bit PCM."""
     if source_subtype in ("FLOAT", "DOUBLE"):
         return "FLOAT"
-    return "PCM_24" if source_subtype in ("PCM_24", "PCM_32") else "PCM_16"
+    return "PCM_24" if source_subtype in _HIGH_RESOLUTION else "PCM_16"
 
 
 class _ChannelStream:

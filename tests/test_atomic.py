@@ -1,4 +1,5 @@
-"""Atomic writes: what lands has the permissions a plain write gives; a failed write leaves nothing."""
+"""Atomic writes: what lands has the permissions a plain write gives; a failed write leaves nothing
+and names the target."""
 
 import os
 
@@ -29,3 +30,15 @@ def test_a_failed_staged_write_leaves_nothing(tmp_path):
         with pytest.raises(RuntimeError), stage(tmp_path / "target") as tmp:
             raise RuntimeError("interrupted")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_os_error_names_the_target_not_the_hidden_staging_path(tmp_path):
+    (tmp_path / "out.wav").mkdir()  # a folder where the file should land
+    with pytest.raises(IsADirectoryError) as caught, staged_file(tmp_path / "out.wav") as tmp:
+        tmp.write_bytes(b"RIFF")
+    assert caught.value.filename == str(tmp_path / "out.wav")
+    (tmp_path / "notes.txt").write_text("a file\n")
+    with pytest.raises(FileExistsError) as caught, staged_file(tmp_path / "notes.txt" / "out.wav"):
+        pass
+    assert caught.value.filename == str(tmp_path / "notes.txt")  # the folder to make is a file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "out.wav"]  # no staging file left

@@ -78,6 +78,12 @@ def test_strength_zero_db_keeps_the_input(tiny_export, tmp_path):
     np.testing.assert_allclose(out[2000:-2000], x[2000:-2000], atol=2e-3)  # resampled there and back
 
 
+def test_output_resolution_follows_the_source():
+    expected = {"FLOAT": "FLOAT", "DOUBLE": "FLOAT", "PCM_32": "PCM_24", "ALAC_24": "PCM_24", "ALAC_20": "PCM_24",
+                "PCM_16": "PCM_16", "PCM_U8": "PCM_16", "ULAW": "PCM_16", "VORBIS": "PCM_16", "MPEG_LAYER_III": "PCM_16"}
+    assert {source: inference.wav_subtype(source) for source in expected} == expected
+
+
 def test_float_input_over_full_scale_is_not_clipped(tiny_export, tmp_path):
     x = 4.0 * (sine(300, 2.0, 16000, 0.4) + sine(1200, 2.0, 16000, 0.2))  # peaks 2.4
     soundfile.write(tmp_path / "in.wav", x, 16000, subtype="FLOAT")

@@ -34,12 +34,19 @@ def test_metrics_undefined_for_the_reference_are_nan_not_errors():
     rng = np.random.default_rng(2)
     silent = evaluate.speech_metrics(np.zeros(8000), rng.standard_normal(8000), 8000)
     assert all(np.isnan(silent[m]) for m in evaluate.METRICS)
-    short = rng.standard_normal(int(0.9 * evaluate.STOI_MIN_SECONDS * 8000))
-    assert np.isnan(evaluate.speech_metrics(short, short, 8000)["stoi"])  # pystoi would raise
+    tiny = rng.standard_normal(100)
+    assert np.isnan(evaluate.speech_metrics(tiny, tiny, 8000)["stoi"])  # under one STOI frame: pystoi would raise
     mostly_silent = np.zeros(8000)
     mostly_silent[:800] = rng.standard_normal(800)  # 0.1 s of sound: pystoi would warn and return 1e-5
     metrics = evaluate.speech_metrics(mostly_silent, mostly_silent, 8000)
     assert np.isnan(metrics["stoi"]) and metrics["si_sdr"] > 100
+
+
+def test_a_metric_undefined_for_one_method_is_left_out_for_all(tiny_corpus):
+    clean, rate = soundfile.read(sorted((tiny_corpus / "speech" / "armelle").glob("*.flac"))[0], dtype="float32")
+    methods = {"noisy": lambda x, sr: x, "silent": lambda x, sr: np.zeros_like(x)}  # PESQ fails on silence
+    rows = evaluate.evaluate_methods([("a", 0.0, clean, clean + 0.01)], methods, rate)
+    assert all(np.isnan(row["pesq_nb"]) for row in rows) and all(np.isfinite(row["stoi"]) for row in rows)
 
 
 def test_mixtures_are_deterministic(tiny_corpus):
@@ -82,7 +89,7 @@ def test_cli_pairs_clean_and_noisy_folders(tiny_export, tmp_path):
     result = _cli("--clean", str(tmp_path / "clean"), "--noisy", str(tmp_path / "noisy"), "--model", str(tiny_export),
                   "-o", str(tmp_path / "eval"))
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "4 of 8 rows have a metric that is undefined" in result.stdout  # b.wav, for each of 4 methods
+    assert "1 of 2 clean/noisy pairs have a metric that is undefined" in result.stdout  # b.wav
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())["summary"]["all"]
     assert all(np.isfinite(summary["noisy"][m]) for m in evaluate.METRICS)  # from a.wav alone
 

@@ -19,6 +19,7 @@ import pytest
 import soundfile
 from werkzeug.serving import make_server
 
+from audio_dl.app import server
 from audio_dl.app.__main__ import is_loopback
 from audio_dl.app.server import create_app, load_models
 
@@ -65,10 +66,20 @@ def test_melody_api_continues_a_note_string(app):
                                            ({"text": "G4", "temperature": 0}, "temperature must be between"),
                                            ({"notes": [{"pitch": 60}]}, "pitch, start and end"),
                                            ({"notes": [{"pitch": 60, "start": 0, "end": 1e300}]}, "finite seconds"),
-                                           ({"text": "C4:99999"}, "grid steps long")])
+                                           ({"text": "C4:99999"}, "the app plays tunes of up to 300 s"),
+                                           ({"text": "C4:400", "qpm": 30}, "the primer lasts 800 s at 30 qpm"),
+                                           ({"text": "C4:" + "9" * 400}, "not a finite number"),
+                                           ({"text": "C4 " * 3000}, "at most 8192 characters")])
 def test_melody_api_errors_are_one_line_json(app, body, message):
     reply = app.test_client().post("/api/melody", json=body)
-    assert reply.status_code == 400 and message in reply.json["error"]
+    assert reply.status_code == 400 and message in reply.json["error"], reply.json
+
+
+def test_melody_api_refuses_json_nested_thousands_deep_or_too_large(app):
+    reply = app.test_client().post("/api/melody", data="[" * 100000 + "]" * 100000, content_type="application/json")
+    assert reply.status_code == 400 and "send the primer as JSON" in reply.json["error"]
+    reply = app.test_client().post("/api/melody", json={"text": "G4", "pad": "x" * 300_000})
+    assert reply.status_code == 413 and "at most 256 KB" in reply.json["error"]
 
 
 def test_denoise_api_with_a_bundled_sample_and_noise(app):
@@ -89,6 +100,27 @@ def test_denoise_api_rejects_bad_uploads(app, name, payload, status, message):
     reply = app.test_client().post("/api/denoise", data={"file": (io.BytesIO(payload), name)},
                                    content_type="multipart/form-data")
     assert reply.status_code == status and message in reply.json["error"]
+
+
+def _wav_bytes(audio: np.ndarray, subtype: str = "FLOAT") -> bytes:
+    buffer = io.BytesIO()
+    soundfile.write(buffer, audio, 8000, format="WAV", subtype=subtype)
+    return buffer.getvalue()
+
+
+def test_denoise_api_rejects_samples_that_are_not_finite_audio(app):
+    for audio in (np.full(800, np.nan, np.float32), np.full(800, 1e20, np.float32)):
+        reply = app.test_client().post("/api/denoise", data={"file": (io.BytesIO(_wav_bytes(audio)), "x.wav"),
+                                                             "noise": "birds"}, content_type="multipart/form-data")
+        assert reply.status_code == 400 and "not finite or beyond" in reply.json["error"]
+
+
+def test_denoise_api_bounds_what_an_upload_decodes_to(app, monkeypatch):
+    monkeypatch.setattr(server, "MAX_UPLOAD_SAMPLES", 1000)  # the real bound: 2 min of 48 kHz stereo
+    many = _wav_bytes(np.zeros((600, 2), np.float32), "PCM_16")  # 1,200 samples
+    reply = app.test_client().post("/api/denoise", data={"file": (io.BytesIO(many), "x.wav")},
+                                   content_type="multipart/form-data")
+    assert reply.status_code == 400 and "decodes to 2 channels x 600 frames" in reply.json["error"]
 
 
 def test_denoise_api_never_opens_a_client_path(app):

@@ -32,8 +32,13 @@ log = logging.getLogger(__name__)
 
 MAX_UPLOAD_MB = 20
 MAX_UPLOAD_SECONDS = 120.0
+MAX_UPLOAD_SAMPLES = int(MAX_UPLOAD_SECONDS * 48000 * 2)  # channels x frames: 2 min of 48 kHz stereo
+MAX_UPLOAD_PEAK = 1000.0  # float audio is +-1; beyond 60 dB over full scale it is not audio
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".gsm")
 MAX_PRIMER_NOTES = 256
+MAX_PRIMER_CHARACTERS = 8192
+MAX_MELODY_REQUEST_BYTES = 256 * 1024
+MAX_TUNE_SECONDS = 300.0  # primer + continuation as rendered audio
 RENDER_RATE = 16000
 STATIC = Path(__file__).parent / "static"
 
@@ -117,7 +122,10 @@ def primer_from_request(body: dict, steps_per_quarter: int) -> list[midi_io.Note
     """The primer: `text` (a note string) or `notes` played on the keyboard as
     [{"pitch", "start", "end"}] in seconds at `qpm`, quantised to the model's grid."""
     if body.get("text"):
-        return midi_io.parse_note_string(str(body["text"]), steps_per_quarter)
+        text = str(body["text"])
+        if len(text) > MAX_PRIMER_CHARACTERS:
+            raise AppError(f"the primer text may hold at most {MAX_PRIMER_CHARACTERS} characters")
+        return midi_io.parse_note_string(text, steps_per_quarter)
     played = body.get("notes") or []
     if not isinstance(played, list) or not played:
         raise AppError("play a few notes or type a primer first")
@@ -153,7 +161,13 @@ def make_tune(generator: MelodyGenerator, body: dict) -> dict:
     seed = int(_number(body, "seed", 0, 0, 2**31 - 1))
     max_notes = int(_number(body, "max_notes", 128, 1, 512))
     qpm = _number(body, "qpm", 100.0, 30.0, 300.0)
-    result = generator.continue_tune(primer, temperature=temperature, seed=seed, max_notes=max_notes)
+    tune_steps = int(MAX_TUNE_SECONDS * qpm / 60.0 * cfg.steps_per_quarter)  # what renders in MAX_TUNE_SECONDS
+    primer_steps = midi_io.melody_steps(primer)
+    if primer_steps >= tune_steps:
+        raise AppError(f"the primer lasts {primer_steps / tune_steps * MAX_TUNE_SECONDS:.0f} s at {qpm:g} qpm; "
+                       f"the app plays tunes of up to {MAX_TUNE_SECONDS:g} s")
+    result = generator.continue_tune(primer, temperature=temperature, seed=seed, max_notes=max_notes,
+                                     max_steps=tune_steps - primer_steps)
     generated = result.generated
     notes = result.primer + generated
     midi = io.BytesIO()
@@ -186,12 +200,18 @@ def read_upload(upload, rate: int) -> np.ndarray:
             raise AppError(f"{upload.filename} is not an audio file this app can decode")
         if info.seconds > MAX_UPLOAD_SECONDS:
             raise AppError(f"{upload.filename} is {info.seconds:.0f} s long; the app takes up to {MAX_UPLOAD_SECONDS:g} s")
+        if info.frames * info.channels > MAX_UPLOAD_SAMPLES:  # a small compressed file can decode to gigabytes
+            raise AppError(f"{upload.filename} decodes to {info.channels} channels x {info.frames} frames; the app "
+                           f"takes up to {MAX_UPLOAD_SAMPLES} samples (2 min of 48 kHz stereo)")
         try:
             audio = audio_io.read_audio(path, rate)
         except ValueError:
             raise AppError(f"{upload.filename} is not an audio file this app can decode") from None
     if audio.size == 0:
         raise AppError(f"{upload.filename} holds no samples")
+    if not (np.all(np.isfinite(audio)) and np.abs(audio).max() <= MAX_UPLOAD_PEAK):
+        raise AppError(f"{upload.filename} holds samples that are not finite or beyond +-{MAX_UPLOAD_PEAK:g} "
+                       "(float audio is +-1)")
     return audio
 
 
@@ -243,7 +263,7 @@ def create_app(models: Models, max_upload_mb: float = MAX_UPLOAD_MB) -> Flask:
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(_error):
-        return jsonify(error=f"the file is larger than {max_upload_mb:g} MB"), 413
+        return jsonify(error=f"the request is larger than {max_upload_mb:g} MB"), 413
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
@@ -276,7 +296,12 @@ def create_app(models: Models, max_upload_mb: float = MAX_UPLOAD_MB) -> Flask:
     def melody():
         if models.melody is None:
             raise AppError(f"no melody model: {models.melody_problem}", 503)
-        body = request.get_json(silent=True)
+        if (request.content_length or 0) > MAX_MELODY_REQUEST_BYTES:
+            raise AppError(f"a primer request is at most {MAX_MELODY_REQUEST_BYTES // 1024} KB", 413)
+        try:
+            body = request.get_json(silent=True)
+        except RecursionError:  # JSON nested thousands deep
+            body = None
         if not isinstance(body, dict):
             raise AppError("send the primer as JSON")
         return jsonify(make_tune(models.melody, body))

@@ -157,10 +157,10 @@ def parse_note_string(text: str, steps_per_quarter: int = 4) -> list[Note]:
         numerator, _, denominator = beats.partition("/")
         if float(denominator or 1) == 0:
             raise UsageError(f"note {word!r} has a zero denominator")
-        quarters = float(numerator) / float(denominator or 1)
-        if not math.isfinite(quarters):
+        steps = float(numerator) / float(denominator or 1) * steps_per_quarter
+        if not math.isfinite(steps):
             raise UsageError(f"note {word!r} has a length that is not a finite number")
-        duration = int(round(quarters * steps_per_quarter))
+        duration = int(round(steps))
         if duration < 1:
             raise UsageError(f"note {word!r} is shorter than one grid step")
         if match["name"].upper() != "R":

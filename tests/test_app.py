@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import shutil
 import threading
@@ -66,9 +67,10 @@ def test_melody_api_continues_a_note_string(app):
                                            ({"text": "G4", "temperature": 0}, "temperature must be between"),
                                            ({"notes": [{"pitch": 60}]}, "pitch, start and end"),
                                            ({"notes": [{"pitch": 60, "start": 0, "end": 1e300}]}, "finite seconds"),
-                                           ({"text": "C4:99999"}, "the app plays tunes of up to 300 s"),
+                                           ({"text": "C4:400"}, "grid steps long"),  # the model's own limit
                                            ({"text": "C4:400", "qpm": 30}, "the primer lasts 800 s at 30 qpm"),
                                            ({"text": "C4:" + "9" * 400}, "not a finite number"),
+                                           ({"text": "C4:" + "9" * 308}, "not a finite number"),  # inf once in steps
                                            ({"text": "C4 " * 3000}, "at most 8192 characters")])
 def test_melody_api_errors_are_one_line_json(app, body, message):
     reply = app.test_client().post("/api/melody", json=body)
@@ -80,6 +82,11 @@ def test_melody_api_refuses_json_nested_thousands_deep_or_too_large(app):
     assert reply.status_code == 400 and "send the primer as JSON" in reply.json["error"]
     reply = app.test_client().post("/api/melody", json={"text": "G4", "pad": "x" * 300_000})
     assert reply.status_code == 413 and "at most 256 KB" in reply.json["error"]
+    chunked = json.dumps({"text": "G4", "pad": "x" * 300_000}).encode()  # no Content-Length: cut at 256 KB
+    reply = app.test_client().post("/api/melody", input_stream=io.BytesIO(chunked), content_type="application/json",
+                                   headers={"Transfer-Encoding": "chunked"},
+                                   environ_overrides={"wsgi.input_terminated": True})
+    assert reply.status_code == 400 and "send the primer as JSON" in reply.json["error"]
 
 
 def test_denoise_api_with_a_bundled_sample_and_noise(app):

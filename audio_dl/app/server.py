@@ -118,7 +118,7 @@ def _number(form, key: str, default: float, low: float, high: float) -> float:
 
 # --- melody --------------------------------------------------------------------------------------
 
-def primer_from_request(body: dict, steps_per_quarter: int) -> list[midi_io.Note]:
+def primer_from_request(body: dict, steps_per_quarter: int, qpm: float) -> list[midi_io.Note]:
     """The primer: `text` (a note string) or `notes` played on the keyboard as
     [{"pitch", "start", "end"}] in seconds at `qpm`, quantised to the model's grid."""
     if body.get("text"):
@@ -131,7 +131,6 @@ def primer_from_request(body: dict, steps_per_quarter: int) -> list[midi_io.Note
         raise AppError("play a few notes or type a primer first")
     if len(played) > MAX_PRIMER_NOTES:
         raise AppError(f"the primer may hold at most {MAX_PRIMER_NOTES} notes")
-    qpm = _number(body, "qpm", 100.0, 30.0, 300.0)
     step = 60.0 / qpm / steps_per_quarter
     try:
         timed = sorted((float(n["start"]), float(n["end"]), int(n["pitch"])) for n in played)
@@ -156,16 +155,17 @@ def primer_from_request(body: dict, steps_per_quarter: int) -> list[midi_io.Note
 
 def make_tune(generator: MelodyGenerator, body: dict) -> dict:
     cfg = generator.cfg
-    primer = primer_from_request(body, cfg.steps_per_quarter)
+    qpm = _number(body, "qpm", 100.0, 30.0, 300.0)
+    primer = primer_from_request(body, cfg.steps_per_quarter, qpm)
     temperature = _number(body, "temperature", 1.0, 0.05, 3.0)
     seed = int(_number(body, "seed", 0, 0, 2**31 - 1))
     max_notes = int(_number(body, "max_notes", 128, 1, 512))
-    qpm = _number(body, "qpm", 100.0, 30.0, 300.0)
-    tune_steps = int(MAX_TUNE_SECONDS * qpm / 60.0 * cfg.steps_per_quarter)  # what renders in MAX_TUNE_SECONDS
+    step = 60.0 / qpm / cfg.steps_per_quarter
+    tune_steps = int(MAX_TUNE_SECONDS / step)  # what renders in MAX_TUNE_SECONDS
     primer_steps = midi_io.melody_steps(primer)
     if primer_steps >= tune_steps:
-        raise AppError(f"the primer lasts {primer_steps / tune_steps * MAX_TUNE_SECONDS:.0f} s at {qpm:g} qpm; "
-                       f"the app plays tunes of up to {MAX_TUNE_SECONDS:g} s")
+        raise AppError(f"the primer lasts {primer_steps * step:.0f} s at {qpm:g} qpm, which leaves no room to "
+                       f"continue it: the app plays tunes of up to {MAX_TUNE_SECONDS:g} s")
     result = generator.continue_tune(primer, temperature=temperature, seed=seed, max_notes=max_notes,
                                      max_steps=tune_steps - primer_steps)
     generated = result.generated
@@ -202,7 +202,7 @@ def read_upload(upload, rate: int) -> np.ndarray:
             raise AppError(f"{upload.filename} is {info.seconds:.0f} s long; the app takes up to {MAX_UPLOAD_SECONDS:g} s")
         if info.frames * info.channels > MAX_UPLOAD_SAMPLES:  # a small compressed file can decode to gigabytes
             raise AppError(f"{upload.filename} decodes to {info.channels} channels x {info.frames} frames; the app "
-                           f"takes up to {MAX_UPLOAD_SAMPLES} samples (2 min of 48 kHz stereo)")
+                           f"takes up to {MAX_UPLOAD_SAMPLES} samples in all")
         try:
             audio = audio_io.read_audio(path, rate)
         except ValueError:
@@ -296,10 +296,11 @@ def create_app(models: Models, max_upload_mb: float = MAX_UPLOAD_MB) -> Flask:
     def melody():
         if models.melody is None:
             raise AppError(f"no melody model: {models.melody_problem}", 503)
-        if (request.content_length or 0) > MAX_MELODY_REQUEST_BYTES:
-            raise AppError(f"a primer request is at most {MAX_MELODY_REQUEST_BYTES // 1024} KB", 413)
+        request.max_content_length = MAX_MELODY_REQUEST_BYTES  # a chunked body is cut there (and fails to parse)
         try:
             body = request.get_json(silent=True)
+        except RequestEntityTooLarge:
+            raise AppError(f"a primer request is at most {MAX_MELODY_REQUEST_BYTES // 1024} KB", 413) from None
         except RecursionError:  # JSON nested thousands deep
             body = None
         if not isinstance(body, dict):

@@ -65,12 +65,10 @@ def speech_metrics(clean: np.ndarray, estimate: np.ndarray, sample_rate: int) ->
 def _stoi(clean: np.ndarray, estimate: np.ndarray, sample_rate: int) -> float:
     """pystoi's STOI, or NaN where it has fewer than 30 frames that are not silent: there pystoi
     warns and returns 1e-5, or fails outright below two of its frames."""
-    if len(clean) * STOI_RATE < 2 * STOI_FRAME * sample_rate:
-        value = 1e-5
-    else:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "Not enough STFT frames", RuntimeWarning)  # handled below
-            value = float(stoi(clean, estimate, sample_rate, extended=False))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Not enough STFT frames", RuntimeWarning)  # handled below
+        long_enough = len(clean) * STOI_RATE >= 2 * STOI_FRAME * sample_rate
+        value = float(stoi(clean, estimate, sample_rate, extended=False)) if long_enough else 1e-5
     if value == 1e-5:
         log.info("STOI skipped one file: fewer than 30 frames that are not silent")
         return math.nan

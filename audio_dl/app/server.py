@@ -118,9 +118,9 @@ def _number(form, key: str, default: float, low: float, high: float) -> float:
 
 # --- melody --------------------------------------------------------------------------------------
 
-def primer_from_request(body: dict, steps_per_quarter: int, qpm: float) -> list[midi_io.Note]:
+def primer_from_request(body: dict, steps_per_quarter: int, step: float) -> list[midi_io.Note]:
     """The primer: `text` (a note string) or `notes` played on the keyboard as
-    [{"pitch", "start", "end"}] in seconds at `qpm`, quantised to the model's grid."""
+    [{"pitch", "start", "end"}] in seconds, quantised to the model's grid of `step` seconds."""
     if body.get("text"):
         text = str(body["text"])
         if len(text) > MAX_PRIMER_CHARACTERS:
@@ -131,7 +131,6 @@ def primer_from_request(body: dict, steps_per_quarter: int, qpm: float) -> list[
         raise AppError("play a few notes or type a primer first")
     if len(played) > MAX_PRIMER_NOTES:
         raise AppError(f"the primer may hold at most {MAX_PRIMER_NOTES} notes")
-    step = 60.0 / qpm / steps_per_quarter
     try:
         timed = sorted((float(n["start"]), float(n["end"]), int(n["pitch"])) for n in played)
     except (KeyError, TypeError, ValueError, OverflowError):
@@ -156,11 +155,11 @@ def primer_from_request(body: dict, steps_per_quarter: int, qpm: float) -> list[
 def make_tune(generator: MelodyGenerator, body: dict) -> dict:
     cfg = generator.cfg
     qpm = _number(body, "qpm", 100.0, 30.0, 300.0)
-    primer = primer_from_request(body, cfg.steps_per_quarter, qpm)
+    step = 60.0 / qpm / cfg.steps_per_quarter  # seconds per grid step
+    primer = primer_from_request(body, cfg.steps_per_quarter, step)
     temperature = _number(body, "temperature", 1.0, 0.05, 3.0)
     seed = int(_number(body, "seed", 0, 0, 2**31 - 1))
     max_notes = int(_number(body, "max_notes", 128, 1, 512))
-    step = 60.0 / qpm / cfg.steps_per_quarter
     tune_steps = int(MAX_TUNE_SECONDS / step)  # what renders in MAX_TUNE_SECONDS
     primer_steps = midi_io.melody_steps(primer)
     if primer_steps >= tune_steps:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -16,15 +17,31 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def _staged(staging: Path, target: Path, mode: int, remove):
+def _staged(staging: Path, target: Path, mode: int, remove, replace_folder: bool = False):
     try:
         yield staging
         os.chmod(staging, mode & ~_umask())  # mkdtemp/mkstemp make it owner-only
         with _naming(target):
-            os.replace(staging, target)
+            if replace_folder and target.is_dir():
+                _swap_folder(staging, target)
+            else:
+                os.replace(staging, target)
     finally:
         if staging.exists():
             remove(staging)
+
+
+def _swap_folder(staging: Path, target: Path) -> None:
+    """Put `staging` in place of the existing folder `target` (renamed aside first, restored if
+    the second rename fails, removed after)."""
+    old = target.with_name(f".{target.name}-old-{secrets.token_hex(6)}")
+    os.rename(target, old)
+    try:
+        os.rename(staging, target)
+    except OSError:
+        os.rename(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -36,14 +53,15 @@ def _naming(target: Path):
         raise OSError(error.errno, error.strerror, str(target)) from error
 
 
-def staged_folder(target: Path):
+def staged_folder(target: Path, replace: bool = False):
     """Context manager yielding a hidden temporary folder beside `target`, renamed to `target` only
     if the block completes and removed otherwise (an interrupted write leaves nothing); it lands
-    with the permissions mkdir would give it."""
+    with the permissions mkdir would give it. With replace=True an existing `target` folder is
+    replaced only then, so a failed rewrite keeps the old one."""
     target.parent.mkdir(parents=True, exist_ok=True)
     with _naming(target):
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-partial-", dir=target.parent))
-    return _staged(staging, target, 0o777, shutil.rmtree)
+    return _staged(staging, target, 0o777, shutil.rmtree, replace_folder=replace)
 
 
 def staged_file(target: Path):

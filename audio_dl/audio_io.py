@@ -11,6 +11,7 @@ import dataclasses
 import glob
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -61,6 +62,8 @@ def find_files(specs: Iterable[str | os.PathLike], extensions, kind: str) -> lis
 
 
 def _expand(spec: str, extensions) -> list[Path]:
+    if not spec.strip():
+        raise UsageError("an empty path was given")  # Path("") is the current folder
     path = Path(spec).expanduser()
     if path.is_dir():
         return sorted(p for p in path.rglob("*") if p.suffix.lower() in extensions and p.is_file())
@@ -80,12 +83,19 @@ def _expand(spec: str, extensions) -> list[Path]:
     raise UsageError(f"path does not exist: {spec}")
 
 
+_STDERR_REDIRECT = threading.Lock()
+
+
 @contextlib.contextmanager
 def quiet_decoders():
     """Discard what C decoders print to stderr while a file is opened (libsndfile's mpg123 writes
     "Note: Illegal Audio-MPEG-Header ..." lines for a file that is not MP3); the caller's own
-    error or counted skip says what went wrong, in one line."""
-    with open(os.devnull, "w") as sink, wurlitzer.pipes(stdout=None, stderr=sink):
+    error or counted skip says what went wrong, in one line.
+
+    The redirect is of the process's file descriptor 2, so one thread at a time holds it: two
+    overlapping redirects (tf.data decodes in parallel) would restore each other's /dev/null and
+    silence stderr for the rest of the process."""
+    with _STDERR_REDIRECT, open(os.devnull, "w") as sink, wurlitzer.pipes(stdout=None, stderr=sink):
         yield
 
 
@@ -120,12 +130,17 @@ def probe(path: str | os.PathLike) -> AudioInfo | None:
     return AudioInfo(str(path), int(info.samplerate), int(info.channels), int(frames))
 
 
+class NonFiniteAudio(ValueError):
+    """A file that decodes to NaN or infinite samples."""
+
+
 def read_audio(path: str | os.PathLike, sample_rate: int | None = None, start_seconds: float = 0.0,
                duration_seconds: float | None = None) -> np.ndarray:
     """Decode `[start, start+duration)` of a file, mix to mono, resample to `sample_rate` (soxr).
 
     Returns float32 [samples]. Raises ValueError (soundfile.LibsndfileError, ...) when the file
-    cannot be decoded; callers inside a corpus catch it and count a skip.
+    cannot be decoded or holds samples that are not finite; callers inside a corpus catch it and
+    count a skip.
     """
     try:
         with open_audio(path) as f:
@@ -143,6 +158,8 @@ def read_audio(path: str | os.PathLike, sample_rate: int | None = None, start_se
         start = int(start_seconds * native_rate)
         stop = None if duration_seconds is None else start + int(np.ceil(duration_seconds * native_rate))
         audio = audio[start:stop]
+    if not np.isfinite(audio).all():
+        raise NonFiniteAudio(f"{path} holds samples that are not finite (NaN or infinity)")
     mono = audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0]
     if sample_rate is not None and sample_rate != native_rate and mono.size:
         mono = soxr.resample(mono, native_rate, sample_rate, quality="HQ")

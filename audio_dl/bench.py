@@ -25,6 +25,7 @@ input, context, scale: see audio_dl/bench_data.py. Each command prints a table a
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import statistics
@@ -36,6 +37,7 @@ from typing import Sequence
 import numpy as np
 
 from audio_dl import audio_io, bench_data, cli, inference
+from audio_dl.atomic import staged_file
 from audio_dl.errors import UsageError
 from audio_dl.data import corpora
 from audio_dl.streaming import STREAMING_INT8_TFLITE_NAME, STREAMING_TFLITE_NAME, StreamingDenoiser
@@ -128,7 +130,8 @@ def bench_melody(model_path: Path, tunes: int) -> dict:
 def _report(results: dict, output: Path) -> None:
     for key, value in results.items():
         print(f"{key:<46} {value:.4g}" if isinstance(value, float) else f"{key:<46} {value}")
-    output.write_text(json.dumps(results, indent=2) + "\n")
+    with staged_file(output) as staging:
+        staging.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {output}")
 
 
@@ -202,14 +205,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     def numbers(name: str, *values: float) -> None:
-        if any(not v > 0 for v in values):
-            raise UsageError(f"{name} must be > 0")
+        if any(not (math.isfinite(v) and v > 0) for v in values):
+            raise UsageError(f"{name} must be a finite number > 0")
 
+    output = cli.output_file(args.output)
     results: dict = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"}
     if args.command in ("denoiser", "all"):
         numbers("--repeats", args.repeats)
-        if args.seconds < 10:
-            raise UsageError("--seconds must be >= 10")
+        if not 10 <= args.seconds <= 3600:
+            raise UsageError(f"--seconds must be in [10, 3600] (got {args.seconds:g})")
         results.update(bench_denoiser(args.model, args.seconds, args.repeats))
     if args.command in ("melody", "all"):
         numbers("--tunes", args.tunes)
@@ -227,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(f"--files takes comma-separated numbers of files, got {args.files!r}") from None
         numbers("--files, --file-seconds and --scale-batch", *sizes, args.file_seconds, args.scale_batch)
         results.update(bench_data.bench_scale(sizes, args.file_seconds, args.scale_batch, args.scale_cache))
-    _report(results, args.output)
+    _report(results, output)
     return 0
 
 

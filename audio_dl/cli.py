@@ -35,12 +35,47 @@ def add_run_options(parser: argparse.ArgumentParser, family: str) -> None:
     group.add_argument("--run-dir", type=Path,
                        help=f"where config, logs, checkpoints and the export go (default: runs/{family}-PRESET); "
                             "an interrupted run in it is resumed")
-    group.add_argument("--export-base", type=Path, default=Path("saved_models") / family,
+    group.add_argument("--export-base", type=folder_path, default=Path("saved_models") / family,
                        help="TF Serving base path to publish to (default: %(default)s)")
     group.add_argument("--publish", choices=("auto", "always", "never"), default="auto",
                        help="auto: publish as the next version unless a shipped model is there; "
                             "always: publish even above a shipped model; never: keep it in the run dir")
     group.add_argument("--quiet", action="store_true", help="no Keras progress bar (one line per epoch)")
+
+
+def folder_path(text: str) -> Path:
+    """argparse type of a folder to write into: refused at once if it is empty or a file (not after
+    a run)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path")  # Path("") is the current folder
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file, not a folder")
+    return path
+
+
+def file_id(path: Path) -> tuple[int, int]:
+    """(device, inode): the same file under any spelling or case."""
+    stat = path.stat()
+    return stat.st_dev, stat.st_ino
+
+
+def output_file(path: Path, inputs: Sequence[Path] = ()) -> Path:
+    """An output file checked before any work: not a folder, not one of `inputs` (the same file
+    under any spelling), its folder created; raises UsageError (or the OSError of that folder)."""
+    if path.is_dir():
+        raise UsageError(f"{path} is a folder; give a file name")
+    if path.exists() and file_id(path) in {file_id(i) for i in inputs if i.exists()}:
+        raise UsageError(f"{path} would overwrite an input; give another output")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def port_number(text: str) -> int:
+    """argparse type of a TCP port: 1..65535."""
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1..65535)")
+    return int(text)
 
 
 def add_strategy_option(parser: argparse.ArgumentParser) -> None:

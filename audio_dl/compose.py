@@ -24,6 +24,22 @@ from audio_dl.models.melody import MelodySampler, one_step_from
 
 log = logging.getLogger(__name__)
 
+TEMPERATURES = (0.01, 10.0)  # below, float32 logits / temperature overflow; above, every token is as likely
+MAX_NOTES = 2000  # the graph runs up to 32 steps per requested note and cannot be interrupted
+INT32_MAX = 2**31 - 1  # seed and top_k are int32 in the graph
+
+
+def check_sampling(temperature: float, top_k: int = 0, seed: int = 0, max_notes: int | None = None) -> None:
+    """UsageError naming the first sampling setting out of range."""
+    if not (math.isfinite(temperature) and TEMPERATURES[0] <= temperature <= TEMPERATURES[1]):
+        raise UsageError(f"temperature must be in [{TEMPERATURES[0]:g}, {TEMPERATURES[1]:g}] (got {temperature:g})")
+    if not 0 <= top_k <= INT32_MAX:
+        raise UsageError(f"top_k must be in [0, 2**31 - 1] (got {top_k})")
+    if not 0 <= seed <= INT32_MAX:
+        raise UsageError(f"seed must be in [0, 2**31 - 1] (got {seed})")
+    if max_notes is not None and not 1 <= max_notes <= MAX_NOTES:
+        raise UsageError(f"max_notes must be in [1, {MAX_NOTES}] (got {max_notes})")
+
 
 @dataclasses.dataclass
 class Continuation:
@@ -106,10 +122,7 @@ class MelodyGenerator:
         """Continue `primer` until END, `max_steps` grid steps or
         `max_notes` generated notes, whichever comes first; `ended` says the model chose to stop.
         max_steps defaults to the corpus limit, or room for max_notes long notes when that is given."""
-        if not (math.isfinite(temperature) and temperature > 0):
-            raise UsageError(f"temperature must be a number > 0 (got {temperature})")
-        if top_k < 0:
-            raise UsageError(f"top_k must be >= 0 (got {top_k})")
+        check_sampling(temperature, top_k, seed, max_notes)
         if max_steps is None:  # with max_notes: room for long notes; max_notes stops it earlier
             max_steps = self.cfg.max_steps if max_notes is None else max(self.cfg.max_steps, 32 * max_notes)
         if primer and midi_io.melody_steps(primer) > self.cfg.max_steps:

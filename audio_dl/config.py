@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from pathlib import Path
 
@@ -92,7 +93,9 @@ class DenoiserConfig:
                "frame_length must be a power of two")
         _check(0 < self.hop_length <= self.frame_length and self.frame_length % self.hop_length == 0,
                "hop_length must divide frame_length")
+        _check(self.window in WINDOWS, f"window must be one of {WINDOWS}")
         _check(self.context_frames >= 1, "context_frames must be >= 1")
+        _check(bool(self.speech) and bool(self.noise), "speech and noise each need at least one path")
         _check(self.architecture in ARCHITECTURES, f"architecture must be one of {ARCHITECTURES}")
         _check(self.loss in LOSSES, f"loss must be one of {LOSSES}")
         _check(0.0 <= self.val_fraction < 1.0, "val_fraction must be in [0, 1)")
@@ -126,6 +129,7 @@ class DenoiserConfig:
         _check(0.0 < self.lr_decay_per_epoch <= 1.0, "lr_decay_per_epoch must be in (0, 1]")
         _check(self.tflite_seconds * self.sample_rate >= self.frame_length,
                "tflite_seconds is shorter than one frame")
+        _check_seed(self.seed)
 
     # --- derived values ---------------------------------------------------------------------
     @property
@@ -163,6 +167,7 @@ class DenoiserConfig:
 
 
 ARCHITECTURES = ("mask", "fcn16")
+WINDOWS = ("hamming_window", "hann_window", "kaiser_bessel_derived_window", "kaiser_window", "vorbis_window")  # kapre's
 SYNTHETIC_NOISES = ("colored", "hum", "rotor", "bursts", "chirps")  # see augment.synthetic_noise
 LOSSES = ("sisdr+spectral", "magnitude_mse")
 
@@ -245,6 +250,7 @@ class MelodyConfig:
         _check(0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)")
         _check(self.learning_rate > 0 and self.clipnorm > 0, "learning_rate and clipnorm must be > 0")
         _check(0.0 < self.lr_decay_per_epoch <= 1.0, "lr_decay_per_epoch must be in (0, 1]")
+        _check_seed(self.seed)
 
 
 MELODY_PRESETS: dict[str, dict] = {
@@ -270,6 +276,10 @@ def _check(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _check_seed(seed: int) -> None:
+    _check(0 <= seed < 2 ** 32, "seed must be in [0, 2**32)")
+
+
 def make_config(cls, preset: str | None = None, config_file: str | Path | None = None,
                 overrides: typing.Sequence[str] = ()):
     """Preset (default: the family's default), then a JSON config file, then `key=value`
@@ -280,13 +290,7 @@ def make_config(cls, preset: str | None = None, config_file: str | Path | None =
         raise ConfigError(f"unknown preset {preset!r}; choose from {sorted(presets)}")
     values = dict(presets[preset])
     if config_file is not None:
-        path = Path(config_file)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            values.update(json.loads(path.read_text()))
-        except json.JSONDecodeError as error:
-            raise ConfigError(f"config file {path} is not valid JSON: {error}") from None
+        values.update(read_json_object(Path(config_file), "config file"))
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep:
@@ -295,19 +299,53 @@ def make_config(cls, preset: str | None = None, config_file: str | Path | None =
     return build(cls, values)
 
 
+def read_json_object(path: Path, what: str) -> dict:
+    """The JSON object in `path`; ConfigError naming `what` if it is missing, not a file, not
+    UTF-8 JSON or not an object."""
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} is a folder, not a JSON file" if path.is_dir() else f"{what} not found: {path}")
+    try:
+        values = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{what} {path} is not valid JSON: {error}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{what} {path} must hold a JSON object of key: value, not {type(values).__name__}")
+    return values
+
+
 def build(cls, values: dict):
-    """Instantiate `cls` from a plain dict (JSON lists become tuples); unknown keys are errors."""
+    """Instantiate `cls` from a plain dict (JSON lists become tuples); unknown keys and values of
+    the wrong type (a float for an int, a bool for a number, NaN or infinity) are errors."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise ConfigError(f"unknown config key(s) {unknown}; known: {sorted(fields)}")
     hints = typing.get_type_hints(cls)
-    coerced = {k: ((v,) if isinstance(v, str) else tuple(v)) if typing.get_origin(hints[k]) is tuple else v
-               for k, v in values.items()}
+    return cls(**{key: _typed(key, hints[key], value) for key, value in values.items()})
+
+
+def _finite(number: int | float) -> bool:
     try:
-        return cls(**coerced)
-    except TypeError as error:
-        raise ConfigError(str(error)) from None
+        return math.isfinite(number)
+    except OverflowError:  # an int beyond float range
+        return False
+
+
+def _typed(key: str, kind, value):
+    """`value` as the field type `kind` (JSON lists and single strings become tuples)."""
+    if typing.get_origin(kind) is tuple:
+        items = (value,) if isinstance(value, str) else value
+        _check(isinstance(items, (list, tuple)), f"{key} takes a list of values, got {value!r}")
+        return tuple(_typed(key, typing.get_args(kind)[0], item) for item in items)
+    if kind is float:
+        _check(isinstance(value, (int, float)) and not isinstance(value, bool) and _finite(value),
+               f"{key} must be a finite number, got {value!r}")
+        return float(value)
+    if kind is int:
+        _check(isinstance(value, int) and not isinstance(value, bool), f"{key} must be an integer, got {value!r}")
+    else:
+        _check(isinstance(value, kind), f"{key} must be a {kind.__name__}, got {value!r}")
+    return value
 
 
 def parse_value(cls, key: str, text: str):
@@ -345,6 +383,6 @@ def save_config(cfg, path: str | Path) -> None:
 
 def load_config(cls, path: str | Path):
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(f"{path} not found: an exported model needs the config.json it was exported with")
-    return build(cls, json.loads(path.read_text()))
+    return build(cls, read_json_object(path, "config"))

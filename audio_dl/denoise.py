@@ -100,16 +100,11 @@ def _jobs(inputs: Sequence[str], output: Path) -> list[tuple[Path, Path, bool]]:
     clash = next((t for t, n in collections.Counter(targets).items() if n > 1), None)
     if clash is not None:
         raise UsageError(f"two inputs would both be written to {clash}; rename one or denoise them separately")
-    sources = {_file_id(source) for source, _, _ in jobs}  # the same file under any spelling or case
-    overwrite = next((t for t in targets if t.exists() and _file_id(t) in sources), None)
+    sources = {cli.file_id(source) for source, _, _ in jobs}  # the same file under any spelling or case
+    overwrite = next((t for t in targets if t.exists() and cli.file_id(t) in sources), None)
     if overwrite is not None:
         raise UsageError(f"the output {overwrite} would overwrite an input; give another -o")
     return jobs
-
-
-def _file_id(path: Path) -> tuple[int, int]:
-    stat = path.stat()
-    return stat.st_dev, stat.st_ino
 
 
 def _clean_for(clean: Path | None, source: Path) -> Path | None:

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Sequence
 
 from audio_dl import cli
-from audio_dl.compose import MelodyGenerator, export_scorer, load_melody_export
+from audio_dl.atomic import staged_file
+from audio_dl.compose import MelodyGenerator, check_sampling, export_scorer, load_melody_export
 from audio_dl.data import melody as melody_data
 from audio_dl.errors import UsageError
 from audio_dl.melody_training import (
@@ -50,8 +51,10 @@ def build_parser() -> cli.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.max_tunes < 1 or args.generate < 0 or not args.temperature > 0:
-        raise UsageError("--max-tunes must be >= 1, --generate >= 0 and --temperature > 0")
+    if args.max_tunes < 1 or args.generate < 0:
+        raise UsageError("--max-tunes must be >= 1 and --generate >= 0")
+    check_sampling(args.temperature)
+    output = cli.output_file(args.output, [Path(spec) for spec in args.midi_dir + (args.train_midi_dir or [])])
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     loaded, cfg, version = load_melody_export(args.model)
     cfg = dataclasses.replace(cfg, max_eval_tunes=args.max_tunes, generated_tunes=max(args.generate, 1))
@@ -67,8 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         generator = MelodyGenerator.from_export(version)
         metrics["generation"] = generation_statistics(generator, cfg, train, tunes, args.temperature)
     print(format_report(metrics))
-    args.output.write_text(json.dumps({"model": str(version), **metrics}, indent=2, default=float) + "\n")
-    print(f"wrote {args.output}")
+    with staged_file(output) as staging:
+        staging.write_text(json.dumps({"model": str(version), **metrics}, indent=2, default=float) + "\n")
+    print(f"wrote {output}")
     return 0
 
 

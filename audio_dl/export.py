@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from audio_dl import cli
 from audio_dl.atomic import staged_file, staged_folder
-from audio_dl.config import DenoiserConfig, load_config, save_config
+from audio_dl.config import ConfigError, DenoiserConfig, load_config, save_config
 from audio_dl.errors import UsageError
 from audio_dl.litert import signature_runner
 from audio_dl.models.denoiser import (
@@ -184,12 +184,21 @@ def denoiser_from_export(version_dir: Path) -> tuple[keras.Model, DenoiserConfig
     tensors the endpoint captures (their order is not recorded: the one that reproduces the
     SavedModel's output is kept). Raises UsageError for a folder that is not a denoiser export."""
     version_dir = Path(version_dir)
+    if not version_dir.is_dir():
+        raise UsageError(f"{version_dir} is a file, not an export folder" if version_dir.exists()
+                         else f"path does not exist: {version_dir}")
+    if serving_inputs(version_dir) != ("waveform",):
+        raise UsageError(f"{version_dir} is not a denoiser export (its SavedModel does not take a waveform)")
     try:
         cfg = load_config(DenoiserConfig, version_dir / "config.json")
+    except ConfigError as error:
+        raise UsageError(f"{version_dir} is not a denoiser export: {error}") from None
+    try:
         loaded = tf.saved_model.load(str(version_dir))
         served = loaded.signatures["serving_default"]
-    except Exception as error:  # noqa: BLE001 - any failure means: not our export
-        raise UsageError(f"{version_dir} is not a denoiser export ({type(error).__name__})") from None
+    except Exception as error:  # noqa: BLE001 - any failure means: not a complete export
+        raise UsageError(f"{version_dir}: its SavedModel does not load ({type(error).__name__}: "
+                         f"{str(error).splitlines()[0] if str(error) else ''})") from None
     model = build_denoiser(cfg)
     values = {v.name.removesuffix(":0"): v.numpy() for v in loaded._all_variables}  # noqa: SLF001
     for weight in model.weights:
@@ -225,17 +234,18 @@ def add_streaming_int8(version_dir: Path) -> dict[str, float]:
 # --- the whole export ------------------------------------------------------------------------
 
 def export_denoiser(model: keras.Model, cfg: DenoiserConfig, version_dir: Path, model_card: str,
-                    provenance: dict) -> dict[str, float]:
+                    provenance: dict, replace: bool = False) -> dict[str, float]:
     """Write SavedModel + TFLite (whole clip and streaming) + config + card into `version_dir`
-    atomically; returns the measured differences to the Keras model."""
+    atomically (replace=True: in place of an existing one, once the new one is complete); returns
+    the measured differences to the Keras model."""
     serving, tflite_twin = build_denoiser(cfg), build_denoiser(cfg, tflite=True)
     for twin in (serving, tflite_twin):  # fresh models: no optimizer state in the exports
         copy_weights(model, twin)
     streaming = build_streaming_denoiser(cfg, weights_from=model)
     version_dir = Path(version_dir)
-    if version_dir.exists():
+    if version_dir.exists() and not replace:
         raise UsageError(f"{version_dir} already exists; choose another version")
-    with staged_folder(version_dir) as staging:
+    with staged_folder(version_dir, replace=replace) as staging:
         write_saved_model(serving, staging)
         (staging / TFLITE_NAME).write_bytes(convert_tflite(tflite_twin))
         (staging / STREAMING_TFLITE_NAME).write_bytes(convert_streaming(streaming))
@@ -267,15 +277,55 @@ def next_version(base: Path) -> int:
     return max(versions(base), default=0) + 1
 
 
+def serving_inputs(version_dir: Path) -> tuple[str, ...]:
+    """Input names of the SavedModel's serving_default signature (read from saved_model.pb, nothing
+    loaded); UsageError if there is none or the file does not parse."""
+    from google.protobuf.message import DecodeError  # noqa: PLC0415 - only publishing reads the proto
+    from tensorflow.core.protobuf import saved_model_pb2  # noqa: PLC0415
+
+    path = Path(version_dir) / "saved_model.pb"
+    if not path.is_file():
+        raise UsageError(f"{version_dir} is not an exported model (no saved_model.pb)")
+    saved_model = saved_model_pb2.SavedModel()
+    try:
+        saved_model.ParseFromString(path.read_bytes())
+    except DecodeError:
+        raise UsageError(f"{path} is not a readable SavedModel (the file is corrupt)") from None
+    signatures = saved_model.meta_graphs[0].signature_def if saved_model.meta_graphs else {}
+    if "serving_default" not in signatures:
+        raise UsageError(f"{version_dir} is not an exported model (its SavedModel has no serving_default signature)")
+    return tuple(sorted(signatures["serving_default"].inputs))
+
+
+def published_as(version_dir: Path, base: Path) -> Path | None:
+    """The version folder under `base` holding the same SavedModel (same fingerprint.pb), if any."""
+    fingerprint = Path(version_dir) / "fingerprint.pb"
+    if not fingerprint.is_file():
+        return None
+    return next((Path(base) / str(n) for n in sorted(versions(base))
+                 if (Path(base) / str(n) / "fingerprint.pb").is_file()
+                 and (Path(base) / str(n) / "fingerprint.pb").read_bytes() == fingerprint.read_bytes()), None)
+
+
 def publish(version_dir: Path, base: Path, version: int | None = None, shipped: bool = False) -> Path:
     """Copy an exported version folder under `base` as `version` (default: the next free number);
-    shipped=True marks it as the project's released model (provenance "source": "shipped")."""
+    shipped=True marks it as the project's released model (provenance "source": "shipped").
+    Refused: a folder without a readable SavedModel and config.json, a model of another kind than
+    the versions already under `base`, and a SavedModel already published there."""
     version_dir, base = Path(version_dir), Path(base)
-    if not (version_dir / "saved_model.pb").is_file():
-        raise UsageError(f"{version_dir} is not an exported model (no saved_model.pb)")
+    inputs = serving_inputs(version_dir)
+    if not (version_dir / "config.json").is_file():
+        raise UsageError(f"{version_dir} is not an exported model of this project (no config.json)")
+    existing = versions(base)
+    if existing and serving_inputs(base / str(max(existing))) != inputs:
+        raise UsageError(f"{version_dir} takes {', '.join(inputs)}; the models in {base} take "
+                         f"{', '.join(serving_inputs(base / str(max(existing))))}: publish it under another --base")
     target = base / str(version or next_version(base))
     if target.exists():
         raise UsageError(f"{target} already exists")
+    published = published_as(version_dir, base)
+    if published is not None:
+        raise UsageError(f"{version_dir} is already published as {published}")
     with staged_folder(target) as staging:
         shutil.copytree(version_dir, staging, dirs_exist_ok=True)
         if shipped:
@@ -291,6 +341,10 @@ def publish_run(export_dir: Path, run_dir: Path, base: Path, policy: str) -> Pat
     version is there, "never" does not; prints what happened (and the command to publish later)."""
     shipped = shipped_versions(base)
     if policy == "always" or (policy == "auto" and not shipped):
+        published = published_as(export_dir, base)
+        if published is not None:
+            print(f"already published as {published}")
+            return published
         target = publish(export_dir, base)
         print(f"published as {target} (TF Serving base path {base})")
         return target

@@ -100,16 +100,17 @@ def verify_melody_export(model: keras.Model, one_step: keras.Model, sampler: Mel
 
 
 def export_melody(model: keras.Model, cfg: MelodyConfig, version_dir: Path, model_card: str,
-                  provenance: dict) -> dict:
-    """SavedModel + one-step TFLite + config + card into `version_dir`, atomically and verified."""
+                  provenance: dict, replace: bool = False) -> dict:
+    """SavedModel + one-step TFLite + config + card into `version_dir`, atomically and verified
+    (replace=True: in place of an existing one, once the new one is complete)."""
     version_dir = Path(version_dir)
-    if version_dir.exists():
+    if version_dir.exists() and not replace:
         raise UsageError(f"{version_dir} already exists; choose another version")
     serving = build_folknet(cfg)  # a fresh model: no optimizer state in the export
     serving.set_weights(model.get_weights())
     # the one-step models share the serving model's layers: the SavedModel stores the weights once
     one_step, one_step_batch1 = one_step_from(serving, cfg), one_step_from(serving, cfg, batch_size=1)
-    with staged_folder(version_dir) as staging:
+    with staged_folder(version_dir, replace=replace) as staging:
         sampler = write_melody_saved_model(serving, one_step, cfg, staging)
         (staging / ONE_STEP_TFLITE_NAME).write_bytes(
             convert_tflite(one_step_batch1, output_keys=tuple(one_step_batch1.output.keys())))

@@ -11,40 +11,60 @@ OUT.png (x in beats, y in pitch; the primer red, the continuation blue).
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import math
 from pathlib import Path
 from typing import Sequence
 
 import soundfile
 
 from audio_dl import cli, midi_io, plots
-from audio_dl.compose import MelodyGenerator
+from audio_dl.atomic import staged_file
+from audio_dl.compose import MAX_NOTES, TEMPERATURES, MelodyGenerator, check_sampling
 from audio_dl.errors import UsageError
 
 RENDER_RATE = 22050
+QPM = (20.0, 500.0)  # quarter notes per minute the MIDI and WAV are written at
 
 
 def build_parser() -> cli.ArgumentParser:
     parser = cli.ArgumentParser(prog="python -m audio_dl.generate_melody", description=__doc__,
                                 formatter_class=cli.argparse.RawDescriptionHelpFormatter)
     parser.add_argument("primer", help="a MIDI file, or notes such as \"G4 G4 G4 D4 E4 E4 D4:2\"")
-    parser.add_argument("-o", "--output", type=Path, default=Path("melody"),
+    parser.add_argument("-o", "--output", default="melody",
                         help="output path without suffix: writes .mid, .wav, .png (default: %(default)s)")
     parser.add_argument("--model", type=Path, default=Path("saved_models/melody"),
                         help="SavedModel folder or TF Serving base path (default: %(default)s)")
-    parser.add_argument("--temperature", type=float, default=1.0, help="> 0; lower is safer (default: %(default)s)")
+    parser.add_argument("--temperature", type=float, default=1.0,
+                        help=f"{TEMPERATURES[0]:g}..{TEMPERATURES[1]:g}; lower is safer (default: %(default)s)")
     parser.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest tokens (0: all)")
-    parser.add_argument("--max-notes", type=int, default=256, help="stop after this many notes (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="same seed, same tune (default: %(default)s)")
-    parser.add_argument("--qpm", type=float, default=120.0, help="tempo of the MIDI/WAV, quarter notes per minute")
+    parser.add_argument("--max-notes", type=int, default=256,
+                        help=f"stop after this many notes, at most {MAX_NOTES} (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="same seed, same tune; 0..2**31-1 (default: %(default)s)")
+    parser.add_argument("--qpm", type=float, default=120.0,
+                        help=f"tempo of the MIDI/WAV, quarter notes per minute, {QPM[0]:g}..{QPM[1]:g} (default: %(default)s)")
     return parser
+
+
+def output_paths(text: str, inputs: Sequence[Path]) -> dict[str, Path]:
+    """{".mid"|".wav"|".png": path} for -o: a stem (a .mid/.wav/.png suffix is dropped, "tune_0.7"
+    keeps its dot) or an existing folder (then FOLDER/melody.*); each checked by cli.output_file."""
+    if not text.strip():
+        raise UsageError("-o needs a file name, e.g. out/tune")  # Path("") is the current folder
+    output = Path(text)
+    if output.is_dir():
+        output = output / "melody"
+    stem = output.with_suffix("") if output.suffix.lower() in (".mid", ".wav", ".png") else output
+    if stem.name in ("", ".", ".."):
+        raise UsageError(f"-o {str(output)!r} needs a file name, e.g. out/tune")
+    return {suffix: cli.output_file(Path(f"{stem}{suffix}"), inputs) for suffix in (".mid", ".wav", ".png")}
 
 
 def read_primer(text: str, steps_per_quarter: int) -> list[midi_io.Note]:
     if text.lower().endswith((".mid", ".midi")):
         if not Path(text).is_file():
-            raise UsageError(f"primer file not found: {text}")
+            raise UsageError(f"primer {text} is a folder, not a MIDI file" if Path(text).is_dir()
+                             else f"primer file not found: {text}")
         try:
             notes, _ = midi_io.read_melody(text, steps_per_quarter, max_steps=10**6, max_chord_share=1.0)
         except midi_io.MelodySkipped as skipped:
@@ -55,25 +75,24 @@ def read_primer(text: str, steps_per_quarter: int) -> list[midi_io.Note]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if not (math.isfinite(args.temperature) and args.temperature > 0):
-        raise UsageError(f"--temperature must be a number > 0 (got {args.temperature:g})")
-    if args.top_k < 0 or args.max_notes < 1 or args.qpm <= 0:
-        raise UsageError("--top-k must be >= 0, --max-notes >= 1 and --qpm > 0")
+    check_sampling(args.temperature, args.top_k, args.seed, args.max_notes)
+    if not QPM[0] <= args.qpm <= QPM[1]:
+        raise UsageError(f"--qpm must be in [{QPM[0]:g}, {QPM[1]:g}] (got {args.qpm:g})")
+    paths = output_paths(args.output, [Path(args.primer)])
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     generator = MelodyGenerator.from_export(args.model)
     cfg = generator.cfg
     primer = read_primer(args.primer, cfg.steps_per_quarter)
     result = generator.continue_tune(primer, args.temperature, args.top_k, args.seed, max_notes=args.max_notes)
     generated, ended = result.generated, result.ended
-    stem = args.output.with_suffix("") if args.output.suffix in (".mid", ".wav", ".png") else args.output
-    paths = {suffix: Path(f"{stem}{suffix}") for suffix in (".mid", ".wav", ".png")}  # "tune_0.7" keeps its dot
-    stem.parent.mkdir(parents=True, exist_ok=True)
     notes = result.primer + generated
-    midi_io.to_pretty_midi(notes, cfg.steps_per_quarter, args.qpm).write(str(paths[".mid"]))
-    soundfile.write(paths[".wav"], midi_io.render_audio(notes, cfg.steps_per_quarter, args.qpm, RENDER_RATE),
-                    RENDER_RATE)
-    plots.piano_roll(result.primer, generated, cfg.steps_per_quarter, paths[".png"],
-                     title=f"temperature {args.temperature:g}, seed {args.seed}")
+    with contextlib.ExitStack() as stack:  # all three land together, or none
+        staged = {suffix: stack.enter_context(staged_file(path)) for suffix, path in paths.items()}
+        midi_io.to_pretty_midi(notes, cfg.steps_per_quarter, args.qpm).write(str(staged[".mid"]))
+        soundfile.write(staged[".wav"], midi_io.render_audio(notes, cfg.steps_per_quarter, args.qpm, RENDER_RATE),
+                        RENDER_RATE)
+        plots.piano_roll(result.primer, generated, cfg.steps_per_quarter, staged[".png"],
+                         title=f"temperature {args.temperature:g}, seed {args.seed}")
     how = ("ended by itself" if ended else f"stopped at --max-notes {args.max_notes}"
            if len(generated) == args.max_notes else "stopped at the step limit")
     shift = f", primer transposed {result.transposed:+d}" if result.transposed else ""

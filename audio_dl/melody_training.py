@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import shutil
 import time
 import warnings
 from pathlib import Path
@@ -20,14 +19,14 @@ import numpy as np
 from audio_dl import melody_metrics as mm
 from audio_dl import midi_io
 from audio_dl.compose import MelodyGenerator
-from audio_dl.config import MelodyConfig, save_config
+from audio_dl.config import MelodyConfig
 from audio_dl.data import corpora
 from audio_dl.data import melody as melody_data
 from audio_dl.errors import UsageError
 from audio_dl.models.melody import build_folknet
 from audio_dl import distribute
-from audio_dl.training import (EpochClock, device_name, finished_training, load_best_weights, mark_trained,
-                               run_callbacks)
+from audio_dl.training import (EpochClock, check_divergence, device_name, finished_training, load_best_weights,
+                               mark_trained, prepare_run_dir, run_callbacks)
 
 
 @dataclasses.dataclass
@@ -130,8 +129,7 @@ def train_melody(cfg: MelodyConfig, run_dir: Path, verbose: int = 1, command: st
     cfg = corpus.cfg
     tf_strategy = distribute.make_strategy(strategy)
     run_dir = distribute.worker_dir(Path(run_dir), tf_strategy)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.json")
+    prepare_run_dir(run_dir, cfg)
     keras.utils.set_random_seed(cfg.seed)
     print(corpus.report.summary())
     print(f"training {len(corpus.train)} tunes, validation {len(corpus.val)}; vocabulary "
@@ -157,6 +155,7 @@ def train_melody(cfg: MelodyConfig, run_dir: Path, verbose: int = 1, command: st
                   validation_data=distribute.distribute_datasets(
                       tf_strategy, lambda c: melody_data.validation_dataset(corpus.val, cfg, c)),
                   callbacks=callbacks, verbose=verbose)
+        check_divergence(callbacks, run_dir, cfg)
         train_seconds = EpochClock(run_dir).total()
         mark_trained(run_dir, train_seconds)
     if not distribute.is_chief(tf_strategy):
@@ -178,10 +177,9 @@ def train_melody(cfg: MelodyConfig, run_dir: Path, verbose: int = 1, command: st
     print("\n" + report)
 
     export_dir = run_dir / "export" / "1"
-    if export_dir.exists():
-        shutil.rmtree(export_dir)
     card = model_card(cfg, corpus, report, train_seconds, best_epoch, model, command)
-    export_melody(model, cfg, export_dir, card, {"source": "local run", "run_dir": str(run_dir.resolve())})
+    export_melody(model, cfg, export_dir, card, {"source": "local run", "run_dir": str(run_dir.resolve())},
+                  replace=True)
     return MelodyTrainResult(run_dir, export_dir, cfg, metrics, train_seconds)
 
 

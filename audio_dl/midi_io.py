@@ -141,7 +141,7 @@ def token_names(pitch_low: int, pitch_high: int) -> list[str]:
     return list(SPECIAL_TOKENS) + [pretty_midi.note_number_to_name(p) for p in range(pitch_low, pitch_high + 1)]
 
 
-_NOTE_WORD = re.compile(r"^(?P<name>[A-Ga-g][#b]?-?\d+|[Rr])(?::(?P<beats>\d+(?:\.\d+)?|\d+/\d+))?$")
+_NOTE_WORD = re.compile(r"^(?P<name>[A-Ga-g][#b]?-?\d{1,2}|[Rr])(?::(?P<beats>\d+(?:\.\d+)?|\d+/\d+))?$")
 
 
 def parse_note_string(text: str, steps_per_quarter: int = 4) -> list[Note]:

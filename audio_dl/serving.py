@@ -22,6 +22,7 @@ The real server: `docker run -p 8501:8501 -p 8500:8500 -v $PWD/saved_models/deno
 from __future__ import annotations
 
 import argparse
+import socket
 import threading
 from concurrent import futures
 from pathlib import Path
@@ -48,16 +49,24 @@ class ServingError(Exception):
         self.http_status, self.code = http_status, code
 
 
+def base_versions(base: Path) -> list[int]:
+    """The version numbers under a TF Serving base path; UsageError if there is none."""
+    if not base.is_dir():
+        raise UsageError(f"{base} is a file, not a TF Serving base path" if base.exists()
+                         else f"path does not exist: {base}")
+    found = sorted(versions(base))
+    if not found:
+        raise UsageError(f"{base} holds no SavedModel versions (BASE/<number>/saved_model.pb)")
+    return found
+
+
 class ModelRegistry:
     """name -> {version: loaded SavedModel}, loaded once from TF Serving base paths."""
 
     def __init__(self, base_paths: dict[str, Path]):
-        self.models: dict[str, dict[int, object]] = {}
-        for name, base in base_paths.items():
-            found = versions(Path(base))
-            if not found:
-                raise UsageError(f"{base} holds no SavedModel versions (BASE/<number>/saved_model.pb)")
-            self.models[name] = {v: tf.saved_model.load(str(Path(base) / str(v))) for v in sorted(found)}
+        found = {name: base_versions(Path(base)) for name, base in base_paths.items()}
+        self.models: dict[str, dict[int, object]] = {
+            name: {v: _load(Path(base_paths[name]) / str(v)) for v in numbers} for name, numbers in found.items()}
 
     def get(self, name: str, version: int | None):
         if name not in self.models:
@@ -222,6 +231,24 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         return response
 
 
+def _load(version_dir: Path):
+    try:
+        return tf.saved_model.load(str(version_dir))
+    except Exception as error:  # noqa: BLE001 - a corrupt or foreign SavedModel: say which, in one line
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UsageError(f"{version_dir} does not load as a SavedModel ({reason[:200]})") from None
+
+
+def check_port_free(host: str, port: int, what: str) -> None:
+    """UsageError if nothing can listen on host:port (another server holds it)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise UsageError(f"cannot serve {what} on {host}:{port}: {error.strerror}") from None
+
+
 def start_grpc_server(registry: ModelRegistry, port: int = 0, host: str = "127.0.0.1") -> tuple[grpc.Server, int]:
     """Start a PredictionService server; returns (server, bound port)."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4),
@@ -238,8 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", action="append", required=True, metavar="NAME=BASE_PATH",
                         help="serve a TF Serving base path under NAME (repeatable)")
-    parser.add_argument("--rest-port", type=int, default=8501)
-    parser.add_argument("--grpc-port", type=int, default=8500)
+    parser.add_argument("--rest-port", type=cli.port_number, default=8501)
+    parser.add_argument("--grpc-port", type=cli.port_number, default=8500)
     args = parser.parse_args(argv)
     paths = {}
     for item in args.model:
@@ -247,6 +274,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not sep or not name or not path:
             raise UsageError(f"--model {item!r} is not NAME=BASE_PATH")
         paths[name] = Path(path)
+    if args.rest_port == args.grpc_port:
+        raise UsageError(f"--rest-port and --grpc-port are both {args.rest_port}")
+    for base in paths.values():  # the quick checks before the ports, the slow loading after
+        base_versions(base)
+    check_port_free("127.0.0.1", args.grpc_port, "gRPC")
+    check_port_free("127.0.0.1", args.rest_port, "REST")
     registry = ModelRegistry(paths)
     server, port = start_grpc_server(registry, args.grpc_port)
     print(f"gRPC on 127.0.0.1:{port}; REST on http://127.0.0.1:{args.rest_port}/v1/models/<name>:predict")

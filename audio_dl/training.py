@@ -12,10 +12,11 @@ A run directory holds everything of one run::
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import logging
-import shutil
+import math
 import os
 import time
 import warnings
@@ -27,7 +28,8 @@ import tensorflow as tf
 
 from audio_dl import distribute, evaluate, export
 from audio_dl import layers as L
-from audio_dl.config import DenoiserConfig, save_config
+from audio_dl.config import DenoiserConfig, read_json_object, save_config, to_dict
+from audio_dl.errors import UsageError
 from audio_dl.data import speech
 from audio_dl.losses import make_losses
 from audio_dl.models.denoiser import build_denoiser, copy_weights, count_macs_per_frame
@@ -64,6 +66,40 @@ class EpochClock(keras.callbacks.Callback):
         self.path.write_text(json.dumps({"train_seconds": seconds, "epochs": epoch + 1}) + "\n")
 
 
+class StopOnDivergence(keras.callbacks.Callback):
+    """Keras' TerminateOnNaN that remembers where: `diverged` is (epoch, batch, loss), 1-based, or None."""
+
+    def __init__(self):
+        super().__init__()
+        self.diverged, self.epoch = None, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.diverged = (self.epoch + 1, batch + 1, float(loss))
+            self.model.stop_training = True
+
+
+def check_divergence(callbacks: list[keras.callbacks.Callback], run_dir: Path, cfg) -> None:
+    """After fit: a loss that became NaN or infinite is a UsageError unless an epoch before it
+    ended with a finite validation loss (then the best such epoch is what the run keeps, with a
+    warning)."""
+    stop = next(c for c in callbacks if isinstance(c, StopOnDivergence))
+    if stop.diverged is None:
+        return
+    epoch, batch, loss = stop.diverged
+    where = f"the loss became {loss} at epoch {epoch}, batch {batch}"
+    with open(run_dir / "history.csv", newline="") as history:  # every epoch of the run, resumed ones too
+        validated = any(math.isfinite(float(row["val_loss"] or "nan")) for row in csv.DictReader(history))
+    if not validated:
+        raise UsageError(f"training diverged ({where}) and no epoch has a finite validation loss; lower "
+                         f"learning_rate (now {cfg.learning_rate:g}) and train in another --run-dir")
+    log.warning("training stopped early: %s; the best epoch before it is kept", where)
+
+
 def run_callbacks(run_dir: Path, cfg) -> tuple[Path, list[keras.callbacks.Callback]]:
     """(best checkpoint path, callbacks) of a run: resume state, best-validation checkpoint,
     TensorBoard, history CSV, per-epoch learning-rate decay, stop on NaN, training time."""
@@ -77,7 +113,7 @@ def run_callbacks(run_dir: Path, cfg) -> tuple[Path, list[keras.callbacks.Callba
         keras.callbacks.TensorBoard(str(run_dir / "logs"), update_freq="epoch"),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.LearningRateScheduler(lambda epoch: cfg.learning_rate * cfg.lr_decay_per_epoch ** epoch),
-        keras.callbacks.TerminateOnNaN(),
+        StopOnDivergence(),
     ]
 
 
@@ -89,6 +125,29 @@ def finished_training(run_dir: Path) -> float | None:
     exports), else None."""
     marker = Path(run_dir) / TRAINED_MARKER
     return float(json.loads(marker.read_text())["train_seconds"]) if marker.is_file() else None
+
+
+# may change between runs of one run dir: how data is held, what is evaluated and exported
+RERUN_KEYS = frozenset({"preload_mb", "tflite_seconds", "max_eval_tunes", "generated_tunes", "eval_midi_dir"})
+
+
+def prepare_run_dir(run_dir: Path, cfg) -> None:
+    """Create `run_dir` and save `cfg` in it; a run dir that already holds training of another
+    config (keys outside RERUN_KEYS) is refused with the keys that differ: its checkpoints were
+    made for that config."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    saved = run_dir / "config.json"
+    started = any((run_dir / name).exists() for name in ("backup", "checkpoints", TRAINED_MARKER, "export"))
+    if saved.is_file() and started:
+        previous = {**to_dict(type(cfg)()), **read_json_object(saved, "config")}
+        current = json.loads(json.dumps(to_dict(cfg)))  # tuples as the JSON lists they are saved as
+        changed = [f"{key}: {previous.get(key)!r} -> {current[key]!r}" for key in current
+                   if previous.get(key) != current[key] and key not in RERUN_KEYS]
+        if changed:
+            raise UsageError(f"{run_dir} holds a run of another config ({'; '.join(changed[:3])}"
+                             f"{'; ...' if len(changed) > 3 else ''}); continue it with --config {saved}, "
+                             "or give another --run-dir")
+    save_config(cfg, saved)
 
 
 def load_best_weights(model: keras.Model, checkpoint: Path) -> None:
@@ -152,8 +211,7 @@ def train_denoiser(cfg: DenoiserConfig, run_dir: Path, mixed_precision: bool = F
 
     tf_strategy = distribute.make_strategy(strategy)
     run_dir = distribute.worker_dir(Path(run_dir), tf_strategy)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.json")
+    prepare_run_dir(run_dir, cfg)
     val_ds = speech.validation_dataset(corpus.val, cfg)
     with tf_strategy.scope():
         model = compile_denoiser(cfg, list(speech.training_dataset(corpus.train, cfg).take(cfg.normalization_batches)))
@@ -170,6 +228,7 @@ def train_denoiser(cfg: DenoiserConfig, run_dir: Path, mixed_precision: bool = F
                   validation_data=distribute.distribute_datasets(
                       tf_strategy, lambda c: speech.validation_dataset(corpus.val, cfg, c)),
                   validation_steps=validation_steps, callbacks=callbacks, verbose=verbose)
+        check_divergence(callbacks, run_dir, cfg)
         train_seconds = EpochClock(run_dir).total()
         mark_trained(run_dir, train_seconds)
     if not distribute.is_chief(tf_strategy):
@@ -191,11 +250,9 @@ def train_denoiser(cfg: DenoiserConfig, run_dir: Path, mixed_precision: bool = F
     print(evaluate.format_table(metrics))
 
     export_dir = run_dir / "export" / "1"
-    if export_dir.exists():
-        shutil.rmtree(export_dir)
     card = model_card(cfg, corpus, metrics, train_seconds, model, command)
     errors = export.export_denoiser(model, cfg, export_dir, card,
-                                    {"source": "local run", "run_dir": str(run_dir.resolve())})
+                                    {"source": "local run", "run_dir": str(run_dir.resolve())}, replace=True)
     return TrainResult(run_dir, export_dir, metrics, train_seconds, errors, skipped)
 
 

@@ -42,3 +42,17 @@ def test_an_os_error_names_the_target_not_the_hidden_staging_path(tmp_path):
         pass
     assert caught.value.filename == str(tmp_path / "notes.txt")  # the folder to make is a file
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "out.wav"]  # no staging file left
+
+
+def test_a_replaced_folder_survives_a_failed_rewrite_and_is_swapped_after_a_good_one(tmp_path):
+    target = tmp_path / "export" / "1"
+    target.mkdir(parents=True)
+    (target / "model.bin").write_text("old")
+    with pytest.raises(RuntimeError), staged_folder(target, replace=True) as staging:
+        (staging / "model.bin").write_text("half")
+        raise RuntimeError("conversion failed")
+    assert (target / "model.bin").read_text() == "old"
+    with staged_folder(target, replace=True) as staging:
+        (staging / "model.bin").write_text("new")
+    assert (target / "model.bin").read_text() == "new"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["1"]

@@ -1,3 +1,6 @@
+import os
+import threading
+
 import numpy as np
 import pytest
 import soundfile
@@ -59,3 +62,23 @@ def test_a_file_in_an_unknown_format_is_named_as_such(tmp_path):
     fake.write_text("not audio\n")
     with pytest.raises(ValueError, match="readme.mp3: format not recognised"):
         audio_io.read_audio(fake, 8000)
+
+
+def test_parallel_decoding_leaves_stderr_where_it_was(tmp_path):
+    """tf.data opens files from several threads; overlapping stderr redirects used to leave the
+    process's stderr on /dev/null for good (errors then vanished without a line)."""
+    path = tmp_path / "a.wav"
+    soundfile.write(path, sine(440, 0.1, 8000), 8000)
+    before = os.fstat(2)
+
+    def open_many():
+        for _ in range(200):
+            audio_io.open_audio(path).close()
+
+    threads = [threading.Thread(target=open_many) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    after = os.fstat(2)
+    assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)

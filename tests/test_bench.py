@@ -57,3 +57,17 @@ def test_benchmark_misuse_is_one_line_exit_2():
     result = _bench("scale", "--files", "many")
     assert result.returncode == 2 and "--files takes comma-separated numbers" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["denoiser", "--seconds", "nan"], "--seconds must be in [10, 3600] (got nan)"),
+    (["denoiser", "--seconds", "inf"], "--seconds must be in [10, 3600] (got inf)"),
+    (["context", "--context-seconds", "inf"], "--batch and --context-seconds must be a finite number > 0"),
+    (["context", "-o", "{tmp}"], "is a folder; give a file name"),
+    (["context", "-o", "{tmp}/notes.txt/bench.json"], "notes.txt: exists and is not a folder"),
+])
+def test_bad_numbers_and_outputs_are_refused_before_any_measurement(tmp_path, args, message):
+    (tmp_path / "notes.txt").write_text("a file\n")
+    result = _bench(*[a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert "context_layer_ms" not in result.stdout  # nothing was measured

@@ -1,6 +1,7 @@
 """CLI contract: --help, one-line errors with exit code 2, and a seconds-long end-to-end run."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -52,6 +53,14 @@ def test_a_run_dir_that_is_a_file_is_one_line_exit_2(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_an_export_base_that_is_a_file_is_refused_before_training(tmp_path):
+    (tmp_path / "base").write_text("not a folder\n")
+    result = _run("audio_dl.train_denoiser", "--preset", "tiny", "--run-dir", str(tmp_path / "run"),
+                  "--export-base", str(tmp_path / "base"))
+    assert result.returncode == 2 and f"{tmp_path / 'base'} is a file, not a folder" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
 def test_empty_audio_folder_is_one_line_exit_2(tmp_path):
     (tmp_path / "nothing").mkdir()
     result = _run("audio_dl.train_denoiser", "--set", f"noise={tmp_path / 'nothing'}", "--run-dir", str(tmp_path / "r"))
@@ -71,3 +80,18 @@ def test_tiny_end_to_end_run_trains_exports_and_publishes(tmp_path):
     for name in ("config.json", "history.csv", "checkpoints/best.weights.h5"):
         assert (tmp_path / "run" / name).exists()
     assert any((tmp_path / "run" / "logs").rglob("events.out.tfevents.*"))
+
+    saved = (tmp_path / "run" / "config.json").read_text()
+    changed = _run("audio_dl.train_denoiser", "--preset", "tiny", "--quiet", "--run-dir", str(tmp_path / "run"),
+                   "--set", "hidden_units=48", "--publish", "never")
+    assert changed.returncode == 2 and "holds a run of another config (hidden_units: 32 -> 48)" in changed.stderr
+    assert (tmp_path / "run" / "config.json").read_text() == saved
+
+
+@pytest.mark.slow
+def test_a_diverging_run_is_one_line_and_not_marked_trained(tmp_path):
+    result = _run("audio_dl.train_denoiser", "--preset", "tiny", "--quiet", "--run-dir", str(tmp_path / "run"),
+                  "--publish", "never", "--set", "learning_rate=1e30")
+    assert result.returncode == 2 and re.search(r"training diverged \(the loss became (nan|inf) at epoch 1", result.stderr)
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "trained.json").exists() and not (tmp_path / "run" / "export").exists()

@@ -28,6 +28,11 @@ def test_overrides_are_typed():
     ("nonsense=1", "unknown"), ("epochs=three", "not a valid"), ("high_cut_hz=3000,4100", "Nyquist"),
     ("epochs", "key=value"), ("snr_db=5", "two values"), ("recurrent_units=-1", "recurrent_units"),
     ("weight_decay=-0.1", "weight_decay"), ("synthetic_noises=colored,wind", "synthetic_noises"),
+    ("learning_rate=inf", "learning_rate must be a finite number, got inf"),
+    ("crop_seconds=nan", "crop_seconds must be a finite number"), ("snr_db=nan,nan", "snr_db must be a finite"),
+    ("tflite_seconds=inf", "tflite_seconds must be a finite"), ("spectral_weight=nan", "spectral_weight must be"),
+    ("window=foo", "window must be one of"), ("seed=-1", "seed"), ("seed=4294967296", "seed"),
+    ("speech=", "at least one path"),
 ])
 def test_bad_values_raise_config_error(override, message):
     with pytest.raises(ConfigError, match=message):
@@ -60,3 +65,32 @@ def test_a_string_in_a_config_file_is_one_path(tmp_path):
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"speech": "/data/speech"}))
     assert make_config(DenoiserConfig, "tiny", config_file=path).speech == ("/data/speech",)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[1, 2]", "must hold a JSON object"), ('"abc"', "must hold a JSON object"),
+    ('{"snr_db": 5}', "snr_db takes a list of values, got 5"), ('{"speech": null}', "speech takes a list"),
+    ('{"epochs": "3"}', "epochs must be an integer, got '3'"), ('{"epochs": 2.5}', "epochs must be an integer"),
+    ('{"hidden_units": true}', "hidden_units must be an integer, got True"),
+    ('{"augment": 1}', "augment must be a bool"), ('{"learning_rate": Infinity}', "learning_rate must be a finite"),
+])
+def test_config_files_of_the_wrong_shape_or_type_are_one_line_errors(tmp_path, text, message):
+    path = tmp_path / "c.json"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        make_config(DenoiserConfig, "tiny", config_file=path)
+
+
+def test_a_config_file_that_is_not_utf8_or_is_a_folder(tmp_path):
+    (tmp_path / "c.json").write_bytes(b"\xff\xfe{")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        make_config(DenoiserConfig, "tiny", config_file=tmp_path / "c.json")
+    with pytest.raises(ConfigError, match="is a folder"):
+        make_config(DenoiserConfig, "tiny", config_file=tmp_path)
+
+
+def test_integers_are_accepted_for_float_fields(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text('{"learning_rate": 1, "snr_db": [-5, 5]}')
+    cfg = make_config(DenoiserConfig, "tiny", config_file=path)
+    assert cfg.learning_rate == 1.0 and isinstance(cfg.learning_rate, float) and cfg.snr_db == (-5.0, 5.0)

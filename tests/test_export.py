@@ -1,6 +1,7 @@
 """Exports: SavedModel signature, TFLite under ai_edge_litert, parity, atomic writes, versions."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -117,7 +118,7 @@ def test_gru_and_lookahead_export_and_stream(tiny_gru_lookahead_export):
     np.testing.assert_allclose(stream.denoise(x), offline, atol=export.TFLITE_TOLERANCE)
 
 
-def test_publishing_never_outranks_silently(exported, tmp_path):
+def test_publishing_never_outranks_silently(exported, tiny_export, tmp_path):
     cfg, model, target, errors = exported
     base = tmp_path / "serving"
     first = export.publish(target, base, shipped=True)
@@ -125,9 +126,33 @@ def test_publishing_never_outranks_silently(exported, tmp_path):
     assert json.loads((first / "provenance.json").read_text())["source"] == "shipped"
     assert json.loads((target / "provenance.json").read_text())["source"] == "local run"  # the source is untouched
     assert export.shipped_versions(base) == [1]
-    assert export.publish(target, base).name == "2"
+    assert export.publish(tiny_export, base).name == "2"
     with pytest.raises(export.UsageError, match="already exists"):
-        export.publish(target, base, version=1)
+        export.publish(tiny_export, base, version=1)
+
+
+def test_publishing_refuses_what_is_not_a_new_model_of_the_same_kind(exported, tmp_path):
+    cfg, model, target, errors = exported
+    base = tmp_path / "serving"
+    export.publish(target, base)
+    with pytest.raises(export.UsageError, match=f"already published as {base / '1'}"):
+        export.publish(target, base)
+    with pytest.raises(export.UsageError, match="takes max_steps, primer, seed, temperature, top_k; the models in"):
+        export.publish("saved_models/melody/3", base)
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(target, corrupt)
+    (corrupt / "saved_model.pb").write_bytes(b"not a protocol buffer")
+    with pytest.raises(export.UsageError, match="is not a readable SavedModel"):
+        export.publish(corrupt, base)
+    (corrupt / "saved_model.pb").unlink()
+    with pytest.raises(export.UsageError, match="no saved_model.pb"):
+        export.publish(corrupt, base)
+    no_config = tmp_path / "no_config"
+    shutil.copytree(target, no_config)
+    (no_config / "config.json").unlink()
+    with pytest.raises(export.UsageError, match="no config.json"):
+        export.publish(no_config, base)
+    assert sorted(export.versions(base)) == [1]
 
 
 def test_quantized_variants_are_smaller_and_measured(exported):
@@ -166,8 +191,20 @@ def test_the_int8_streaming_model_can_be_added_to_an_earlier_export(tiny_dilated
 def test_adding_int8_to_a_folder_that_is_not_an_export_is_one_line_exit_2(tmp_path):
     result = subprocess.run([sys.executable, "-m", "audio_dl.export", "add-streaming-int8", str(tmp_path)],
                             capture_output=True, text=True, timeout=300)
-    assert result.returncode == 2 and "is not a denoiser export" in result.stderr
+    assert result.returncode == 2 and f"{tmp_path} is not an exported model (no saved_model.pb)" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("folder, message", [
+    ("missing", "path does not exist"), ("melody", "is not a denoiser export (its SavedModel does not take a waveform)"),
+    ("no_config", "is not a denoiser export: .*config.json not found"),
+])
+def test_adding_int8_says_why_a_folder_is_not_a_denoiser_export(exported, tmp_path, folder, message):
+    paths = {"missing": tmp_path / "missing", "melody": "saved_models/melody/3", "no_config": tmp_path / "no_config"}
+    shutil.copytree(exported[2], tmp_path / "no_config")
+    (tmp_path / "no_config" / "config.json").unlink()
+    with pytest.raises(export.UsageError, match=re.escape(message).replace(r"\.\*", ".*")):
+        export.add_streaming_int8(paths[folder])
 
 
 def _speechlike_noise(seconds, rate=8000):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -101,7 +102,7 @@ def test_empty_folder_is_a_usage_error(tmp_path):
 def test_note_strings():
     notes = midi_io.parse_note_string("G4 G4:0.5 R D4:2 Bb3:1/2", steps_per_quarter=4)
     assert notes == [N(67, 0, 4), N(67, 4, 2), N(62, 10, 8), N(58, 18, 2)]
-    for bad in ("H4", "G4:x", "G4:0.1", "R R", "", "G4:1/0"):
+    for bad in ("H4", "G4:x", "G4:0.1", "R R", "", "G4:1/0", "C99999999999999999999"):
         with pytest.raises(UsageError):
             midi_io.parse_note_string(bad)
 
@@ -188,6 +189,26 @@ def test_sampling_is_seeded_and_stops_at_end(small_model):
     assert a.ended == (a.tokens[-1] == midi_io.END) and midi_io.END not in a.tokens[:-1].tolist()
     assert not ({midi_io.PAD, midi_io.START} & set(a.tokens.tolist()))
     assert all(n.start >= 8 for n in a.generated)
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(temperature=1e-45), "temperature must be in [0.01, 10]"), (dict(temperature=1e30), "temperature must be"),
+    (dict(temperature=float("nan")), "temperature must be"), (dict(seed=2**32), "seed must be in"),
+    (dict(seed=-1), "seed must be in"), (dict(top_k=-1), "top_k must be in [0, 2**31 - 1]"),
+    (dict(max_notes=100_000_000), "max_notes must be in [1, 2000]"),
+])
+def test_sampling_settings_out_of_range_are_refused(small_model, settings, message):
+    model, cfg = small_model
+    with pytest.raises(UsageError, match=re.escape(message)):
+        MelodyGenerator.from_keras(model, cfg).continue_tune([N(60, 0, 2)], **settings)
+
+
+def test_pad_and_start_are_never_drawn_even_at_a_huge_temperature():
+    """The SavedModel's sampler is also called by TF Serving clients, past the library's range checks."""
+    logits = tf.constant([[50.0, 50.0, 0.0, 0.0, 0.0]])  # PAD and START the likeliest by far
+    drawn = [int(melody_models.sample_logits(logits, tf.constant(1e30), tf.constant(0), tf.constant([s, 0]))[0])
+             for s in range(200)]
+    assert not {midi_io.PAD, midi_io.START} & set(drawn)
 
 
 def test_top_k_one_is_greedy(small_model):
@@ -287,8 +308,32 @@ def test_generate_melody_cli_writes_midi_wav_png(trained, tmp_path):
 
 
 @pytest.mark.slow
+def test_generate_melody_never_overwrites_its_primer_nor_leaves_part_of_a_tune(trained, tmp_path, capsys,
+                                                                             monkeypatch):
+    from audio_dl import cli, generate_melody
+
+    model = ["--model", str(trained / "export" / "1"), "--max-notes", "4"]
+    primer = tmp_path / "primer.mid"
+    midi_io.to_pretty_midi([N(67, 0, 4), N(69, 4, 4)]).write(str(primer))
+    before = primer.read_bytes()
+    assert cli.run_main(generate_melody.main, [str(primer), "-o", str(primer), *model]) == 2
+    assert "would overwrite an input" in capsys.readouterr().err and primer.read_bytes() == before
+    (tmp_path / "half.wav").mkdir()
+    assert cli.run_main(generate_melody.main, ["G4 A4", "-o", str(tmp_path / "half"), *model]) == 2
+    assert "half.wav is a folder" in capsys.readouterr().err and not (tmp_path / "half.mid").exists()
+    monkeypatch.chdir(tmp_path)
+    assert cli.run_main(generate_melody.main, ["G4 A4", "-o", ".", *model]) == 0  # a folder: ./melody.*
+    assert (tmp_path / "melody.mid").is_file()
+    assert cli.run_main(generate_melody.main, ["G4 A4", "-o", str(tmp_path / "tune.MID"), *model]) == 0
+    assert (tmp_path / "tune.mid").is_file() and not list(tmp_path.glob(".*partial*"))
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("arguments, message", [
-    (["G4", "--temperature", "0"], "--temperature must be a number > 0"),
+    (["G4", "--temperature", "0"], "temperature must be in [0.01, 10] (got 0)"),
+    (["G4", "--temperature", "1e-45"], "temperature must be in"), (["G4", "--qpm", "2"], "--qpm must be in [20, 500]"),
+    (["G4", "--qpm", "nan"], "--qpm must be in"), (["G4", "--max-notes", "100000000"], "max_notes must be in"),
+    (["G4", "--seed", "4294967296"], "seed must be in"), (["G4", "-o", ""], "needs a file name"),
     (["G4 H9"], "unknown note 'H9'"),
     (["C1 C8"], "do not fit the model's range"),
     (["missing.mid"], "primer file not found"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -70,13 +71,30 @@ def test_prepare_resumes_keeps_finished_shards_and_rewrites_changed_ones(source,
                                                     records.SKIPPED]
 
 
-@pytest.mark.parametrize("make_source, message", [
-    (lambda tmp: tmp / "missing", "not a folder"),
-    (lambda tmp: (tmp / "empty").mkdir() or tmp / "empty", "no audio files"),
+def test_odd_file_names_are_skipped_or_listed_without_breaking_the_list(source, tmp_path):
+    wav = (source / "ann" / "u0.wav").read_bytes()
+    (source / "ann" / os.fsdecode(b"caf\xe9.wav")).write_bytes(wav)  # a Latin-1 name on a UTF-8 system
+    (source / "bob" / "tab\there.wav").write_bytes(b"not audio")
+    soundfile.write(source / "cy" / "nan.wav", np.full(800, np.nan, np.float32), 8000, subtype="FLOAT")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "shard-abc.json").write_text("{}")  # not one of its shards: left alone
+    manifest = records.prepare(source, tmp_path / "out", sample_rate=8000, files_per_shard=50, workers=1)
+    assert manifest["files"] == 12 and manifest["skipped"] == 5 and (tmp_path / "out" / "shard-abc.json").exists()
+    rows = (tmp_path / "out" / records.SKIPPED).read_text().splitlines()[1:]
+    assert len(rows) == 5 and all(len(row.split("\t")) == 2 for row in rows)
+    assert any(r.startswith("cy/nan.wav\t") and "holds samples that are not finite" in r for r in rows)
+    assert "ann/caf\\xe9.wav\tthe file name is not valid UTF-8" in rows and any(r.startswith("bob/tab\\there.wav\t") for r in rows)
+
+
+@pytest.mark.parametrize("make_source, message, extra", [
+    (lambda tmp: tmp / "missing", "not a folder", []),
+    (lambda tmp: (tmp / "empty").mkdir() or tmp / "empty", "no audio files", []),
+    (lambda tmp: "", "an empty path was given", []),
+    (lambda tmp: tmp, "--sample-rate must be in [1000, 384000]", ["--sample-rate", "99999999999999"]),
 ])
-def test_prepare_misuse_is_one_line_exit_2(make_source, message, tmp_path):
+def test_prepare_misuse_is_one_line_exit_2(make_source, message, extra, tmp_path):
     result = subprocess.run([sys.executable, "-m", "audio_dl.datasets", "prepare", str(make_source(tmp_path)),
-                             str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+                             str(tmp_path / "out"), *extra], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 

@@ -4,6 +4,10 @@
 from __future__ import annotations
 
 import json
+import shutil
+import socket
+import subprocess
+import sys
 
 import grpc
 import numpy as np
@@ -144,3 +148,35 @@ def test_grpc_errors_are_status_codes_not_crashes(stub, name, signature, key, co
     with pytest.raises(grpc.RpcError) as caught:
         stub.Predict(request, timeout=60)
     assert caught.value.code() == code
+
+
+def _serve(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "audio_dl.serving", *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def _free_port() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return str(probe.getsockname()[1])
+
+
+def test_a_port_in_use_a_bad_port_or_a_corrupt_version_is_one_line_exit_2(tiny_export, tmp_path):
+    shutil.copytree(tiny_export, tmp_path / "base" / "1")
+    (tmp_path / "base" / "1" / "saved_model.pb").write_bytes(b"not a protocol buffer")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        for args, message in (
+                (["--model", f"d={tiny_export.parent}", "--rest-port", port, "--grpc-port", _free_port()],
+                 f"cannot serve REST on 127.0.0.1:{port}"),
+                (["--model", f"d={tiny_export.parent}", "--grpc-port", port, "--rest-port", _free_port()],
+                 f"cannot serve gRPC on 127.0.0.1:{port}"),
+                (["--model", f"d={tiny_export.parent}", "--rest-port", "99999"], "'99999' is not a port number"),
+                (["--model", f"d={tmp_path / 'missing'}", "--grpc-port", port], "path does not exist"),
+                (["--model", f"d={tmp_path / 'base'}", "--rest-port", _free_port(), "--grpc-port", _free_port()],
+                 "1 does not load as a SavedModel")):
+            result = _serve(*args)
+            assert result.returncode == 2 and message in result.stderr, result.stderr[-500:]
+            assert "Traceback" not in result.stderr

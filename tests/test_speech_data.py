@@ -76,8 +76,10 @@ def test_missing_or_empty_inputs_are_usage_errors(tiny_corpus, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UsageError, match="no audio files"):
         speech.load_corpus(_cfg(tiny_corpus, f"noise={tmp_path / 'empty'}"))
-    with pytest.raises(UsageError, match="validation split has no"):
+    with pytest.raises(UsageError, match="val_speakers: nobody not in the corpus"):
         speech.load_corpus(_cfg(tiny_corpus, "val_speakers=nobody"))
+    with pytest.raises(UsageError, match="val_noises: hum, rain not in the corpus"):
+        speech.load_corpus(_cfg(tiny_corpus, "val_noises=rain,birds,hum"))
 
 
 def test_a_single_speaker_corpus_is_split_by_file(tiny_corpus):

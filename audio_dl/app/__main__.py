@@ -16,14 +16,13 @@ from typing import Sequence
 
 from audio_dl import cli
 from audio_dl.app.server import create_app, load_models
-from audio_dl.errors import UsageError
 
 
 def build_parser() -> cli.ArgumentParser:
     parser = cli.ArgumentParser(prog="python -m audio_dl.app", description=__doc__,
                                 formatter_class=cli.argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
-    parser.add_argument("--port", type=int, default=8000, help="default: %(default)s")
+    parser.add_argument("--port", type=cli.port_number, default=8000, help="default: %(default)s")
     parser.add_argument("--melody-model", type=Path, default=Path("saved_models/melody"))
     parser.add_argument("--denoiser-model", type=Path, default=Path("saved_models/denoiser"))
     return parser
@@ -40,8 +39,6 @@ def is_loopback(host: str) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if not 0 < args.port < 65536:
-        raise UsageError("--port must be in 1..65535")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     if not is_loopback(args.host):
         print(f"WARNING: binding {args.host}: anyone who can reach this address can use the app "

@@ -23,6 +23,7 @@ import itertools
 import json
 import multiprocessing
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Iterator
@@ -34,6 +35,7 @@ from audio_dl.errors import UsageError
 
 MANIFEST = "manifest.json"
 SKIPPED = "skipped.tsv"
+MAX_SAMPLE_RATE = 384_000  # Hz
 SPLITS = "splits.json"  # as written by `datasets denoiser-corpus`: {"val_speakers": [...], ...}
 SHARD_PATTERN = "shard-*.tfrecord"
 
@@ -73,7 +75,7 @@ def _chunk_digest(root: Path, paths: list[str], sample_rate: int) -> str:
     for relative in paths:
         stat = (root / relative).stat()
         lines.append(f"{relative}\t{stat.st_size}\t{stat.st_mtime_ns}")
-    return hashlib.sha1("\n".join(lines).encode()).hexdigest()
+    return hashlib.sha1("\n".join(lines).encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def write_shard(index: int, paths: list[str], root: str, out: str, sample_rate: int, digest: str) -> dict:
@@ -89,6 +91,9 @@ def write_shard(index: int, paths: list[str], root: str, out: str, sample_rate: 
     with tf.io.TFRecordWriter(str(partial)) as writer:
         for relative in paths:
             path = Path(root) / relative
+            if not _is_utf8(relative):  # the records store names as UTF-8
+                summary["skipped"].append([relative, "the file name is not valid UTF-8"])
+                continue
             try:
                 audio = audio_io.read_audio(path, sample_rate)
             except ValueError as error:
@@ -147,11 +152,13 @@ def prepare(source: str | os.PathLike, out: str | os.PathLike, sample_rate: int 
     Resumable (finished shards are kept), parallel (`workers` processes), bad files skipped and
     listed in OUT/skipped.tsv.
     """
+    if not str(source).strip() or not str(out).strip():
+        raise UsageError("an empty path was given")  # Path("") is the current folder
     root, out_dir = Path(source).expanduser().resolve(), Path(out).expanduser()
     if not root.is_dir():
         raise UsageError(f"not a folder: {source}")
-    if sample_rate < 1000 or files_per_shard < 1:
-        raise UsageError("--sample-rate must be >= 1000 and --files-per-shard >= 1")
+    if not 1000 <= sample_rate <= MAX_SAMPLE_RATE or files_per_shard < 1:
+        raise UsageError(f"--sample-rate must be in [1000, {MAX_SAMPLE_RATE}] and --files-per-shard >= 1")
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MANIFEST).unlink(missing_ok=True)  # present again only when every shard is done
     workers = max(1, workers or os.cpu_count() or 1)
@@ -161,7 +168,7 @@ def prepare(source: str | os.PathLike, out: str | os.PathLike, sample_rate: int 
                 "workers_peak_rss_mib": 0.0, "speakers": {}}
     context = multiprocessing.get_context("spawn")  # TensorFlow in the workers: never fork it
     with (concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool,
-          open(out_dir / SKIPPED, "w") as skipped):
+          open(out_dir / SKIPPED, "w", encoding="utf-8") as skipped):
         skipped.write("path\treason\n")
         pending: set[concurrent.futures.Future] = set()
         for index, paths in chunks:
@@ -181,8 +188,9 @@ def prepare(source: str | os.PathLike, out: str | os.PathLike, sample_rate: int 
     if manifest["files"] == 0:
         raise UsageError(f"no decodable audio files in {source}" if manifest["skipped"] else
                          f"no audio files (of {', '.join(sorted(audio_io.AUDIO_EXTENSIONS))}) in {source}")
-    for stale in [*out_dir.glob("shard-*.tfrecord"), *out_dir.glob("shard-*.json")]:  # of a larger earlier source
-        if int(stale.name.split(".")[0].split("-")[1]) >= manifest["shards"]:
+    for stale in out_dir.iterdir():  # shards of a larger earlier source
+        numbered = re.fullmatch(r"shard-(\d{5})\.(tfrecord|json)", stale.name)
+        if numbered and int(numbered[1]) >= manifest["shards"]:
             stale.unlink()
     for partial in out_dir.glob(".shard-*.partial"):  # left by an interrupted worker
         partial.unlink()
@@ -210,10 +218,24 @@ def _add(manifest: dict, summary: dict, skipped_file) -> None:
     manifest["skipped"] += len(summary["skipped"])
     manifest["workers_peak_rss_mib"] = max(manifest["workers_peak_rss_mib"], summary.get("worker_peak_rss_mib") or 0.0)
     for path, reason in summary["skipped"]:
-        skipped_file.write(f"{path}\t{reason}\n")
+        skipped_file.write(f"{_tsv_field(path)}\t{_tsv_field(reason)}\n")
     for speaker, (n, seconds) in summary["speakers"].items():
         stats = manifest["speakers"].setdefault(speaker, [0, 0.0])
         stats[0], stats[1] = stats[0] + n, stats[1] + seconds
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode()
+    except UnicodeEncodeError:  # undecodable bytes of the file system name, kept as surrogates
+        return False
+    return True
+
+
+def _tsv_field(text: str) -> str:
+    """One TSV field: tabs, newlines and undecodable bytes escaped."""
+    text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 # --- reading -------------------------------------------------------------------------------

@@ -88,6 +88,11 @@ def load_corpus(cfg: DenoiserConfig) -> Corpus:
     val_speakers = set(cfg.val_speakers or corpora.read_splits(speech_specs).get("val_speakers")
                        or _held_out(speakers, cfg.val_fraction))
     noise_names = sorted({Path(i.path).stem for i in noise_infos})
+    for key, named, known in (("val_speakers", cfg.val_speakers, speakers), ("val_noises", cfg.val_noises, noise_names)):
+        unknown = sorted(set(named) - set(known))
+        if unknown:
+            raise UsageError(f"{key}: {', '.join(unknown)} not in the corpus (it has {', '.join(known[:12])}"
+                             f"{', ...' if len(known) > 12 else ''})")
     val_noises = set(cfg.val_noises or corpora.read_splits(noise_specs).get("val_noises")
                      or _held_out(noise_names, cfg.val_fraction))
 

@@ -62,7 +62,7 @@ def sample_logits(logits, temperature, top_k, seed):
     vocab = tf.shape(logits)[-1]
     never = tf.one_hot(midi_io.PAD, vocab, on_value=True, off_value=False) | tf.one_hot(
         midi_io.START, vocab, on_value=True, off_value=False)
-    logits = tf.where(never, tf.constant(-1e9, logits.dtype), logits) / temperature
+    logits = tf.where(never, tf.constant(-1e9, logits.dtype), logits / temperature)  # masked after scaling
     k = tf.where(top_k > 0, tf.minimum(top_k, vocab), vocab)
     kth = tf.math.top_k(logits, k=k).values[:, -1:]
     logits = tf.where(logits < kth, tf.constant(-1e9, logits.dtype), logits)

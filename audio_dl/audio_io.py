@@ -61,10 +61,15 @@ def find_files(specs: Iterable[str | os.PathLike], extensions, kind: str) -> lis
     return sorted(dict.fromkeys(files))
 
 
+def given_path(spec: str | os.PathLike) -> Path:
+    """Path(spec), expanded; UsageError for an empty string (Path("") is the current folder)."""
+    if not str(spec).strip():
+        raise UsageError("an empty path was given")
+    return Path(spec).expanduser()
+
+
 def _expand(spec: str, extensions) -> list[Path]:
-    if not spec.strip():
-        raise UsageError("an empty path was given")  # Path("") is the current folder
-    path = Path(spec).expanduser()
+    path = given_path(spec)
     if path.is_dir():
         return sorted(p for p in path.rglob("*") if p.suffix.lower() in extensions and p.is_file())
     if path.is_file():

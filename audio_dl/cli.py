@@ -54,6 +54,13 @@ def folder_path(text: str) -> Path:
     return path
 
 
+def existing_folder(path: Path, what: str) -> Path:
+    """`path` if it is a folder; UsageError saying it is missing or a file (`what` names the folder)."""
+    if not path.is_dir():
+        raise UsageError(f"{path} is a file, not {what}" if path.exists() else f"path does not exist: {path}")
+    return path
+
+
 def file_id(path: Path) -> tuple[int, int]:
     """(device, inode): the same file under any spelling or case."""
     stat = path.stat()

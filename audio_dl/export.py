@@ -183,10 +183,7 @@ def denoiser_from_export(version_dir: Path) -> tuple[keras.Model, DenoiserConfig
     SavedModel: the variables by name, the input normalisation's mean and variance from the two
     tensors the endpoint captures (their order is not recorded: the one that reproduces the
     SavedModel's output is kept). Raises UsageError for a folder that is not a denoiser export."""
-    version_dir = Path(version_dir)
-    if not version_dir.is_dir():
-        raise UsageError(f"{version_dir} is a file, not an export folder" if version_dir.exists()
-                         else f"path does not exist: {version_dir}")
+    version_dir = cli.existing_folder(Path(version_dir), "an export folder")
     if serving_inputs(version_dir) != ("waveform",):
         raise UsageError(f"{version_dir} is not a denoiser export (its SavedModel does not take a waveform)")
     try:
@@ -302,9 +299,10 @@ def published_as(version_dir: Path, base: Path) -> Path | None:
     fingerprint = Path(version_dir) / "fingerprint.pb"
     if not fingerprint.is_file():
         return None
-    return next((Path(base) / str(n) for n in sorted(versions(base))
-                 if (Path(base) / str(n) / "fingerprint.pb").is_file()
-                 and (Path(base) / str(n) / "fingerprint.pb").read_bytes() == fingerprint.read_bytes()), None)
+    mine = fingerprint.read_bytes()
+    candidates = (Path(base) / str(n) for n in sorted(versions(base)))
+    return next((c for c in candidates if (c / "fingerprint.pb").is_file() and (c / "fingerprint.pb").read_bytes() == mine),
+                None)
 
 
 def publish(version_dir: Path, base: Path, version: int | None = None, shipped: bool = False) -> Path:
@@ -317,9 +315,10 @@ def publish(version_dir: Path, base: Path, version: int | None = None, shipped: 
     if not (version_dir / "config.json").is_file():
         raise UsageError(f"{version_dir} is not an exported model of this project (no config.json)")
     existing = versions(base)
-    if existing and serving_inputs(base / str(max(existing))) != inputs:
+    base_inputs = serving_inputs(base / str(max(existing))) if existing else inputs
+    if base_inputs != inputs:
         raise UsageError(f"{version_dir} takes {', '.join(inputs)}; the models in {base} take "
-                         f"{', '.join(serving_inputs(base / str(max(existing))))}: publish it under another --base")
+                         f"{', '.join(base_inputs)}: publish it under another --base")
     target = base / str(version or next_version(base))
     if target.exists():
         raise UsageError(f"{target} already exists")

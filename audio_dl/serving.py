@@ -51,10 +51,7 @@ class ServingError(Exception):
 
 def base_versions(base: Path) -> list[int]:
     """The version numbers under a TF Serving base path; UsageError if there is none."""
-    if not base.is_dir():
-        raise UsageError(f"{base} is a file, not a TF Serving base path" if base.exists()
-                         else f"path does not exist: {base}")
-    found = sorted(versions(base))
+    found = sorted(versions(cli.existing_folder(base, "a TF Serving base path")))
     if not found:
         raise UsageError(f"{base} holds no SavedModel versions (BASE/<number>/saved_model.pb)")
     return found

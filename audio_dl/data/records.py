@@ -152,9 +152,7 @@ def prepare(source: str | os.PathLike, out: str | os.PathLike, sample_rate: int 
     Resumable (finished shards are kept), parallel (`workers` processes), bad files skipped and
     listed in OUT/skipped.tsv.
     """
-    if not str(source).strip() or not str(out).strip():
-        raise UsageError("an empty path was given")  # Path("") is the current folder
-    root, out_dir = Path(source).expanduser().resolve(), Path(out).expanduser()
+    root, out_dir = audio_io.given_path(source).resolve(), audio_io.given_path(out)
     if not root.is_dir():
         raise UsageError(f"not a folder: {source}")
     if not 1000 <= sample_rate <= MAX_SAMPLE_RATE or files_per_shard < 1:

@@ -42,16 +42,19 @@ class AudioInfo:
         return self.frames / self.sample_rate
 
 
-def find_audio_files(specs: Iterable[str | os.PathLike]) -> list[Path]:
-    """Expand folders (recursively), globs, files and `.txt` lists (one path a line) to audio files.
+def find_audio_files(specs: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+    """Expand folders (recursively), globs, files and `.txt` lists (one path a line) to audio files;
+    `specs` is one of those or a list of them.
 
     Raises UsageError for a path that does not exist or a spec that yields no audio file.
     """
     return find_files(specs, AUDIO_EXTENSIONS, "audio")
 
 
-def find_files(specs: Iterable[str | os.PathLike], extensions, kind: str) -> list[Path]:
+def find_files(specs: str | os.PathLike | Iterable[str | os.PathLike], extensions, kind: str) -> list[Path]:
     """find_audio_files for any set of file extensions (e.g. MIDI); `kind` names them in errors."""
+    if isinstance(specs, (str, os.PathLike)):  # one path, not a sequence of its characters
+        specs = [specs]
     files: list[Path] = []
     for spec in specs:
         found = _expand(str(spec), extensions)
@@ -107,6 +110,8 @@ def quiet_decoders():
 def decode_failure(path: str | os.PathLike, error: Exception) -> str:
     """Why `path` could not be decoded, in words: libsndfile's reason, except the "File does not
     exist or is not a regular file" it gives for an existing file in a format it does not know."""
+    if not Path(path).exists():
+        return "no such file"
     detail = getattr(error, "error_string", None) or str(error)
     if Path(path).is_file() and "does not exist" in detail:
         return "format not recognised"
@@ -136,7 +141,25 @@ def probe(path: str | os.PathLike) -> AudioInfo | None:
 
 
 class NonFiniteAudio(ValueError):
-    """A file that decodes to NaN or infinite samples."""
+    """A file (or an array) that holds NaN or infinite samples."""
+
+
+def mono_samples(waveform, what: str = "the waveform", channels_hint: str = "") -> np.ndarray:
+    """A caller's mono waveform as float32 [n]; ValueError for integer PCM (not in [-1, 1]), more
+    than one dimension (`channels_hint` says what to do instead) or samples that are not finite
+    (also after the cast: 1e39 is inf in float32)."""
+    array = np.asarray(waveform)
+    if array.dtype.kind != "f":
+        full_scale = {np.dtype(np.int16): "32768", np.dtype(np.int32): "2147483648"}.get(array.dtype)
+        hint = f" (for {array.dtype} PCM: x / {full_scale})" if full_scale else ""
+        raise ValueError(f"{what} holds {array.dtype} samples; pass floats in [-1, 1]{hint}")
+    if array.ndim != 1:
+        raise ValueError(f"{what} has shape {array.shape}; pass one channel, float [n]{channels_hint}")
+    with np.errstate(over="ignore"):
+        samples = array.astype(np.float32, copy=False)
+    if not np.isfinite(samples).all():
+        raise NonFiniteAudio(f"{what} holds samples that are not finite in float32 (NaN, infinity or beyond 3.4e38)")
+    return samples
 
 
 def read_audio(path: str | os.PathLike, sample_rate: int | None = None, start_seconds: float = 0.0,
@@ -147,6 +170,8 @@ def read_audio(path: str | os.PathLike, sample_rate: int | None = None, start_se
     cannot be decoded or holds samples that are not finite; callers inside a corpus catch it and
     count a skip.
     """
+    if not (start_seconds >= 0 and (duration_seconds is None or duration_seconds >= 0)):  # NaN fails too
+        raise ValueError(f"start_seconds and duration_seconds must be >= 0 (got {start_seconds}, {duration_seconds})")
     try:
         with open_audio(path) as f:
             native_rate = f.samplerate

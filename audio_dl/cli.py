@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -51,6 +53,20 @@ def folder_path(text: str) -> Path:
     path = Path(text)
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a file, not a folder")
+    return path
+
+
+def writable_folder(path: Path) -> Path:
+    """`path` if it is a folder this process can write into, or one it can create (checked before
+    a long run by making and removing a probe folder in it, or in its nearest existing parent)."""
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise UsageError(f"cannot write into {path}: {existing} is a file, not a folder")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".write-check-", dir=existing))
+    except OSError as error:
+        where = f"into {path}" if existing == path else f"into {existing} (to make {path} there)"
+        raise UsageError(f"cannot write {where}: {error.strerror}") from None
     return path
 
 

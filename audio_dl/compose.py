@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import numbers
 from pathlib import Path
 
 import keras
@@ -29,8 +30,22 @@ MAX_NOTES = 2000  # the graph runs up to 32 steps per requested note and cannot 
 INT32_MAX = 2**31 - 1  # seed and top_k are int32 in the graph
 
 
-def check_sampling(temperature: float, top_k: int = 0, seed: int = 0, max_notes: int | None = None) -> None:
-    """UsageError naming the first sampling setting out of range."""
+MAX_STEPS = 32 * MAX_NOTES  # grid steps one call may run (about 10 s on a CPU core)
+
+
+def _whole(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_sampling(temperature: float, top_k: int = 0, seed: int = 0, max_notes: int | None = None,
+                   max_steps: int | None = None) -> None:
+    """UsageError naming the first sampling setting out of range or of the wrong type."""
+    optional = {"max_notes": max_notes, "max_steps": max_steps}  # None: no limit of this kind
+    for name, value in {"top_k": top_k, "seed": seed, **optional}.items():
+        if not (_whole(value) or (name in optional and value is None)):
+            raise UsageError(f"{name} must be a whole number (got {value!r})")
+    if not isinstance(temperature, numbers.Real) or isinstance(temperature, bool):
+        raise UsageError(f"temperature must be a number (got {temperature!r})")
     if not (math.isfinite(temperature) and TEMPERATURES[0] <= temperature <= TEMPERATURES[1]):
         raise UsageError(f"temperature must be in [{TEMPERATURES[0]:g}, {TEMPERATURES[1]:g}] (got {temperature:g})")
     if not 0 <= top_k <= INT32_MAX:
@@ -39,10 +54,27 @@ def check_sampling(temperature: float, top_k: int = 0, seed: int = 0, max_notes:
         raise UsageError(f"seed must be in [0, 2**31 - 1] (got {seed})")
     if max_notes is not None and not 1 <= max_notes <= MAX_NOTES:
         raise UsageError(f"max_notes must be in [1, {MAX_NOTES}] (got {max_notes})")
+    if max_steps is not None and not 1 <= max_steps <= MAX_STEPS:
+        raise UsageError(f"max_steps must be in [1, {MAX_STEPS}] (got {max_steps})")
+
+
+def check_primer(primer) -> None:
+    """UsageError unless `primer` is a list of midi_io.Note with whole pitches 0..127, starts >= 0
+    and durations >= 1 (midi_io.parse_note_string makes one from text)."""
+    if isinstance(primer, str) or not isinstance(primer, (list, tuple)) or \
+            not all(isinstance(note, midi_io.Note) for note in primer):
+        raise UsageError("the primer must be a list of midi_io.Note (parse_note_string('G4 A4:2') makes one)")
+    for note in primer:
+        if not (_whole(note.pitch) and _whole(note.start) and _whole(note.duration)
+                and 0 <= note.pitch <= 127 and note.start >= 0 and note.duration >= 1):
+            raise UsageError(f"primer note {note} needs a pitch in 0..127, a start >= 0 and a duration >= 1 step")
 
 
 @dataclasses.dataclass
 class Continuation:
+    """primer: the primer as the model read it (moved by `transposed` semitones; its last note lasts
+    as long as the model held it before its first new note)."""
+
     primer: list[midi_io.Note]
     generated: list[midi_io.Note]
     ended: bool  # the model produced END (the tune ended by itself)
@@ -119,10 +151,13 @@ class MelodyGenerator:
 
     def continue_tune(self, primer: list[midi_io.Note], temperature: float = 1.0, top_k: int = 0, seed: int = 0,
                       max_steps: int | None = None, max_notes: int | None = None) -> Continuation:
-        """Continue `primer` until END, `max_steps` grid steps or
-        `max_notes` generated notes, whichever comes first; `ended` says the model chose to stop.
-        max_steps defaults to the corpus limit, or room for max_notes long notes when that is given."""
-        check_sampling(temperature, top_k, seed, max_notes)
+        """Continue `primer` (a list of midi_io.Note; may be empty) until END, `max_steps` grid steps
+        or `max_notes` generated notes, whichever comes first; `ended` says the model chose to stop.
+        max_steps defaults to the corpus limit, or room for max_notes long notes when that is given
+        (the steps run in the graph; the notes past max_notes are dropped after). The same `seed`
+        and settings give the same tune; vary the seed for another one."""
+        check_primer(primer)
+        check_sampling(temperature, top_k, seed, max_notes, max_steps)
         if max_steps is None:  # with max_notes: room for long notes; max_notes stops it earlier
             max_steps = self.cfg.max_steps if max_notes is None else max(self.cfg.max_steps, 32 * max_notes)
         if primer and midi_io.melody_steps(primer) > self.cfg.max_steps:

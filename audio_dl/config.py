@@ -12,6 +12,8 @@ import math
 import typing
 from pathlib import Path
 
+import numpy as np
+
 from audio_dl.errors import UsageError
 
 
@@ -375,6 +377,21 @@ def _scalar(kind, text: str):
 
 def to_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
+
+
+def json_text(value) -> str:
+    """Strict JSON of nested dicts/lists of numbers and strings, indented: a value that is not a
+    finite number (an undefined average, NaN or infinity) becomes null; numpy scalars become numbers."""
+    def strict(item):
+        if isinstance(item, dict):
+            return {key: strict(v) for key, v in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [strict(v) for v in item]
+        if isinstance(item, (float, np.floating)):
+            return float(item) if math.isfinite(item) else None
+        return item.item() if isinstance(item, np.generic) else item
+
+    return json.dumps(strict(value), indent=2, allow_nan=False) + "\n"
 
 
 def save_config(cfg, path: str | Path) -> None:

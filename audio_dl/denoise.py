@@ -51,10 +51,8 @@ def build_parser() -> cli.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.strength is not None and args.strength < 0:
-        raise UsageError("--strength must be >= 0 dB")
-    if args.chunk_seconds <= 0:
-        raise UsageError("--chunk-seconds must be > 0")
+    inference.strength_to_limit(args.strength)  # UsageError now, not at the first file
+    inference.positive_seconds("--chunk-seconds", args.chunk_seconds)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     jobs = _jobs(args.inputs, args.output)
     denoiser = inference.load_denoiser(args.model)

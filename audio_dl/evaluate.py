@@ -23,14 +23,25 @@ METRICS = ("pesq_nb", "stoi", "si_sdr")
 
 
 def si_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
-    """Scale-invariant signal-to-distortion ratio in dB of one [N] estimate; NaN for a silent reference."""
-    if _silent(reference):
+    """Scale-invariant signal-to-distortion ratio in dB of one [N] estimate against its [N]
+    reference; NaN where it is undefined (0/0): a silent reference or a silent estimate."""
+    reference, estimate = _same_length(reference, estimate)
+    if _silent(reference) or not np.any(estimate - estimate.mean()):  # an estimate of exact silence
         return math.nan
     reference = reference - reference.mean()
     estimate = estimate - estimate.mean()
     scale = np.dot(reference, estimate) / np.dot(reference, reference)
     target = scale * reference
     return float(10 * np.log10(max(np.sum(target**2), 1e-12) / max(np.sum((estimate - target) ** 2), 1e-12)))
+
+
+def _same_length(clean, estimate) -> tuple[np.ndarray, np.ndarray]:
+    """Both as float64 [N], or ValueError naming the two lengths."""
+    clean, estimate = np.asarray(clean, np.float64), np.asarray(estimate, np.float64)
+    if clean.ndim != 1 or clean.shape != estimate.shape:
+        raise ValueError(f"metrics compare one channel of equal length: the reference has shape {clean.shape}, "
+                         f"the estimate {estimate.shape}")
+    return clean, estimate
 
 
 def _silent(x: np.ndarray) -> bool:
@@ -43,13 +54,16 @@ def speech_metrics(clean: np.ndarray, estimate: np.ndarray, sample_rate: int) ->
 
     A metric that is undefined here is NaN (and logged): PESQ when it finds no utterance, STOI
     when fewer than its 30 frames (about 0.4 s) are left after it drops the silent ones, all
-    three when the reference is silent.
+    three when the reference is silent; SI-SDR when the estimate is exact silence (0/0; a method
+    that outputs silence also fails PESQ, so that pair drops out for every method). ValueError for arrays of
+    other shapes than one [N] each.
     """
-    clean = np.asarray(clean, np.float64)
-    estimate = np.asarray(estimate, np.float64)
+    clean, estimate = _same_length(clean, estimate)
     if _silent(clean):
         log.info("metrics skipped one file: its reference is silent")
         return dict.fromkeys(METRICS, math.nan)
+    if not np.any(estimate - estimate.mean()):
+        log.info("SI-SDR skipped one file: the estimate is silent")
     if sample_rate == 8000:
         clean_nb, estimate_nb = clean, estimate
     else:
@@ -76,9 +90,14 @@ def _stoi(clean: np.ndarray, estimate: np.ndarray, sample_rate: int) -> float:
 
 
 def average(rows: Iterable[dict[str, float]]) -> dict[str, float]:
-    """Mean of each metric over rows, ignoring NaN (files where a metric is undefined)."""
+    """Mean of each metric over rows, ignoring NaN (files where a metric is undefined); NaN where
+    no row has it."""
     rows = list(rows)
-    return {m: float(np.nanmean([r[m] for r in rows])) if rows else math.nan for m in METRICS}
+    averages = {}
+    for metric in METRICS:
+        defined = [r[metric] for r in rows if not math.isnan(r[metric])]
+        averages[metric] = float(np.mean(defined)) if defined else math.nan
+    return averages
 
 
 def compare(clean_list, noisy_list, denoised_list, sample_rate: int) -> dict[str, dict[str, float]]:

@@ -13,7 +13,6 @@ rows in OUT/metrics.csv, averages in OUT/summary.json.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 from pathlib import Path
 from typing import Sequence
@@ -23,6 +22,7 @@ import tensorflow as tf
 
 from audio_dl import audio_io, cli, evaluate, inference
 from audio_dl.atomic import staged_file
+from audio_dl.config import json_text
 from audio_dl.data.augment import mix_at_snr
 from audio_dl.errors import UsageError
 
@@ -118,8 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         writer.writeheader()
         writer.writerows(rows)
     with staged_file(args.output / "summary.json") as staging:
-        staging.write_text(json.dumps({"model": str(model.path), "files": len(clean_files), "skipped": len(skipped),
-                                       "summary": summary}, indent=2) + "\n")
+        staging.write_text(json_text({"model": str(model.path), "files": len(clean_files),
+                                               "skipped": len(skipped), "summary": summary}))
     print(f"\nwrote {args.output / 'metrics.csv'} and {args.output / 'summary.json'}")
     return 0
 

@@ -14,7 +14,6 @@ real tunes of DIR. Text table + JSON.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from pathlib import Path
 from typing import Sequence
@@ -22,6 +21,7 @@ from typing import Sequence
 from audio_dl import cli
 from audio_dl.atomic import staged_file
 from audio_dl.compose import MelodyGenerator, check_sampling, export_scorer, load_melody_export
+from audio_dl.config import json_text
 from audio_dl.data import melody as melody_data
 from audio_dl.errors import UsageError
 from audio_dl.melody_training import (
@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         metrics["generation"] = generation_statistics(generator, cfg, train, tunes, args.temperature)
     print(format_report(metrics))
     with staged_file(output) as staging:
-        staging.write_text(json.dumps({"model": str(version), **metrics}, indent=2, default=float) + "\n")
+        staging.write_text(json_text({"model": str(version), **metrics}))
     print(f"wrote {output}")
     return 0
 

@@ -335,11 +335,16 @@ def publish(version_dir: Path, base: Path, version: int | None = None, shipped: 
     return target
 
 
-def publish_run(export_dir: Path, run_dir: Path, base: Path, policy: str) -> Path | None:
+def will_publish(base: Path, policy: str) -> bool:
     """The training CLIs' rule: policy "always" publishes, "auto" publishes unless a shipped
-    version is there, "never" does not; prints what happened (and the command to publish later)."""
-    shipped = shipped_versions(base)
-    if policy == "always" or (policy == "auto" and not shipped):
+    version is there, "never" does not."""
+    return policy == "always" or (policy == "auto" and not shipped_versions(base))
+
+
+def publish_run(export_dir: Path, run_dir: Path, base: Path, policy: str) -> Path | None:
+    """Publish a finished run as will_publish says; prints what happened (and the command to
+    publish later)."""
+    if will_publish(base, policy):
         published = published_as(export_dir, base)
         if published is not None:
             print(f"already published as {published}")
@@ -347,6 +352,7 @@ def publish_run(export_dir: Path, run_dir: Path, base: Path, policy: str) -> Pat
         target = publish(export_dir, base)
         print(f"published as {target} (TF Serving base path {base})")
         return target
+    shipped = shipped_versions(base)
     why = f"the shipped model is version {shipped[-1]}" if shipped else "--publish never"
     print(f"not published ({why}); to serve this run as a new version:\n"
           f"  python -m audio_dl.export publish {run_dir} --base {base}")

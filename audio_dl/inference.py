@@ -11,6 +11,7 @@ still remembers of audio older than the warmup) and there are no seams.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import math
 import os
 from pathlib import Path
@@ -96,7 +97,7 @@ def _load_saved_model(path: Path):
         raise UsageError(f"{path} is not a denoiser SavedModel (needs serving_default: waveform -> denoised)")
 
     def run(waveform: np.ndarray) -> np.ndarray:
-        return signature(waveform=tf.constant(waveform, tf.float32))["denoised"].numpy()
+        return signature(waveform=tf.constant(_batch(waveform, None), tf.float32))["denoised"].numpy()
 
     return run, None
 
@@ -111,7 +112,7 @@ def _load_tflite(path: Path):
         stream = StreamingDenoiser(path)
 
         def run_streaming(waveform: np.ndarray) -> np.ndarray:
-            return np.stack([stream.denoise(row) for row in np.asarray(waveform, np.float32)])
+            return np.stack([stream.denoise(row) for row in _batch(waveform, None)])
 
         return run_streaming, None
     shape = inputs["waveform"]["shape"] if "waveform" in inputs else ()
@@ -120,9 +121,22 @@ def _load_tflite(path: Path):
                          "or a streaming model)")
 
     def run(waveform: np.ndarray) -> np.ndarray:
-        return np.array(runner(waveform=np.asarray(waveform, np.float32))["denoised"], copy=True)
+        return np.array(runner(waveform=_batch(waveform, int(shape[1])))["denoised"], copy=True)
 
     return run, int(shape[1])
+
+
+def _batch(waveform: np.ndarray, fixed_length: int | None) -> np.ndarray:
+    """Denoiser.run's input as float32 [batch, n] (for a fixed-length TFLite model [1, fixed_length]),
+    or ValueError saying which shape it takes."""
+    array = np.asarray(waveform, np.float32)
+    if fixed_length is None and array.ndim != 2:
+        raise ValueError(f"Denoiser.run takes [batch, n] samples, not shape {array.shape} "
+                         "(denoise_array takes a [n] waveform of any length)")
+    if fixed_length is not None and array.shape != (1, fixed_length):
+        raise ValueError(f"this TFLite model takes [1, {fixed_length}] samples, not shape {array.shape} "
+                         "(denoise_array takes a [n] waveform of any length)")
+    return array
 
 
 class ChunkedDenoising:
@@ -135,6 +149,7 @@ class ChunkedDenoising:
     """
 
     def __init__(self, denoiser: Denoiser, chunk_seconds: float = 30.0, batch_chunks: int = 4):
+        positive_seconds("chunk_seconds", chunk_seconds)
         self.denoiser = denoiser
         self.warmup, self.lookahead = denoiser.warmup, denoiser.lookahead
         hop = denoiser.cfg.hop_length  # chunks start on the whole file's frame grid
@@ -195,15 +210,30 @@ class ChunkedDenoising:
 
 def denoise_array(denoiser: Denoiser, waveform: np.ndarray, chunk_seconds: float = 30.0,
                   batch_chunks: int = 4) -> np.ndarray:
-    """Denoise a [n] model-rate waveform chunk by chunk (the same path files take)."""
+    """Denoise a float [n] model-rate waveform (one channel, in [-1, 1]) chunk by chunk, the same
+    path files take; returns float32 [n]. ValueError for integer PCM, several channels or samples
+    that are not finite."""
+    waveform = audio_io.mono_samples(waveform, channels_hint=" (denoise_file takes any number of channels)")
     chunks = ChunkedDenoising(denoiser, chunk_seconds, batch_chunks)
     parts = list(chunks.push(waveform)) + list(chunks.flush())
     return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
 
+def positive_seconds(name: str, seconds: float) -> float:
+    """`seconds` if it is a finite number > 0; UsageError naming `name` otherwise (NaN too)."""
+    if not 0 < seconds < math.inf:
+        raise UsageError(f"{name} must be a number of seconds > 0 (got {seconds})")
+    return seconds
+
+
 def strength_to_limit(strength_db: float | None) -> float:
-    """Attenuation limit in dB -> the share of noisy signal kept (0 when unlimited)."""
-    return 0.0 if strength_db is None else float(10.0 ** (-strength_db / 20.0))
+    """Attenuation limit in dB (>= 0; None: unlimited) -> the share of noisy signal kept (0 when
+    unlimited). UsageError for a negative or non-finite limit."""
+    if strength_db is None:
+        return 0.0
+    if not 0 <= strength_db < math.inf:  # NaN fails too
+        raise UsageError(f"the strength (attenuation limit) must be >= 0 dB (got {strength_db})")
+    return float(10.0 ** (-strength_db / 20.0))
 
 
 def mix_strength(noisy: np.ndarray, denoised: np.ndarray, limit: float) -> np.ndarray:
@@ -211,15 +241,20 @@ def mix_strength(noisy: np.ndarray, denoised: np.ndarray, limit: float) -> np.nd
     return (limit * noisy + (1.0 - limit) * denoised).astype(np.float32)
 
 
-def denoise_file(denoiser: Denoiser, source: Path, target: Path, strength_db: float | None = None,
-                 block_seconds: float = 10.0, chunk_seconds: float = 30.0) -> float:
+def denoise_file(denoiser: Denoiser, source: str | os.PathLike, target: str | os.PathLike,
+                 strength_db: float | None = None, block_seconds: float = 10.0, chunk_seconds: float = 30.0) -> float:
     """Denoise any audio file (any rate, any channels; each channel on its own) into a WAV at the
     input's rate and resolution (`wav_subtype`), streaming; written atomically.
     out = noisy*lim + denoised*(1-lim).
 
-    Returns the duration in seconds. Raises ValueError when the source cannot be decoded.
+    Returns the duration in seconds. Raises FileNotFoundError for a missing source, ValueError
+    when it cannot be decoded, UsageError for a negative strength or seconds that are not > 0.
     """
-    limit = strength_to_limit(strength_db)
+    source, target, limit = Path(source), Path(target), strength_to_limit(strength_db)
+    positive_seconds("block_seconds", block_seconds)
+    positive_seconds("chunk_seconds", chunk_seconds)
+    if not source.exists():
+        raise FileNotFoundError(errno.ENOENT, "no such file", str(source))
     try:
         with staged_file(target) as tmp, audio_io.open_audio(source) as src:
             rate, channels = src.samplerate, src.channels

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import time
 import warnings
 from pathlib import Path
@@ -18,8 +17,8 @@ import numpy as np
 
 from audio_dl import melody_metrics as mm
 from audio_dl import midi_io
-from audio_dl.compose import MelodyGenerator
-from audio_dl.config import MelodyConfig
+from audio_dl.compose import MAX_STEPS, MelodyGenerator
+from audio_dl.config import MelodyConfig, json_text
 from audio_dl.data import corpora
 from audio_dl.data import melody as melody_data
 from audio_dl.errors import UsageError
@@ -74,9 +73,10 @@ def evaluate_tunes(score_fn, cfg: MelodyConfig, train: list[melody_data.Tune], t
 
 def generation_statistics(generator: MelodyGenerator, cfg: MelodyConfig, train: list[melody_data.Tune],
                           held_out: list[melody_data.Tune], temperature: float = 1.0) -> dict:
-    """cfg.generated_tunes tunes from scratch (seeds 0..N-1), each allowed 4x the corpus' median length."""
+    """cfg.generated_tunes tunes from scratch (seeds 0..N-1), each allowed 4x the corpus' median
+    length (at most compose.MAX_STEPS grid steps)."""
     median_steps = float(np.median([midi_io.melody_steps(t.notes) for t in train]))
-    limit = int(4 * median_steps)
+    limit = min(int(4 * median_steps), MAX_STEPS)
     generated, ended = [], []
     started = time.perf_counter()
     for seed in range(cfg.generated_tunes):
@@ -172,7 +172,7 @@ def train_melody(cfg: MelodyConfig, run_dir: Path, verbose: int = 1, command: st
     metrics["generation"] = generation_statistics(MelodyGenerator.from_keras(model, cfg), cfg, corpus.train,
                                                   corpus.val)
     metrics.update(train_seconds=train_seconds, best_epoch=best_epoch, corpus=corpus.report.summary())
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float) + "\n")
+    (run_dir / "metrics.json").write_text(json_text(metrics))
     report = format_report(metrics)
     print("\n" + report)
 

@@ -65,7 +65,8 @@ def read_melody(path: str | Path, steps_per_quarter: int = 4, max_steps: int = 1
     try:
         midi = pretty_midi.PrettyMIDI(str(path))
     except Exception as error:  # noqa: BLE001 - mido/pretty_midi raise many types on corrupt files
-        raise MelodySkipped("unreadable", f"{Path(path).name}: {error}") from None
+        reason = str(error) or type(error).__name__  # some of mido's errors carry no message
+        raise MelodySkipped("unreadable", f"{Path(path).name}: {reason}") from None
     voices = [inst for inst in midi.instruments if inst.notes]
     if not voices:
         raise MelodySkipped("empty")
@@ -168,6 +169,8 @@ def parse_note_string(text: str, steps_per_quarter: int = 4) -> list[Note]:
                 pitch = pretty_midi.note_name_to_number(match["name"][0].upper() + match["name"][1:])
             except ValueError:
                 raise UsageError(f"unknown note {word!r}") from None
+            if not 0 <= pitch <= 127:
+                raise UsageError(f"note {word!r} is outside MIDI's range C-1..G9")
             notes.append(Note(pitch, step, duration))
         step += duration
     if not notes:
@@ -177,7 +180,9 @@ def parse_note_string(text: str, steps_per_quarter: int = 4) -> list[Note]:
 
 def to_pretty_midi(notes: list[Note], steps_per_quarter: int = 4, qpm: float = 120.0,
                    program: int = 0) -> pretty_midi.PrettyMIDI:
-    """A one-instrument MIDI file of the notes at `qpm` quarter notes per minute."""
+    """A one-instrument MIDI file of the notes at `qpm` quarter notes per minute (> 0)."""
+    if not 0 < qpm < math.inf:
+        raise ValueError(f"qpm must be a positive number of quarter notes per minute (got {qpm})")
     midi = pretty_midi.PrettyMIDI(initial_tempo=qpm)
     instrument = pretty_midi.Instrument(program=program, name="melody")
     seconds_per_step = 60.0 / qpm / steps_per_quarter

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import librosa
 import matplotlib
@@ -11,10 +12,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from audio_dl import audio_io  # noqa: E402
+
 
 def waveform_and_spectrogram(signals: dict[str, np.ndarray], sample_rate: int, path: str | Path,
                              title: str = "") -> None:
-    """One row per named [N] signal: waveform (left) and dB spectrogram (right); writes a PNG."""
+    """One row per named float [N] signal: waveform (left) and dB spectrogram (right); writes a PNG.
+    ValueError for no signals or a signal that is not one finite channel."""
+    if not signals:
+        raise ValueError("no signals to plot")
+    signals = {name: audio_io.mono_samples(x, f"signal {name!r}") for name, x in signals.items()}
     rows = len(signals)
     fig, axes = plt.subplots(rows, 2, figsize=(12, 2.6 * rows), squeeze=False,
                              gridspec_kw={"width_ratios": [1, 1.3]})
@@ -70,11 +77,23 @@ def _beats(notes: list, steps_per_quarter: int) -> float:
     return max((n.start + n.duration for n in notes), default=0) / steps_per_quarter
 
 
-def training_curves(history_csv: str | Path, path: str | Path, metrics: tuple[str, ...] = ("loss",)) -> None:
-    """Training and validation curves of a run's history.csv (Keras CSVLogger)."""
+def training_curves(history_csv: str | Path, path: str | Path, metrics: str | Sequence[str] | None = None) -> None:
+    """Training and validation curves of a run's history.csv (Keras CSVLogger), one panel per
+    metric; by default every metric logged with a validation twin (e.g. loss, denoised_loss).
+    ValueError naming what was logged when a metric was not."""
     import csv  # noqa: PLC0415
 
     rows = list(csv.DictReader(Path(history_csv).read_text().splitlines()))
+    columns = [name for name in (rows[0] if rows else ()) if name != "epoch"]
+    if metrics is None:
+        metrics = [name for name in columns if f"val_{name}" in columns]
+    metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+    missing = [name for name in metrics if name not in columns]
+    if not rows or missing:
+        raise ValueError(f"{history_csv} logs no {', '.join(missing) or 'epoch yet'} "
+                         f"(it has: {', '.join(columns) or 'nothing'})")
+    if not metrics:
+        raise ValueError(f"{history_csv} logs no metric with a val_ twin; name the ones to draw with metrics=")
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.2), squeeze=False)
     epochs = [int(r["epoch"]) + 1 for r in rows]
     for ax, name in zip(axes[0], metrics, strict=True):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from audio_dl import audio_io
 from audio_dl.config import DenoiserConfig, load_config
 from audio_dl.errors import UsageError
 from audio_dl.litert import FixedShapeRunner
@@ -54,13 +55,19 @@ class StreamingDenoiser:
 
     def process(self, block: np.ndarray) -> np.ndarray:
         """[hop] float32 in -> [hop] float32 out."""
-        outputs = self._runner(samples=np.asarray(block, np.float32).reshape(1, self.hop), **self._state)
+        samples = np.asarray(block, np.float32)
+        if samples.shape not in ((self.hop,), (1, self.hop)):
+            raise ValueError(f"process takes one hop of {self.hop} samples, not shape {samples.shape}")
+        outputs = self._runner(samples=samples.reshape(1, self.hop), **self._state)
         self._state = {name: outputs[f"next_{name}"] for name in self.state_shapes}  # fresh arrays already
         return outputs["denoised"][0]
 
     def denoise(self, waveform: np.ndarray) -> np.ndarray:
-        """Stream a whole [N] waveform; returns [N] aligned with the input (latency removed)."""
+        """Stream a whole float [N] waveform (one channel, in [-1, 1]); returns float32 [N] aligned
+        with the input (latency removed). ValueError for integer PCM, several channels or samples
+        that are not finite."""
+        waveform = audio_io.mono_samples(waveform)
         self.reset()
-        padded = np.pad(np.asarray(waveform, np.float32), (0, self.latency + (-len(waveform)) % self.hop))
+        padded = np.pad(waveform, (0, self.latency + (-len(waveform)) % self.hop))
         out = np.concatenate([self.process(padded[i:i + self.hop]) for i in range(0, len(padded), self.hop)])
         return out[self.latency:self.latency + len(waveform)]

@@ -28,7 +28,7 @@ import tensorflow as tf
 
 from audio_dl import distribute, evaluate, export
 from audio_dl import layers as L
-from audio_dl.config import DenoiserConfig, read_json_object, save_config, to_dict
+from audio_dl.config import DenoiserConfig, json_text, read_json_object, save_config, to_dict
 from audio_dl.errors import UsageError
 from audio_dl.data import speech
 from audio_dl.losses import make_losses
@@ -243,8 +243,8 @@ def train_denoiser(cfg: DenoiserConfig, run_dir: Path, mixed_precision: bool = F
 
     metrics = evaluate.compare(*denoise_batches(model, val_ds), sample_rate=cfg.sample_rate)
     skipped = corpus.skipped + speech.read_failures()
-    (run_dir / "metrics.json").write_text(json.dumps(
-        {"validation": metrics, "train_seconds": train_seconds, "skipped_files": skipped}, indent=2) + "\n")
+    (run_dir / "metrics.json").write_text(json_text(
+        {"validation": metrics, "train_seconds": train_seconds, "skipped_files": skipped}))
     print(f"\nValidation ({cfg.val_examples} mixtures of held-out speakers and noises, "
           f"SNR {cfg.snr_db[0]:g}..{cfg.snr_db[1]:g} dB, PESQ narrowband):")
     print(evaluate.format_table(metrics))

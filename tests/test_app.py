@@ -71,7 +71,11 @@ def test_melody_api_continues_a_note_string(app):
                                            ({"text": "C4:400", "qpm": 30}, "the primer lasts 800 s at 30 qpm"),
                                            ({"text": "C4:" + "9" * 400}, "not a finite number"),
                                            ({"text": "C4:" + "9" * 308}, "not a finite number"),  # inf once in steps
-                                           ({"text": "C4 " * 3000}, "at most 8192 characters")])
+                                           ({"text": "C4 " * 3000}, "at most 8192 characters"),
+                                           ({"text": "G4", "seed": True}, "seed must be a number"),
+                                           ({"notes": [{"pitch": True, "start": 0, "end": 1}]}, "pitch, start and end"),
+                                           ({"notes": [{"pitch": 60.5, "start": 0, "end": 1}]}, "pitch, start and end"),
+                                           ({"text": "G#9"}, "outside MIDI's range")])
 def test_melody_api_errors_are_one_line_json(app, body, message):
     reply = app.test_client().post("/api/melody", json=body)
     assert reply.status_code == 400 and message in reply.json["error"], reply.json
@@ -128,6 +132,12 @@ def test_denoise_api_bounds_what_an_upload_decodes_to(app, monkeypatch):
     reply = app.test_client().post("/api/denoise", data={"file": (io.BytesIO(many), "x.wav")},
                                    content_type="multipart/form-data")
     assert reply.status_code == 400 and "decodes to 2 channels x 600 frames" in reply.json["error"]
+
+
+def test_denoise_api_checks_the_snr_even_without_a_noise(app):
+    sample = app.test_client().get("/api/status").json["samples"][0]
+    reply = app.test_client().post("/api/denoise", data={"sample": sample, "snr": "loud"})
+    assert reply.status_code == 400 and "snr must be a number" in reply.json["error"]
 
 
 def test_denoise_api_never_opens_a_client_path(app):

@@ -27,7 +27,7 @@ def test_staged_file_and_folder_land_with_the_permissions_of_a_plain_write(tmp_p
 
 def test_a_failed_staged_write_leaves_nothing(tmp_path):
     for stage in (staged_file, staged_folder):
-        with pytest.raises(RuntimeError), stage(tmp_path / "target") as tmp:
+        with pytest.raises(RuntimeError), stage(tmp_path / "target"):
             raise RuntimeError("interrupted")
     assert list(tmp_path.iterdir()) == []
 

@@ -28,6 +28,9 @@ def test_read_segment(tmp_path):
     soundfile.write(path, np.linspace(-1, 1, 16000).astype(np.float32), 16000, subtype="FLOAT")
     segment = audio_io.read_audio(path, 16000, start_seconds=0.5, duration_seconds=0.25)
     assert len(segment) == 4000 and segment[0] == pytest.approx(0.0, abs=1e-3)
+    for start, duration in ((-1.0, None), (0.0, -1.0), (float("nan"), None)):
+        with pytest.raises(ValueError, match="must be >= 0"):
+            audio_io.read_audio(path, 16000, start_seconds=start, duration_seconds=duration)
 
 
 def test_find_audio_files(tmp_path):
@@ -39,6 +42,8 @@ def test_find_audio_files(tmp_path):
     listing = tmp_path / "list.txt"
     listing.write_text("a/x.wav\n# comment\n")
     assert audio_io.find_audio_files([listing]) == [tmp_path / "a" / "x.wav"]
+    for one in (tmp_path / "a", str(tmp_path / "a")):  # one path, not a list of them
+        assert [p.name for p in audio_io.find_audio_files(one)] == ["y.flac", "x.wav"]
 
 
 def test_missing_path_and_empty_folder_are_usage_errors(tmp_path):
@@ -55,6 +60,21 @@ def test_broken_files_probe_as_none_and_are_counted(broken_files, tmp_path, capl
     infos, skipped = audio_io.probe_all([good, *broken_files.values()])
     assert [i.path for i in infos] == [str(good)] and len(skipped) == 3
     assert "skipped 3 of 4" in caplog.text
+
+
+def test_a_missing_file_is_named_as_such(tmp_path):
+    with pytest.raises(ValueError, match="missing.wav: no such file"):
+        audio_io.read_audio(tmp_path / "missing.wav", 8000)
+
+
+def test_mono_samples_takes_float_lists_and_refuses_pcm_channels_and_nan():
+    assert audio_io.mono_samples([0.5, -0.5]).dtype == np.float32
+    for bad, message in ((np.zeros(4, np.int16), r"int16 samples; pass floats in \[-1, 1\] \(for int16 PCM: x / 32768\)"),
+                         ([0, 1], r"int64 samples; pass floats in \[-1, 1\]$"), (np.zeros((4, 2)), "shape"),
+                         ([True, False], "bool samples"), (np.array([np.inf]), "not finite"),
+                         (np.array([1e39, 0.0]), "not finite in float32")):
+        with pytest.raises(ValueError, match=message):
+            audio_io.mono_samples(bad)
 
 
 def test_a_file_in_an_unknown_format_is_named_as_such(tmp_path):

@@ -61,6 +61,24 @@ def test_an_export_base_that_is_a_file_is_refused_before_training(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("trainer", ["audio_dl.train_denoiser", "audio_dl.train_melody"])
+def test_an_export_base_that_cannot_be_written_is_refused_before_training(trainer, tmp_path):
+    result = _run(trainer, "--preset", "tiny", "--run-dir", str(tmp_path / "run"),
+                  "--export-base", "/proc/audio_dl/saved_models")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert (f"python -m {trainer}: error: cannot write into /proc (to make /proc/audio_dl/saved_models there): "
+            in result.stderr)
+    assert not (tmp_path / "run").exists()
+
+
+def test_writable_folder_probes_and_leaves_nothing(tmp_path):
+    assert cli.writable_folder(tmp_path / "new" / "base") == tmp_path / "new" / "base"
+    assert list(tmp_path.iterdir()) == []  # nothing created, the probe removed
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(cli.UsageError, match="file is a file, not a folder"):
+        cli.writable_folder(tmp_path / "file" / "base")
+
+
 def test_empty_audio_folder_is_one_line_exit_2(tmp_path):
     (tmp_path / "nothing").mkdir()
     result = _run("audio_dl.train_denoiser", "--set", f"noise={tmp_path / 'nothing'}", "--run-dir", str(tmp_path / "r"))

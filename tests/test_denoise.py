@@ -102,6 +102,58 @@ def test_a_file_that_is_not_a_denoiser_is_a_usage_error(tmp_path):
         inference.load_denoiser(tmp_path)
 
 
+@pytest.mark.parametrize("waveform, message", [
+    (np.zeros(800, np.int16), "holds int16 samples; pass floats in \\[-1, 1\\] \\(for int16 PCM: x / 32768\\)"),
+    (np.zeros((800, 2), np.float32), r"has shape \(800, 2\); pass one channel, float \[n\] \(denoise_file takes"),
+    (np.zeros((1, 800), np.float32), r"has shape \(1, 800\)"),
+    (np.array([0.1, np.nan] * 400, np.float32), "not finite"),
+])
+def test_denoise_array_refuses_what_it_would_garble(tiny_export, waveform, message):
+    with pytest.raises(ValueError, match=message):
+        inference.denoise_array(inference.load_denoiser(tiny_export), waveform)
+
+
+def test_denoise_array_takes_lists_and_float64_and_returns_float32_of_the_same_length(tiny_export):
+    denoiser = inference.load_denoiser(tiny_export)
+    for waveform in ([0.0] * 300, np.zeros(1, np.float64), np.zeros(0, np.float32)):
+        out = inference.denoise_array(denoiser, waveform)
+        assert out.dtype == np.float32 and out.shape == (len(waveform),)
+
+
+def test_denoiser_run_says_which_shape_it_takes(tiny_export):
+    with pytest.raises(ValueError, match=r"takes \[batch, n\] samples, not shape \(800,\)"):
+        inference.load_denoiser(tiny_export).run(np.zeros(800, np.float32))
+    tflite = inference.load_denoiser(tiny_export / "denoiser.tflite")
+    with pytest.raises(ValueError, match=rf"takes \[1, {tflite.fixed_length}\] samples, not shape \(1, 100\)"):
+        tflite.run(np.zeros((1, 100), np.float32))
+
+
+@pytest.mark.parametrize("strength", [-6.0, float("nan"), float("inf")])
+def test_strength_must_be_a_limit_of_zero_db_or_more(strength):
+    with pytest.raises(UsageError, match="must be >= 0 dB"):
+        inference.strength_to_limit(strength)
+
+
+@pytest.mark.parametrize("settings", [dict(chunk_seconds=float("nan")), dict(block_seconds=float("inf")),
+                                      dict(block_seconds=0.0)])
+def test_seconds_must_be_finite_and_positive(tiny_export, tmp_path, settings):
+    soundfile.write(tmp_path / "in.wav", _speechlike(0.5), 8000)
+    with pytest.raises(UsageError, match=f"{next(iter(settings))} must be a number of seconds > 0"):
+        inference.denoise_file(inference.load_denoiser(tiny_export), tmp_path / "in.wav", tmp_path / "out.wav",
+                               **settings)
+    assert not (tmp_path / "out.wav").exists()
+
+
+def test_denoise_file_takes_string_paths_and_names_a_missing_file(tiny_export, tmp_path):
+    denoiser = inference.load_denoiser(tiny_export)
+    soundfile.write(tmp_path / "in.wav", _speechlike(0.5), 8000)
+    assert inference.denoise_file(denoiser, str(tmp_path / "in.wav"), str(tmp_path / "out.wav")) == 0.5
+    assert soundfile.info(tmp_path / "out.wav").frames == 4000
+    with pytest.raises(FileNotFoundError, match="no such file: .*missing.wav"):
+        inference.denoise_file(denoiser, tmp_path / "missing.wav", tmp_path / "out2.wav")
+    assert not (tmp_path / "out2.wav").exists()
+
+
 def _cli(*args):
     return subprocess.run([sys.executable, "-m", "audio_dl.denoise", *args], capture_output=True, text=True,
                           timeout=300)
@@ -134,6 +186,9 @@ def test_plot_title_says_when_the_figure_shows_only_the_start():
     (lambda tmp, model, broken: [str(tmp), "--model", str(model)], "no audio files"),
     (lambda tmp, model, broken: [str(broken["garbage"]), "--model", str(broken["garbage"])], "not a denoiser"),
     (lambda tmp, model, broken: [str(broken["garbage"]), "--model", str(model), "--strength", "-3"], "strength"),
+    (lambda tmp, model, broken: [str(broken["garbage"]), "--model", str(model), "--strength", "nan"], "strength"),
+    (lambda tmp, model, broken: [str(broken["garbage"]), "--model", str(model), "--chunk-seconds", "nan"],
+     "chunk-seconds"),
     (lambda tmp, model, broken: [str(broken["garbage"]), str(broken["garbage"]), "--model", str(model)],
      "both be written"),
     (lambda tmp, model, broken: [str(_a_wav(tmp)), "-o", str(tmp.parent), "--model", str(model)],

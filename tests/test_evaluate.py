@@ -4,6 +4,7 @@ import csv
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 import soundfile
 
 from audio_dl import evaluate, evaluate_denoiser
+from audio_dl.config import json_text
 
 
 def test_si_sdr_of_known_mixtures():
@@ -42,11 +44,32 @@ def test_metrics_undefined_for_the_reference_are_nan_not_errors():
     assert np.isnan(metrics["stoi"]) and metrics["si_sdr"] > 100
 
 
+def test_a_silent_estimate_has_no_si_sdr_and_lengths_must_match():
+    clean = np.random.default_rng(4).standard_normal(8000)
+    assert np.isnan(evaluate.si_sdr(clean, np.zeros(8000)))  # 0/0, not the 0 dB a silent output would "gain"
+    for estimate in (clean[:-100], np.stack([clean, clean], 1)):
+        with pytest.raises(ValueError, match=r"the reference has shape \(8000,\), the estimate"):
+            evaluate.speech_metrics(clean, estimate, 8000)
+        with pytest.raises(ValueError, match="equal length"):
+            evaluate.si_sdr(clean, estimate)
+
+
 def test_a_metric_undefined_for_one_method_is_left_out_for_all(tiny_corpus):
     clean, rate = soundfile.read(sorted((tiny_corpus / "speech" / "armelle").glob("*.flac"))[0], dtype="float32")
     methods = {"noisy": lambda x, sr: x, "silent": lambda x, sr: np.zeros_like(x)}  # PESQ fails on silence
     rows = evaluate.evaluate_methods([("a", 0.0, clean, clean + 0.01)], methods, rate)
     assert all(np.isnan(row["pesq_nb"]) for row in rows) and all(np.isfinite(row["stoi"]) for row in rows)
+
+
+def test_an_average_no_file_defines_is_null_in_strict_json():
+    rows = [{"pesq_nb": np.nan, "stoi": 0.5, "si_sdr": 3.0}, {"pesq_nb": np.nan, "stoi": 0.7, "si_sdr": np.nan}]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "Mean of empty slice" would print on stderr
+        averages = evaluate.average(rows)
+    assert np.isnan(averages["pesq_nb"]) and averages["stoi"] == pytest.approx(0.6) and averages["si_sdr"] == 3.0
+    text = json_text({"summary": {"all": {"model": averages}}, "files": [np.int64(1), np.nan, np.float32(np.inf)]})
+    assert json.loads(text) == {"summary": {"all": {"model": {"pesq_nb": None, "stoi": pytest.approx(0.6),
+                                                              "si_sdr": 3.0}}}, "files": [1, None, None]}
 
 
 def test_mixtures_are_deterministic(tiny_corpus):

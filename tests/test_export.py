@@ -90,6 +90,13 @@ def test_streaming_model_equals_the_offline_model_after_its_latency(exported):
     assert stream.latency == 192 and stream.hop == 64
     np.testing.assert_allclose(stream.denoise(x), model(x[None])["denoised"].numpy()[0], atol=export.TFLITE_TOLERANCE)
     assert errors["streaming_tflite_max_abs_error"] <= export.TFLITE_TOLERANCE
+    for block in (x[:63], x[:64].reshape(32, 2)):
+        with pytest.raises(ValueError, match=r"one hop of 64 samples, not shape \((63,|32, 2)\)"):
+            stream.process(block)
+    with pytest.raises(ValueError, match=r"has shape \(1500, 2\); pass one channel, float \[n\]$"):
+        stream.denoise(x.reshape(1500, 2))
+    with pytest.raises(ValueError, match="holds int16 samples"):
+        stream.denoise((x * 32767).astype(np.int16))
 
 
 def test_fixed_shape_runner_answers_as_the_signature_runner_does(exported):
@@ -126,6 +133,8 @@ def test_publishing_never_outranks_silently(exported, tiny_export, tmp_path):
     assert json.loads((first / "provenance.json").read_text())["source"] == "shipped"
     assert json.loads((target / "provenance.json").read_text())["source"] == "local run"  # the source is untouched
     assert export.shipped_versions(base) == [1]
+    assert [export.will_publish(base, policy) for policy in ("auto", "always", "never")] == [False, True, False]
+    assert export.will_publish(tmp_path / "nothing-yet", "auto")
     assert export.publish(tiny_export, base).name == "2"
     with pytest.raises(export.UsageError, match="already exists"):
         export.publish(tiny_export, base, version=1)

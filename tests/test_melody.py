@@ -83,6 +83,12 @@ def test_bad_midi_files_are_skipped_with_a_reason(tmp_path, kind, reason):
     assert caught.value.reason == reason
 
 
+def test_an_empty_midi_file_is_unreadable_for_a_named_reason(tmp_path):
+    (tmp_path / "nothing.mid").write_bytes(b"")
+    with pytest.raises(midi_io.MelodySkipped, match="nothing.mid: EOFError"):
+        midi_io.read_melody(tmp_path / "nothing.mid")
+
+
 def test_corpus_counts_skips_and_keeps_the_first_voice(tmp_path):
     write_midi(tmp_path / "good.mid", [(60, 0, 0.5), (62, 0.5, 1.0)])
     write_midi(tmp_path / "duet.mid", [(60, 0, 0.5), (62, 0.5, 1.0)], voices=2)
@@ -105,6 +111,15 @@ def test_note_strings():
     for bad in ("H4", "G4:x", "G4:0.1", "R R", "", "G4:1/0", "C99999999999999999999"):
         with pytest.raises(UsageError):
             midi_io.parse_note_string(bad)
+    assert [n.pitch for n in midi_io.parse_note_string("C-1 G9")] == [0, 127]
+    for outside in ("G#9", "C10", "Cb-1", "C-9"):
+        with pytest.raises(UsageError, match=f"note '{outside}' is outside MIDI's range C-1..G9"):
+            midi_io.parse_note_string(outside)
+
+
+def test_a_tempo_of_zero_is_refused():
+    with pytest.raises(ValueError, match="qpm must be a positive number"):
+        midi_io.render_audio([N(69, 0, 4)], 4, qpm=0)
 
 
 def test_render_audio_is_finite_and_as_long_as_the_tune():
@@ -196,11 +211,24 @@ def test_sampling_is_seeded_and_stops_at_end(small_model):
     (dict(temperature=float("nan")), "temperature must be"), (dict(seed=2**32), "seed must be in"),
     (dict(seed=-1), "seed must be in"), (dict(top_k=-1), "top_k must be in [0, 2**31 - 1]"),
     (dict(max_notes=100_000_000), "max_notes must be in [1, 2000]"),
+    (dict(max_steps=0), "max_steps must be in [1, 64000]"), (dict(max_steps=2**31), "max_steps must be in"),
+    (dict(seed=None), "seed must be a whole number (got None)"), (dict(top_k=2.5), "top_k must be a whole number"),
+    (dict(max_notes=True), "max_notes must be a whole number"), (dict(temperature="hot"), "temperature must be a number"),
 ])
 def test_sampling_settings_out_of_range_are_refused(small_model, settings, message):
     model, cfg = small_model
     with pytest.raises(UsageError, match=re.escape(message)):
         MelodyGenerator.from_keras(model, cfg).continue_tune([N(60, 0, 2)], **settings)
+
+
+@pytest.mark.parametrize("primer, message", [
+    ("G4 A4", "must be a list of midi_io.Note"), ([(67, 0, 4)], "must be a list of midi_io.Note"),
+    ([N(67, -4, 4)], "a start >= 0"), ([N(67, 0, 0)], "a duration >= 1"), ([N(128, 0, 4)], "a pitch in 0..127"),
+])
+def test_a_primer_that_is_not_notes_is_refused(small_model, primer, message):
+    model, cfg = small_model
+    with pytest.raises(UsageError, match=re.escape(message)):
+        MelodyGenerator.from_keras(model, cfg).continue_tune(primer)
 
 
 def test_pad_and_start_are_never_drawn_even_at_a_huge_temperature():

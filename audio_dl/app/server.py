@@ -108,6 +108,8 @@ def _number(form, key: str, default: float, low: float, high: float) -> float:
     if text in ("", None):
         return default
     try:
+        if isinstance(text, bool):  # JSON true is not 1
+            raise TypeError
         value = float(text)
     except (TypeError, ValueError):
         raise AppError(f"{key} must be a number") from None
@@ -117,6 +119,13 @@ def _number(form, key: str, default: float, low: float, high: float) -> float:
 
 
 # --- melody --------------------------------------------------------------------------------------
+
+def _midi_pitch(value) -> int:
+    """A played note's pitch: a whole number (not a bool, not 60.5); TypeError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        raise TypeError(value)
+    return int(value)
+
 
 def primer_from_request(body: dict, steps_per_quarter: int, step: float) -> list[midi_io.Note]:
     """The primer: `text` (a note string) or `notes` played on the keyboard as
@@ -132,7 +141,7 @@ def primer_from_request(body: dict, steps_per_quarter: int, step: float) -> list
     if len(played) > MAX_PRIMER_NOTES:
         raise AppError(f"the primer may hold at most {MAX_PRIMER_NOTES} notes")
     try:
-        timed = sorted((float(n["start"]), float(n["end"]), int(n["pitch"])) for n in played)
+        timed = sorted((float(n["start"]), float(n["end"]), _midi_pitch(n["pitch"])) for n in played)
     except (KeyError, TypeError, ValueError, OverflowError):
         raise AppError("notes must be objects with pitch, start and end") from None
     if not all(math.isfinite(a) and math.isfinite(b) and 0 <= b - a < 60 for a, b, _ in timed) or \
@@ -231,10 +240,10 @@ def denoise_request(denoiser: inference.Denoiser, form, files, samples: dict[str
         clean = audio_io.read_audio(samples[name], rate)
         noisy = clean
     noise_name = form.get("noise", "")
+    snr = _number(form, "snr", 0.0, -20.0, 40.0)  # checked even when no noise is chosen (the form always sends it)
     if noise_name:
         if noise_name not in noises:
             raise AppError(f"unknown noise {noise_name!r}")
-        snr = _number(form, "snr", 0.0, -20.0, 40.0)
         noise = np.resize(audio_io.read_audio(noises[noise_name], rate), len(noisy))
         noisy = mix_at_snr(tf.constant(noisy), tf.constant(noise), tf.constant(snr, tf.float32))[0].numpy()
     strength = form.get("strength", "")

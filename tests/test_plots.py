@@ -1,0 +1,45 @@
+"""Figures: training curves pick what the run logged; signal panels refuse what they would garble."""
+
+import numpy as np
+import pytest
+
+from audio_dl import plots
+from conftest import sine
+
+
+def _history(path, columns, epochs=3):
+    path.write_text(",".join(["epoch", *columns]) + "\n"
+                    + "".join(",".join([str(e)] + ["0.5"] * len(columns)) + "\n" for e in range(epochs)))
+    return path
+
+
+def test_training_curves_draw_every_metric_with_a_validation_twin(tmp_path, monkeypatch):
+    history = _history(tmp_path / "history.csv", ["loss", "denoised_loss", "learning_rate", "val_loss", "val_denoised_loss"])
+    plots.training_curves(history, tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").stat().st_size > 1000
+    panels = []  # the y labels of each figure saved from here on
+    monkeypatch.setattr(plots.plt.Figure, "savefig", lambda fig, *a, **k: panels.append([ax.get_ylabel() for ax in fig.axes]))
+    plots.training_curves(history, tmp_path / "curves.png")
+    plots.training_curves(history, tmp_path / "lr.png", metrics="learning_rate")  # one name, not its letters
+    assert panels == [["loss", "denoised_loss"], ["learning_rate"]]
+
+
+def test_training_curves_name_what_was_logged_instead_of_an_empty_panel(tmp_path):
+    history = _history(tmp_path / "history.csv", ["loss", "val_loss"])  # the matlab preset's history
+    with pytest.raises(ValueError, match=r"logs no denoised_loss \(it has: loss, val_loss\)"):
+        plots.training_curves(history, tmp_path / "c.png", metrics=("loss", "denoised_loss"))
+    with pytest.raises(ValueError, match="logs no epoch yet"):
+        plots.training_curves(_history(tmp_path / "empty.csv", ["loss", "val_loss"], epochs=0), tmp_path / "c.png")
+    with pytest.raises(ValueError, match="no metric with a val_ twin; name the ones to draw with metrics="):
+        plots.training_curves(_history(tmp_path / "train.csv", ["loss", "accuracy"]), tmp_path / "c.png")
+    assert not (tmp_path / "c.png").exists()
+
+
+@pytest.mark.parametrize("signals, message", [
+    ({}, "no signals"), ({"noisy": np.stack([sine(300, 0.5, 8000)] * 2, 1)}, r"signal 'noisy' has shape \(4000, 2\)"),
+    ({"noisy": np.array([0.1, np.nan] * 1000)}, "not finite"),
+])
+def test_signal_panels_refuse_several_channels_and_nan(tmp_path, signals, message):
+    with pytest.raises(ValueError, match=message):
+        plots.waveform_and_spectrogram(signals, 8000, tmp_path / "w.png")
+    assert not (tmp_path / "w.png").exists()

@@ -73,13 +73,14 @@ def check_primer(primer) -> None:
 @dataclasses.dataclass
 class Continuation:
     """primer: the primer as the model read it (moved by `transposed` semitones; its last note lasts
-    as long as the model held it before its first new note)."""
+    as long as the model held it, which may reach past primer_steps, where the continuation starts)."""
 
     primer: list[midi_io.Note]
     generated: list[midi_io.Note]
     ended: bool  # the model produced END (the tune ended by itself)
     tokens: np.ndarray  # generated tokens
     transposed: int = 0  # semitones the primer was shifted to fit the vocabulary
+    primer_steps: int = 0  # grid steps of the primer as given
 
 
 def resolve_export(path: str | Path) -> Path:
@@ -176,4 +177,4 @@ class MelodyGenerator:
         if max_notes is not None and len(generated) > max_notes:
             generated, ended = generated[:max_notes], False
         return Continuation(primer=[n for n in notes if n.start < primer_steps], generated=generated,
-                            ended=ended, tokens=tokens, transposed=shift)
+                            ended=ended, tokens=tokens, transposed=shift, primer_steps=primer_steps)

@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         soundfile.write(staged[".wav"], midi_io.render_audio(notes, cfg.steps_per_quarter, args.qpm, RENDER_RATE),
                         RENDER_RATE)
         plots.piano_roll(result.primer, generated, cfg.steps_per_quarter, staged[".png"],
-                         title=f"temperature {args.temperature:g}, seed {args.seed}")
+                         title=f"temperature {args.temperature:g}, seed {args.seed}", continued_from=result.primer_steps)
     how = ("ended by itself" if ended else f"stopped at --max-notes {args.max_notes}"
            if len(generated) == args.max_notes else "stopped at the step limit")
     shift = f", primer transposed {result.transposed:+d}" if result.transposed else ""

@@ -49,13 +49,24 @@ def waveform_and_spectrogram(signals: dict[str, np.ndarray], sample_rate: int, p
 PRIMER_COLOR, GENERATED_COLOR = "tab:red", "tab:blue"
 
 
-def piano_roll(primer: list, generated: list, steps_per_quarter: int, path: str | Path, title: str = "") -> None:
-    """Notes (midi_io.Note) as bars: x in beats (quarter notes), y in pitch; primer red, generated blue."""
+def piano_roll(primer: list, generated: list, steps_per_quarter: int, path: str | Path, title: str = "",
+               continued_from: int | None = None) -> None:
+    """Notes (midi_io.Note) as bars: x in beats (quarter notes), y in pitch; primer red, generated
+    blue. continued_from: the grid step where the continuation starts (Continuation.primer_steps);
+    the part of a primer note the model held past it is drawn blue."""
     notes = [*primer, *generated]
+    played, continued = [], [(n.pitch, n.start, n.start + n.duration) for n in generated]
+    for note in primer:
+        end = note.start + note.duration
+        split = end if continued_from is None else max(note.start, min(end, continued_from))
+        if split > note.start:
+            played.append((note.pitch, note.start, split))
+        if end > split:
+            continued.insert(0, (note.pitch, split, end))
     fig, ax = plt.subplots(figsize=(max(6.0, min(24.0, 0.25 * _beats(notes, steps_per_quarter) + 2)), 4))
-    for group, color, label in ((primer, PRIMER_COLOR, "primer"), (generated, GENERATED_COLOR, "generated")):
-        for i, note in enumerate(group):
-            ax.broken_barh([(note.start / steps_per_quarter, note.duration / steps_per_quarter)], (note.pitch - 0.4, 0.8),
+    for bars, color, label in ((played, PRIMER_COLOR, "primer"), (continued, GENERATED_COLOR, "generated")):
+        for i, (pitch, start, end) in enumerate(bars):
+            ax.broken_barh([(start / steps_per_quarter, (end - start) / steps_per_quarter)], (pitch - 0.4, 0.8),
                            facecolors=color, edgecolors="black", linewidth=0.3, label=label if i == 0 else None)
     if notes:
         import pretty_midi  # noqa: PLC0415

@@ -203,7 +203,7 @@ def test_sampling_is_seeded_and_stops_at_end(small_model):
     assert a.primer == primer and len(a.tokens) <= 300
     assert a.ended == (a.tokens[-1] == midi_io.END) and midi_io.END not in a.tokens[:-1].tolist()
     assert not ({midi_io.PAD, midi_io.START} & set(a.tokens.tolist()))
-    assert all(n.start >= 8 for n in a.generated)
+    assert a.primer_steps == 8 and all(n.start >= 8 for n in a.generated)
 
 
 @pytest.mark.parametrize("settings, message", [

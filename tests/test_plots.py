@@ -43,3 +43,20 @@ def test_signal_panels_refuse_several_channels_and_nan(tmp_path, signals, messag
     with pytest.raises(ValueError, match=message):
         plots.waveform_and_spectrogram(signals, 8000, tmp_path / "w.png")
     assert not (tmp_path / "w.png").exists()
+
+
+def test_a_primer_note_the_model_held_on_is_red_only_up_to_the_continuation(tmp_path, monkeypatch):
+    from audio_dl.midi_io import Note
+
+    bars = []  # (colour, start beat, end beat) of every bar saved
+    monkeypatch.setattr(plots.plt.Figure, "savefig", lambda fig, *a, **k: bars.extend(
+        (tuple(np.round(c.get_facecolor()[0][:3], 2)), *_x_extent(c)) for c in fig.axes[0].collections))
+    held = [Note(67, 0, 4), Note(62, 4, 12)]  # played for 4 steps, held by the model 8 steps more
+    plots.piano_roll(held, [Note(64, 16, 4)], 4, tmp_path / "roll.png", continued_from=8)
+    red, blue = (tuple(np.round(plots.matplotlib.colors.to_rgb(c), 2)) for c in (plots.PRIMER_COLOR, plots.GENERATED_COLOR))
+    assert sorted(bars) == sorted([(red, 0.0, 1.0), (red, 1.0, 2.0), (blue, 2.0, 4.0), (blue, 4.0, 5.0)])
+
+
+def _x_extent(collection):
+    x = collection.get_paths()[0].vertices[:, 0]
+    return float(x.min()), float(x.max())

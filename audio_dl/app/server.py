@@ -189,7 +189,8 @@ def make_tune(generator: MelodyGenerator, body: dict) -> dict:
         "wav": wav_data_url(midi_io.render_audio(notes, cfg.steps_per_quarter, qpm, RENDER_RATE), RENDER_RATE),
         "midi": "data:audio/midi;base64," + base64.b64encode(midi.getvalue()).decode(),
         "piano_roll": png_data_url(lambda path: plots.piano_roll(
-            result.primer, generated, cfg.steps_per_quarter, path, title=f"temperature {temperature:g}")),
+            result.primer, generated, cfg.steps_per_quarter, path, title=f"temperature {temperature:g}",
+            continued_from=result.primer_steps)),
     }
 
 

@@ -204,6 +204,7 @@ def test_sampling_is_seeded_and_stops_at_end(small_model):
     assert a.ended == (a.tokens[-1] == midi_io.END) and midi_io.END not in a.tokens[:-1].tolist()
     assert not ({midi_io.PAD, midi_io.START} & set(a.tokens.tolist()))
     assert a.primer_steps == 8 and all(n.start >= 8 for n in a.generated)
+    assert generator.continue_tune([], seed=5, max_steps=20).primer_steps == 0
 
 
 @pytest.mark.parametrize("settings, message", [

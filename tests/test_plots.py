@@ -55,6 +55,9 @@ def test_a_primer_note_the_model_held_on_is_red_only_up_to_the_continuation(tmp_
     plots.piano_roll(held, [Note(64, 16, 4)], 4, tmp_path / "roll.png", continued_from=8)
     red, blue = (tuple(np.round(plots.matplotlib.colors.to_rgb(c), 2)) for c in (plots.PRIMER_COLOR, plots.GENERATED_COLOR))
     assert sorted(bars) == sorted([(red, 0.0, 1.0), (red, 1.0, 2.0), (blue, 2.0, 4.0), (blue, 4.0, 5.0)])
+    bars.clear()
+    plots.piano_roll(held, [Note(64, 16, 4)], 4, tmp_path / "roll.png")  # no split given: the notes as they are
+    assert sorted(bars) == sorted([(red, 0.0, 1.0), (red, 1.0, 4.0), (blue, 4.0, 5.0)])
 
 
 def _x_extent(collection):

@@ -80,7 +80,7 @@ class Continuation:
     ended: bool  # the model produced END (the tune ended by itself)
     tokens: np.ndarray  # generated tokens
     transposed: int = 0  # semitones the primer was shifted to fit the vocabulary
-    primer_steps: int | None = None  # grid steps the model read (to the end of the primer's last note): the continuation starts here
+    primer_steps: int | None = None  # grid steps the model read as primer: the continuation starts here
 
 
 def resolve_export(path: str | Path) -> Path:

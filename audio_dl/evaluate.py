@@ -26,7 +26,10 @@ def si_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
     """Scale-invariant signal-to-distortion ratio in dB of one [N] estimate against its [N]
     reference; NaN where it is undefined (0/0): a silent reference or a silent estimate."""
     reference, estimate = _same_length(reference, estimate)
-    if _silent(reference) or not np.any(estimate - estimate.mean()):  # an estimate of exact silence
+    if _silent(reference):
+        return math.nan
+    if not np.any(estimate - estimate.mean()):  # exact silence
+        log.info("SI-SDR skipped one file: the estimate is silent")
         return math.nan
     reference = reference - reference.mean()
     estimate = estimate - estimate.mean()
@@ -62,8 +65,6 @@ def speech_metrics(clean: np.ndarray, estimate: np.ndarray, sample_rate: int) ->
     if _silent(clean):
         log.info("metrics skipped one file: its reference is silent")
         return dict.fromkeys(METRICS, math.nan)
-    if not np.any(estimate - estimate.mean()):
-        log.info("SI-SDR skipped one file: the estimate is silent")
     if sample_rate == 8000:
         clean_nb, estimate_nb = clean, estimate
     else:

@@ -341,6 +341,13 @@ def will_publish(base: Path, policy: str) -> bool:
     return policy == "always" or (policy == "auto" and not shipped_versions(base))
 
 
+def check_publish_target(base: Path, policy: str) -> None:
+    """Before training: UsageError if the run will publish (will_publish) into a base path this
+    process cannot write into."""
+    if will_publish(base, policy):
+        cli.writable_folder(base)
+
+
 def publish_run(export_dir: Path, run_dir: Path, base: Path, policy: str) -> Path | None:
     """Publish a finished run as will_publish says; prints what happened (and the command to
     publish later)."""

@@ -251,8 +251,7 @@ def denoise_file(denoiser: Denoiser, source: str | os.PathLike, target: str | os
     when it cannot be decoded, UsageError for a negative strength or seconds that are not > 0.
     """
     source, target, limit = Path(source), Path(target), strength_to_limit(strength_db)
-    positive_seconds("block_seconds", block_seconds)
-    positive_seconds("chunk_seconds", chunk_seconds)
+    positive_seconds("block_seconds", block_seconds)  # chunk_seconds: checked by ChunkedDenoising
     if not source.exists():
         raise FileNotFoundError(errno.ENOENT, "no such file", str(source))
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import shutil
@@ -16,10 +17,20 @@ def _umask() -> int:
     return mask
 
 
+# failures of the disk rather than of the program: named after the target when Python's write
+# raised them without a file name
+_WRITE_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EIO}
+
+
 @contextlib.contextmanager
 def _staged(staging: Path, target: Path, mode: int, remove, replace_folder: bool = False):
     try:
-        yield staging
+        try:
+            yield staging
+        except OSError as error:
+            if error.filename is None and error.errno in _WRITE_FAILURES:
+                raise OSError(error.errno, error.strerror, str(target)) from error
+            raise
         os.chmod(staging, mode & ~_umask())  # mkdtemp/mkstemp make it owner-only
         with _naming(target):
             if replace_folder and target.is_dir():
@@ -71,3 +82,10 @@ def staged_file(target: Path):
         fd, name = tempfile.mkstemp(prefix=f".{target.name}-partial-", suffix=target.suffix, dir=target.parent)
     os.close(fd)
     return _staged(Path(name), target, 0o666, Path.unlink)
+
+
+def write_text(target: str | os.PathLike, text: str) -> None:
+    """Path(target).write_text(text), atomically: a reader sees the old file or all of the new one
+    (a marker or manifest cut short by an interrupt would be taken for a finished one)."""
+    with staged_file(Path(target)) as staging:
+        staging.write_text(text)

@@ -24,6 +24,7 @@ from audio_dl.errors import UsageError
 
 log = logging.getLogger(__name__)
 
+PCM16_SCALE = 32767.0  # float [-1, 1] <-> int16 samples kept in memory or in TFRecords, both ways
 AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".gsm", ".aif",
                               ".aiff", ".au", ".snd", ".caf", ".w64"})
 
@@ -43,8 +44,9 @@ class AudioInfo:
 
 
 def find_audio_files(specs: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
-    """Expand folders (recursively), globs, files and `.txt` lists (one path a line) to audio files;
-    `specs` is one of those or a list of them.
+    """Expand folders (recursively; hidden files and folders, such as another run's partial
+    output or macOS `._` files, are left out), globs, files and `.txt` lists (one path a line) to
+    audio files; `specs` is one of those or a list of them.
 
     Raises UsageError for a path that does not exist or a spec that yields no audio file.
     """
@@ -74,7 +76,8 @@ def given_path(spec: str | os.PathLike) -> Path:
 def _expand(spec: str, extensions) -> list[Path]:
     path = given_path(spec)
     if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.suffix.lower() in extensions and p.is_file())
+        return sorted(p for p in path.rglob("*") if p.suffix.lower() in extensions and p.is_file()
+                      and not any(part.startswith(".") for part in p.relative_to(path).parts))
     if path.is_file():
         if path.suffix.lower() == ".txt":
             lines = [line.strip() for line in path.read_text().splitlines()]

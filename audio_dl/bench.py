@@ -36,15 +36,15 @@ from typing import Sequence
 
 import numpy as np
 
-from audio_dl import audio_io, bench_data, cli, inference
-from audio_dl.atomic import staged_file
+from audio_dl import atomic, audio_io, bench_data, cli, inference
 from audio_dl.errors import UsageError
 from audio_dl.data import corpora
 from audio_dl.streaming import STREAMING_INT8_TFLITE_NAME, STREAMING_TFLITE_NAME, StreamingDenoiser
 
 
 def _test_recording(seconds: float, rate: int) -> np.ndarray:
-    """Held-out real speech (armelle) looped to `seconds`, plus real noise (birds) at 0 dB."""
+    """Real speech (armelle, a training voice of the bundled corpus: this is about speed) looped to
+    `seconds`, plus real noise (birds) at 0 dB."""
     root = corpora.bundled_denoiser_root()
     speech = np.concatenate([audio_io.read_audio(p, rate) for p in sorted((root / "speech" / "armelle").glob("*.flac"))])
     noise = audio_io.read_audio(root / "noise" / "birds.flac", rate)
@@ -130,42 +130,47 @@ def bench_melody(model_path: Path, tunes: int) -> dict:
 def _report(results: dict, output: Path) -> None:
     for key, value in results.items():
         print(f"{key:<46} {value:.4g}" if isinstance(value, float) else f"{key:<46} {value}")
-    with staged_file(output) as staging:
-        staging.write_text(json.dumps(results, indent=2) + "\n")
+    atomic.write_text(output, json.dumps(results, indent=2) + "\n")
     print(f"wrote {output}")
 
 
 def _denoiser_options(sub, flag: str = "--model") -> None:
     sub.add_argument(flag, dest="model", type=Path, default=Path("saved_models/denoiser"),
                      help="denoiser export (default: %(default)s)")
-    sub.add_argument("--seconds", type=float, default=60.0, help="length of the test recording")
-    sub.add_argument("--repeats", type=int, default=5)
+    sub.add_argument("--seconds", type=float, default=60.0, help="length of the test recording (default: %(default)s)")
+    sub.add_argument("--repeats", type=int, default=5, help="timed runs; the median is reported (default: %(default)s)")
 
 
 def _melody_options(sub, flag: str = "--model") -> None:
     sub.add_argument(flag, dest="melody_model", type=Path, default=Path("saved_models/melody"),
                      help="melody export (default: %(default)s)")
-    sub.add_argument("--tunes", type=int, default=20, help="tunes generated from scratch")
+    sub.add_argument("--tunes", type=int, default=20, help="tunes generated from scratch (default: %(default)s)")
 
 
 def _input_options(sub) -> None:
-    sub.add_argument("--batches", type=int, default=200, help="tf.data batches timed (a second or more each)")
-    sub.add_argument("--loop-examples", type=int, default=60, help="examples of each librosa loop timed")
-    sub.add_argument("--train-steps", type=int, default=30, help="training steps for the input-wait share")
+    sub.add_argument("--batches", type=int, default=200,
+                     help="tf.data batches timed (a second or more each; default: %(default)s)")
+    sub.add_argument("--loop-examples", type=int, default=60,
+                     help="examples of each librosa loop timed (default: %(default)s)")
+    sub.add_argument("--train-steps", type=int, default=30,
+                     help="training steps for the input-wait share (default: %(default)s)")
     sub.add_argument("--input-preset", choices=("default", "large"), default="default",
                      help="denoiser preset whose corpus is read (large: build data/denoiser first)")
 
 
 def _context_options(sub) -> None:
-    sub.add_argument("--batch", type=int, default=32)
-    sub.add_argument("--context-seconds", type=float, default=4.0, help="seconds of audio per example")
+    sub.add_argument("--batch", type=int, default=32, help="examples per batch (default: %(default)s)")
+    sub.add_argument("--context-seconds", type=float, default=4.0,
+                     help="seconds of audio per example (default: %(default)s)")
 
 
 def _scale_options(sub) -> None:
-    sub.add_argument("--files", default="1000,100000", help="corpus sizes (comma-separated)")
-    sub.add_argument("--file-seconds", type=float, default=0.25)
+    sub.add_argument("--files", default="1000,100000",
+                     help="corpus sizes in files, comma-separated (default: %(default)s)")
+    sub.add_argument("--file-seconds", type=float, default=0.25,
+                     help="length of each synthetic file (default: %(default)s)")
     sub.add_argument("--scale-cache", type=Path, help="where the synthetic corpora are kept (default: a temp folder)")
-    sub.add_argument("--scale-batch", type=int, default=64)
+    sub.add_argument("--scale-batch", type=int, default=64, help="batch size of the timed reads (default: %(default)s)")
 
 
 COMMANDS = ("all", "denoiser", "melody", "input", "context", "scale", "scale-run")
@@ -195,7 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if sub.prog.split()[-1] != "scale-run":
             name = sub.prog.split()[-1]
             sub.add_argument("-o", "--output", type=Path,
-                             default=Path("bench.json" if name == "all" else f"bench_{name}.json"))
+                             default=Path("bench.json" if name == "all" else f"bench_{name}.json"),
+                             help="JSON file for the results (default: %(default)s)")
     argv = list(sys.argv[1:] if argv is None else argv)
     if not any(arg in COMMANDS or arg in ("-h", "--help") for arg in argv):
         argv.insert(0, "all")

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import os
+import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -20,7 +23,8 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def add_config_options(parser: argparse.ArgumentParser, presets: Sequence[str], default: str = "default") -> None:
+def add_config_options(parser: argparse.ArgumentParser, presets: Sequence[str], default: str = "default",
+                       example: str = "snr_db=-5,10") -> None:
     group = parser.add_argument_group("configuration (applied in this order)")
     group.add_argument("--preset", default=default, choices=sorted(presets),
                        help="named recipe to start from (default: %(default)s)")
@@ -28,7 +32,7 @@ def add_config_options(parser: argparse.ArgumentParser, presets: Sequence[str], 
                        help="JSON file of config values, e.g. a run's config.json")
     group.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
                        help="override one config value; tuples are comma-separated "
-                            "(e.g. --set snr_db=-5,10). Repeatable.")
+                            f"(e.g. --set {example}). Repeatable.")
 
 
 def add_run_options(parser: argparse.ArgumentParser, family: str) -> None:
@@ -112,23 +116,54 @@ def add_strategy_option(parser: argparse.ArgumentParser) -> None:
 
 # a path that is missing, of the wrong kind or not writable: the user's to fix
 _PATH_MISUSE = {errno.ENOENT, errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM, errno.EROFS}
+# a full disk or a failing device under a path: reported in one line too, with exit code 1
+_WRITE_FAILURE = {errno.ENOSPC, errno.EDQUOT, errno.EIO}
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, a job scheduler, docker stop), raised so that partial outputs are removed
+    on the way out, as for Ctrl-C."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds():
+    """While the block runs in the main thread, SIGTERM raises Terminated instead of killing the
+    process on the spot (which would leave staged files behind)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
     """Run a CLI entry point; a UsageError, or an OSError on a path the user gave (an output folder
-    that is a file, a folder that cannot be written), becomes `prog: error: message` and exit code 2."""
+    that is a file, a folder that cannot be written), becomes `prog: error: message` and exit code 2;
+    a write that fails for lack of space or a failing device, that line and exit code 1.
+    Ctrl-C and SIGTERM end it with one line (exit codes 130 and 143) after partial outputs are removed."""
     prog = getattr(main, "prog", None) or sys.argv[0]
     try:
-        return main(argv) or 0
+        with _sigterm_unwinds():
+            return main(argv) or 0
     except UsageError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
     except OSError as error:
-        if error.filename is None or error.errno not in _PATH_MISUSE:  # a real failure: keep its traceback
+        if error.filename is None or error.errno not in _PATH_MISUSE | _WRITE_FAILURE:  # a bug: keep its traceback
             raise
         reason = "exists and is not a folder" if error.errno == errno.EEXIST else error.strerror
         print(f"{prog}: error: {error.filename}: {reason}", file=sys.stderr)
-        return 2
+        return 2 if error.errno in _PATH_MISUSE else 1
+    except Terminated:
+        print(f"{prog}: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from audio_dl import atomic
 from audio_dl.errors import UsageError
 
 
@@ -27,7 +28,7 @@ class DenoiserConfig:
 
     # --- signal: the one place for each DSP choice ---------------------------------------
     sample_rate: int = 8000  # Hz, the model rate
-    frame_length: int = 256  # samples, periodic Hamming window, n_fft
+    frame_length: int = 256  # samples: window length and n_fft
     hop_length: int = 64  # samples (75 % overlap)
     window: str = "hamming_window"  # a kapre/tf.signal window name
     context_frames: int = 8  # noisy frames that predict the current clean frame
@@ -260,7 +261,8 @@ MELODY_PRESETS: dict[str, dict] = {
     # Scored after training on two collections it never saw: Aird's Airs (British Isles, like
     # the training tunes) and the Essen folksongs (German and Chinese: a harder style shift).
     "folknet": dict(eval_midi_dir=("airds", "essen"), epochs=60, lr_decay_per_epoch=0.97, patience=8),
-    # Seconds-long runs for tests and smoke checks.
+    # Small and quick, for tests and smoke checks: seconds on a folder of a few tunes (the tests'
+    # fixture); 2 epochs over every tune of the default corpus take minutes.
     "tiny": dict(lstm_units=16, embedding_dim=8, epochs=2, batch_size=4, patience=2,
                  max_eval_tunes=8, generated_tunes=4),
 }
@@ -395,7 +397,7 @@ def json_text(value) -> str:
 
 
 def save_config(cfg, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
+    atomic.write_text(path, json.dumps(to_dict(cfg), indent=2) + "\n")
 
 
 def load_config(cls, path: str | Path):

@@ -16,7 +16,7 @@ import collections
 import logging
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -43,72 +43,102 @@ def build_parser() -> cli.ArgumentParser:
                         help=f"also write OUTPUT.png: waveform and spectrogram of noisy and denoised "
                              f"(the first {PLOT_SECONDS:g} s)")
     parser.add_argument("--clean", type=Path,
-                        help="clean reference (file, or folder with files of the same names) added to the plot")
+                        help="clean reference added to the plot: a file, or a folder holding the clean "
+                             "files at the same paths as inside the input folder")
     parser.add_argument("--chunk-seconds", type=float, default=30.0,
-                        help="audio per model call for SavedModels (default: %(default)s)")
+                        help="seconds of audio per chunk; a SavedModel runs up to 4 chunks in one call, so "
+                             "memory grows with it; the output does not depend on it, except a GRU model's, "
+                             "a little (default: %(default)s)")
     return parser
+
+
+class Job(NamedTuple):
+    source: Path
+    target: Path
+    single: bool  # a file named on the command line (an error stops the run), not found in a folder
+    clean: Path | None  # its clean reference for --plot --clean
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     inference.strength_to_limit(args.strength)  # UsageError now, not at the first file
     inference.positive_seconds("--chunk-seconds", args.chunk_seconds)
+    if args.clean is not None and not args.plot:
+        raise UsageError("--clean only adds a panel to the figure; use it with --plot")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    jobs = _jobs(args.inputs, args.output)
+    jobs = _jobs(args.inputs, args.output, args.clean)
     denoiser = inference.load_denoiser(args.model)
     print(f"model: {denoiser.path} ({denoiser.sample_rate} Hz)")
     skipped, seconds, started = [], 0.0, time.perf_counter()
-    for source, target, single in jobs:
+    for job in jobs:
         try:
-            duration = inference.denoise_file(denoiser, source, target, args.strength,
+            duration = inference.denoise_file(denoiser, job.source, job.target, args.strength,
                                               chunk_seconds=args.chunk_seconds)
         except ValueError as error:
-            if single:
+            if job.single:
                 raise UsageError(str(error)) from None
-            skipped.append(source)
-            log.warning("skipped %s: %s", source, error)
+            skipped.append(job.source)
+            log.warning("skipped %s: %s", job.source, error)
             continue
         seconds += duration
-        print(f"{source} -> {target}")
+        print(f"{job.source} -> {job.target}")
         if args.plot:
-            _plot(source, target, _clean_for(args.clean, source), denoiser.sample_rate, duration)
+            _plot(job, denoiser.sample_rate, duration)
     elapsed = time.perf_counter() - started
-    print(f"denoised {len(jobs) - len(skipped)} file(s), {seconds:.1f} s of audio in {elapsed:.1f} s"
-          + (f"; skipped {len(skipped)} unreadable file(s)" if skipped else ""))
+    summary = (f"denoised {len(jobs) - len(skipped)} file(s), {seconds:.1f} s of audio in {elapsed:.1f} s"
+               + (f"; skipped {len(skipped)} unreadable file(s) (undecodable or not finite)" if skipped else ""))
+    if len(skipped) == len(jobs):
+        raise UsageError(f"no file could be denoised: {summary}")
+    print(summary)
     return 0
 
 
-def _jobs(inputs: Sequence[str], output: Path) -> list[tuple[Path, Path, bool]]:
-    """(source, target, is_a_single_named_file) for every input file."""
-    jobs = []
+def _jobs(inputs: Sequence[str], output: Path, clean: Path | None) -> list[Job]:
+    """A Job for every input file, checked before any work: outputs that would collide or
+    overwrite an input, clean references that are missing. Files under the output (an earlier
+    run's results inside an input folder) are not inputs."""
+    if output.suffix.lower() in audio_io.AUDIO_EXTENSIONS - {".wav"}:
+        raise UsageError(f"-o {output}: the output is WAV; give a folder or a .wav file name")
+    found: dict[tuple[int, int], tuple[Path, Path, bool]] = {}  # the same file given twice counts once
     for spec in inputs:
         path = Path(spec)
         if not path.exists():
             raise UsageError(f"path does not exist: {spec}")
         if path.is_dir():
             files = audio_io.find_audio_files([path])
-            jobs += [(f, output / f.relative_to(path).with_suffix(".wav"), False) for f in files]
+            if not _under(path, output):  # an earlier run's output inside this folder is not an input
+                files = [f for f in files if not _under(f, output)]
+            if not files:
+                raise UsageError(f"no audio files in {spec} besides the output {output}")
+            for f in files:
+                found.setdefault(cli.file_id(f), (f, f.relative_to(path), False))
         else:
-            jobs.append((path, output / f"{path.stem}.wav", True))
-    if output.suffix.lower() == ".wav":
-        if len(jobs) != 1:
-            raise UsageError(f"-o {output} names one file but there are {len(jobs)} inputs; give a folder")
-        jobs = [(jobs[0][0], output, True)]
-    targets = [target for _, target, _ in jobs]
-    clash = next((t for t, n in collections.Counter(targets).items() if n > 1), None)
+            found.setdefault(cli.file_id(path), (path, Path(path.name), True))
+    if output.suffix.lower() == ".wav" and len(found) != 1:
+        raise UsageError(f"-o {output} names one file but there are {len(found)} inputs; give a folder")
+    jobs = [Job(source, output if output.suffix.lower() == ".wav" else output / relative.with_suffix(".wav"),
+                single, _clean_for(clean, relative)) for source, relative, single in found.values()]
+    clash = next((t for t, n in collections.Counter(job.target for job in jobs).items() if n > 1), None)
     if clash is not None:
         raise UsageError(f"two inputs would both be written to {clash}; rename one or denoise them separately")
-    sources = {cli.file_id(source) for source, _, _ in jobs}  # the same file under any spelling or case
-    overwrite = next((t for t in targets if t.exists() and cli.file_id(t) in sources), None)
+    overwrite = next((job.target for job in jobs if job.target.exists() and cli.file_id(job.target) in found), None)
     if overwrite is not None:
         raise UsageError(f"the output {overwrite} would overwrite an input; give another -o")
     return jobs
 
 
-def _clean_for(clean: Path | None, source: Path) -> Path | None:
+def _under(path: Path, output: Path) -> bool:
+    """Whether `path` is the output file or lies inside the output folder."""
+    path, output = path.resolve(), output.resolve()
+    return path == output or output in path.parents
+
+
+def _clean_for(clean: Path | None, relative: Path) -> Path | None:
+    """The clean reference of an input at `relative` (its path inside its input folder, or its
+    name): `clean` itself when it is a file, else the file at the same relative path inside it."""
     if clean is None:
         return None
-    candidate = clean / source.name if clean.is_dir() else clean
+    candidate = clean / relative if clean.is_dir() else clean
     if not candidate.is_file():
         raise UsageError(f"clean reference not found: {candidate}")
     return candidate
@@ -121,15 +151,15 @@ def plot_title(name: str, seconds: float) -> str:
     return f"{name} (first {PLOT_SECONDS:g} s of {seconds:.0f} s)"
 
 
-def _plot(source: Path, target: Path, clean: Path | None, rate: int, seconds: float) -> None:
-    signals = {"noisy": audio_io.read_audio(source, rate, 0, PLOT_SECONDS),
-               "denoised": audio_io.read_audio(target, rate, 0, PLOT_SECONDS)}
-    if clean is not None:
-        signals["clean"] = audio_io.read_audio(clean, rate, 0, PLOT_SECONDS)
+def _plot(job: Job, rate: int, seconds: float) -> None:
+    signals = {"noisy": audio_io.read_audio(job.source, rate, 0, PLOT_SECONDS),
+               "denoised": audio_io.read_audio(job.target, rate, 0, PLOT_SECONDS)}
+    if job.clean is not None:
+        signals["clean"] = audio_io.read_audio(job.clean, rate, 0, PLOT_SECONDS)
     length = min(len(x) for x in signals.values())
     signals = {k: np.asarray(v[:length]) for k, v in signals.items()}
-    png = target.with_suffix(".png")
-    plots.waveform_and_spectrogram(signals, rate, png, title=plot_title(source.name, seconds))
+    png = job.target.with_suffix(".png")
+    plots.waveform_and_spectrogram(signals, rate, png, title=plot_title(job.source.name, seconds))
     print(f"  plot: {png}")
 
 

@@ -26,7 +26,7 @@ def si_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
     """Scale-invariant signal-to-distortion ratio in dB of one [N] estimate against its [N]
     reference; NaN where it is undefined (0/0): a silent reference or a silent estimate."""
     reference, estimate = _same_length(reference, estimate)
-    if _silent(reference):
+    if is_silent(reference):
         return math.nan
     if not np.any(estimate - estimate.mean()):  # exact silence
         log.info("SI-SDR skipped one file: the estimate is silent")
@@ -47,7 +47,7 @@ def _same_length(clean, estimate) -> tuple[np.ndarray, np.ndarray]:
     return clean, estimate
 
 
-def _silent(x: np.ndarray) -> bool:
+def is_silent(x: np.ndarray) -> bool:
     """Digital silence (or a constant offset): nothing to compare an estimate with."""
     return float(np.sum((x - x.mean()) ** 2)) < 1e-12
 
@@ -62,7 +62,7 @@ def speech_metrics(clean: np.ndarray, estimate: np.ndarray, sample_rate: int) ->
     other shapes than one [N] each.
     """
     clean, estimate = _same_length(clean, estimate)
-    if _silent(clean):
+    if is_silent(clean):
         log.info("metrics skipped one file: its reference is silent")
         return dict.fromkeys(METRICS, math.nan)
     if sample_rate == 8000:

@@ -13,18 +13,22 @@ rows in OUT/metrics.csv, averages in OUT/summary.json.
 from __future__ import annotations
 
 import csv
+import glob
 import logging
+import math
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from audio_dl import audio_io, cli, evaluate, inference
+from audio_dl import atomic, audio_io, cli, evaluate, inference
 from audio_dl.atomic import staged_file
 from audio_dl.config import json_text
 from audio_dl.data.augment import mix_at_snr
 from audio_dl.errors import UsageError
+
+log = logging.getLogger(__name__)
 
 
 def build_parser() -> cli.ArgumentParser:
@@ -33,48 +37,114 @@ def build_parser() -> cli.ArgumentParser:
     parser.add_argument("--clean", required=True, nargs="+", help="folders (or globs/lists) of clean speech")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--noisy", type=Path, help="folder of noisy versions, same relative names as --clean")
-    source.add_argument("--noise", nargs="+", help="folders, files (or globs/lists) of noise recordings to mix with --clean")
-    parser.add_argument("--snr", type=float, nargs="+", default=[-5.0, 0.0, 5.0, 10.0], help="SNRs in dB for --noise")
+    source.add_argument("--noise", nargs="+",
+                        help="folders, files (or globs/lists) of noise recordings to mix with --clean "
+                             "(each decoded once, up front)")
+    parser.add_argument("--snr", type=float, nargs="+", default=[-5.0, 0.0, 5.0, 10.0],
+                        help="SNRs in dB for --noise (default: -5 0 5 10)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the mixtures (default: %(default)s)")
     parser.add_argument("--model", type=Path, default=Path("saved_models/denoiser"),
                         help="the denoiser to judge (default: %(default)s)")
     parser.add_argument("--fcn16", type=Path, help="an exported fcn16 model to compare with")
     parser.add_argument("--limit", type=int, help="use at most this many clean files of each --clean path")
-    parser.add_argument("-o", "--output", type=Path, default=Path("evaluation"), help="folder for CSV and JSON")
+    parser.add_argument("-o", "--output", type=Path, default=Path("evaluation"),
+                        help="folder for metrics.csv and summary.json (default: %(default)s)")
     return parser
 
 
-def mixtures(clean_files, noise_files, snrs, seed: int, rate: int):
+def load_noises(noise_files, rate: int, skipped: list) -> list[tuple[str, np.ndarray]]:
+    """(path, float32 [n] at `rate`) for every noise file that decodes to finite sound; the rest
+    (unreadable, NaN, digital silence: it would leave the speech "mixed" at no SNR) are appended
+    to `skipped` and logged."""
+    noises = []
+    for path in noise_files:
+        try:
+            noise = audio_io.read_audio(path, rate)
+        except ValueError as error:
+            _skip(skipped, path, error)
+            continue
+        if evaluate.is_silent(noise):
+            _skip(skipped, path, "digital silence: nothing to mix at an SNR")
+            continue
+        noises.append((str(path), noise))
+    return noises
+
+
+def mixtures(clean_files, noises: list[tuple[str, np.ndarray]], snrs, seed: int, rate: int, skipped: list):
     """(folder/file+noise, snr, clean, noisy) for each clean file at each SNR (the folder is the
-    speaker in a speaker-per-folder corpus); deterministic from `seed`."""
+    speaker in a speaker-per-folder corpus), with `noises` from load_noises; deterministic from
+    `seed`. Clean files that cannot be decoded are appended to `skipped`."""
     rng = np.random.default_rng(seed)
     for path in clean_files:
-        clean = audio_io.read_audio(path, rate)
+        clean = _read_or_skip(path, rate, skipped)
+        if clean is None:
+            continue
         for snr in snrs:
-            noise_path = noise_files[rng.integers(len(noise_files))]
-            noise = audio_io.read_audio(noise_path, rate)
+            noise_path, noise = noises[rng.integers(len(noises))]
             offset = int(rng.integers(max(1, len(noise))))
             noise = np.resize(np.roll(noise, -offset), len(clean))  # looped when short
             noisy, _ = mix_at_snr(tf.constant(clean), tf.constant(noise), tf.constant(snr, tf.float32))
             yield f"{path.parent.name}/{path.name}+{Path(noise_path).stem}", snr, clean, noisy.numpy()
 
 
-def pairs(clean_files, clean_root: str, noisy_root: Path, rate: int):
+def noisy_pairs(clean_files, clean_root: str, noisy_root: Path) -> list[tuple[Path, Path, Path]]:
+    """(clean path, its name relative to clean_root, noisy path) for every clean file: the noisy
+    file at the same relative path, or of the same stem with any audio extension. UsageError,
+    before any work, when some have none."""
+    found, missing = [], []
     for path in clean_files:
         relative = path.relative_to(clean_root) if Path(clean_root).is_dir() else Path(path.name)
-        candidates = [noisy_root / relative] + sorted((noisy_root / relative.parent).glob(relative.stem + ".*"))
-        noisy_path = next((c for c in candidates if c.is_file()), None)
-        if noisy_path is None:
-            raise UsageError(f"no noisy file for {relative} in {noisy_root}")
-        clean, noisy = audio_io.read_audio(path, rate), audio_io.read_audio(noisy_path, rate)
+        same_stem = sorted(c for c in (noisy_root / relative.parent).glob(glob.escape(relative.stem) + ".*")
+                           if c.suffix.lower() in audio_io.AUDIO_EXTENSIONS)
+        noisy_path = next((c for c in [noisy_root / relative, *same_stem] if c.is_file()), None)
+        (missing.append(relative) if noisy_path is None else found.append((path, relative, noisy_path)))
+    if missing:
+        raise UsageError(f"no noisy file for {len(missing)} of {len(clean_files)} clean files in {noisy_root}, "
+                         f"e.g. {missing[0]}")
+    return found
+
+
+def pairs(matched: list[tuple[Path, Path, Path]], rate: int, skipped: list):
+    """(relative name, None, clean, noisy) of each pair of noisy_pairs, cut to the shorter one;
+    pairs where either file cannot be decoded or is empty are appended to `skipped`."""
+    for path, relative, noisy_path in matched:
+        clean, noisy = _read_or_skip(path, rate, skipped), _read_or_skip(noisy_path, rate, skipped)
+        if clean is None or noisy is None:
+            continue
+        if abs(len(clean) - len(noisy)) > rate // 100:
+            log.warning("%s: the clean and noisy files differ in length (%.2f s, %.2f s); compared over the "
+                        "shorter", relative, len(clean) / rate, len(noisy) / rate)
         length = min(len(clean), len(noisy))
         yield str(relative), None, clean[:length], noisy[:length]
+
+
+def _read_or_skip(path, rate: int, skipped: list) -> np.ndarray | None:
+    try:
+        audio = audio_io.read_audio(path, rate)
+    except ValueError as error:
+        _skip(skipped, path, error)
+        return None
+    if not audio.size:
+        _skip(skipped, path, "no samples")
+        return None
+    return audio
+
+
+def _skip(skipped: list, path, reason) -> None:
+    skipped.append(Path(path))
+    log.warning("skipped %s: %s", path, reason)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.output.exists() and not args.output.is_dir():
         raise UsageError(f"-o {args.output} is a file; give a folder for metrics.csv and summary.json")
+    if args.limit is not None and args.limit < 1:
+        raise UsageError("--limit must be >= 1")
+    if not all(math.isfinite(snr) for snr in args.snr):
+        raise UsageError(f"--snr takes finite numbers of dB (got {' '.join(f'{s:g}' for s in args.snr)})")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be >= 0 (got {args.seed})")
     args.output.mkdir(parents=True, exist_ok=True)  # an unwritable place fails now, not after the evaluation
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     model = inference.load_denoiser(args.model)
@@ -85,8 +155,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.fcn16:
         fcn16 = inference.load_denoiser(args.fcn16)
         methods["fcn16"] = lambda x, sr: inference.denoise_array(fcn16, x)
-    if args.limit is not None and args.limit < 1:
-        raise UsageError("--limit must be >= 1")
     clean_files, skipped = [], []
     for spec in args.clean:
         infos, bad = audio_io.probe_all(audio_io.find_audio_files([spec]))
@@ -95,19 +163,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not clean_files:
         raise UsageError(f"no readable audio in {' '.join(args.clean)}")
     if args.noise:
-        noise_files = [i.path for i in audio_io.probe_all(audio_io.find_audio_files(args.noise))[0]]
-        if not noise_files:
-            raise UsageError(f"no readable audio in {' '.join(args.noise)}")
-        items = mixtures(clean_files, noise_files, args.snr, args.seed, rate)
+        noise_files, bad = audio_io.probe_all(audio_io.find_audio_files(args.noise))
+        skipped += bad
+        noises = load_noises([i.path for i in noise_files], rate, skipped)
+        if not noises:
+            raise UsageError(f"no usable noise in {' '.join(args.noise)}")
+        items = mixtures(clean_files, noises, args.snr, args.seed, rate, skipped)
     else:
         if len(args.clean) != 1 or not args.noisy.is_dir():
             raise UsageError("--noisy takes one folder, paired with exactly one --clean folder")
-        items = pairs(clean_files, args.clean[0], args.noisy, rate)
+        items = pairs(noisy_pairs(clean_files, args.clean[0], args.noisy), rate, skipped)
     rows = evaluate.evaluate_methods(items, methods, rate)
+    if not rows:
+        raise UsageError(f"nothing to evaluate: all {len(skipped)} file(s) were skipped")
     summary = evaluate.summarize(rows)
     print(evaluate.format_comparison(summary))
     if skipped:
-        print(f"\nskipped {len(skipped)} unreadable or empty file(s)")
+        print(f"\nskipped {len(skipped)} unreadable, empty or silent file(s)")
     undefined = {(row["file"], row["snr_db"]) for row in rows if any(np.isnan(row[m]) for m in evaluate.METRICS)}
     if undefined:
         print(f"\n{len(undefined)} of {len(rows) // len(methods)} clean/noisy pairs have a metric that is undefined there "
@@ -117,9 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    with staged_file(args.output / "summary.json") as staging:
-        staging.write_text(json_text({"model": str(model.path), "files": len(clean_files),
-                                               "skipped": len(skipped), "summary": summary}))
+    atomic.write_text(args.output / "summary.json", json_text({"model": str(model.path), "files": len(clean_files),
+                                                               "skipped": len(skipped), "summary": summary}))
     print(f"\nwrote {args.output / 'metrics.csv'} and {args.output / 'summary.json'}")
     return 0
 

@@ -18,8 +18,7 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
-from audio_dl import cli
-from audio_dl.atomic import staged_file
+from audio_dl import atomic, cli
 from audio_dl.compose import MelodyGenerator, check_sampling, export_scorer, load_melody_export
 from audio_dl.config import json_text
 from audio_dl.data import melody as melody_data
@@ -44,8 +43,9 @@ def build_parser() -> cli.ArgumentParser:
                              "(default: the corpus in the model's config.json)")
     parser.add_argument("--max-tunes", type=int, default=1000, help="score at most this many tunes (default: %(default)s)")
     parser.add_argument("--generate", type=int, default=100, help="tunes to generate (0: skip; default: %(default)s)")
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("-o", "--output", type=Path, default=Path("melody_evaluation.json"))
+    parser.add_argument("--temperature", type=float, default=1.0, help="of the generated tunes (default: %(default)s)")
+    parser.add_argument("-o", "--output", type=Path, default=Path("melody_evaluation.json"),
+                        help="JSON file for the metrics (default: %(default)s)")
     return parser
 
 
@@ -70,8 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         generator = MelodyGenerator.from_export(version)
         metrics["generation"] = generation_statistics(generator, cfg, train, tunes, args.temperature)
     print(format_report(metrics))
-    with staged_file(output) as staging:
-        staging.write_text(json_text({"model": str(version), **metrics}))
+    atomic.write_text(output, json_text({"model": str(version), **metrics}))
     print(f"wrote {output}")
     return 0
 

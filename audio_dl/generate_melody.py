@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -48,11 +49,12 @@ def build_parser() -> cli.ArgumentParser:
 
 def output_paths(text: str, inputs: Sequence[Path]) -> dict[str, Path]:
     """{".mid"|".wav"|".png": path} for -o: a stem (a .mid/.wav/.png suffix is dropped, "tune_0.7"
-    keeps its dot) or an existing folder (then FOLDER/melody.*); each checked by cli.output_file."""
+    keeps its dot) or a folder, one that exists or one written with a trailing slash (then
+    FOLDER/melody.*); each checked by cli.output_file."""
     if not text.strip():
         raise UsageError("-o needs a file name, e.g. out/tune")  # Path("") is the current folder
     output = Path(text)
-    if output.is_dir():
+    if output.is_dir() or text.endswith(("/", os.sep)):
         output = output / "melody"
     stem = output.with_suffix("") if output.suffix.lower() in (".mid", ".wav", ".png") else output
     if stem.name in ("", ".", ".."):

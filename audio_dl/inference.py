@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import logging
 import math
 import os
 from pathlib import Path
@@ -28,10 +29,13 @@ from audio_dl.errors import UsageError
 from audio_dl.litert import signature_runner
 from audio_dl.streaming import StreamingDenoiser
 
+log = logging.getLogger(__name__)
+
 
 @dataclasses.dataclass
 class Denoiser:
-    """An exported denoiser: `run([1, n] float32) -> [1, n]` at `cfg.sample_rate`.
+    """An exported denoiser: `run([batch, n] float32) -> [batch, n]` at `cfg.sample_rate` (batch 1
+    and n = fixed_length for a whole-clip TFLite model).
 
     fixed_length: the only input length a TFLite model takes (None: any length).
     """
@@ -244,30 +248,91 @@ def mix_strength(noisy: np.ndarray, denoised: np.ndarray, limit: float) -> np.nd
 def denoise_file(denoiser: Denoiser, source: str | os.PathLike, target: str | os.PathLike,
                  strength_db: float | None = None, block_seconds: float = 10.0, chunk_seconds: float = 30.0) -> float:
     """Denoise any audio file (any rate, any channels; each channel on its own) into a WAV at the
-    input's rate and resolution (`wav_subtype`), streaming; written atomically.
-    out = noisy*lim + denoised*(1-lim).
+    input's rate and resolution (`wav_subtype`) with as many samples as the input, streaming;
+    written atomically. out = noisy*lim + denoised*(1-lim).
 
     Returns the duration in seconds. Raises FileNotFoundError for a missing source, ValueError
-    when it cannot be decoded, UsageError for a negative strength or seconds that are not > 0.
+    when it cannot be decoded or holds samples that are not finite (audio_io.NonFiniteAudio),
+    OSError when the output cannot be written, UsageError for a negative strength or seconds that
+    are not > 0.
     """
     source, target, limit = Path(source), Path(target), strength_to_limit(strength_db)
     positive_seconds("block_seconds", block_seconds)  # chunk_seconds: checked by ChunkedDenoising
     if not source.exists():
         raise FileNotFoundError(errno.ENOENT, "no such file", str(source))
     try:
-        with staged_file(target) as tmp, audio_io.open_audio(source) as src:
-            rate, channels = src.samplerate, src.channels
-            subtype = wav_subtype(src.subtype)
-            with soundfile.SoundFile(tmp, "w", rate, channels, subtype=subtype, format="WAV") as dst:
-                streams = [_ChannelStream(denoiser, rate, limit, chunk_seconds) for _ in range(channels)]
-                for block in src.blocks(blocksize=max(1, int(block_seconds * rate)), dtype="float32", always_2d=True):
-                    _write(dst, [s.push(block[:, c]) for c, s in enumerate(streams)])
-                _write(dst, [s.flush() for s in streams])
-                duration = src.frames / rate
+        src = audio_io.open_audio(source)
     except soundfile.LibsndfileError as error:
-        raise ValueError(f"cannot decode {source}: not audio that libsndfile reads "
-                         f"(libsndfile: {audio_io.decode_failure(source, error)})") from None
-    return duration
+        raise _undecodable(source, error) from None
+    with src, staged_file(target) as tmp, _WavOutput(tmp, target, src) as out:
+        streams = [_ChannelStream(denoiser, src.samplerate, limit, chunk_seconds) for _ in range(src.channels)]
+        for block in _finite_blocks(src, source, max(1, int(block_seconds * src.samplerate))):
+            out.frames_in += len(block)
+            out.write([s.push(block[:, c]) for c, s in enumerate(streams)])
+        out.write([s.flush() for s in streams], last=True)
+    return out.frames_in / src.samplerate
+
+
+def _undecodable(source: Path, error: Exception) -> ValueError:
+    return ValueError(f"cannot decode {source}: not audio that libsndfile reads "
+                      f"(libsndfile: {audio_io.decode_failure(source, error)})")
+
+
+def _finite_blocks(src: soundfile.SoundFile, source: Path, blocksize: int) -> Iterator[np.ndarray]:
+    """src's [blocksize, channels] float32 blocks; ValueError when decoding fails part-way or a
+    block holds NaN or infinite samples (they would spread through the model's context)."""
+    blocks = src.blocks(blocksize=blocksize, dtype="float32", always_2d=True)
+    while True:
+        try:
+            block = next(blocks)
+        except StopIteration:
+            return
+        except soundfile.LibsndfileError as error:
+            raise _undecodable(source, error) from None
+        if not np.isfinite(block).all():
+            raise audio_io.NonFiniteAudio(f"{source} holds samples that are not finite (NaN or infinity)")
+        yield block
+
+
+class _WavOutput:
+    """The output WAV of `src`, interleaved, with as many samples per channel as were decoded
+    (`frames_in`; the resamplers' rounding leaves a few more or fewer). A failed write is an
+    OSError naming `target`, never a decoding error of the source. PCM clips at full scale: how
+    many samples that hit is logged."""
+
+    def __init__(self, path: Path, target: Path, src: soundfile.SoundFile):
+        self.target, self.frames_in, self.frames_out, self.clipped = target, 0, 0, 0
+        subtype = wav_subtype(src.subtype)
+        self.clips = subtype != "FLOAT"
+        self.dst = self._guard(lambda: soundfile.SoundFile(path, "w", src.samplerate, src.channels,
+                                                           subtype=subtype, format="WAV"))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self._guard(self.dst.close)
+        if self.clipped and exc_info[0] is None:
+            log.warning("%s: %d sample(s) over full scale were clipped (a 32-bit float input would keep them)",
+                        self.target, self.clipped)
+
+    def write(self, channels: list[np.ndarray], last: bool = False) -> None:
+        """Append the channels' outputs (equal lengths: each ran the same steps), never past
+        `frames_in`; the last call pads with silence up to it."""
+        block = np.stack(channels, axis=1)[: self.frames_in - self.frames_out]
+        if last:
+            block = np.pad(block, [(0, self.frames_in - self.frames_out - len(block)), (0, 0)])
+        if len(block):
+            self._guard(lambda: self.dst.write(block))
+            self.frames_out += len(block)
+            self.clipped += int(np.count_nonzero(np.abs(block) > 1.0)) if self.clips else 0
+
+    def _guard(self, action):
+        try:
+            return action()
+        except soundfile.LibsndfileError as error:
+            raise OSError(errno.EIO, f"cannot write it (libsndfile: {error.error_string}; is the disk full?)",
+                          str(self.target)) from None
 
 
 _HIGH_RESOLUTION = {"PCM_24", "PCM_32", "ALAC_20", "ALAC_24", "ALAC_32", "DWVW_24"}  # lossless, >= 20 bits
@@ -309,9 +374,3 @@ class _ChannelStream:
         noisy, self.pending_noisy = self.pending_noisy[:len(denoised)], self.pending_noisy[len(denoised):]
         mixed = mix_strength(noisy, denoised, self.limit)
         return self.up.resample_chunk(mixed, last=last)
-
-
-def _write(dst: soundfile.SoundFile, channels: list[np.ndarray]) -> None:
-    """Interleave the channels' outputs (equal lengths: each ran the same steps on as many samples)."""
-    if len(channels[0]):
-        dst.write(np.stack(channels, axis=1))

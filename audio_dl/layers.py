@@ -29,11 +29,6 @@ def framing_pads(num_samples, frame_length: int, hop_length: int):
     return front, back
 
 
-def num_frames(num_samples: int, frame_length: int, hop_length: int) -> int:
-    front, back = framing_pads(num_samples, frame_length, hop_length)
-    return 1 + (num_samples + front + back - frame_length) // hop_length
-
-
 class _FramingLayer(keras.layers.Layer):
     """Base of the layers that apply the framing convention for (frame_length, hop_length)."""
 
@@ -186,8 +181,9 @@ class CausalLevelNorm(_FramesLayer):
     """Log-magnitude features [B, T, F, C] minus their mean over all bins and channels of the last
     `frames` frames.
 
-    A gain g on the recording adds log(g) to every log-magnitude and is removed exactly, so the
-    model's input does not depend on the recording level. Causal: frame t sees frames t-frames+1..t.
+    A gain g on the recording adds log(g) to every log-magnitude (up to LogCompress's 1e-5 floor)
+    and is removed, so the model's input does not depend on the recording level. Causal: frame t
+    sees frames t-frames+1..t.
     """
 
     def call(self, log_magnitude):
@@ -227,24 +223,22 @@ class CausalMovingMinimum(_FramesLayer):
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class CausalContextConv(keras.layers.Conv2D):
     """Conv2D over [B, T, F, C] whose time kernel spans the current and `context_frames - 1` past
-    frames (causal zero padding in time), with 'same' or 'valid' padding in frequency.
+    frames (causal zero padding in time), 'same' padding in frequency.
 
     This is the demo's "8 consecutive noisy frames predict the current clean frame" computed as
     one convolution: the 8 shifted copies of the spectrogram are never materialised.
-    Output: [B, T, F', filters].
+    Output: [B, T, F, filters].
     """
 
-    def __init__(self, filters: int, context_frames: int, freq_kernel: int, freq_padding: str = "same",
-                 **kwargs):
+    def __init__(self, filters: int, context_frames: int, freq_kernel: int, **kwargs):
         kwargs.pop("kernel_size", None)
         kwargs.pop("padding", None)
         super().__init__(filters, kernel_size=(context_frames, freq_kernel), padding="valid", **kwargs)
         self.context_frames = context_frames
         self.freq_kernel = freq_kernel
-        self.freq_padding = freq_padding
 
     def _pads(self):
-        freq = (self.freq_kernel - 1) if self.freq_padding == "same" else 0
+        freq = self.freq_kernel - 1  # 'same' in frequency
         return [[0, 0], [self.context_frames - 1, 0], [freq // 2, freq - freq // 2], [0, 0]]
 
     def call(self, inputs):
@@ -260,8 +254,7 @@ class CausalContextConv(keras.layers.Conv2D):
         config = super().get_config()
         config.pop("kernel_size", None)
         config.pop("padding", None)
-        return {**config, "context_frames": self.context_frames, "freq_kernel": self.freq_kernel,
-                "freq_padding": self.freq_padding}
+        return {**config, "context_frames": self.context_frames, "freq_kernel": self.freq_kernel}
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -302,8 +295,8 @@ class InverseSTFTTflite(_FramingLayer):
     """Real/imaginary STFT [B, T, F, 1, 2] -> waveform [B, (T - 1) * hop + frame_length, 1].
 
     Inverse real DFT as two matrix products with fixed cos/sin matrices, the synthesis window of
-    `tf.signal.inverse_stft_window_fn`, and overlap-add by padding and summing `frame/hop`
-    shifted blocks: builtin TFLite ops only. Equals kapre `InverseSTFT` (tf.signal.inverse_stft).
+    `tf.signal.inverse_stft_window_fn`, and `tf.signal.overlap_and_add` (pads, reshapes and a
+    sum): builtin TFLite ops only. Equals kapre `InverseSTFT` (tf.signal.inverse_stft).
     """
 
     def __init__(self, frame_length: int, hop_length: int, forward_window_name: str, **kwargs):
@@ -320,21 +313,10 @@ class InverseSTFTTflite(_FramingLayer):
     def call(self, stft):
         real, imag = stft[:, :, :, 0, 0], stft[:, :, :, 0, 1]  # [B, T, F]
         frames = tf.matmul(real, self._cos) + tf.matmul(imag, self._sin)  # [B, T, frame_length]
-        return overlap_add(frames, self.hop_length)[:, :, tf.newaxis]
+        return tf.signal.overlap_and_add(frames, self.hop_length)[:, :, tf.newaxis]
 
     def get_config(self):
         return {**super().get_config(), "forward_window_name": self.forward_window_name}
-
-
-def overlap_add(frames, hop_length: int):
-    """[B, T, L] frames (L a multiple of hop) -> [B, (T - 1) * hop + L] by overlap-add (builtin ops)."""
-    ratio = frames.shape[-1] // hop_length
-    total = 0
-    for r in range(ratio):
-        block = frames[:, :, r * hop_length:(r + 1) * hop_length]  # [B, T, hop]
-        total += tf.pad(block, [[0, 0], [r, ratio - 1 - r], [0, 0]])
-    batch = tf.shape(frames)[0]
-    return tf.reshape(total, [batch, -1])
 
 
 def spectral_front_end(cfg, tflite: bool = False):

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import math
 
+import keras
 import numpy as np
 import scipy.spatial.distance
+import scipy.special
 from nltk.lm import WittenBellInterpolated
 from nltk.lm.preprocessing import pad_both_ends, padded_everygram_pipeline
 from nltk.util import ngrams
@@ -29,13 +31,10 @@ def teacher_forced(score_fn, sequences: list[np.ndarray], batch_size: int = 32) 
     order = np.argsort([len(s) for s in sequences])  # similar lengths per batch: little padding
     for first in range(0, len(order), batch_size):
         batch = [sequences[i] for i in order[first: first + batch_size]]
-        width = max(len(s) for s in batch)
-        padded = np.zeros((len(batch), width), np.int32)
-        for row, sequence in enumerate(batch):
-            padded[row, : len(sequence)] = sequence
+        padded = keras.utils.pad_sequences(batch, padding="post", dtype="int32", value=midi_io.PAD)
         inputs, targets = padded[:, :-1], padded[:, 1:]
         logits = np.asarray(score_fn(inputs), np.float64)
-        log_probs = logits - _logsumexp(logits)
+        log_probs = logits - scipy.special.logsumexp(logits, axis=-1, keepdims=True)
         valid = targets != midi_io.PAD
         picked = np.take_along_axis(log_probs, targets[..., None], -1)[..., 0]
         nll -= picked[valid].sum()
@@ -43,7 +42,7 @@ def teacher_forced(score_fn, sequences: list[np.ndarray], batch_size: int = 32) 
         tokens += valid.sum()
         is_onset = targets >= midi_io.FIRST_NOTE_TOKEN
         note_log_probs = log_probs[..., midi_io.FIRST_NOTE_TOKEN:]
-        pitch_log_probs = note_log_probs - _logsumexp(note_log_probs)
+        pitch_log_probs = note_log_probs - scipy.special.logsumexp(note_log_probs, axis=-1, keepdims=True)
         target_pitch = np.where(is_onset, targets - midi_io.FIRST_NOTE_TOKEN, 0)
         picked_pitch = np.take_along_axis(pitch_log_probs, target_pitch[..., None], -1)[..., 0]
         onset_bits -= picked_pitch[is_onset].sum() / LN2
@@ -52,11 +51,6 @@ def teacher_forced(score_fn, sequences: list[np.ndarray], batch_size: int = 32) 
     return {"token_nll": nll / tokens, "token_accuracy": correct / tokens,
             "next_pitch_accuracy": onset_correct / onsets, "bits_per_note": onset_bits / onsets,
             "tokens": int(tokens), "notes": int(onsets)}
-
-
-def _logsumexp(x: np.ndarray) -> np.ndarray:
-    peak = x.max(-1, keepdims=True)
-    return peak + np.log(np.exp(x - peak).sum(-1, keepdims=True))
 
 
 def pitch_sequences(tunes_notes: list[list[midi_io.Note]]) -> list[list[int]]:
@@ -106,7 +100,8 @@ def interval_histogram(sequences: list[list[int]]) -> np.ndarray:
 
 
 def jensen_shannon(p: np.ndarray, q: np.ndarray) -> float:
-    """Jensen-Shannon distance in bits (0 = same distribution, 1 = disjoint)."""
+    """Jensen-Shannon distance: the square root of the divergence in bits (0 = same distribution,
+    1 = disjoint)."""
     return float(scipy.spatial.distance.jensenshannon(p, q, base=2))
 
 

@@ -6,8 +6,10 @@ checkpoints/best.weights.h5, history.csv, metrics.json, export/1/).
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import hashlib
+import math
 import time
 import warnings
 from pathlib import Path
@@ -16,7 +18,7 @@ import keras
 import numpy as np
 
 from audio_dl import melody_metrics as mm
-from audio_dl import midi_io
+from audio_dl import atomic, midi_io
 from audio_dl.compose import MAX_STEPS, MelodyGenerator
 from audio_dl.config import MelodyConfig, json_text
 from audio_dl.data import corpora
@@ -101,8 +103,7 @@ def format_report(metrics: dict) -> str:
         for who in ("model", "ngram_3", "ngram_5"):
             lines.append(f"  {who:10} {block[who]['bits_per_note']:10.3f} {block[who]['next_pitch_accuracy']:15.3f}")
         lines.append(f"  model: token NLL {block['model']['token_nll']:.3f} nats, token accuracy "
-                     f"{block['model']['token_accuracy']:.3f}; {100 * block['bits_reduction_vs_best_ngram']:.1f} % "
-                     f"fewer bits per note than the best n-gram")
+                     f"{block['model']['token_accuracy']:.3f}; {_versus_ngram(block['bits_reduction_vs_best_ngram'])}")
     if "generation" in metrics:
         g = metrics["generation"]
         lines.append(f"generation ({g['tunes']} tunes from scratch, temperature {g['temperature']:g}): "
@@ -172,7 +173,7 @@ def train_melody(cfg: MelodyConfig, run_dir: Path, verbose: int = 1, command: st
     metrics["generation"] = generation_statistics(MelodyGenerator.from_keras(model, cfg), cfg, corpus.train,
                                                   corpus.val)
     metrics.update(train_seconds=train_seconds, best_epoch=best_epoch, corpus=corpus.report.summary())
-    (run_dir / "metrics.json").write_text(json_text(metrics))
+    atomic.write_text(run_dir / "metrics.json", json_text(metrics))
     report = format_report(metrics)
     print("\n" + report)
 
@@ -183,12 +184,18 @@ def train_melody(cfg: MelodyConfig, run_dir: Path, verbose: int = 1, command: st
     return MelodyTrainResult(run_dir, export_dir, cfg, metrics, train_seconds)
 
 
+def _versus_ngram(reduction: float) -> str:
+    """The model's bits per note against the best n-gram's, in words whichever is lower."""
+    return f"{100 * abs(reduction):.1f} % {'fewer' if reduction >= 0 else 'more'} bits per note than the best n-gram"
+
+
 def _best_epoch(history: Path) -> int | None:
+    """1-based epoch of the lowest val_loss in a CSVLogger history, or None."""
     if not history.is_file():
         return None
-    rows = [line.split(",") for line in history.read_text().splitlines()]
-    column = rows[0].index("val_loss")
-    losses = [(float(r[column]), int(r[0])) for r in rows[1:] if len(r) == len(rows[0])]
+    with open(history, newline="") as f:
+        losses = [(float(row["val_loss"]), int(row["epoch"])) for row in csv.DictReader(f) if row.get("val_loss")]
+    losses = [(loss, epoch) for loss, epoch in losses if math.isfinite(loss)]  # a diverged epoch never wins
     return min(losses)[1] + 1 if losses else None
 
 

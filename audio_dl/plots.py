@@ -11,8 +11,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import scipy.signal  # noqa: E402
 
 from audio_dl import audio_io  # noqa: E402
+from audio_dl.atomic import staged_file  # noqa: E402
 
 
 def waveform_and_spectrogram(signals: dict[str, np.ndarray], sample_rate: int, path: str | Path,
@@ -26,7 +28,7 @@ def waveform_and_spectrogram(signals: dict[str, np.ndarray], sample_rate: int, p
     fig, axes = plt.subplots(rows, 2, figsize=(12, 2.6 * rows), squeeze=False,
                              gridspec_kw={"width_ratios": [1, 1.3]})
     peak = max((float(np.abs(x).max()) for x in signals.values() if x.size), default=0.0) or 1.0
-    reference = peak * 256 / 4  # 0 dB ~ a full-scale sine in a 256-point Hamming frame
+    reference = peak * scipy.signal.get_window("hamming", 256).sum() / 2  # 0 dB: a full-scale sine
     for row, (name, x) in enumerate(signals.items()):
         t = np.arange(len(x)) / sample_rate
         axes[row, 0].plot(t, x, linewidth=0.4)
@@ -41,9 +43,7 @@ def waveform_and_spectrogram(signals: dict[str, np.ndarray], sample_rate: int, p
     axes[-1, 1].set_xlabel("time (s)")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
 
 
 PRIMER_COLOR, GENERATED_COLOR = "tab:red", "tab:blue"
@@ -79,9 +79,7 @@ def piano_roll(primer: list, generated: list, steps_per_quarter: int, path: str 
         ax.legend(loc="upper right")
     ax.set(xlabel="beats (quarter notes)", ylabel="pitch", title=title or "piano roll")
     ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def _beats(notes: list, steps_per_quarter: int) -> float:
@@ -113,6 +111,14 @@ def training_curves(history_csv: str | Path, path: str | Path, metrics: str | Se
                 ax.plot(epochs, [float(r[key]) for r in rows], marker="o", label=label)
         ax.set(xlabel="epoch", ylabel=name)
         ax.legend()
+    _save(fig, path)
+
+
+def _save(fig, path) -> None:
+    """Lay out, write the PNG atomically (never a half-written image at `path`) and close."""
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        with staged_file(Path(path)) as staging:
+            fig.savefig(staging, dpi=100)
+    finally:
+        plt.close(fig)

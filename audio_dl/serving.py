@@ -262,8 +262,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", action="append", required=True, metavar="NAME=BASE_PATH",
                         help="serve a TF Serving base path under NAME (repeatable)")
-    parser.add_argument("--rest-port", type=cli.port_number, default=8501)
-    parser.add_argument("--grpc-port", type=cli.port_number, default=8500)
+    parser.add_argument("--rest-port", type=cli.port_number, default=8501,
+                        help="REST API port, as TF Serving's (default: %(default)s)")
+    parser.add_argument("--grpc-port", type=cli.port_number, default=8500,
+                        help="gRPC port, as TF Serving's (default: %(default)s)")
     args = parser.parse_args(argv)
     paths = {}
     for item in args.model:

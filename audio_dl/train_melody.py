@@ -26,7 +26,7 @@ from audio_dl.melody_training import train_melody
 def build_parser() -> cli.ArgumentParser:
     parser = cli.ArgumentParser(prog="python -m audio_dl.train_melody", description=__doc__,
                                 formatter_class=cli.argparse.RawDescriptionHelpFormatter)
-    cli.add_config_options(parser, MELODY_PRESETS, default="folknet")
+    cli.add_config_options(parser, MELODY_PRESETS, default="folknet", example="transpose=-3,3")
     parser.add_argument("--midi-dir", action="append", metavar="DIR",
                         help="train on this folder (or glob) of MIDI files instead (repeatable)")
     cli.add_run_options(parser, "melody")

@@ -26,7 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from audio_dl import distribute, evaluate, export
+from audio_dl import atomic, distribute, evaluate, export
 from audio_dl import layers as L
 from audio_dl.config import DenoiserConfig, json_text, read_json_object, save_config, to_dict
 from audio_dl.errors import UsageError
@@ -63,7 +63,7 @@ class EpochClock(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         seconds = self.total() + time.perf_counter() - self.started
-        self.path.write_text(json.dumps({"train_seconds": seconds, "epochs": epoch + 1}) + "\n")
+        atomic.write_text(self.path, json.dumps({"train_seconds": seconds, "epochs": epoch + 1}) + "\n")
 
 
 class StopOnDivergence(keras.callbacks.Callback):
@@ -158,7 +158,7 @@ def load_best_weights(model: keras.Model, checkpoint: Path) -> None:
 
 
 def mark_trained(run_dir: Path, train_seconds: float) -> None:
-    (Path(run_dir) / TRAINED_MARKER).write_text(json.dumps({"train_seconds": train_seconds}) + "\n")
+    atomic.write_text(Path(run_dir) / TRAINED_MARKER, json.dumps({"train_seconds": train_seconds}) + "\n")
 
 
 def adapt_normalization(model: keras.Model, batches: list, cfg: DenoiserConfig) -> None:
@@ -243,7 +243,7 @@ def train_denoiser(cfg: DenoiserConfig, run_dir: Path, mixed_precision: bool = F
 
     metrics = evaluate.compare(*denoise_batches(model, val_ds), sample_rate=cfg.sample_rate)
     skipped = corpus.skipped + speech.read_failures()
-    (run_dir / "metrics.json").write_text(json_text(
+    atomic.write_text(run_dir / "metrics.json", json_text(
         {"validation": metrics, "train_seconds": train_seconds, "skipped_files": skipped}))
     print(f"\nValidation ({cfg.val_examples} mixtures of held-out speakers and noises, "
           f"SNR {cfg.snr_db[0]:g}..{cfg.snr_db[1]:g} dB, PESQ narrowband):")

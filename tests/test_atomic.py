@@ -1,6 +1,7 @@
 """Atomic writes: what lands has the permissions a plain write gives; a failed write leaves nothing
 and names the target."""
 
+import errno
 import os
 
 import pytest
@@ -56,3 +57,11 @@ def test_a_replaced_folder_survives_a_failed_rewrite_and_is_swapped_after_a_good
         (staging / "model.bin").write_text("new")
     assert (target / "model.bin").read_text() == "new"
     assert sorted(p.name for p in target.parent.iterdir()) == ["1"]
+
+
+def test_a_full_disk_names_the_target_and_leaves_nothing(tmp_path):
+    with pytest.raises(OSError) as raised, staged_file(tmp_path / "metrics.json") as tmp:
+        tmp.write_text("{")
+        raise OSError(errno.ENOSPC, "No space left on device")  # as Python's own write raises it: no file name
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(tmp_path / "metrics.json")
+    assert list(tmp_path.iterdir()) == []

@@ -44,6 +44,11 @@ def test_find_audio_files(tmp_path):
     assert audio_io.find_audio_files([listing]) == [tmp_path / "a" / "x.wav"]
     for one in (tmp_path / "a", str(tmp_path / "a")):  # one path, not a list of them
         assert [p.name for p in audio_io.find_audio_files(one)] == ["y.flac", "x.wav"]
+    # hidden files and folders: another run's partial output, macOS resource forks, .git
+    (tmp_path / "a" / ".cache").mkdir()
+    for name in ("a/.x.wav-partial-1234.wav", "a/._x.wav", "a/.cache/z.wav"):
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in audio_io.find_audio_files(tmp_path / "a")] == ["y.flac", "x.wav"]
 
 
 def test_missing_path_and_empty_folder_are_usage_errors(tmp_path):

@@ -1,5 +1,6 @@
 """CLI contract: --help, one-line errors with exit code 2, and a seconds-long end-to-end run."""
 
+import errno
 import json
 import re
 import subprocess
@@ -43,6 +44,36 @@ def test_a_path_the_system_refuses_is_one_line_exit_2(tmp_path, capsys):
     main.prog = "python -m audio_dl.example"
     assert cli.run_main(main) == 2
     assert capsys.readouterr().err == f"python -m audio_dl.example: error: {tmp_path / 'notes.txt' / 'metrics.json'}: Not a directory\n"
+
+
+def test_a_full_disk_is_one_line_exit_1(tmp_path, capsys):
+    def main(argv):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out.wav"))
+
+    main.prog = "python -m audio_dl.example"
+    assert cli.run_main(main) == 1
+    assert capsys.readouterr().err == f"python -m audio_dl.example: error: {tmp_path / 'out.wav'}: No space left on device\n"
+
+
+def test_sigterm_removes_the_partial_output_and_exits_143(tmp_path):
+    script = f"""
+import os, signal, sys, time
+from pathlib import Path
+from audio_dl import cli
+from audio_dl.atomic import staged_file
+
+def main(argv):
+    with staged_file(Path({str(tmp_path)!r}) / "out.wav") as staging:
+        staging.write_text("half a file")
+        os.kill(os.getpid(), signal.SIGTERM)  # as `kill` or `docker stop` would
+        time.sleep(10)
+
+main.prog = "python -m audio_dl.example"
+sys.exit(cli.run_main(main))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 143 and result.stderr == "python -m audio_dl.example: terminated\n", result.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_run_dir_that_is_a_file_is_one_line_exit_2(tmp_path):

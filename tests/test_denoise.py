@@ -65,7 +65,7 @@ def test_any_rate_and_channels_in_wav_at_the_input_rate_out(tiny_export, tmp_pat
     inference.denoise_file(inference.load_denoiser(tiny_export), source, target)
     out, rate = soundfile.read(target)
     assert rate == 44100 and out.shape[1] == 2
-    assert abs(len(out) - soundfile.info(source).frames) <= 2
+    assert len(out) == soundfile.info(source).frames
     assert soundfile.info(target).subtype == out_subtype  # the input's resolution, as WAV
 
 
@@ -154,9 +154,9 @@ def test_denoise_file_takes_string_paths_and_names_a_missing_file(tiny_export, t
     assert not (tmp_path / "out2.wav").exists()
 
 
-def _cli(*args):
+def _cli(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "audio_dl.denoise", *args], capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, cwd=cwd)
 
 
 def test_cli_denoises_a_folder_skipping_bad_files_and_plots(tiny_export, tmp_path, broken_files):
@@ -189,19 +189,25 @@ def test_plot_title_says_when_the_figure_shows_only_the_start():
     (lambda tmp, model, broken: [str(broken["garbage"]), "--model", str(model), "--strength", "nan"], "strength"),
     (lambda tmp, model, broken: [str(broken["garbage"]), "--model", str(model), "--chunk-seconds", "nan"],
      "chunk-seconds"),
-    (lambda tmp, model, broken: [str(broken["garbage"]), str(broken["garbage"]), "--model", str(model)],
-     "both be written"),
+    (lambda tmp, model, broken: [*map(str, _same_stem(tmp)), "--model", str(model)], "both be written"),
+    (lambda tmp, model, broken: [str(_a_wav(tmp)), "-o", str(tmp / "out.flac"), "--model", str(model)],
+     "the output is WAV"),
+    (lambda tmp, model, broken: [str(_a_wav(tmp)), "--clean", str(_a_wav(tmp)), "--model", str(model)],
+     "use it with --plot"),
+    (lambda tmp, model, broken: [str(tmp.parent / "nest"), "--plot", "--clean", str(_nested_takes(tmp)), "-o",
+                                 str(tmp / "out"), "--model", str(model)], "clean reference not found"),
     (lambda tmp, model, broken: [str(_a_wav(tmp)), "-o", str(tmp.parent), "--model", str(model)],
      "would overwrite an input"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(tiny_export, tmp_path, broken_files, make_args, message):
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = _cli(*make_args(empty, tiny_export, broken_files))
+    result = _cli(*make_args(empty, tiny_export, broken_files), cwd=empty)  # the default -o: empty/denoised
     assert result.returncode == 2, result.stderr[-1500:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("python -m audio_dl.denoise: error:")]
     assert len(errors) == 1 and message in errors[0] and "Traceback" not in result.stderr
     assert "Note:" not in result.stderr  # libsndfile's mpg123 chatter is silenced
+    assert not (empty / "out").exists() and not (empty / "denoised").exists()  # refused before any work
 
 
 def _a_wav(folder: Path) -> Path:
@@ -209,6 +215,26 @@ def _a_wav(folder: Path) -> Path:
     take = folder.parent / "take.wav"
     soundfile.write(take, sine(300, 0.5, 8000), 8000)
     return take
+
+
+def _same_stem(folder: Path) -> list[Path]:
+    """take.wav and take.flac in two folders beside `folder`: both would become take.wav."""
+    takes = [folder.parent / "x" / "take.wav", folder.parent / "y" / "take.flac"]
+    for take in takes:
+        take.parent.mkdir()
+        soundfile.write(take, sine(300, 0.5, 8000), 8000)
+    return takes
+
+
+def _nested_takes(folder: Path) -> Path:
+    """nest/{x,y}/take.wav beside `folder`, and a clean folder that has x/take.wav only: the clean
+    reference is looked up by the path inside the input folder, and checked before any work."""
+    for sub in ("x", "y"):
+        (folder.parent / "nest" / sub).mkdir(parents=True)
+        soundfile.write(folder.parent / "nest" / sub / "take.wav", sine(300, 0.5, 8000), 8000)
+    (folder.parent / "clean" / "x").mkdir(parents=True)
+    soundfile.write(folder.parent / "clean" / "x" / "take.wav", sine(300, 0.5, 8000), 8000)
+    return folder.parent / "clean"
 
 
 def _not_mp3(folder: Path) -> Path:
@@ -223,3 +249,88 @@ def test_a_tflite_without_its_config_is_a_usage_error(tiny_export, tmp_path):
     lonely.write_bytes((tiny_export / "denoiser.tflite").read_bytes())
     with pytest.raises(UsageError, match="config.json"):
         inference.load_denoiser(lonely)
+
+
+@pytest.mark.parametrize("rate, frames", [(16000, 1001), (22050, 1), (96000, 28807)])
+def test_the_output_has_as_many_samples_as_the_input(tiny_export, tmp_path, rate, frames):
+    soundfile.write(tmp_path / "in.wav", _speechlike(frames / rate + 0.01, rate)[:frames], rate)
+    inference.denoise_file(inference.load_denoiser(tiny_export), tmp_path / "in.wav", tmp_path / "out.wav")
+    assert soundfile.info(tmp_path / "out.wav").frames == frames
+
+
+def test_a_nan_sample_is_refused_not_spread_through_the_output(tiny_export, tmp_path):
+    x = _speechlike(2.0)
+    x[5000] = np.nan
+    soundfile.write(tmp_path / "in.wav", x, 8000, subtype="FLOAT")
+    with pytest.raises(ValueError, match="not finite"):
+        inference.denoise_file(inference.load_denoiser(tiny_export), tmp_path / "in.wav", tmp_path / "out.wav")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]  # no output, no staging file
+
+
+def test_a_failed_write_is_an_os_error_about_the_output_not_an_undecodable_input(tiny_export, tmp_path, monkeypatch):
+    soundfile.write(tmp_path / "in.wav", _speechlike(0.5), 8000)
+    opened = soundfile.SoundFile
+
+    def full_disk(path, mode="r", *args, **kwargs):
+        if mode == "w":
+            raise soundfile.LibsndfileError(2, "Error opening: ")  # libsndfile's "System error."
+        return opened(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(inference.soundfile, "SoundFile", full_disk)
+    with pytest.raises(OSError, match="cannot write it") as raised:
+        inference.denoise_file(inference.load_denoiser(tiny_export), tmp_path / "in.wav", tmp_path / "out.wav")
+    assert not isinstance(raised.value, ValueError) and raised.value.filename == str(tmp_path / "out.wav")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]
+
+
+def test_cli_reruns_on_a_folder_that_holds_its_own_output(tiny_export, tmp_path):
+    soundfile.write(tmp_path / "take.wav", _speechlike(0.5), 8000)
+    for _ in range(2):  # the second run must not take denoised/take.wav for an input
+        result = _cli(str(tmp_path), "-o", str(tmp_path / "denoised"), "--model", str(tiny_export))
+        assert result.returncode == 0 and "denoised 1 file(s)" in result.stdout, result.stderr[-1500:]
+
+
+def test_cli_skips_a_file_with_nan_in_a_folder_and_fails_when_nothing_is_left(tiny_export, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    x = _speechlike(1.0)
+    soundfile.write(folder / "good.wav", x, 8000)
+    x[100] = np.nan
+    soundfile.write(folder / "nan.wav", x, 8000, subtype="FLOAT")
+    result = _cli(str(folder), "-o", str(tmp_path / "out"), "--model", str(tiny_export))
+    assert result.returncode == 0 and "denoised 1 file(s)" in result.stdout and "skipped 1 unreadable" in result.stdout
+    (folder / "good.wav").unlink()
+    result = _cli(str(folder), "-o", str(tmp_path / "out2"), "--model", str(tiny_export))
+    errors = [line for line in result.stderr.splitlines() if line.startswith("python -m audio_dl.denoise: error:")]
+    assert result.returncode == 2 and len(errors) == 1 and "no file could be denoised" in errors[0]
+
+
+def test_clipping_a_pcm_output_is_counted_in_a_warning(tiny_export, tmp_path, caplog):
+    square = np.sign(np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)).astype(np.float32)  # full scale
+    soundfile.write(tmp_path / "hot.wav", 0.999 * square, 16000, subtype="PCM_16")
+    inference.denoise_file(inference.load_denoiser(tiny_export), tmp_path / "hot.wav", tmp_path / "out.wav",
+                           strength_db=0.0)  # the input, through both resamplers: they overshoot its edges
+    assert any("over full scale were clipped" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    soundfile.write(tmp_path / "hot.wav", 0.999 * square, 16000, subtype="FLOAT")  # float output keeps them
+    inference.denoise_file(inference.load_denoiser(tiny_export), tmp_path / "hot.wav", tmp_path / "out.wav",
+                           strength_db=0.0)
+    assert not any("clipped" in r.getMessage() for r in caplog.records)
+
+
+def test_jobs_count_a_file_once_and_find_clean_references_by_their_path_in_the_folder(tmp_path):
+    clean = _nested_takes(tmp_path / "unused")  # tmp/nest/{x,y}/take.wav, tmp/clean/x/take.wav
+    (clean / "y").mkdir()
+    soundfile.write(clean / "y" / "take.wav", sine(300, 0.5, 8000), 8000)
+    take = tmp_path / "nest" / "x" / "take.wav"
+    jobs = denoise._jobs([str(tmp_path / "nest"), str(take)], tmp_path / "out", clean)  # x/take.wav twice
+    assert [(j.source, j.target, j.clean) for j in jobs] == [
+        (take, tmp_path / "out" / "x" / "take.wav", clean / "x" / "take.wav"),
+        (tmp_path / "nest" / "y" / "take.wav", tmp_path / "out" / "y" / "take.wav", clean / "y" / "take.wav")]
+
+
+def test_an_input_folder_inside_the_output_folder_is_still_read(tmp_path):
+    (tmp_path / "data" / "noisy").mkdir(parents=True)
+    soundfile.write(tmp_path / "data" / "noisy" / "take.wav", sine(300, 0.5, 8000), 8000)
+    jobs = denoise._jobs([str(tmp_path / "data" / "noisy")], tmp_path / "data", None)
+    assert [j.target for j in jobs] == [tmp_path / "data" / "take.wav"]

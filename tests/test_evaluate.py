@@ -75,9 +75,10 @@ def test_an_average_no_file_defines_is_null_in_strict_json():
 def test_mixtures_are_deterministic(tiny_corpus):
     clean = sorted((tiny_corpus / "speech" / "armelle").glob("*.flac"))[:2]
     noise = [str(p) for p in sorted((tiny_corpus / "noise").glob("*.flac"))]
-    a = list(evaluate_denoiser.mixtures(clean, noise, [0.0, 5.0], 3, 8000))
-    b = list(evaluate_denoiser.mixtures(clean, noise, [0.0, 5.0], 3, 8000))
-    assert [x[0] for x in a] == [x[0] for x in b] and len(a) == 4
+    noises = evaluate_denoiser.load_noises(noise, 8000, skipped := [])
+    a = list(evaluate_denoiser.mixtures(clean, noises, [0.0, 5.0], 3, 8000, skipped))
+    b = list(evaluate_denoiser.mixtures(clean, noises, [0.0, 5.0], 3, 8000, skipped))
+    assert [x[0] for x in a] == [x[0] for x in b] and len(a) == 4 and skipped == []
     for (_, snr, c, n), (_, _, _, n2) in zip(a, b):
         np.testing.assert_array_equal(n, n2)
         assert 10 * np.log10(np.mean(c**2) / np.mean((n - c) ** 2)) == pytest.approx(snr, abs=0.1)
@@ -120,6 +121,11 @@ def test_cli_pairs_clean_and_noisy_folders(tiny_export, tmp_path):
 @pytest.mark.parametrize("make_args, message", [
     (lambda tmp: ["--clean", str(tmp / "nope"), "--noise", str(tmp)], "does not exist"),
     (lambda tmp: ["--clean", str(tmp), "--noise", str(tmp), "-o", str(_a_file(tmp))], "is a file"),
+    (lambda tmp: ["--clean", str(tmp), "--noise", str(tmp), "--snr", "0", "nan"], "--snr takes finite numbers"),
+    (lambda tmp: ["--clean", str(tmp), "--noise", str(tmp), "--seed", "-1"], "--seed must be >= 0"),
+    (lambda tmp: ["--clean", str(_speech(tmp)), "--noise", str(_silent_noise(tmp))], "no usable noise"),
+    (lambda tmp: ["--clean", str(_speech(tmp)), "--noisy", str(tmp / "noisy_half")], "no noisy file for 1 of 2"),
+    (lambda tmp: ["--clean", str(_speech(tmp) / "a.wav"), "--noisy", str(_garbage_noisy(tmp))], "nothing to evaluate"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(tiny_export, tmp_path, make_args, message):
     result = _cli(*make_args(tmp_path), "--model", str(tiny_export))
@@ -132,3 +138,49 @@ def test_cli_bad_input_is_one_line_exit_2(tiny_export, tmp_path, make_args, mess
 def _a_file(folder: Path) -> Path:
     (folder / "notes.txt").write_text("not a folder\n")
     return folder / "notes.txt"
+
+
+def _speech(folder: Path) -> Path:
+    """clean/{a,b}.wav in `folder`, and noisy_half/ with a noisy version of a.wav only."""
+    for name in ("clean", "noisy_half"):
+        (folder / name).mkdir()
+    for name in ("a.wav", "b.wav"):
+        soundfile.write(folder / "clean" / name, _voice(), 8000)
+    soundfile.write(folder / "noisy_half" / "a.wav", _voice() + 0.01, 8000)
+    return folder / "clean"
+
+
+def _garbage_noisy(folder: Path) -> Path:
+    (folder / "garbage").mkdir()
+    (folder / "garbage" / "a.wav").write_bytes(b"RIFF, not really")
+    return folder / "garbage"
+
+
+def _silent_noise(folder: Path) -> Path:
+    soundfile.write(folder / "silence.wav", np.zeros(8000, np.float32), 8000)
+    return folder / "silence.wav"
+
+
+def _voice(seconds: float = 1.0, rate: int = 8000) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.3 * np.sin(2 * np.pi * 200 * t) * (np.sin(2 * np.pi * 2 * t) > 0)).astype(np.float32)
+
+
+def test_cli_skips_and_counts_noisy_files_it_cannot_use_and_pairs_names_with_brackets(tiny_export, tmp_path,
+                                                                                      broken_files):
+    for folder in ("clean", "noisy"):
+        (tmp_path / folder).mkdir()
+    for name in ("take[1]", "b", "c", "d"):  # [1] would be a glob pattern
+        soundfile.write(tmp_path / "clean" / f"{name}.wav", _voice(), 8000)
+    soundfile.write(tmp_path / "noisy" / "take[1].flac", _voice() + 0.01 * np.sin(np.arange(8000)), 8000)
+    (tmp_path / "noisy" / "b.wav").write_bytes(broken_files["garbage"].read_bytes())  # unreadable
+    nan = _voice()
+    nan[10] = np.nan
+    soundfile.write(tmp_path / "noisy" / "c.wav", nan, 8000, subtype="FLOAT")  # not finite
+    soundfile.write(tmp_path / "noisy" / "d.wav", np.zeros(0, np.float32), 8000)  # a header, no samples
+    result = _cli("--clean", str(tmp_path / "clean"), "--noisy", str(tmp_path / "noisy"), "--model", str(tiny_export),
+                  "-o", str(tmp_path / "eval"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "skipped 3 unreadable, empty or silent file(s)" in result.stdout
+    with open(tmp_path / "eval" / "metrics.csv") as f:
+        assert {row["file"] for row in csv.DictReader(f)} == {"take[1].wav"}

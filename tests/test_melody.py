@@ -355,6 +355,8 @@ def test_generate_melody_never_overwrites_its_primer_nor_leaves_part_of_a_tune(t
     assert (tmp_path / "melody.mid").is_file()
     assert cli.run_main(generate_melody.main, ["G4 A4", "-o", str(tmp_path / "tune.MID"), *model]) == 0
     assert (tmp_path / "tune.mid").is_file() and not list(tmp_path.glob(".*partial*"))
+    assert cli.run_main(generate_melody.main, ["G4 A4", "-o", f"{tmp_path / 'new'}/", *model]) == 0  # a new folder
+    assert (tmp_path / "new" / "melody.mid").is_file()
 
 
 @pytest.mark.slow
@@ -429,3 +431,20 @@ def test_rerunning_a_finished_run_only_evaluates_and_exports(trained):
                               "--publish", "never", "--quiet"]) == 0
     assert (trained / "history.csv").read_text() == history  # no epoch was trained again
     assert (trained / "export" / "1" / "saved_model.pb").is_file()
+
+
+@pytest.mark.slow
+def test_an_export_that_lost_the_trained_weights_is_refused(tmp_path, monkeypatch):
+    from audio_dl import export_melody
+    from audio_dl.export import ExportError
+
+    def forgetful(cfg):  # a serving copy whose weights never arrive
+        fresh = melody_models.build_folknet(cfg)
+        fresh.set_weights = lambda weights: None
+        return fresh
+
+    cfg = tiny_cfg(pitch_low=55, pitch_high=80)
+    monkeypatch.setattr(export_melody, "build_folknet", forgetful)
+    with pytest.raises(ExportError, match="does not match the Keras model"):
+        export_melody.export_melody(melody_models.build_folknet(cfg), cfg, tmp_path / "1", "card", {})
+    assert not (tmp_path / "1").exists()

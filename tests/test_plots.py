@@ -1,5 +1,7 @@
 """Figures: training curves pick what the run logged; signal panels refuse what they would garble."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -63,3 +65,14 @@ def test_a_primer_note_the_model_held_on_is_red_only_up_to_the_continuation(tmp_
 def _x_extent(collection):
     x = collection.get_paths()[0].vertices[:, 0]
     return float(x.min()), float(x.max())
+
+
+def test_a_figure_that_fails_to_save_leaves_no_file(tmp_path, monkeypatch):
+    def interrupted(fig, path, **kwargs):
+        Path(path).write_bytes(b"\x89PNG half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(plots.plt.Figure, "savefig", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        plots.waveform_and_spectrogram({"noisy": sine(300, 0.5, 8000)}, 8000, tmp_path / "w.png")
+    assert list(tmp_path.iterdir()) == []

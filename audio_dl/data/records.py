@@ -30,7 +30,7 @@ from typing import Iterator
 
 import numpy as np
 
-from audio_dl import audio_io
+from audio_dl import atomic, audio_io
 from audio_dl.errors import UsageError
 
 MANIFEST = "manifest.json"
@@ -103,7 +103,7 @@ def write_shard(index: int, paths: list[str], root: str, out: str, sample_rate: 
                 summary["skipped"].append([relative, "no samples"])
                 continue
             speaker = speaker_of(path, Path(root))
-            pcm = np.clip(np.round(audio * 32767.0), -32768, 32767).astype("<i2")
+            pcm = np.clip(np.round(audio * audio_io.PCM16_SCALE), -32768, 32767).astype("<i2")
             writer.write(tf.train.Example(features=tf.train.Features(feature={
                 "audio": tf.train.Feature(bytes_list=tf.train.BytesList(value=[pcm.tobytes()])),
                 "speaker": tf.train.Feature(bytes_list=tf.train.BytesList(value=[speaker.encode()])),
@@ -168,21 +168,26 @@ def prepare(source: str | os.PathLike, out: str | os.PathLike, sample_rate: int 
     with (concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool,
           open(out_dir / SKIPPED, "w", encoding="utf-8") as skipped):
         skipped.write("path\treason\n")
-        pending: set[concurrent.futures.Future] = set()
-        for index, paths in chunks:
-            digest = _chunk_digest(root, paths, sample_rate)
-            done = _finished_summary(out_dir, index, digest)
-            if done is not None:
-                manifest["resumed_shards"] += 1
-                _add(manifest, done, skipped)
-                continue
-            pending.add(pool.submit(write_shard, index, paths, str(root), str(out_dir), sample_rate, digest))
-            if len(pending) >= 2 * workers:  # bounded: the file list is never held whole
-                finished, pending = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
-                for future in finished:
-                    _add(manifest, future.result(), skipped)
-        for future in concurrent.futures.as_completed(pending):
-            _add(manifest, future.result(), skipped)
+        try:
+            pending: set[concurrent.futures.Future] = set()
+            for index, paths in chunks:
+                digest = _chunk_digest(root, paths, sample_rate)
+                done = _finished_summary(out_dir, index, digest)
+                if done is not None:
+                    manifest["resumed_shards"] += 1
+                    _add(manifest, done, skipped)
+                    continue
+                pending.add(pool.submit(write_shard, index, paths, str(root), str(out_dir), sample_rate, digest))
+                if len(pending) >= 2 * workers:  # bounded: the file list is never held whole
+                    finished, pending = concurrent.futures.wait(
+                        pending, return_when=concurrent.futures.FIRST_COMPLETED)
+                    for future in finished:
+                        _add(manifest, future.result(), skipped)
+            for future in concurrent.futures.as_completed(pending):
+                _add(manifest, future.result(), skipped)
+        except BaseException:  # Ctrl-C, SIGTERM, a failed shard: stop now, not after every queued shard
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
     if manifest["files"] == 0:
         raise UsageError(f"no decodable audio files in {source}" if manifest["skipped"] else
                          f"no audio files (of {', '.join(sorted(audio_io.AUDIO_EXTENSIONS))}) in {source}")
@@ -197,7 +202,7 @@ def prepare(source: str | os.PathLike, out: str | os.PathLike, sample_rate: int 
     (out_dir / SPLITS).unlink(missing_ok=True)
     if splits is not None:  # the source corpus' held-out speakers travel with it
         shutil.copy(splits, out_dir / SPLITS)
-    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    atomic.write_text(out_dir / MANIFEST, json.dumps(manifest, indent=1) + "\n")
     return manifest
 
 
@@ -256,7 +261,7 @@ def parse_example(serialized):
     features = tf.io.parse_single_example(serialized, {
         "audio": tf.io.FixedLenFeature([], tf.string), "speaker": tf.io.FixedLenFeature([], tf.string),
         "path": tf.io.FixedLenFeature([], tf.string), "sample_rate": tf.io.FixedLenFeature([], tf.int64)})
-    audio = tf.cast(tf.io.decode_raw(features["audio"], tf.int16), tf.float32) / 32768.0
+    audio = tf.cast(tf.io.decode_raw(features["audio"], tf.int16), tf.float32) / audio_io.PCM16_SCALE
     return {"audio": audio, "speaker": features["speaker"], "path": features["path"]}
 
 

@@ -240,7 +240,7 @@ class _MemoryTable:
             audio = tf.gather(self.flat, positions)
         else:
             audio = _crop_at(tf.slice(self.flat, [start], [size]), position, length)
-        return tf.ensure_shape(tf.cast(audio, tf.float32) / 32767.0, [length])
+        return tf.ensure_shape(tf.cast(audio, tf.float32) / audio_io.PCM16_SCALE, [length])
 
 
 def _crop_at(audio, position, length: int):
@@ -264,7 +264,7 @@ def _decode_all(paths: tuple[str, ...], sample_rate: int) -> tuple[np.ndarray, n
     """(all files at sample_rate as one int16 array, [K] lengths); 0 for an undecodable file."""
 
     def decode(path):
-        return np.round(np.clip(_read_or_count(path, sample_rate), -1.0, 1.0) * 32767.0).astype(np.int16)
+        return np.round(np.clip(_read_or_count(path, sample_rate), -1.0, 1.0) * audio_io.PCM16_SCALE).astype(np.int16)
 
     with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # soundfile and soxr release the GIL
         decoded = list(pool.map(decode, paths))

@@ -107,11 +107,6 @@ def _store_silence(model: keras.Model, cfg: DenoiserConfig) -> None:
         depthwise.set_weights([kernel, bias + kernel.sum(axis=0)[:, 0] * silence])
 
 
-def streaming_state_names(model: keras.Model) -> list[str]:
-    """The state inputs of a streaming model (each has a next_<name> output)."""
-    return [t.name for t in model.inputs if t.name != "samples"]
-
-
 def _streaming_mask_gain(magnitude, cfg: DenoiserConfig):
     """One frame of the mask model from cached state: O(1) frames of work per hop.
 
@@ -319,7 +314,7 @@ def _fcn16_gain(noisy_magnitude, cfg: DenoiserConfig, tflite: bool = False, last
     x = keras.layers.Normalization(axis=None, dtype="float32", name="input_normalization")(noisy_magnitude)
     if last_frames is not None:  # the streaming step: only the frames the context conv reads
         x, noisy_magnitude = x[:, -last_frames:], noisy_magnitude[:, -1:]
-    x = L.CausalContextConv(18, cfg.context_frames, 9, freq_padding="same", name="context")(x)
+    x = L.CausalContextConv(18, cfg.context_frames, 9, name="context")(x)
     x = _bn_relu(x, "context")
     if last_frames is not None:  # ...and the rest works on the current column only
         x = x[:, -1:]

@@ -54,6 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.max_tunes < 1 or args.generate < 0:
         raise UsageError("--max-tunes must be >= 1 and --generate >= 0")
     check_sampling(args.temperature)
+    if args.output.suffix.lower() != ".json":  # never a tune of --midi-dir, whatever its folder
+        raise UsageError(f"-o {args.output}: give the .json file for the metrics, e.g. melody_evaluation.json")
     output = cli.output_file(args.output, [Path(spec) for spec in args.midi_dir + (args.train_midi_dir or [])])
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     loaded, cfg, version = load_melody_export(args.model)

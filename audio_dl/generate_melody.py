@@ -48,7 +48,7 @@ def build_parser() -> cli.ArgumentParser:
 
 
 def output_paths(text: str, inputs: Sequence[Path]) -> dict[str, Path]:
-    """{".mid"|".wav"|".png": path} for -o: a stem (a .mid/.wav/.png suffix is dropped, "tune_0.7"
+    """{".mid"|".wav"|".png": path} for -o: a stem (a .mid/.midi/.wav/.png suffix is dropped, "tune_0.7"
     keeps its dot) or a folder, one that exists or one written with a trailing slash (then
     FOLDER/melody.*); each checked by cli.output_file."""
     if not text.strip():
@@ -56,7 +56,7 @@ def output_paths(text: str, inputs: Sequence[Path]) -> dict[str, Path]:
     output = Path(text)
     if output.is_dir() or text.endswith(("/", os.sep)):
         output = output / "melody"
-    stem = output.with_suffix("") if output.suffix.lower() in (".mid", ".wav", ".png") else output
+    stem = output.with_suffix("") if output.suffix.lower() in (".mid", ".midi", ".wav", ".png") else output
     if stem.name in ("", ".", ".."):
         raise UsageError(f"-o {str(output)!r} needs a file name, e.g. out/tune")
     return {suffix: cli.output_file(Path(f"{stem}{suffix}"), inputs) for suffix in (".mid", ".wav", ".png")}

@@ -73,6 +73,9 @@ def test_melody_api_continues_a_note_string(app):
                                            ({"text": "C4:" + "9" * 308}, "not a finite number"),  # inf once in steps
                                            ({"text": "C4 " * 3000}, "at most 8192 characters"),
                                            ({"text": "G4", "seed": True}, "seed must be a number"),
+                                           ({"text": "G4", "seed": 1.5}, "seed must be a whole number"),
+                                           ({"text": "G4", "max_notes": "1.9"}, "max_notes must be a whole number"),
+                                           ({"text": ["G4"]}, "text must be a string"),
                                            ({"notes": [{"pitch": True, "start": 0, "end": 1}]}, "pitch, start and end"),
                                            ({"notes": [{"pitch": 60.5, "start": 0, "end": 1}]}, "pitch, start and end"),
                                            ({"text": "G#9"}, "outside MIDI's range")])

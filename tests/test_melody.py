@@ -357,6 +357,8 @@ def test_generate_melody_never_overwrites_its_primer_nor_leaves_part_of_a_tune(t
     assert (tmp_path / "tune.mid").is_file() and not list(tmp_path.glob(".*partial*"))
     assert cli.run_main(generate_melody.main, ["G4 A4", "-o", f"{tmp_path / 'new'}/", *model]) == 0  # a new folder
     assert (tmp_path / "new" / "melody.mid").is_file()
+    assert cli.run_main(generate_melody.main, ["G4 A4", "-o", str(tmp_path / "tune2.MIDI"), *model]) == 0
+    assert (tmp_path / "tune2.mid").is_file() and not (tmp_path / "tune2.MIDI.mid").exists()
 
 
 @pytest.mark.slow
@@ -385,7 +387,7 @@ def test_generate_melody_rejects_a_model_that_is_not_a_melody_model(tiny_export,
 
 @pytest.mark.slow
 def test_evaluate_melody_cli(trained, tmp_path, capsys):
-    from audio_dl import evaluate_melody
+    from audio_dl import cli, evaluate_melody
 
     report = tmp_path / "report.json"
     assert evaluate_melody.main(["--midi-dir", str(FIXTURE), "--model", str(trained / "export" / "1"),
@@ -393,6 +395,13 @@ def test_evaluate_melody_cli(trained, tmp_path, capsys):
     result = json.loads(report.read_text())
     assert {"model", "ngram_3", "ngram_5"} <= set(result["scored"]) and result["generation"]["tunes"] == 2
     assert "bits/note" in capsys.readouterr().out
+    tune = next(FIXTURE.glob("*.mid"))
+    copy = tmp_path / "tunes"
+    copy.mkdir()
+    (copy / tune.name).write_bytes(tune.read_bytes())
+    assert cli.run_main(evaluate_melody.main, ["--midi-dir", str(copy), "--model", str(trained / "export" / "1"),
+                                               "-o", str(copy / tune.name)]) == 2  # a tune it reads
+    assert "give the .json file" in capsys.readouterr().err and (copy / tune.name).read_bytes() == tune.read_bytes()
 
 
 def test_tflite_one_step_runs_under_litert(trained):

@@ -118,6 +118,13 @@ def _number(form, key: str, default: float, low: float, high: float) -> float:
     return value
 
 
+def _whole_number(form, key: str, default: int, low: int, high: int) -> int:
+    value = _number(form, key, default, low, high)
+    if value != int(value):
+        raise AppError(f"{key} must be a whole number")
+    return int(value)
+
+
 # --- melody --------------------------------------------------------------------------------------
 
 def _midi_pitch(value) -> int:
@@ -131,7 +138,9 @@ def primer_from_request(body: dict, steps_per_quarter: int, step: float) -> list
     """The primer: `text` (a note string) or `notes` played on the keyboard as
     [{"pitch", "start", "end"}] in seconds, quantised to the model's grid of `step` seconds."""
     if body.get("text"):
-        text = str(body["text"])
+        text = body["text"]
+        if not isinstance(text, str):
+            raise AppError("text must be a string of note names, e.g. \"G4 A4 B4\"")
         if len(text) > MAX_PRIMER_CHARACTERS:
             raise AppError(f"the primer text may hold at most {MAX_PRIMER_CHARACTERS} characters")
         return midi_io.parse_note_string(text, steps_per_quarter)
@@ -167,8 +176,8 @@ def make_tune(generator: MelodyGenerator, body: dict) -> dict:
     step = 60.0 / qpm / cfg.steps_per_quarter  # seconds per grid step
     primer = primer_from_request(body, cfg.steps_per_quarter, step)
     temperature = _number(body, "temperature", 1.0, 0.05, 3.0)
-    seed = int(_number(body, "seed", 0, 0, 2**31 - 1))
-    max_notes = int(_number(body, "max_notes", 128, 1, 512))
+    seed = _whole_number(body, "seed", 0, 0, 2**31 - 1)
+    max_notes = _whole_number(body, "max_notes", 128, 1, 512)
     tune_steps = int(MAX_TUNE_SECONDS / step)  # what renders in MAX_TUNE_SECONDS
     primer_steps = midi_io.melody_steps(primer)
     if primer_steps >= tune_steps:

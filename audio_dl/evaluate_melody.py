@@ -60,11 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     loaded, cfg, version = load_melody_export(args.model)
     cfg = dataclasses.replace(cfg, max_eval_tunes=args.max_tunes, generated_tunes=max(args.generate, 1))
+    tunes, note = held_out_tunes(tuple(args.midi_dir), cfg)
+    if not tunes:  # said before the training corpus (minutes to read) is loaded
+        raise UsageError(f"no tune of {', '.join(args.midi_dir)} can be scored ({note})")
     train_cfg = dataclasses.replace(cfg, midi_dir=tuple(args.train_midi_dir or cfg.midi_dir))
     train = melody_data.load_corpus(train_cfg).train  # the split the model was trained with
-    tunes, note = held_out_tunes(tuple(args.midi_dir), cfg)
-    if not tunes:
-        raise UsageError(f"no tune of {', '.join(args.midi_dir)} can be scored ({note})")
     print(f"model {version}; scoring {', '.join(args.midi_dir)}: {note}")
     metrics = {"scored": {"description": ", ".join(args.midi_dir),
                           **evaluate_tunes(export_scorer(loaded), cfg, train, tunes)}}

@@ -457,3 +457,19 @@ def test_an_export_that_lost_the_trained_weights_is_refused(tmp_path, monkeypatc
     with pytest.raises(ExportError, match="does not match the Keras model"):
         export_melody.export_melody(melody_models.build_folknet(cfg), cfg, tmp_path / "1", "card", {})
     assert not (tmp_path / "1").exists()
+
+
+@pytest.mark.slow
+def test_evaluate_melody_says_nothing_can_be_scored_before_reading_the_training_corpus(trained, tmp_path, capsys,
+                                                                                          monkeypatch):
+    from audio_dl import cli, evaluate_melody
+
+    write_midi(tmp_path / "drums.mid", [(36, 0.0, 0.5), (38, 0.5, 1.0)], is_drum=True)
+
+    def slow_corpus(cfg):
+        raise AssertionError("the training corpus was read first")
+
+    monkeypatch.setattr(evaluate_melody.melody_data, "load_corpus", slow_corpus)
+    assert cli.run_main(evaluate_melody.main, ["--midi-dir", str(tmp_path), "--model", str(trained / "export" / "1"),
+                                               "-o", str(tmp_path / "report.json")]) == 2
+    assert "can be scored" in capsys.readouterr().err

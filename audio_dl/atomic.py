@@ -18,8 +18,8 @@ def _umask() -> int:
 
 
 # failures of the disk rather than of the program: named after the target when Python's write
-# raised them without a file name
-_WRITE_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EIO}
+# raised them without a file name (cli.run_main reports them in one line)
+WRITE_FAILURES = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO})
 
 
 @contextlib.contextmanager
@@ -28,7 +28,7 @@ def _staged(staging: Path, target: Path, mode: int, remove, replace_folder: bool
         try:
             yield staging
         except OSError as error:
-            if error.filename is None and error.errno in _WRITE_FAILURES:
+            if error.filename is None and error.errno in WRITE_FAILURES:
                 raise OSError(error.errno, error.strerror, str(target)) from error
             raise
         os.chmod(staging, mode & ~_umask())  # mkdtemp/mkstemp make it owner-only

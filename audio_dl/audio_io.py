@@ -165,6 +165,12 @@ def mono_samples(waveform, what: str = "the waveform", channels_hint: str = "") 
     return samples
 
 
+def require_finite(samples: np.ndarray, path) -> None:
+    """NonFiniteAudio naming `path` when decoded samples hold NaN or infinity."""
+    if not np.isfinite(samples).all():
+        raise NonFiniteAudio(f"{path} holds samples that are not finite (NaN or infinity)")
+
+
 def read_audio(path: str | os.PathLike, sample_rate: int | None = None, start_seconds: float = 0.0,
                duration_seconds: float | None = None) -> np.ndarray:
     """Decode `[start, start+duration)` of a file, mix to mono, resample to `sample_rate` (soxr).
@@ -191,8 +197,7 @@ def read_audio(path: str | os.PathLike, sample_rate: int | None = None, start_se
         start = int(start_seconds * native_rate)
         stop = None if duration_seconds is None else start + int(np.ceil(duration_seconds * native_rate))
         audio = audio[start:stop]
-    if not np.isfinite(audio).all():
-        raise NonFiniteAudio(f"{path} holds samples that are not finite (NaN or infinity)")
+    require_finite(audio, path)
     mono = audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0]
     if sample_rate is not None and sample_rate != native_rate and mono.size:
         mono = soxr.resample(mono, native_rate, sample_rate, quality="HQ")

@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 from typing import Callable, Sequence
 
+from audio_dl.atomic import WRITE_FAILURES  # a full disk or a failing device: one line, exit 1
 from audio_dl.errors import UsageError
 
 
@@ -116,8 +117,6 @@ def add_strategy_option(parser: argparse.ArgumentParser) -> None:
 
 # a path that is missing, of the wrong kind or not writable: the user's to fix
 _PATH_MISUSE = {errno.ENOENT, errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM, errno.EROFS}
-# a full disk or a failing device under a path: reported in one line too, with exit code 1
-_WRITE_FAILURE = {errno.ENOSPC, errno.EDQUOT, errno.EIO}
 
 
 class Terminated(KeyboardInterrupt):
@@ -156,7 +155,7 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
     except OSError as error:
-        if error.filename is None or error.errno not in _PATH_MISUSE | _WRITE_FAILURE:  # a bug: keep its traceback
+        if error.filename is None or error.errno not in _PATH_MISUSE | WRITE_FAILURES:  # a bug: keep its traceback
             raise
         reason = "exists and is not a folder" if error.errno == errno.EEXIST else error.strerror
         print(f"{prog}: error: {error.filename}: {reason}", file=sys.stderr)

@@ -289,8 +289,7 @@ def _finite_blocks(src: soundfile.SoundFile, source: Path, blocksize: int) -> It
             return
         except soundfile.LibsndfileError as error:
             raise _undecodable(source, error) from None
-        if not np.isfinite(block).all():
-            raise audio_io.NonFiniteAudio(f"{source} holds samples that are not finite (NaN or infinity)")
+        audio_io.require_finite(block, source)
         yield block
 
 

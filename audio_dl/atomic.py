@@ -10,6 +10,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from audio_dl.errors import TERMINATION, Terminated
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -31,6 +33,8 @@ def _staged(staging: Path, target: Path, mode: int, remove, replace_folder: bool
             if error.filename is None and error.errno in WRITE_FAILURES:
                 raise OSError(error.errno, error.strerror, str(target)) from error
             raise
+        if TERMINATION.is_set():  # a SIGTERM whose raise Python dropped (inside a __del__): not this one either
+            raise Terminated
         os.chmod(staging, mode & ~_umask())  # mkdtemp/mkstemp make it owner-only
         with _naming(target):
             if replace_folder and target.is_dir():

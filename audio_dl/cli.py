@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from audio_dl.atomic import WRITE_FAILURES  # a full disk or a failing device: one line, exit 1
-from audio_dl.errors import UsageError
+from audio_dl.errors import TERMINATION, Terminated, UsageError
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -39,7 +39,7 @@ def add_config_options(parser: argparse.ArgumentParser, presets: Sequence[str], 
 def add_run_options(parser: argparse.ArgumentParser, family: str) -> None:
     """--run-dir, --export-base, --publish, --quiet of the training CLIs (family: denoiser, melody)."""
     group = parser.add_argument_group("run and export")
-    group.add_argument("--run-dir", type=Path,
+    group.add_argument("--run-dir", type=folder_path,
                        help=f"where config, logs, checkpoints and the export go (default: runs/{family}-PRESET); "
                             "an interrupted run in it is resumed")
     group.add_argument("--export-base", type=folder_path, default=Path("saved_models") / family,
@@ -90,12 +90,13 @@ def file_id(path: Path) -> tuple[int, int]:
 
 def output_file(path: Path, inputs: Sequence[Path] = ()) -> Path:
     """An output file checked before any work: not a folder, not one of `inputs` (the same file
-    under any spelling), its folder created; raises UsageError (or the OSError of that folder)."""
+    under any spelling), in a folder this process can write or create (created only when the
+    file is written, so a run that fails later leaves no new folder); raises UsageError."""
     if path.is_dir():
         raise UsageError(f"{path} is a folder; give a file name")
     if path.exists() and file_id(path) in {file_id(i) for i in inputs if i.exists()}:
         raise UsageError(f"{path} would overwrite an input; give another output")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    writable_folder(path.parent)
     return path
 
 
@@ -119,12 +120,8 @@ def add_strategy_option(parser: argparse.ArgumentParser) -> None:
 _PATH_MISUSE = {errno.ENOENT, errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM, errno.EROFS}
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (`kill`, a job scheduler, docker stop), raised so that partial outputs are removed
-    on the way out, as for Ctrl-C."""
-
-
 def _terminate(signum, frame):
+    TERMINATION.set()
     raise Terminated
 
 
@@ -148,9 +145,13 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
     a write that fails for lack of space or a failing device, that line and exit code 1.
     Ctrl-C and SIGTERM end it with one line (exit codes 130 and 143) after partial outputs are removed."""
     prog = getattr(main, "prog", None) or sys.argv[0]
+    TERMINATION.clear()
     try:
         with _sigterm_unwinds():
-            return main(argv) or 0
+            code = main(argv) or 0
+        if TERMINATION.is_set():  # Python printed "Exception ignored in ... __del__" and went on
+            raise Terminated
+        return code
     except UsageError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2

@@ -97,7 +97,7 @@ class DenoiserConfig:
         _check(0 < self.hop_length <= self.frame_length and self.frame_length % self.hop_length == 0,
                "hop_length must divide frame_length")
         _check(self.window in WINDOWS, f"window must be one of {WINDOWS}")
-        _check(self.context_frames >= 1, "context_frames must be >= 1")
+        _check(self.context_frames >= 2, "context_frames must be >= 2 (the current frame and at least one before it)")
         _check(bool(self.speech) and bool(self.noise), "speech and noise each need at least one path")
         _check(self.architecture in ARCHITECTURES, f"architecture must be one of {ARCHITECTURES}")
         _check(self.loss in LOSSES, f"loss must be one of {LOSSES}")
@@ -111,14 +111,17 @@ class DenoiserConfig:
             _check(low <= high, f"{name}: low must be <= high")
         _check(-30.0 <= self.snr_db[0] and self.snr_db[1] <= 60.0, "snr_db must lie in [-30, 60] dB")
         _check(0.5 <= self.speech_speed[0] and self.speech_speed[1] <= 2.0, "speech_speed must lie in [0.5, 2]")
+        _check(0.05 <= self.rt60_seconds[0] and self.rt60_seconds[1] <= 3.0, "rt60_seconds must lie in [0.05, 3] s")
+        _check(-80.0 <= self.min_speech_dbfs <= 0.0, "min_speech_dbfs must lie in [-80, 0] dBFS")
         _check(self.bandpass_probability == 0 or self.high_cut_hz[1] < self.sample_rate / 2,
                "high_cut_hz must stay below Nyquist")
         for name in ("reverb_probability", "bandpass_probability", "mask_floor", "synthetic_noise_probability",
                      "second_noise_probability"):
             _check(0.0 <= getattr(self, name) <= 1.0, f"{name} must be in [0, 1]")
         for name in ("epochs", "steps_per_epoch", "batch_size", "hidden_units", "val_examples",
-                     "normalization_batches", "noise_context_frames"):
+                     "normalization_batches"):
             _check(getattr(self, name) >= 1, f"{name} must be >= 1")
+        _check(self.noise_context_frames >= 2, "noise_context_frames must be >= 2 (1 leaves the streaming model an empty state)")
         _check(min(self.hidden_layers, self.bottleneck_units, self.recurrent_units) >= 0,
                "hidden_layers, bottleneck_units and recurrent_units must be >= 0")
         _check(self.recurrent_warmup_seconds >= 0, "recurrent_warmup_seconds must be >= 0")
@@ -379,6 +382,10 @@ def _scalar(kind, text: str):
 
 def to_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
+
+
+# may change between runs of one run dir: how data is held, what is evaluated and exported
+RERUN_KEYS = frozenset({"preload_mb", "tflite_seconds", "max_eval_tunes", "generated_tunes", "eval_midi_dir"})
 
 
 def json_text(value) -> str:

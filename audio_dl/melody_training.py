@@ -110,11 +110,16 @@ def format_report(metrics: dict) -> str:
                      f"{100 * g['ended_share']:.0f} % ended by themselves within {g['max_steps']} steps; "
                      f"pitch-class JS {g['pitch_class_js']:.3f} (held-out tunes {g['held_out_pitch_class_js']:.3f}), "
                      f"interval JS {g['interval_js']:.3f} (held-out {g['held_out_interval_js']:.3f}); "
-                     f"16-note runs copied from training {100 * g['copied_16_note_runs']:.1f} % "
-                     f"(held-out human tunes {100 * g['held_out_copied_16_note_runs']:.1f} %); "
+                     f"16-note runs copied from training {_percent(g['copied_16_note_runs'])} "
+                     f"(held-out human tunes {_percent(g['held_out_copied_16_note_runs'])}); "
                      f"median longest copied run {g['longest_copied_run_median']:g} notes "
                      f"(held-out {g['held_out_longest_copied_run_median']:g})")
     return "\n".join(lines)
+
+
+def _percent(share: float) -> str:
+    """A share as "12.3 %", or "n/a" where it is undefined (no tune of 16 notes or more)."""
+    return f"{100 * share:.1f} %" if math.isfinite(share) else "n/a (no tune of 16+ notes)"
 
 
 def train_melody(cfg: MelodyConfig, run_dir: Path, verbose: int = 1, command: str = "",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import logging
 import math
 import re
 from pathlib import Path
@@ -24,6 +25,8 @@ import numpy as np
 import pretty_midi
 
 from audio_dl.errors import UsageError
+
+log = logging.getLogger(__name__)
 
 PAD, START, END, REST, HOLD = 0, 1, 2, 3, 4
 FIRST_NOTE_TOKEN = 5
@@ -175,6 +178,8 @@ def parse_note_string(text: str, steps_per_quarter: int = 4) -> list[Note]:
         step += duration
     if not notes:
         raise UsageError("the primer holds no notes")
+    if step > melody_steps(notes):  # a Note list ends with its last note
+        log.warning("the rest at the end of the primer is dropped: the continuation starts after its last note")
     return notes
 
 

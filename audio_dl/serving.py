@@ -84,26 +84,84 @@ class ModelRegistry:
         return model.signatures[signature_name], version
 
 
-def run_signature(signature, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Call a signature with named numpy inputs, cast to its dtypes; ServingError on a mismatch."""
+def run_signature(signature, inputs: dict[str, np.ndarray], exact_dtypes: bool = False) -> dict[str, np.ndarray]:
+    """Call a signature with named numpy inputs, converted to its dtypes where no value changes
+    (JSON numbers) or, with exact_dtypes (gRPC TensorProtos), only of its dtypes; ServingError on
+    a mismatch, as TF Serving answers."""
     specs = signature.structured_input_signature[1]
     missing, unknown = sorted(set(specs) - set(inputs)), sorted(set(inputs) - set(specs))
     if missing or unknown:
         raise ServingError(f"input keys must be {sorted(specs)}; missing {missing}, unexpected {unknown}")
     tensors = {}
     for key, spec in specs.items():
-        try:
-            value = tf.constant(np.asarray(inputs[key]), dtype=spec.dtype)
-        except (TypeError, ValueError) as error:
-            raise ServingError(f"input {key!r}: {error}") from None
+        value = np.asarray(inputs[key])
+        if exact_dtypes and value.dtype != spec.dtype.as_numpy_dtype:
+            raise ServingError(f"input {key!r} has dtype {tf.as_dtype(value.dtype).name}; "
+                               f"the signature takes {spec.dtype.name}")
+        if not _fits(value, spec.dtype):
+            raise ServingError(f"input {key!r} takes {spec.dtype.name} values; got {_describe(value)}")
         if not spec.shape.is_compatible_with(value.shape):
-            raise ServingError(f"input {key!r} has shape {value.shape.as_list()}, the signature takes {spec.shape}")
-        tensors[key] = value
+            raise ServingError(f"input {key!r} has shape {list(value.shape)}, the signature takes {spec.shape}")
+        tensors[key] = tf.constant(value, dtype=spec.dtype)
     try:
         outputs = signature(**tensors)
     except (tf.errors.OpError, ValueError, TypeError) as error:
-        raise ServingError(str(error).splitlines()[0]) from None
+        raise ServingError(_op_error_message(error)) from None
     return {key: value.numpy() for key, value in outputs.items()}
+
+
+def _fits(value: np.ndarray, dtype: tf.DType) -> bool:
+    """Whether `value` converts to `dtype` without loss, as TF Serving's JSON reader requires:
+    integers within the dtype's range for integer inputs; for float inputs, numbers within its
+    range and integers it holds exactly (float32: |n| < 2**24); never booleans, strings or nulls
+    for numeric inputs. An empty array fits any dtype."""
+    if value.size == 0:
+        return True
+    if dtype.is_integer:
+        limits = np.iinfo(dtype.as_numpy_dtype)
+        return value.dtype.kind in "iu" and limits.min <= value.min() and value.max() <= limits.max
+    if dtype.is_floating:
+        limits = np.finfo(dtype.as_numpy_dtype)
+        if value.dtype.kind in "iu":
+            return max(-int(value.min()), int(value.max())) < 2 ** (limits.nmant + 1)
+        if value.dtype.kind != "f":
+            return False
+        finite = value[np.isfinite(value)]  # NaN and infinity are kept, as TF Serving keeps them
+        return finite.size == 0 or np.abs(finite).max() <= limits.max
+    if dtype == tf.string:
+        return value.dtype.kind in "US"
+    return value.dtype == dtype.as_numpy_dtype
+
+
+def _describe(value: np.ndarray) -> str:
+    if value.dtype.kind in "iu":
+        return f"integers in [{value.min()}, {value.max()}]"
+    if value.dtype.kind == "O":
+        leaves = {type(item) for item in value.flat}
+        return ("nulls" if type(None) in leaves else "booleans among numbers" if bool in leaves
+                else "values of mixed types or integers beyond 64 bits")
+    kinds = {"b": "booleans", "f": "floats", "U": "strings", "S": "strings"}
+    return kinds.get(value.dtype.kind, value.dtype.name)
+
+
+def _json_array(value) -> np.ndarray:
+    """A JSON value as an array; kept as objects where numpy would turn booleans among numbers
+    into numbers ([1, true] -> [1, 1]), so that _fits refuses it. ValueError if it is ragged."""
+    array = np.asarray(value)
+    return np.asarray(value, dtype=object) if array.dtype.kind in "iuf" and _holds_a_boolean(value) else array
+
+
+def _holds_a_boolean(value) -> bool:
+    return any(map(_holds_a_boolean, value)) if isinstance(value, list) else isinstance(value, bool)
+
+
+def _op_error_message(error: Exception) -> str:
+    """The line of a TensorFlow error that says what went wrong: graph errors start with
+    "Graph execution error:" and a node trace, and end with the message and the node's name."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    meaningful = [line for line in lines if not line.startswith(("[[", "Graph execution error", "Detected at node",
+                                                                 "<stack traces"))]
+    return (meaningful or lines or [type(error).__name__])[-1]
 
 
 # --- REST --------------------------------------------------------------------------------------
@@ -119,7 +177,7 @@ def _rest_inputs(body: dict, input_names: list[str]) -> tuple[dict[str, np.ndarr
                 raise ServingError(f"the signature has several inputs {input_names}: send 'inputs' as an object")
             value = {input_names[0]: value}
         try:
-            return {k: np.asarray(v) for k, v in value.items()}, False
+            return {k: _json_array(v) for k, v in value.items()}, False
         except ValueError:
             raise ServingError("each input must be a rectangular (non-ragged) array") from None
     instances = body["instances"]
@@ -135,7 +193,7 @@ def _rest_inputs(body: dict, input_names: list[str]) -> tuple[dict[str, np.ndarr
     else:
         raise ServingError(f"the signature has several inputs {input_names}: send each instance as an object")
     try:
-        return {k: np.asarray(v) for k, v in columns.items()}, True
+        return {k: _json_array(v) for k, v in columns.items()}, True
     except ValueError:
         raise ServingError("instances must have equal shapes (they are batched along the first axis)") from None
 
@@ -181,11 +239,20 @@ def create_rest_app(registry: ModelRegistry) -> Flask:
     @app.post("/v1/models/<name>:predict")
     @app.post("/v1/models/<name>/versions/<version>:predict")
     def predict(name: str, version: str | None = None):
-        body = request.get_json(force=True, silent=True)  # TF Serving ignores the Content-Type (curl -d sends a form type)
+        try:
+            body = request.get_json(force=True, silent=True)  # TF Serving ignores the Content-Type (curl -d sends a form type)
+        except RecursionError:
+            raise ServingError("JSON Parse error: nested too deeply") from None
         if not isinstance(body, dict):
             raise ServingError("JSON Parse error: the body must be a JSON object")
-        signature, _ = registry.signature(name, parse_version(version), body.get("signature_name", ""))
-        inputs, rows = _rest_inputs(body, list(signature.structured_input_signature[1]))
+        signature_name = body.get("signature_name", "")
+        if not isinstance(signature_name, str):
+            raise ServingError("JSON Value: 'signature_name' must be a string")
+        signature, _ = registry.signature(name, parse_version(version), signature_name)
+        try:
+            inputs, rows = _rest_inputs(body, list(signature.structured_input_signature[1]))
+        except RecursionError:
+            raise ServingError("JSON Value: inputs nested too deeply") from None
         outputs = run_signature(signature, inputs)
         if not rows:
             if len(outputs) == 1:
@@ -214,7 +281,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
             except (TypeError, ValueError) as error:
                 raise ServingError(f"cannot read an input TensorProto: {error}") from None
-            outputs = run_signature(signature, inputs)
+            outputs = run_signature(signature, inputs, exact_dtypes=True)
         except ServingError as error:
             context.abort(error.code, str(error))
         response = predict_pb2.PredictResponse()

@@ -28,7 +28,7 @@ import tensorflow as tf
 
 from audio_dl import atomic, distribute, evaluate, export
 from audio_dl import layers as L
-from audio_dl.config import DenoiserConfig, json_text, read_json_object, save_config, to_dict
+from audio_dl.config import RERUN_KEYS, DenoiserConfig, json_text, read_json_object, save_config, to_dict
 from audio_dl.errors import UsageError
 from audio_dl.data import speech
 from audio_dl.losses import make_losses
@@ -127,10 +127,6 @@ def finished_training(run_dir: Path) -> float | None:
     return float(json.loads(marker.read_text())["train_seconds"]) if marker.is_file() else None
 
 
-# may change between runs of one run dir: how data is held, what is evaluated and exported
-RERUN_KEYS = frozenset({"preload_mb", "tflite_seconds", "max_eval_tunes", "generated_tunes", "eval_midi_dir"})
-
-
 def prepare_run_dir(run_dir: Path, cfg) -> None:
     """Create `run_dir` and save `cfg` in it; a run dir that already holds training of another
     config (keys outside RERUN_KEYS) is refused with the keys that differ: its checkpoints were
@@ -139,8 +135,13 @@ def prepare_run_dir(run_dir: Path, cfg) -> None:
     saved = run_dir / "config.json"
     started = any((run_dir / name).exists() for name in ("backup", "checkpoints", TRAINED_MARKER, "export"))
     if saved.is_file() and started:
-        previous = {**to_dict(type(cfg)()), **read_json_object(saved, "config")}
+        saved_values = read_json_object(saved, "config")
         current = json.loads(json.dumps(to_dict(cfg)))  # tuples as the JSON lists they are saved as
+        unknown = sorted(set(saved_values) - set(current))
+        if unknown:
+            raise UsageError(f"{run_dir} holds a run whose config has keys a {type(cfg).__name__} does not "
+                             f"({', '.join(unknown[:3])}{', ...' if len(unknown) > 3 else ''}); give another --run-dir")
+        previous = json.loads(json.dumps({**to_dict(type(cfg)()), **saved_values}))  # keys it lacks: defaults
         changed = [f"{key}: {previous.get(key)!r} -> {current[key]!r}" for key in current
                    if previous.get(key) != current[key] and key not in RERUN_KEYS]
         if changed:
@@ -203,13 +204,14 @@ def train_denoiser(cfg: DenoiserConfig, run_dir: Path, mixed_precision: bool = F
     exports; the other workers return after training (export_dir None, empty metrics).
     """
     corpus = speech.load_corpus(cfg)
-    speech.reset_read_failures()
     keras.utils.set_random_seed(cfg.seed)
     print(_describe_corpus(corpus))
     if mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
 
-    tf_strategy = distribute.make_strategy(strategy)
+    tf_strategy = distribute.make_strategy(strategy)  # before any TF op (multi-worker collectives)
+    speech.reset_read_failures()  # before the probe: files it cannot decode count as skipped
+    speech.require_examples(corpus, cfg)
     run_dir = distribute.worker_dir(Path(run_dir), tf_strategy)
     prepare_run_dir(run_dir, cfg)
     val_ds = speech.validation_dataset(corpus.val, cfg)

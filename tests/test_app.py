@@ -78,7 +78,9 @@ def test_melody_api_continues_a_note_string(app):
                                            ({"text": ["G4"]}, "text must be a string"),
                                            ({"notes": [{"pitch": True, "start": 0, "end": 1}]}, "pitch, start and end"),
                                            ({"notes": [{"pitch": 60.5, "start": 0, "end": 1}]}, "pitch, start and end"),
-                                           ({"text": "G#9"}, "outside MIDI's range")])
+                                           ({"text": "G#9"}, "outside MIDI's range"),
+                                           ({"text": "G4", "seed": -1}, "seed must be between 0 and 2147483647"),
+                                           ({"notes": {"pitch": 60}}, "notes must be a list of")])
 def test_melody_api_errors_are_one_line_json(app, body, message):
     reply = app.test_client().post("/api/melody", json=body)
     assert reply.status_code == 400 and message in reply.json["error"], reply.json

@@ -64,7 +64,7 @@ def test_benchmark_misuse_is_one_line_exit_2():
     (["denoiser", "--seconds", "inf"], "--seconds must be in [10, 3600] (got inf)"),
     (["context", "--context-seconds", "inf"], "--batch and --context-seconds must be a finite number > 0"),
     (["context", "-o", "{tmp}"], "is a folder; give a file name"),
-    (["context", "-o", "{tmp}/notes.txt/bench.json"], "notes.txt: exists and is not a folder"),
+    (["context", "-o", "{tmp}/notes.txt/bench.json"], "notes.txt is a file, not a folder"),
 ])
 def test_bad_numbers_and_outputs_are_refused_before_any_measurement(tmp_path, args, message):
     (tmp_path / "notes.txt").write_text("a file\n")

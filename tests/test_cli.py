@@ -76,6 +76,43 @@ sys.exit(cli.run_main(main))
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_sigterm_that_lands_inside_a_finaliser_still_ends_the_run_with_143_and_lands_nothing(tmp_path):
+    script = """
+import os, signal, sys
+from pathlib import Path
+from audio_dl import cli
+from audio_dl.atomic import staged_file
+
+class Handle:
+    def __del__(self):  # TensorFlow's handles free themselves here; the raise is printed and lost
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(10**6):  # the handler runs between these bytecodes, inside __del__
+            pass
+
+def main(argv):
+    Handle()
+    with staged_file(Path(sys.argv[1]) / "out.wav") as staging:  # the run goes on, but lands nothing
+        staging.write_text("a whole file")
+
+main.prog = "python -m audio_dl.example"
+sys.exit(cli.run_main(main))
+"""
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert "Exception ignored in" in result.stderr  # the case this guards against happened
+    assert result.returncode == 143 and result.stderr.endswith("python -m audio_dl.example: terminated\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("module, args", [
+    ("audio_dl.train_denoiser", ["--preset", "tiny", "--run-dir", ""]),
+    ("audio_dl.train_melody", ["--preset", "tiny", "--run-dir", " "]),
+    ("audio_dl.export", ["publish", "runs/x", "--base", ""]),
+])
+def test_an_empty_run_dir_or_base_is_refused_not_the_current_folder(module, args, tmp_path):
+    result = _run(module, *args, cwd=tmp_path)
+    assert result.returncode == 2 and "an empty path" in result.stderr and list(tmp_path.iterdir()) == []
+
+
 def test_a_run_dir_that_is_a_file_is_one_line_exit_2(tmp_path):
     (tmp_path / "run").write_text("not a folder\n")
     result = _run("audio_dl.train_denoiser", "--preset", "tiny", "--run-dir", str(tmp_path / "run"))

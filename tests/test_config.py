@@ -33,6 +33,9 @@ def test_overrides_are_typed():
     ("tflite_seconds=inf", "tflite_seconds must be a finite"), ("spectral_weight=nan", "spectral_weight must be"),
     ("window=foo", "window must be one of"), ("seed=-1", "seed"), ("seed=4294967296", "seed"),
     ("speech=", "at least one path"),
+    ("rt60_seconds=-1,-0.5", "rt60_seconds must lie in"), ("rt60_seconds=0,0", "rt60_seconds must lie in"),
+    ("min_speech_dbfs=10", "min_speech_dbfs must lie in"), ("context_frames=1", "context_frames must be >= 2"),
+    ("noise_context_frames=1", "noise_context_frames must be >= 2"),
 ])
 def test_bad_values_raise_config_error(override, message):
     with pytest.raises(ConfigError, match=message):

@@ -117,6 +117,28 @@ def test_note_strings():
             midi_io.parse_note_string(outside)
 
 
+def test_a_rest_at_the_end_of_a_note_string_is_named_as_dropped(caplog):
+    assert midi_io.parse_note_string("C4 D4 R:4") == [N(60, 0, 4), N(62, 4, 4)]
+    assert "the rest at the end of the primer is dropped" in caplog.text
+    caplog.clear()
+    midi_io.parse_note_string("C4 R D4")
+    assert not caplog.text
+
+
+def test_a_midi_primer_names_the_voices_and_chord_notes_it_drops(tmp_path, caplog):
+    from audio_dl.generate_melody import read_primer
+
+    midi = pretty_midi.PrettyMIDI()
+    for pitches in ([40, 43], [67, 69, 71]):
+        voice = pretty_midi.Instrument(0)
+        voice.notes = [pretty_midi.Note(90, p, 0.5 * i, 0.5 * i + 0.5) for i, p in enumerate(pitches)]
+        midi.instruments.append(voice)
+    midi.instruments[0].notes.append(pretty_midi.Note(90, 36, 0.0, 0.5))  # a chord under its first note
+    midi.write(str(tmp_path / "two_voices.mid"))
+    assert [n.pitch for n in read_primer(str(tmp_path / "two_voices.mid"), 4)] == [40, 43]
+    assert "dropped 1 other voice(s) (the primer is" in caplog.text and "1 chord note(s) below the top note" in caplog.text
+
+
 def test_a_tempo_of_zero_is_refused():
     with pytest.raises(ValueError, match="qpm must be a positive number"):
         midi_io.render_audio([N(69, 0, 4)], 4, qpm=0)
@@ -220,6 +242,24 @@ def test_sampling_settings_out_of_range_are_refused(small_model, settings, messa
     model, cfg = small_model
     with pytest.raises(UsageError, match=re.escape(message)):
         MelodyGenerator.from_keras(model, cfg).continue_tune([N(60, 0, 2)], **settings)
+
+
+@pytest.mark.parametrize("inputs, message", [
+    (dict(temperature=0.0), "temperature must be > 0"), (dict(temperature=float("nan")), "temperature must be > 0"),
+    (dict(top_k=-1), "top_k must be >= 0"), (dict(max_steps=-5), "max_steps must be >= 0"),
+    (dict(primer=[5, 999]), "primer tokens must be in [3, "), (dict(primer=[-1]), "primer tokens must be in [3, "),
+    (dict(primer=[midi_io.END]), "primer tokens must be in [3, "),
+])
+def test_the_served_generate_graph_refuses_what_a_client_sends_wrong(small_model, inputs, message):
+    from audio_dl.models.melody import MelodySampler, one_step_from
+
+    model, cfg = small_model
+    sampler = MelodySampler(one_step_from(model, cfg), cfg)
+    good = dict(primer=[5, 6], temperature=1.0, top_k=0, seed=1, max_steps=4)
+    arguments = {k: tf.constant(v, tf.float32 if k == "temperature" else tf.int32) for k, v in (good | inputs).items()}
+    with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(message)):
+        sampler.generate(**arguments)
+    sampler.generate(**{k: tf.constant(v, tf.float32 if k == "temperature" else tf.int32) for k, v in good.items()})
 
 
 @pytest.mark.parametrize("primer, message", [
@@ -347,6 +387,8 @@ def test_generate_melody_never_overwrites_its_primer_nor_leaves_part_of_a_tune(t
     before = primer.read_bytes()
     assert cli.run_main(generate_melody.main, [str(primer), "-o", str(primer), *model]) == 2
     assert "would overwrite an input" in capsys.readouterr().err and primer.read_bytes() == before
+    assert cli.run_main(generate_melody.main, ["Q4", "-o", str(tmp_path / "deep" / "er" / "tune"), *model]) == 2
+    assert "unknown note 'Q4'" in capsys.readouterr().err and not (tmp_path / "deep").exists()
     (tmp_path / "half.wav").mkdir()
     assert cli.run_main(generate_melody.main, ["G4 A4", "-o", str(tmp_path / "half"), *model]) == 2
     assert "half.wav is a folder" in capsys.readouterr().err and not (tmp_path / "half.mid").exists()
@@ -404,6 +446,18 @@ def test_evaluate_melody_cli(trained, tmp_path, capsys):
     assert "give the .json file" in capsys.readouterr().err and (copy / tune.name).read_bytes() == tune.read_bytes()
 
 
+def test_report_says_n_a_for_a_copy_share_no_tune_defines():
+    from audio_dl.melody_training import format_report
+
+    generation = {"tunes": 1, "temperature": 1.0, "ended_share": 1.0, "max_steps": 64, "pitch_class_js": 0.1,
+                  "held_out_pitch_class_js": 0.2, "interval_js": 0.1, "held_out_interval_js": 0.2,
+                  "copied_16_note_runs": 0.25, "held_out_copied_16_note_runs": float("nan"),
+                  "longest_copied_run_median": 5.0, "held_out_longest_copied_run_median": 3.0}
+    report = format_report({"generation": generation})
+    assert "copied from training 25.0 % (held-out human tunes n/a (no tune of 16+ notes))" in report
+    assert "nan" not in report
+
+
 def test_tflite_one_step_runs_under_litert(trained):
     from audio_dl.export import run_tflite
 
@@ -428,18 +482,26 @@ def test_folk_corpus_command_rejects_unknown_collections(capsys):
 
     assert cli.run_main(datasets.main, ["folk-corpus", "/tmp/unused", "--collections", "nope"]) == 2
     assert "unknown collection" in capsys.readouterr().err
+    assert cli.run_main(datasets.main, ["folk-corpus", "/tmp/unused", "--collections", " , "]) == 2
+    assert "--collections names no collection" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_code:  # argparse's own exit
+        datasets.main(["denoiser-corpus", ""])
+    assert exit_code.value.code == 2 and "an empty path" in capsys.readouterr().err
 
 
 @pytest.mark.slow
-def test_rerunning_a_finished_run_only_evaluates_and_exports(trained):
+def test_rerunning_a_finished_run_only_evaluates_exports_and_publishes_it_once(trained, tmp_path, capsys):
     from audio_dl import train_melody
 
     history = (trained / "history.csv").read_text()
     assert (trained / "trained.json").is_file()
-    assert train_melody.main(["--preset", "tiny", "--midi-dir", str(FIXTURE), "--run-dir", str(trained),
-                              "--publish", "never", "--quiet"]) == 0
+    for _ in range(2):
+        assert train_melody.main(["--preset", "tiny", "--midi-dir", str(FIXTURE), "--run-dir", str(trained),
+                                  "--publish", "always", "--export-base", str(tmp_path / "base"), "--quiet"]) == 0
     assert (trained / "history.csv").read_text() == history  # no epoch was trained again
     assert (trained / "export" / "1" / "saved_model.pb").is_file()
+    assert sorted(p.name for p in (tmp_path / "base").iterdir()) == ["1"]  # each rerun exports anew: same model
+    assert f"already published as {tmp_path / 'base' / '1'}" in capsys.readouterr().out
 
 
 @pytest.mark.slow

@@ -49,6 +49,21 @@ def test_prepare_writes_resampled_shards_and_lists_bad_files(source, tmp_path):
     assert got["bob/u2.wav"]["speaker"].numpy() == b"bob"
 
 
+def test_an_interrupted_prepare_removes_the_shards_its_workers_left_half_written(source, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    half = out / ".shard-00000.tfrecord.partial"
+
+    def interrupted(*args):
+        half.write_bytes(b"half a shard")  # as a worker that Ctrl-C or `timeout` stopped mid-write
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(records, "_chunk_digest", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        records.prepare(source, out, sample_rate=8000, files_per_shard=5, workers=1)
+    assert not half.exists()
+
+
 def test_prepare_resumes_keeps_finished_shards_and_rewrites_changed_ones(source, tmp_path):
     out = tmp_path / "out"
     records.prepare(source, out, sample_rate=8000, files_per_shard=5, workers=1)

@@ -85,6 +85,12 @@ def test_rest_status_and_metadata(rest):
     assert {"generate", "one_step", "score", "serving_default"} <= set(signatures)
 
 
+def _generate(**changes):
+    """A :predict body for the melody model's `generate` signature, with some inputs changed."""
+    inputs = {k: v.tolist() for k, v in MELODY_ARGS.items()} | changes
+    return {"signature_name": "generate", "inputs": inputs}
+
+
 @pytest.mark.parametrize("path, body, status, message", [
     ("/v1/models/nope:predict", {"instances": [[0.0]]}, 404, "Servable not found"),
     ("/v1/models/denoiser/versions/9:predict", {"instances": [[0.0]]}, 404, "Specific(denoiser, 9)"),
@@ -95,6 +101,19 @@ def test_rest_status_and_metadata(rest):
     ("/v1/models/denoiser:predict", {"inputs": [0.0, 1.0]}, 400, "has shape [2]"),
     ("/v1/models/denoiser:predict", {"inputs": [["a", "b"]]}, 400, "input 'waveform'"),
     ("/v1/models/denoiser:predict", {"inputs": {"waveform": [[0.0, 1.0], [0.0]]}}, 400, "rectangular"),
+    ("/v1/models/denoiser:predict", {"instances": [[None, 0.1]]}, 400, "takes float32 values; got nulls"),
+    ("/v1/models/denoiser:predict", {"instances": [[True, False]]}, 400, "takes float32 values; got booleans"),
+    ("/v1/models/denoiser:predict", {"instances": [[0.5, True]]}, 400, "takes float32 values; got booleans among"),
+    ("/v1/models/melody:predict", _generate(primer=[5, True]), 400, "'primer' takes int32 values; got booleans among"),
+    ("/v1/models/denoiser:predict", {"instances": [[16777216, 0]]}, 400, "takes float32 values; got integers in"),
+    ("/v1/models/denoiser:predict", {"instances": [[1e39, 0.0]]}, 400, "takes float32 values; got floats"),
+    ("/v1/models/denoiser:predict", {"signature_name": ["a"], "instances": [[0.0]]}, 400,
+     "'signature_name' must be a string"),
+    ("/v1/models/melody:predict", _generate(seed=2 ** 40), 400,
+     "input 'seed' takes int32 values; got integers in [1099511627776, 1099511627776]"),
+    ("/v1/models/melody:predict", _generate(primer=[17.7]), 400, "input 'primer' takes int32 values; got floats"),
+    ("/v1/models/melody:predict", _generate(primer=[999]), 400, "primer tokens must be in [3, "),
+    ("/v1/models/melody:predict", _generate(temperature=-1.0), 400, "temperature must be > 0; got] [-1]"),
 ])
 def test_rest_malformed_requests_get_tf_serving_errors(rest, path, body, status, message):
     reply = rest.post(path, json=body)
@@ -113,6 +132,9 @@ def test_rest_accepts_a_json_body_sent_as_a_form_like_curl_d(rest, registry):
 def test_rest_body_that_is_not_json(rest):
     reply = rest.post("/v1/models/denoiser:predict", data="{not json", content_type="application/json")
     assert reply.status_code == 400 and "JSON" in reply.json["error"]
+    deep = '{"instances": ' + "[" * 5000 + "]" * 5000 + "}"
+    reply = rest.post("/v1/models/denoiser:predict", data=deep, content_type="application/json")
+    assert reply.status_code == 400 and "nested too deeply" in reply.json["error"]
 
 
 def test_grpc_predict_equals_the_savedmodel(stub, registry):
@@ -148,6 +170,16 @@ def test_grpc_errors_are_status_codes_not_crashes(stub, name, signature, key, co
     with pytest.raises(grpc.RpcError) as caught:
         stub.Predict(request, timeout=60)
     assert caught.value.code() == code
+
+
+def test_grpc_refuses_a_tensor_of_another_dtype_as_tf_serving_does(stub):
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "denoiser"
+    request.inputs["waveform"].CopyFrom(tf.make_tensor_proto(waveforms(1).astype(np.float64)))
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Predict(request, timeout=60)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "'waveform' has dtype float64; the signature takes float32" in caught.value.details()
 
 
 def _serve(*args: str) -> subprocess.CompletedProcess:

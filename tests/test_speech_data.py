@@ -2,6 +2,7 @@ import shutil
 
 import numpy as np
 import pytest
+import soundfile
 import tensorflow as tf
 
 from audio_dl.config import DenoiserConfig, make_config
@@ -80,6 +81,29 @@ def test_missing_or_empty_inputs_are_usage_errors(tiny_corpus, tmp_path):
         speech.load_corpus(_cfg(tiny_corpus, "val_speakers=nobody"))
     with pytest.raises(UsageError, match="val_noises: hum, rain not in the corpus"):
         speech.load_corpus(_cfg(tiny_corpus, "val_noises=rain,birds,hum"))
+
+
+def test_a_split_without_loud_enough_speech_is_one_usage_error_not_an_endless_wait(tiny_corpus, tmp_path):
+    speech.require_examples(speech.load_corpus(_cfg(tiny_corpus)), _cfg(tiny_corpus))
+    cfg = _cfg(tiny_corpus, "min_speech_dbfs=0")  # louder than any speech: the training stream never yields
+    with pytest.raises(UsageError, match="no training mixture has speech louder than min_speech_dbfs=0 dBFS"):
+        speech.require_examples(speech.load_corpus(cfg), cfg)
+    silent = tmp_path / "c"
+    shutil.copytree(tiny_corpus, silent)
+    for path in (silent / "speech" / "armelle").iterdir():  # the validation voice, digitally silent
+        soundfile.write(path, np.zeros(8000, np.float32), 8000)
+    with pytest.raises(UsageError, match="no validation mixture has speech louder than"):
+        speech.require_examples(speech.load_corpus(_cfg(silent)), _cfg(silent))
+
+
+def test_a_noise_split_whose_only_file_is_not_finite_is_one_usage_error(tiny_corpus, tmp_path):
+    corpus_copy = tmp_path / "c"
+    shutil.copytree(tiny_corpus, corpus_copy)
+    (corpus_copy / "noise" / "birds.flac").unlink()  # the validation noise: NaN samples only
+    soundfile.write(corpus_copy / "noise" / "birds.wav", np.full(8000, np.nan, np.float32), 8000, subtype="FLOAT")
+    cfg = _cfg(corpus_copy)
+    with pytest.raises(UsageError, match="none of birds.wav decodes to usable audio"):
+        speech.require_examples(speech.load_corpus(cfg), cfg)
 
 
 def test_a_single_speaker_corpus_is_split_by_file(tiny_corpus):
@@ -224,3 +248,10 @@ def test_the_denoiser_corpus_is_not_built_over_other_files(one_source_corpus, tm
     with pytest.raises(UsageError, match="holds other files"):
         one_source_corpus.build_denoiser_corpus(tmp_path / "mine", cache_dir=tmp_path / "cache")
     assert [p.name for p in (tmp_path / "mine").iterdir()] == ["thesis.tex"]
+    prepared = tmp_path / "prepared"  # `datasets prepare` output: splits.json beside its shards
+    prepared.mkdir()
+    for name in ("splits.json", "manifest.json", "shard-00000.tfrecord"):
+        (prepared / name).write_text("{}")
+    with pytest.raises(UsageError, match="holds other files"):
+        one_source_corpus.build_denoiser_corpus(prepared, cache_dir=tmp_path / "cache")
+    assert len(list(prepared.iterdir())) == 3

@@ -42,3 +42,19 @@ def test_weight_decay_reaches_the_optimizer(weight_decay, expected, tiny_corpus)
                                                          f"noise={tiny_corpus / 'noise'}"])
     batches = list(speech.training_dataset(speech.load_corpus(cfg).train, cfg).take(1))
     assert compile_denoiser(cfg, batches).optimizer.weight_decay == expected
+
+
+def test_a_run_saved_before_a_config_key_existed_resumes_and_a_melody_run_is_named(tmp_path):
+    from audio_dl.config import MelodyConfig, save_config, to_dict
+    from audio_dl.errors import UsageError
+    from audio_dl.training import prepare_run_dir
+
+    cfg = make_config(DenoiserConfig, "tiny")
+    old = {k: v for k, v in json.loads(json.dumps(to_dict(cfg))).items() if k != "synthetic_noises"}
+    (tmp_path / "old" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "old" / "config.json").write_text(json.dumps(old))  # a tuple-valued key it did not know
+    prepare_run_dir(tmp_path / "old", cfg)  # the default it lacks is the current value: the same config
+    (tmp_path / "melody" / "checkpoints").mkdir(parents=True)
+    save_config(make_config(MelodyConfig, "tiny"), tmp_path / "melody" / "config.json")
+    with pytest.raises(UsageError, match="config has keys a DenoiserConfig does not"):
+        prepare_run_dir(tmp_path / "melody", cfg)

@@ -114,8 +114,13 @@ def _number(form, key: str, default: float, low: float, high: float) -> float:
     except (TypeError, ValueError):
         raise AppError(f"{key} must be a number") from None
     if not low <= value <= high:
-        raise AppError(f"{key} must be between {low:g} and {high:g}")
+        raise AppError(f"{key} must be between {_plain(low)} and {_plain(high)}")
     return value
+
+
+def _plain(number: float) -> str:
+    """2147483647 as 2147483647 (not 2.14748e+09), 0.01 as 0.01."""
+    return str(int(number)) if float(number).is_integer() else f"{number:g}"
 
 
 def _whole_number(form, key: str, default: int, low: int, high: int) -> int:
@@ -144,8 +149,10 @@ def primer_from_request(body: dict, steps_per_quarter: int, step: float) -> list
         if len(text) > MAX_PRIMER_CHARACTERS:
             raise AppError(f"the primer text may hold at most {MAX_PRIMER_CHARACTERS} characters")
         return midi_io.parse_note_string(text, steps_per_quarter)
-    played = body.get("notes") or []
-    if not isinstance(played, list) or not played:
+    played = body.get("notes", [])
+    if not isinstance(played, list):
+        raise AppError('notes must be a list of {"pitch", "start", "end"} objects')
+    if not played:
         raise AppError("play a few notes or type a primer first")
     if len(played) > MAX_PRIMER_NOTES:
         raise AppError(f"the primer may hold at most {MAX_PRIMER_NOTES} notes")

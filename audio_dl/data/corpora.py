@@ -154,6 +154,9 @@ SOURCES: tuple[Source, ...] = (
 CORPUS_MAX_RATE = 16000  # Hz: recordings above it are resampled down when extracted
 
 
+CORPUS_ENTRIES = {"speech", "noise", "splits.json", "SOURCES.md"}  # all that a corpus folder holds
+
+
 def build_denoiser_corpus(out_dir: str | Path, bundle: bool = False, cache_dir: str | Path | None = None) -> dict:
     """Download the packages in SOURCES, extract their recordings into `out_dir` as mono FLAC
     (at most CORPUS_MAX_RATE). Writes SOURCES.md and splits.json.
@@ -165,7 +168,8 @@ def build_denoiser_corpus(out_dir: str | Path, bundle: bool = False, cache_dir: 
     Returns counts {"speech_files", "noise_files", "seconds", "skipped"}.
     """
     out = Path(out_dir)
-    if out.is_dir() and any(out.iterdir()) and not (out / "splits.json").is_file():
+    entries = {p.name for p in out.iterdir()} if out.is_dir() else set()
+    if entries and not (entries <= CORPUS_ENTRIES and {"splits.json", "SOURCES.md"} <= entries):
         raise UsageError(f"{out} holds other files, not a corpus built by this command; give a new or empty folder")
     cache = Path(cache_dir) if cache_dir else Path(tempfile.gettempdir()) / "audio_dl-packages"
     cache.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ grow with the number of files. Training reads the shards with `tf.data` interlea
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import hashlib
 import itertools
 import json
@@ -165,29 +166,34 @@ def prepare(source: str | os.PathLike, out: str | os.PathLike, sample_rate: int 
                 "shards": 0, "files": 0, "seconds": 0.0, "skipped": 0, "resumed_shards": 0,
                 "workers_peak_rss_mib": 0.0, "speakers": {}}
     context = multiprocessing.get_context("spawn")  # TensorFlow in the workers: never fork it
-    with (concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool,
-          open(out_dir / SKIPPED, "w", encoding="utf-8") as skipped):
-        skipped.write("path\treason\n")
-        try:
-            pending: set[concurrent.futures.Future] = set()
-            for index, paths in chunks:
-                digest = _chunk_digest(root, paths, sample_rate)
-                done = _finished_summary(out_dir, index, digest)
-                if done is not None:
-                    manifest["resumed_shards"] += 1
-                    _add(manifest, done, skipped)
-                    continue
-                pending.add(pool.submit(write_shard, index, paths, str(root), str(out_dir), sample_rate, digest))
-                if len(pending) >= 2 * workers:  # bounded: the file list is never held whole
-                    finished, pending = concurrent.futures.wait(
-                        pending, return_when=concurrent.futures.FIRST_COMPLETED)
-                    for future in finished:
-                        _add(manifest, future.result(), skipped)
-            for future in concurrent.futures.as_completed(pending):
-                _add(manifest, future.result(), skipped)
-        except BaseException:  # Ctrl-C, SIGTERM, a failed shard: stop now, not after every queued shard
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+    try:
+        with (concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool,
+              open(out_dir / SKIPPED, "w", encoding="utf-8") as skipped):
+            skipped.write("path\treason\n")
+            try:
+                pending: set[concurrent.futures.Future] = set()
+                for index, paths in chunks:
+                    digest = _chunk_digest(root, paths, sample_rate)
+                    done = _finished_summary(out_dir, index, digest)
+                    if done is not None:
+                        manifest["resumed_shards"] += 1
+                        _add(manifest, done, skipped)
+                        continue
+                    pending.add(pool.submit(write_shard, index, paths, str(root), str(out_dir), sample_rate, digest))
+                    if len(pending) >= 2 * workers:  # bounded: the file list is never held whole
+                        finished, pending = concurrent.futures.wait(
+                            pending, return_when=concurrent.futures.FIRST_COMPLETED)
+                        for future in finished:
+                            _add(manifest, future.result(), skipped)
+                for future in concurrent.futures.as_completed(pending):
+                    _add(manifest, future.result(), skipped)
+            except BaseException:  # Ctrl-C, SIGTERM, a failed shard: stop now, not after every queued shard
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+    finally:  # once the workers are gone: what one stopped mid-shard (Ctrl-C and `timeout` reach them too)
+        for partial in out_dir.glob(".shard-*.partial"):
+            with contextlib.suppress(OSError):  # never in place of the error that ended the run
+                partial.unlink()
     if manifest["files"] == 0:
         raise UsageError(f"no decodable audio files in {source}" if manifest["skipped"] else
                          f"no audio files (of {', '.join(sorted(audio_io.AUDIO_EXTENSIONS))}) in {source}")
@@ -195,8 +201,6 @@ def prepare(source: str | os.PathLike, out: str | os.PathLike, sample_rate: int 
         numbered = re.fullmatch(r"shard-(\d{5})\.(tfrecord|json)", stale.name)
         if numbered and int(numbered[1]) >= manifest["shards"]:
             stale.unlink()
-    for partial in out_dir.glob(".shard-*.partial"):  # left by an interrupted worker
-        partial.unlink()
     manifest["speakers"] = {name: {"files": n, "seconds": s} for name, (n, s) in sorted(manifest["speakers"].items())}
     splits = next((c for c in (root / SPLITS, root.parent / SPLITS) if c.is_file()), None)
     (out_dir / SPLITS).unlink(missing_ok=True)

@@ -223,6 +223,9 @@ class _MemoryTable:
 
     def __init__(self, infos, sample_rate: int):
         flat, lengths = _decode_all(tuple(i.path for i in infos), sample_rate)
+        if not lengths.sum():  # nothing could be drawn: say so, not an index error mid-training
+            names = ", ".join(Path(i.path).name for i in infos[:3]) + (", ..." if len(infos) > 3 else "")
+            raise UsageError(f"none of {names} decodes to usable audio (undecodable or not finite)")
         self.flat = tf.constant(flat)  # [total samples] int16
         self.lengths = tf.constant(lengths, tf.int64)
         self.starts = tf.constant(np.concatenate([[0], np.cumsum(lengths)[:-1]]), tf.int64)
@@ -368,6 +371,31 @@ def _to_model_io(example):
     return example["noisy"], {"denoised": example["clean"], "magnitude": example["clean"]}
 
 
+def _training_examples(split: Split, cfg: DenoiserConfig, context: tf.distribute.InputContext) -> tf.data.Dataset:
+    """The endless stream of augmented examples, before the min_speech_dbfs filter."""
+    shards, shard = context.num_input_pipelines, context.input_pipeline_id
+    indices = tf.data.Dataset.counter().map(lambda i: i * shards + shard)
+    if split.records:
+        indices = tf.data.Dataset.zip(indices, _record_crops(split, cfg, context, endless=True))
+    return indices.map(make_example_fn(split, cfg, augmented=cfg.augment), num_parallel_calls=tf.data.AUTOTUNE)
+
+
+PROBED_EXAMPLES = 256  # of each split, before training: enough to find speech in any usable corpus
+
+
+def require_examples(corpus: Corpus, cfg: DenoiserConfig) -> None:
+    """UsageError unless the first PROBED_EXAMPLES training mixtures, and the validation ones,
+    include speech louder than cfg.min_speech_dbfs. Silent, undecodable or NaN speech files give
+    none: the validation metrics would be NaN and the endless training stream would wait for ever."""
+    training = _training_examples(corpus.train, cfg, tf.distribute.InputContext()).take(PROBED_EXAMPLES)
+    for name, examples in (("training", training.filter(_loud_enough(cfg))),
+                           ("validation", validation_dataset(corpus.val, cfg))):
+        if not any(True for _ in examples.take(1)):
+            raise UsageError(f"no {name} mixture has speech louder than min_speech_dbfs={cfg.min_speech_dbfs:g} "
+                             "dBFS (the split's speech is silent, or its speech or noise files do not decode "
+                             "to finite audio)")
+
+
 def training_dataset(split: Split, cfg: DenoiserConfig,
                      context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
     """Endless (noisy [B, N], {"denoised": clean, "magnitude": clean}) batches with augmentation.
@@ -376,12 +404,7 @@ def training_dataset(split: Split, cfg: DenoiserConfig,
     k, K + k, 2K + k, ... and batches B / replicas.
     """
     context = context or tf.distribute.InputContext()
-    shards, shard = context.num_input_pipelines, context.input_pipeline_id
-    indices = tf.data.Dataset.counter().map(lambda i: i * shards + shard)
-    if split.records:
-        indices = tf.data.Dataset.zip(indices, _record_crops(split, cfg, context, endless=True))
-    return (indices
-            .map(make_example_fn(split, cfg, augmented=cfg.augment), num_parallel_calls=tf.data.AUTOTUNE)
+    return (_training_examples(split, cfg, context)
             .filter(_loud_enough(cfg))
             .map(_to_model_io)
             .batch(context.get_per_replica_batch_size(cfg.batch_size), drop_remainder=True)

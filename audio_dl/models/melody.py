@@ -82,6 +82,22 @@ class MelodySampler(tf.Module):
         self.one_step = one_step
         self.state_names = state_names(cfg)
         self.units = cfg.lstm_units
+        self.vocab_size = vocab_size(cfg)
+
+    @tf.autograph.experimental.do_not_convert
+    def _checked(self, primer, temperature, top_k, max_steps):
+        """`primer`, once the inputs a TF Serving client sends are checked: an InvalidArgumentError
+        naming the input, instead of an index error deep in the loop or a silently wrong tune."""
+        checks = [
+            tf.debugging.Assert(temperature > 0.0, ["temperature must be > 0; got", temperature]),
+            tf.debugging.Assert(top_k >= 0, ["top_k must be >= 0 (0: no limit); got", top_k]),
+            tf.debugging.Assert(max_steps >= 0, ["max_steps must be >= 0; got", max_steps]),
+            tf.debugging.Assert(tf.reduce_all((primer >= midi_io.REST) & (primer < self.vocab_size)),
+                                [f"primer tokens must be in [{midi_io.REST}, {self.vocab_size}) "
+                                 "(REST, HOLD or a note; no PAD, START or END); got", primer], summarize=16),
+        ]
+        with tf.control_dependencies(checks):
+            return tf.identity(primer)
 
     @tf.autograph.experimental.do_not_convert
     def _zero_states(self):
@@ -103,6 +119,7 @@ class MelodySampler(tf.Module):
     @tf.autograph.experimental.do_not_convert
     def generate_tokens(self, primer, temperature, top_k, seed, max_steps):
         """The loop with explicit tf.while_loop (also traced by exporters without autograph)."""
+        primer = self._checked(primer, temperature, top_k, max_steps)
         logits, states = self._step(tf.constant([midi_io.START]), self._zero_states())
 
         def feed(i, logits, states):  # the primer, one O(1) step per token

@@ -340,11 +340,7 @@ def publish(version_dir: Path, base: Path, version: int | None = None, shipped: 
     inputs = serving_inputs(version_dir)
     if not (version_dir / "config.json").is_file():
         raise UsageError(f"{version_dir} is not an exported model of this project (no config.json)")
-    existing = versions(base)
-    base_inputs = serving_inputs(base / str(max(existing))) if existing else inputs
-    if base_inputs != inputs:
-        raise UsageError(f"{version_dir} takes {', '.join(inputs)}; the models in {base} take "
-                         f"{', '.join(base_inputs)}: publish it under another --base")
+    _require_same_kind(base, inputs, str(version_dir), "--base")
     target = base / str(version or next_version(base))
     if target.exists():
         raise UsageError(f"{target} already exists")
@@ -367,11 +363,25 @@ def will_publish(base: Path, policy: str) -> bool:
     return policy == "always" or (policy == "auto" and not shipped_versions(base))
 
 
-def check_publish_target(base: Path, policy: str) -> None:
+# serving_default inputs of each family's exports (what serving_inputs reads back)
+SERVING_INPUTS = {"denoiser": ("waveform",), "melody": ("max_steps", "primer", "seed", "temperature", "top_k")}
+
+
+def check_publish_target(base: Path, policy: str, family: str) -> None:
     """Before training: UsageError if the run will publish (will_publish) into a base path this
-    process cannot write into."""
+    process cannot write into, or whose models are of another family (SERVING_INPUTS)."""
     if will_publish(base, policy):
         cli.writable_folder(base)
+        _require_same_kind(base, SERVING_INPUTS[family], f"a {family} model", "--export-base")
+
+
+def _require_same_kind(base: Path, inputs: tuple[str, ...], what: str, flag: str) -> None:
+    """UsageError unless the newest version under `base` (if any) takes the same serving inputs."""
+    existing = versions(base)
+    base_inputs = serving_inputs(base / str(max(existing))) if existing else inputs
+    if base_inputs != inputs:
+        raise UsageError(f"{what} takes {', '.join(inputs)}; the models in {base} take "
+                         f"{', '.join(base_inputs)}: publish it under another {flag}")
 
 
 def publish_run(export_dir: Path, run_dir: Path, base: Path, policy: str) -> Path | None:

@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing:
         raise UsageError(f"{missing[0]} does not exist: build the corpus first with "
                          "`python -m audio_dl.datasets denoiser-corpus data/denoiser`")
-    export.check_publish_target(args.export_base, args.publish)  # now, not after the training
+    export.check_publish_target(args.export_base, args.publish, "denoiser")  # now, not after the training
     run_dir = args.run_dir or Path("runs") / f"denoiser-{args.preset}"
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     command = shlex.join(["python", "-m", "audio_dl.train_denoiser", *(sys.argv[1:] if argv is None else argv)])

@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = make_config(MelodyConfig, args.preset, args.config, args.overrides)
     if args.midi_dir:
         cfg = dataclasses.replace(cfg, midi_dir=tuple(args.midi_dir))
-    export.check_publish_target(args.export_base, args.publish)  # now, not after the training
+    export.check_publish_target(args.export_base, args.publish, "melody")  # now, not after the training
     run_dir = args.run_dir or Path("runs") / f"melody-{args.preset}"
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     command = shlex.join(["python", "-m", "audio_dl.train_melody", *(sys.argv[1:] if argv is None else argv)])

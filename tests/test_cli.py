@@ -129,6 +129,17 @@ def test_an_export_base_that_is_a_file_is_refused_before_training(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("trainer, base, message", [
+    ("audio_dl.train_denoiser", "saved_models/melody", "a denoiser model takes waveform; the models in saved_models/melody"),
+    ("audio_dl.train_melody", "saved_models/denoiser", "a melody model takes max_steps, primer, seed, temperature, top_k"),
+])
+def test_an_export_base_of_the_other_family_is_refused_before_training(trainer, base, message, tmp_path):
+    result = _run(trainer, "--preset", "tiny", "--run-dir", str(tmp_path / "run"), "--export-base", base,
+                  "--publish", "always")
+    assert result.returncode == 2 and message in result.stderr and "--export-base" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("trainer", ["audio_dl.train_denoiser", "audio_dl.train_melody"])
 def test_an_export_base_that_cannot_be_written_is_refused_before_training(trainer, tmp_path):
     result = _run(trainer, "--preset", "tiny", "--run-dir", str(tmp_path / "run"),

@@ -5,6 +5,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -142,6 +143,8 @@ def test_publishing_never_outranks_silently(exported, tiny_export, tmp_path):
 
 def test_publishing_refuses_what_is_not_a_new_model_of_the_same_kind(exported, tmp_path):
     cfg, model, target, errors = exported
+    assert export.serving_inputs(target) == export.SERVING_INPUTS["denoiser"]  # what training checks up front
+    assert export.serving_inputs(Path("saved_models/melody/3")) == export.SERVING_INPUTS["melody"]
     base = tmp_path / "serving"
     export.publish(target, base)
     with pytest.raises(export.UsageError, match=f"already published as {base / '1'}"):

@@ -34,6 +34,7 @@ from audio_dl.models.denoiser import (
     build_streaming_denoiser,
     copy_weights,
 )
+from audio_dl.models.melody import MelodySampler
 from audio_dl.streaming import STREAMING_INT8_TFLITE_NAME, STREAMING_TFLITE_NAME, StreamingDenoiser
 
 # Stated tolerances (max absolute difference of the output waveform, audio in [-1, 1]).
@@ -363,8 +364,10 @@ def will_publish(base: Path, policy: str) -> bool:
     return policy == "always" or (policy == "auto" and not shipped_versions(base))
 
 
-# serving_default inputs of each family's exports (what serving_inputs reads back)
-SERVING_INPUTS = {"denoiser": ("waveform",), "melody": ("max_steps", "primer", "seed", "temperature", "top_k")}
+# serving_default inputs of each family's exports, as serving_inputs reads them back (sorted):
+# the denoiser's keras.Input and the melody sampler's generate signature
+SERVING_INPUTS = {"denoiser": ("waveform",),
+                  "melody": tuple(sorted(spec.name for spec in MelodySampler.generate.input_signature))}
 
 
 def check_publish_target(base: Path, policy: str, family: str) -> None:

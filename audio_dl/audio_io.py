@@ -63,7 +63,10 @@ def find_files(specs: str | os.PathLike | Iterable[str | os.PathLike], extension
         if not found:
             raise UsageError(f"no {kind} files (of {', '.join(sorted(extensions))}) in {spec}")
         files.extend(found)
-    return sorted(dict.fromkeys(files))
+    by_file = {}  # one path per file: a glob through a symlinked folder can reach it by several
+    for path in files:
+        by_file.setdefault(os.path.realpath(path), path)
+    return sorted(set(by_file.values()))
 
 
 def given_path(spec: str | os.PathLike) -> Path:
@@ -76,8 +79,7 @@ def given_path(spec: str | os.PathLike) -> Path:
 def _expand(spec: str, extensions) -> list[Path]:
     path = given_path(spec)
     if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.suffix.lower() in extensions and p.is_file()
-                      and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        return sorted(p for p in _files_below(path) if p.suffix.lower() in extensions)
     if path.is_file():
         if path.suffix.lower() == ".txt":
             lines = [line.strip() for line in path.read_text().splitlines()]
@@ -92,6 +94,26 @@ def _expand(spec: str, extensions) -> list[Path]:
         return sorted(Path(p) for p in glob.glob(os.path.expanduser(spec), recursive=True)
                       if Path(p).suffix.lower() in extensions and Path(p).is_file())
     raise UsageError(f"path does not exist: {spec}")
+
+
+def _files_below(folder: Path) -> list[Path]:
+    """Files in folder and its subfolders, through symlinked folders (each real folder once; a link
+    back to the folder or above it is not followed, so a link cycle ends), leaving out hidden files
+    and folders."""
+    root = os.path.realpath(folder)
+    seen = {root}
+    files = []
+    for parent, folders, names in os.walk(folder, followlinks=True):
+        kept = []
+        for name in sorted(folders):
+            real = os.path.realpath(os.path.join(parent, name))
+            if not name.startswith(".") and real not in seen and os.path.commonpath([real, root]) != real:
+                seen.add(real)
+                kept.append(name)
+        folders[:] = kept
+        files += [Path(parent, name) for name in names if not name.startswith(".")
+                  and os.path.isfile(os.path.join(parent, name))]
+    return files
 
 
 _STDERR_REDIRECT = threading.Lock()

@@ -176,6 +176,39 @@ def _scale_options(sub) -> None:
 COMMANDS = ("all", "denoiser", "melody", "input", "context", "scale", "scale-run")
 
 
+def _check_arguments(args) -> list[int]:
+    """UsageError for a bad number or a missing model of any benchmark that args.command runs,
+    before the first one runs; the `scale` sizes (an empty list when it does not run)."""
+
+    def numbers(name: str, *values: float) -> None:
+        if any(not (math.isfinite(v) and v > 0) for v in values):
+            raise UsageError(f"{name} must be a finite number > 0")
+
+    sizes: list[int] = []
+    if args.command in ("denoiser", "all"):
+        numbers("--repeats", args.repeats)
+        if not 10 <= args.seconds <= 3600:
+            raise UsageError(f"--seconds must be in [10, 3600] (got {args.seconds:g})")
+        if not args.model.exists():
+            raise UsageError(f"model not found: {args.model}")
+    if args.command in ("melody", "all"):
+        from audio_dl.compose import resolve_export  # noqa: PLC0415 - as bench_melody imports it
+
+        numbers("--tunes", args.tunes)
+        resolve_export(args.melody_model)
+    if args.command in ("input", "all"):
+        numbers("--batches, --loop-examples and --train-steps", args.batches, args.loop_examples, args.train_steps)
+    if args.command in ("context", "all"):
+        numbers("--batch and --context-seconds", args.batch, args.context_seconds)
+    if args.command in ("scale", "all"):
+        try:
+            sizes = sorted({int(n) for n in args.files.split(",")})
+        except ValueError:
+            raise UsageError(f"--files takes comma-separated numbers of files, got {args.files!r}") from None
+        numbers("--files, --file-seconds and --scale-batch", *sizes, args.file_seconds, args.scale_batch)
+    return sizes
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = cli.ArgumentParser(prog="python -m audio_dl.bench", description=__doc__,
                                 formatter_class=cli.argparse.RawDescriptionHelpFormatter)
@@ -210,32 +243,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(bench_data.scale_run(args.source, args.work, args.batch_size)))
         return 0
 
-    def numbers(name: str, *values: float) -> None:
-        if any(not (math.isfinite(v) and v > 0) for v in values):
-            raise UsageError(f"{name} must be a finite number > 0")
-
+    sizes = _check_arguments(args)
     output = cli.output_file(args.output)
     results: dict = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"}
     if args.command in ("denoiser", "all"):
-        numbers("--repeats", args.repeats)
-        if not 10 <= args.seconds <= 3600:
-            raise UsageError(f"--seconds must be in [10, 3600] (got {args.seconds:g})")
         results.update(bench_denoiser(args.model, args.seconds, args.repeats))
     if args.command in ("melody", "all"):
-        numbers("--tunes", args.tunes)
         results.update(bench_melody(args.melody_model, args.tunes))
     if args.command in ("input", "all"):
-        numbers("--batches, --loop-examples and --train-steps", args.batches, args.loop_examples, args.train_steps)
         results.update(bench_data.bench_input(args.batches, args.loop_examples, args.train_steps, args.input_preset))
     if args.command in ("context", "all"):
-        numbers("--batch and --context-seconds", args.batch, args.context_seconds)
         results.update(bench_data.bench_context(args.batch, args.context_seconds, repeats=10))
     if args.command in ("scale", "all"):
-        try:
-            sizes = sorted({int(n) for n in args.files.split(",")})
-        except ValueError:
-            raise UsageError(f"--files takes comma-separated numbers of files, got {args.files!r}") from None
-        numbers("--files, --file-seconds and --scale-batch", *sizes, args.file_seconds, args.scale_batch)
         results.update(bench_data.bench_scale(sizes, args.file_seconds, args.scale_batch, args.scale_cache))
     _report(results, output)
     return 0

@@ -7,6 +7,7 @@ import contextlib
 import errno
 import os
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -105,6 +106,47 @@ def port_number(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1..65535)")
     return int(text)
+
+
+def _bound_socket(host: str, port: int, what: str) -> socket.socket:
+    """A TCP socket bound to host:port (IPv6 for an address with ':', as werkzeug chooses), or
+    UsageError naming `what` (another server holds the port, or the host is not this machine's)."""
+    from werkzeug.serving import get_sockaddr, select_address_family  # noqa: PLC0415 - only the servers need it
+
+    family = select_address_family(host, port)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do
+    try:
+        sock.bind(get_sockaddr(host, port, family))
+    except OSError as error:
+        sock.close()
+        raise UsageError(f"cannot serve {what} on {host}:{port}: {error.strerror or error}") from None
+    return sock
+
+
+def check_port_free(host: str, port: int, what: str) -> None:
+    """UsageError if nothing can listen on host:port; checked before a slow model load."""
+    _bound_socket(host, port, what).close()
+
+
+@contextlib.contextmanager
+def http_server(app, host: str, port: int, what: str):
+    """Serve the WSGI `app` on host:port from a daemon thread (UsageError if the port cannot be
+    bound) and yield that thread; shut the server down on the way out. The caller waits in the main
+    thread, where Ctrl-C and SIGTERM reach run_main (exit 130, 143): werkzeug's serve_forever, run
+    in the main thread, swallows them."""
+    from werkzeug.serving import make_server  # noqa: PLC0415
+
+    with _bound_socket(host, port, what) as sock:  # bound here, once: no second bind that could fail
+        sock.listen()
+        server = make_server(host, port, app, threaded=True, fd=sock.fileno())  # on a duplicate of it
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield thread
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def add_strategy_option(parser: argparse.ArgumentParser) -> None:

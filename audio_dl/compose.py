@@ -140,15 +140,13 @@ class MelodyGenerator:
     def fit_primer(self, notes: list[midi_io.Note]) -> tuple[list[midi_io.Note], int]:
         """Primer shifted by whole octaves into the vocabulary's range (with a notice), or UsageError."""
         low, high = min(n.pitch for n in notes), max(n.pitch for n in notes)
-        names = f"{midi_io.pretty_midi.note_number_to_name(self.cfg.pitch_low)}.." \
-                f"{midi_io.pretty_midi.note_number_to_name(self.cfg.pitch_high)}"
+        names = midi_io.range_name(self.cfg.pitch_low, self.cfg.pitch_high)
         for shift in sorted(range(-96, 97, 12), key=abs):
             if self.cfg.pitch_low <= low + shift and high + shift <= self.cfg.pitch_high:
                 if shift:
                     log.warning("primer transposed by %+d semitones into the model's range %s", shift, names)
                 return [dataclasses.replace(n, pitch=n.pitch + shift) for n in notes], shift
-        raise UsageError(f"primer pitches {midi_io.pretty_midi.note_number_to_name(low)}.."
-                         f"{midi_io.pretty_midi.note_number_to_name(high)} do not fit the model's range {names}")
+        raise UsageError(f"primer pitches {midi_io.range_name(low, high)} do not fit the model's range {names}")
 
     def continue_tune(self, primer: list[midi_io.Note], temperature: float = 1.0, top_k: int = 0, seed: int = 0,
                       max_steps: int | None = None, max_notes: int | None = None) -> Continuation:

@@ -211,7 +211,8 @@ class MelodyConfig:
     Tokens (one per grid step, `steps_per_quarter` steps per quarter note):
     PAD (0), START, END, REST, HOLD, then one NOTE-ON token per MIDI pitch in
     [pitch_low, pitch_high]. A repeated note is NOTE-ON NOTE-ON, a held note NOTE-ON HOLD.
-    `pitch_low`/`pitch_high` come from the training data (0 = not yet known).
+    `pitch_low`/`pitch_high`: 0 takes the training tunes' range; a range set by the user is kept
+    (training tunes with notes outside it are skipped and counted).
     """
 
     # --- data ---------------------------------------------------------------------------------
@@ -250,9 +251,13 @@ class MelodyConfig:
         _check(len(self.transpose) == 2 and self.transpose[0] <= 0 <= self.transpose[1],
                "transpose takes two values low,high with low <= 0 <= high")
         _check(0 <= self.pitch_low <= self.pitch_high <= 127, "pitch_low/pitch_high must be MIDI pitches, low <= high")
+        _check(bool(self.pitch_low) == bool(self.pitch_high),
+               "set both pitch_low and pitch_high (or neither: the training tunes' range)")
         for name in ("embedding_dim", "lstm_units", "lstm_layers", "epochs", "batch_size", "patience",
                      "max_eval_tunes", "generated_tunes"):
             _check(getattr(self, name) >= 1, f"{name} must be >= 1")
+        _check(max(self.embedding_dim, self.lstm_units) <= 8192 and self.lstm_layers <= 16,
+               "embedding_dim and lstm_units must be <= 8192, lstm_layers <= 16")
         _check(0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)")
         _check(self.learning_rate > 0 and self.clipnorm > 0, "learning_rate and clipnorm must be > 0")
         _check(0.0 < self.lr_decay_per_epoch <= 1.0, "lr_decay_per_epoch must be in (0, 1]")

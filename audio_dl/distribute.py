@@ -106,15 +106,21 @@ def fit(model, strategy: tf.distribute.Strategy, *args, **kwargs):
       train step) and fit runs inside the strategy's scope, the optimizer's variables built first;
     - it averages each step's scalar logs over the workers along axis 0, which scalars lack: the
       train and test steps here return each log with a leading axis of length 1.
+
+    Running out of memory (a batch or model too big for the device) is a UsageError.
     """
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return model.fit(*args, **kwargs)
-    model._distribute_strategy = None  # noqa: SLF001 - the property falls back to the scope's strategy
-    model.train_step = _logs_with_batch_axis(model.train_step)
-    model.test_step = _logs_with_batch_axis(model.test_step)
-    with strategy.scope():
-        model.optimizer.build(model.trainable_variables)
-        return model.fit(*args, **kwargs)
+    try:
+        if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            return model.fit(*args, **kwargs)
+        model._distribute_strategy = None  # noqa: SLF001 - the property falls back to the scope's strategy
+        model.train_step = _logs_with_batch_axis(model.train_step)
+        model.test_step = _logs_with_batch_axis(model.test_step)
+        with strategy.scope():
+            model.optimizer.build(model.trainable_variables)
+            return model.fit(*args, **kwargs)
+    except (tf.errors.ResourceExhaustedError, MemoryError):
+        raise UsageError("out of memory while training: make batch_size or the model smaller (the epochs "
+                         "saved so far stay in the run dir: run again to resume)") from None
 
 
 def _logs_with_batch_axis(step):

@@ -293,10 +293,10 @@ def next_version(base: Path) -> int:
     return max(versions(base), default=0) + 1
 
 
-def serving_inputs(version_dir: Path) -> tuple[str, ...]:
-    """Input names of the SavedModel's serving_default signature (read from saved_model.pb, nothing
-    loaded); UsageError if there is none or the file does not parse."""
-    from google.protobuf.message import DecodeError  # noqa: PLC0415 - only publishing reads the proto
+def saved_model_signatures(version_dir: Path):
+    """The SignatureDefs (name -> SignatureDef proto map) of the SavedModel in version_dir, read from
+    saved_model.pb with nothing loaded; UsageError if the file is missing or does not parse."""
+    from google.protobuf.message import DecodeError  # noqa: PLC0415 - only publishing and serving read the proto
     from tensorflow.core.protobuf import saved_model_pb2  # noqa: PLC0415
 
     path = Path(version_dir) / "saved_model.pb"
@@ -307,7 +307,12 @@ def serving_inputs(version_dir: Path) -> tuple[str, ...]:
         saved_model.ParseFromString(path.read_bytes())
     except DecodeError:
         raise UsageError(f"{path} is not a readable SavedModel (the file is corrupt)") from None
-    signatures = saved_model.meta_graphs[0].signature_def if saved_model.meta_graphs else {}
+    return saved_model.meta_graphs[0].signature_def if saved_model.meta_graphs else {}
+
+
+def serving_inputs(version_dir: Path) -> tuple[str, ...]:
+    """Input names of the SavedModel's serving_default signature; UsageError if there is none."""
+    signatures = saved_model_signatures(version_dir)
     if "serving_default" not in signatures:
         raise UsageError(f"{version_dir} is not an exported model (its SavedModel has no serving_default signature)")
     return tuple(sorted(signatures["serving_default"].inputs))

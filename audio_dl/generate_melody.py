@@ -27,6 +27,7 @@ from audio_dl.errors import UsageError
 log = logging.getLogger(__name__)
 RENDER_RATE = 22050
 QPM = (20.0, 500.0)  # quarter notes per minute the MIDI and WAV are written at
+OUTPUT_SUFFIXES = (".mid", ".midi", ".wav", ".png")  # -o NAME.<any of these> writes NAME.mid, NAME.wav, NAME.png
 
 
 def build_parser() -> cli.ArgumentParser:
@@ -34,7 +35,8 @@ def build_parser() -> cli.ArgumentParser:
                                 formatter_class=cli.argparse.RawDescriptionHelpFormatter)
     parser.add_argument("primer", help="a MIDI file, or notes such as \"G4 G4 G4 D4 E4 E4 D4:2\"")
     parser.add_argument("-o", "--output", default="melody",
-                        help="output path without suffix: writes .mid, .wav, .png (default: %(default)s)")
+                        help="output path, with or without a .mid/.midi/.wav/.png suffix, or a folder: writes "
+                             "PATH.mid, PATH.wav, PATH.png (default: %(default)s)")
     parser.add_argument("--model", type=Path, default=Path("saved_models/melody"),
                         help="SavedModel folder or TF Serving base path (default: %(default)s)")
     parser.add_argument("--temperature", type=float, default=1.0,
@@ -49,15 +51,20 @@ def build_parser() -> cli.ArgumentParser:
 
 
 def output_paths(text: str, inputs: Sequence[Path]) -> dict[str, Path]:
-    """{".mid"|".wav"|".png": path} for -o: a stem (a .mid/.midi/.wav/.png suffix is dropped, "tune_0.7"
-    keeps its dot) or a folder, one that exists or one written with a trailing slash (then
-    FOLDER/melody.*); each checked by cli.output_file."""
+    """{".mid"|".wav"|".png": path} for -o: a stem (a .mid/.midi/.wav/.png suffix is dropped, any
+    other suffix with a letter, such as .flac, is refused; "tune_0.7" keeps its dot) or a folder, one
+    that exists or one written with a trailing slash (then FOLDER/melody.*); each checked by
+    cli.output_file."""
     if not text.strip():
         raise UsageError("-o needs a file name, e.g. out/tune")  # Path("") is the current folder
     output = Path(text)
     if output.is_dir() or text.endswith(("/", os.sep)):
         output = output / "melody"
-    stem = output.with_suffix("") if output.suffix.lower() in (".mid", ".midi", ".wav", ".png") else output
+    ending = output.suffix.lower()
+    if ending not in OUTPUT_SUFFIXES and any(c.isalpha() for c in ending):
+        raise UsageError(f"-o {text}: cannot write {output.suffix} files; give a name ending in "
+                         f"{', '.join(OUTPUT_SUFFIXES)} or no suffix (each writes NAME.mid, NAME.wav and NAME.png)")
+    stem = output.with_suffix("") if ending in OUTPUT_SUFFIXES else output
     if stem.name in ("", ".", ".."):
         raise UsageError(f"-o {str(output)!r} needs a file name, e.g. out/tune")
     return {suffix: cli.output_file(Path(f"{stem}{suffix}"), inputs) for suffix in (".mid", ".wav", ".png")}
@@ -72,13 +79,9 @@ def read_primer(text: str, steps_per_quarter: int) -> list[midi_io.Note]:
             notes, stats = midi_io.read_melody(text, steps_per_quarter, max_steps=10**6, max_chord_share=1.0)
         except midi_io.MelodySkipped as skipped:
             raise UsageError(f"{text} holds no usable melody ({skipped})") from None
-        dropped = [f"{count} {what}" for count, what in (
-            (stats.dropped_voices, "other voice(s) (the primer is the file's first pitched voice)"),
-            (stats.dropped_chord_notes, "chord note(s) below the top note"),
-            (stats.merged_by_grid, f"note(s) closer than a 1/{4 * steps_per_quarter} grid step to the previous one"))
-            if count]
-        if dropped:
-            log.warning("primer %s: dropped %s", text, "; ".join(dropped))
+        if dropped := stats.dropped_text():
+            log.warning("primer %s: dropped %s (the primer is the top line of the file's first pitched voice, "
+                        "on a 1/%d-note grid)", text, dropped, 4 * steps_per_quarter)
         return notes
     return midi_io.parse_note_string(text, steps_per_quarter)
 

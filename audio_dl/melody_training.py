@@ -16,6 +16,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from audio_dl import melody_metrics as mm
 from audio_dl import atomic, midi_io
@@ -24,7 +25,7 @@ from audio_dl.config import MelodyConfig, json_text
 from audio_dl.data import corpora
 from audio_dl.data import melody as melody_data
 from audio_dl.errors import UsageError
-from audio_dl.models.melody import build_folknet
+from audio_dl.models.melody import build_folknet, vocab_size
 from audio_dl import distribute
 from audio_dl.training import (EpochClock, check_divergence, device_name, finished_training, load_best_weights,
                                mark_trained, prepare_run_dir, run_callbacks)
@@ -40,7 +41,12 @@ class MelodyTrainResult:
 
 
 def compile_folknet(cfg: MelodyConfig) -> keras.Model:
-    model = build_folknet(cfg)
+    """build_folknet(cfg), compiled; a size whose weights cannot be allocated is a UsageError."""
+    try:
+        model = build_folknet(cfg)
+    except (tf.errors.ResourceExhaustedError, MemoryError):
+        raise UsageError(f"cannot build a folkNet of lstm_units={cfg.lstm_units}, lstm_layers={cfg.lstm_layers}, "
+                         f"embedding_dim={cfg.embedding_dim} (out of memory); make them smaller") from None
     model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate, clipnorm=cfg.clipnorm),
                   loss={"logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True)},
                   weighted_metrics={"logits": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]})
@@ -135,19 +141,18 @@ def train_melody(cfg: MelodyConfig, run_dir: Path, verbose: int = 1, command: st
     cfg = corpus.cfg
     tf_strategy = distribute.make_strategy(strategy)
     run_dir = distribute.worker_dir(Path(run_dir), tf_strategy)
-    prepare_run_dir(run_dir, cfg)
     keras.utils.set_random_seed(cfg.seed)
+    with tf_strategy.scope():
+        model = compile_folknet(cfg)  # before the run dir is made: a model too big to build leaves none
+    prepare_run_dir(run_dir, cfg)
     print(corpus.report.summary())
     print(f"training {len(corpus.train)} tunes, validation {len(corpus.val)}; vocabulary "
-          f"{midi_io.token_names(cfg.pitch_low, cfg.pitch_high)[midi_io.FIRST_NOTE_TOKEN]}.."
-          f"{midi_io.token_names(cfg.pitch_low, cfg.pitch_high)[-1]} ({cfg.pitch_high - cfg.pitch_low + 1} pitches)")
+          f"{midi_io.range_name(cfg.pitch_low, cfg.pitch_high)} ({cfg.pitch_high - cfg.pitch_low + 1} pitches)")
 
     held_out = {spec: held_out_tunes((spec,), cfg) for spec in cfg.eval_midi_dir}  # fail before, not after, fit
     for spec, (tunes, note) in held_out.items():
         if not tunes:
             raise UsageError(f"no tune of {spec} can be scored ({note})")
-    with tf_strategy.scope():
-        model = compile_folknet(cfg)
     checkpoint, callbacks = run_callbacks(run_dir, cfg)
     callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience))
     train_seconds = finished_training(run_dir)
@@ -206,12 +211,11 @@ def _best_epoch(history: Path) -> int | None:
 
 def model_card(cfg: MelodyConfig, corpus: melody_data.MelodyCorpus, report: str, train_seconds: float,
                best_epoch: int | None, model: keras.Model, command: str) -> str:
-    names = midi_io.token_names(cfg.pitch_low, cfg.pitch_high)
     return f"""# Folk melody model (folkNet)
 
 Tokens on a {cfg.steps_per_quarter}-per-quarter grid (NOTE-ON per pitch, HOLD, REST, START, END; a repeated
 note differs from a held one) -> embedding {cfg.embedding_dim} -> {cfg.lstm_layers} x LSTM({cfg.lstm_units}) with
-dropout {cfg.dropout:g} -> dense softmax over {len(names)} tokens ({names[midi_io.FIRST_NOTE_TOKEN]}..{names[-1]}).
+dropout {cfg.dropout:g} -> dense softmax over {vocab_size(cfg)} tokens ({midi_io.range_name(cfg.pitch_low, cfg.pitch_high)}).
 {model.count_params():,} parameters.
 
 ## Data

@@ -51,11 +51,24 @@ class MelodySkipped(ValueError):
 
 @dataclasses.dataclass
 class ReadStats:
-    """What reading one file dropped: extra voices (instruments) and chord notes below the top."""
+    """What reading dropped: extra voices (instruments) and chord notes below the top (of one file,
+    or summed over a corpus by `add`)."""
 
     dropped_voices: int = 0
     dropped_chord_notes: int = 0
     merged_by_grid: int = 0  # onsets that fell on an occupied grid step (e.g. triplets)
+
+    def add(self, other: ReadStats) -> None:
+        for field in dataclasses.fields(ReadStats):
+            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
+
+    def dropped_text(self) -> str:
+        """The counts that are not 0 in words, e.g. "2 extra voices, 1 chord note below the melody"
+        ("" when nothing was dropped): the one wording of the corpus report and the primer warning."""
+        counts = ((self.dropped_voices, "extra voice", ""),
+                  (self.dropped_chord_notes, "chord note", " below the melody"),
+                  (self.merged_by_grid, "onset", " sharing a grid step"))
+        return ", ".join(f"{n} {noun}{'s' * (n != 1)}{rest}" for n, noun, rest in counts if n)
 
 
 def read_melody(path: str | Path, steps_per_quarter: int = 4, max_steps: int = 1536,
@@ -143,6 +156,11 @@ def decode(tokens, pitch_low: int) -> list[Note]:
 def token_names(pitch_low: int, pitch_high: int) -> list[str]:
     """Readable name of every token id, e.g. ['PAD', ..., 'HOLD', 'D3', 'D#3', ...]."""
     return list(SPECIAL_TOKENS) + [pretty_midi.note_number_to_name(p) for p in range(pitch_low, pitch_high + 1)]
+
+
+def range_name(pitch_low: int, pitch_high: int) -> str:
+    """A pitch range in note names, e.g. "G3..F6"."""
+    return f"{pretty_midi.note_number_to_name(pitch_low)}..{pretty_midi.note_number_to_name(pitch_high)}"
 
 
 _NOTE_WORD = re.compile(r"^(?P<name>[A-Ga-g][#b]?-?\d{1,2}|[Rr])(?::(?P<beats>\d+(?:\.\d+)?|\d+/\d+))?$")

@@ -8,7 +8,7 @@ test clients and exports against, and to develop without docker:
 
 REST (TF Serving's API):
     GET  /v1/models/NAME[/versions/V]            version status
-    GET  /v1/models/NAME[/versions/V]/metadata   signatures
+    GET  /v1/models/NAME[/versions/V]/metadata   the SavedModel's SignatureDefs, as GetModelMetadataResponse JSON
     POST /v1/models/NAME[/versions/V]:predict    {"signature_name": S, "instances": [...]} (row format)
                                                  or {"signature_name": S, "inputs": ...}   (column format)
     answers {"predictions": ...} / {"outputs": ...}; errors {"error": "message"} with a 4xx status.
@@ -22,8 +22,8 @@ The real server: `docker run -p 8501:8501 -p 8500:8500 -v $PWD/saved_models/deno
 from __future__ import annotations
 
 import argparse
-import socket
-import threading
+import json
+import math
 from concurrent import futures
 from pathlib import Path
 from typing import Sequence
@@ -32,11 +32,12 @@ import grpc
 import numpy as np
 import tensorflow as tf
 from flask import Flask, jsonify, request
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+from google.protobuf import json_format
+from tensorflow_serving.apis import get_model_metadata_pb2, model_pb2, predict_pb2, prediction_service_pb2_grpc
 
 from audio_dl import cli
 from audio_dl.errors import UsageError
-from audio_dl.export import versions
+from audio_dl.export import saved_model_signatures, versions
 
 DEFAULT_SIGNATURE = "serving_default"
 
@@ -58,12 +59,15 @@ def base_versions(base: Path) -> list[int]:
 
 
 class ModelRegistry:
-    """name -> {version: loaded SavedModel}, loaded once from TF Serving base paths."""
+    """name -> {version: loaded SavedModel} and name -> {version: its SignatureDefs}, loaded once from
+    TF Serving base paths."""
 
     def __init__(self, base_paths: dict[str, Path]):
-        found = {name: base_versions(Path(base)) for name, base in base_paths.items()}
+        found = {name: {v: Path(base) / str(v) for v in base_versions(Path(base))} for name, base in base_paths.items()}
         self.models: dict[str, dict[int, object]] = {
-            name: {v: _load(Path(base_paths[name]) / str(v)) for v in numbers} for name, numbers in found.items()}
+            name: {v: _load(folder) for v, folder in folders.items()} for name, folders in found.items()}
+        self.signature_defs: dict[str, dict[int, get_model_metadata_pb2.SignatureDefMap]] = {
+            name: {v: _signature_defs(folder) for v, folder in folders.items()} for name, folders in found.items()}
 
     def get(self, name: str, version: int | None):
         if name not in self.models:
@@ -166,6 +170,43 @@ def _op_error_message(error: Exception) -> str:
 
 # --- REST --------------------------------------------------------------------------------------
 
+def _json_number(text: str, integer: bool = False) -> float | int:
+    """A JSON number as TF Serving's RapidJSON reader reads it: an integer stays exact within the
+    int64/uint64 range and is a double beyond it; a number beyond a double's range (1e400, an
+    integer of 400 digits) is refused, not read as infinity. The literals NaN, Infinity and
+    -Infinity, which it reads, are json's constants and do not come here."""
+    if integer and len(text) <= 20 and -2**63 <= (value := int(text)) < 2**64:
+        return value
+    value = float(text)
+    if math.isinf(value):
+        raise ServingError(f"JSON Parse error: Number too big to be stored in double: {text[:40]}")
+    return value
+
+
+def _json_body(data: bytes) -> dict:
+    """A :predict body parsed as TF Serving parses it, whatever its Content-Type (curl -d sends a form type)."""
+    try:
+        body = json.loads(data, parse_float=_json_number, parse_int=lambda text: _json_number(text, integer=True))
+    except RecursionError:
+        raise ServingError("JSON Parse error: nested too deeply") from None
+    except ValueError as error:  # not JSON, or not UTF-8
+        raise ServingError(f"JSON Parse error: {error}") from None
+    if not isinstance(body, dict):
+        raise ServingError("JSON Parse error: the body must be a JSON object")
+    return body
+
+
+def _proto_json(message) -> dict:
+    """A proto as TF Serving's REST API writes it: proto field names, fields at their defaults
+    included, int64 values as strings."""
+    try:
+        return json_format.MessageToDict(message, preserving_proto_field_name=True,
+                                         always_print_fields_with_no_presence=True)
+    except TypeError:  # protobuf < 5.26 (under TF 2.16 and 2.17) names that option differently
+        return json_format.MessageToDict(message, preserving_proto_field_name=True,
+                                         including_default_value_fields=True)
+
+
 def _rest_inputs(body: dict, input_names: list[str]) -> tuple[dict[str, np.ndarray], bool]:
     """(named inputs, row format?) from a :predict body."""
     if ("instances" in body) == ("inputs" in body):
@@ -228,23 +269,16 @@ def create_rest_app(registry: ModelRegistry) -> Flask:
     @app.get("/v1/models/<name>/metadata")
     @app.get("/v1/models/<name>/versions/<version>/metadata")
     def metadata(name: str, version: str | None = None):
-        model, served = registry.get(name, parse_version(version))
-        signatures = {key: {"inputs": {k: {"dtype": s.dtype.name, "shape": s.shape.as_list()}
-                                       for k, s in sig.structured_input_signature[1].items()},
-                            "outputs": {k: {"dtype": s.dtype.name, "shape": s.shape.as_list()}
-                                        for k, s in sig.structured_outputs.items()}}
-                      for key, sig in model.signatures.items()}
-        return jsonify(model_spec={"name": name, "version": str(served)}, metadata={"signature_def": signatures})
+        _, served = registry.get(name, parse_version(version))
+        spec = model_pb2.ModelSpec(name=name)
+        spec.version.value = served
+        return jsonify(model_spec=_proto_json(spec),
+                       metadata={"signature_def": _proto_json(registry.signature_defs[name][served])})
 
     @app.post("/v1/models/<name>:predict")
     @app.post("/v1/models/<name>/versions/<version>:predict")
     def predict(name: str, version: str | None = None):
-        try:
-            body = request.get_json(force=True, silent=True)  # TF Serving ignores the Content-Type (curl -d sends a form type)
-        except RecursionError:
-            raise ServingError("JSON Parse error: nested too deeply") from None
-        if not isinstance(body, dict):
-            raise ServingError("JSON Parse error: the body must be a JSON object")
+        body = _json_body(request.get_data())
         signature_name = body.get("signature_name", "")
         if not isinstance(signature_name, str):
             raise ServingError("JSON Value: 'signature_name' must be a string")
@@ -303,14 +337,9 @@ def _load(version_dir: Path):
         raise UsageError(f"{version_dir} does not load as a SavedModel ({reason[:200]})") from None
 
 
-def check_port_free(host: str, port: int, what: str) -> None:
-    """UsageError if nothing can listen on host:port (another server holds it)."""
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do
-        try:
-            probe.bind((host, port))
-        except OSError as error:
-            raise UsageError(f"cannot serve {what} on {host}:{port}: {error.strerror}") from None
+def _signature_defs(version_dir: Path) -> get_model_metadata_pb2.SignatureDefMap:
+    """The SignatureDefs of a SavedModel that loaded, as TF Serving reports them (its init op's included)."""
+    return get_model_metadata_pb2.SignatureDefMap(signature_def=saved_model_signatures(version_dir))
 
 
 def start_grpc_server(registry: ModelRegistry, port: int = 0, host: str = "127.0.0.1") -> tuple[grpc.Server, int]:
@@ -344,13 +373,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UsageError(f"--rest-port and --grpc-port are both {args.rest_port}")
     for base in paths.values():  # the quick checks before the ports, the slow loading after
         base_versions(base)
-    check_port_free("127.0.0.1", args.grpc_port, "gRPC")
-    check_port_free("127.0.0.1", args.rest_port, "REST")
+    cli.check_port_free("127.0.0.1", args.grpc_port, "gRPC")
+    cli.check_port_free("127.0.0.1", args.rest_port, "REST")
     registry = ModelRegistry(paths)
     server, port = start_grpc_server(registry, args.grpc_port)
-    print(f"gRPC on 127.0.0.1:{port}; REST on http://127.0.0.1:{args.rest_port}/v1/models/<name>:predict")
-    threading.Thread(target=server.wait_for_termination, daemon=True).start()
-    create_rest_app(registry).run(host="127.0.0.1", port=args.rest_port)
+    try:
+        with cli.http_server(create_rest_app(registry), "127.0.0.1", args.rest_port, "REST"):
+            print(f"gRPC on 127.0.0.1:{port}; REST on http://127.0.0.1:{args.rest_port}/v1/models/<name>:predict")
+            server.wait_for_termination()  # in the main thread, where Ctrl-C and SIGTERM reach cli.run_main
+    finally:
+        server.stop(grace=1)
     return 0
 
 

@@ -1,9 +1,16 @@
-"""Shared fixtures: a tiny real corpus cut from the bundled data, plus broken files."""
+"""Shared fixtures: a tiny real corpus cut from the bundled data, plus broken files; and helpers
+(a test signal, servers started and stopped as a user does)."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -97,3 +104,47 @@ def tiny_melody_run(tmp_path_factory) -> Path:
                               "--publish", "never", "--quiet"])
     assert code in (0, None)
     return run
+
+
+# --- servers run as a user runs them ------------------------------------------------------
+
+def free_port() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return str(probe.getsockname()[1])
+
+
+def stop_server(command: list[str], url: str, signum: int) -> subprocess.CompletedProcess:
+    """Start a server, wait until `url` answers, send it `signum`; its exit code and output. The
+    server is started with SIGINT caught here, so that it takes Ctrl-C even when pytest runs as a
+    background job (SIGINT ignored, which a child would inherit)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    try:
+        deadline = time.monotonic() + 300
+        while process.poll() is None and time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(url, timeout=10).close()
+                break
+            except urllib.error.HTTPError:  # an answer, if not a 200
+                break
+            except OSError:  # not listening yet
+                time.sleep(0.2)
+        else:
+            process.kill()
+            pytest.fail(f"the server never answered {url}: {process.communicate()[1][-2000:]}")
+        process.send_signal(signum)
+        out, err = process.communicate(timeout=60)
+        return subprocess.CompletedProcess(command, process.returncode, out, err)
+    finally:
+        if process.poll() is None:  # a server that did not stop is not left running
+            process.kill()
+            process.communicate()
+
+
+SIGNALS = pytest.mark.parametrize("signum, code, line", [
+    pytest.param(signal.SIGTERM, 143, "terminated", id="SIGTERM"),
+    pytest.param(signal.SIGINT, 130, "interrupted", id="SIGINT")])

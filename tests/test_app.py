@@ -11,6 +11,8 @@ import io
 import json
 import os
 import shutil
+import socket
+import sys
 import threading
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from werkzeug.serving import make_server
 from audio_dl.app import server
 from audio_dl.app.__main__ import is_loopback
 from audio_dl.app.server import create_app, load_models
+from conftest import SIGNALS, free_port, stop_server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(os.environ.get("AUDIO_DL_ARTIFACTS", "test-artifacts"))
@@ -153,6 +156,28 @@ def test_denoise_api_never_opens_a_client_path(app):
 def test_loopback_detection():
     assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4")
+
+
+@SIGNALS
+def test_sigterm_and_ctrl_c_stop_the_app_with_one_line_as_the_clis_do(tiny_export, tmp_path, signum, code, line):
+    port = free_port()
+    result = stop_server([sys.executable, "-m", "audio_dl.app", "--port", port, "--denoiser-model", str(tiny_export),
+                          "--melody-model", str(tmp_path / "no-melody")], f"http://127.0.0.1:{port}/api/status", signum)
+    assert result.returncode == code, result.stderr[-2000:]
+    assert result.stderr.rstrip().endswith(f"python -m audio_dl.app: {line}") and "Traceback" not in result.stderr
+
+
+def test_a_port_in_use_is_one_line_exit_2_before_the_models_load(tmp_path, capsys):
+    from audio_dl import cli
+    from audio_dl.app.__main__ import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        assert cli.run_main(main, ["--port", port, "--melody-model", str(tmp_path / "none"),
+                                   "--denoiser-model", str(tmp_path / "none")]) == 2
+    assert f"error: cannot serve the app on 127.0.0.1:{port}: Address already in use" in capsys.readouterr().err
 
 
 # --- real browser --------------------------------------------------------------------------------

@@ -51,6 +51,19 @@ def test_find_audio_files(tmp_path):
     assert [p.name for p in audio_io.find_audio_files(tmp_path / "a")] == ["y.flac", "x.wav"]
 
 
+def test_symlinked_folders_are_followed_and_a_link_cycle_ends(tmp_path):
+    (tmp_path / "elsewhere" / "june").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "june" / "a.wav").write_bytes(b"")
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "june").symlink_to(tmp_path / "elsewhere" / "june")  # a speaker linked in
+    (tmp_path / "elsewhere" / "june" / "loop").symlink_to(tmp_path / "corpus")  # and a cycle back
+    found = [tmp_path / "corpus" / "june" / "a.wav"]
+    assert audio_io.find_audio_files(str(tmp_path / "corpus" / "**" / "*.wav")) == found  # glob: one path a file
+    (tmp_path / "corpus" / "june" / "up").symlink_to(tmp_path)  # a link above the corpus is not followed
+    (tmp_path / "beside.wav").write_bytes(b"")
+    assert audio_io.find_audio_files(tmp_path / "corpus") == found
+
+
 def test_missing_path_and_empty_folder_are_usage_errors(tmp_path):
     with pytest.raises(UsageError, match="does not exist"):
         audio_io.find_audio_files([tmp_path / "nope"])

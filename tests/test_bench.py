@@ -64,10 +64,15 @@ def test_benchmark_misuse_is_one_line_exit_2():
     (["denoiser", "--seconds", "inf"], "--seconds must be in [10, 3600] (got inf)"),
     (["context", "--context-seconds", "inf"], "--batch and --context-seconds must be a finite number > 0"),
     (["context", "-o", "{tmp}"], "is a folder; give a file name"),
+    # all of them (the default): the last group's numbers are checked before the first group runs
+    # (and would fail on notes.txt, which exists but is no model)
+    (["--files", "many", "--model", "{tmp}/notes.txt"], "--files takes comma-separated numbers"),
+    (["--melody-model", "{tmp}/missing"], "model not found: {tmp}/missing"),
     (["context", "-o", "{tmp}/notes.txt/bench.json"], "notes.txt is a file, not a folder"),
 ])
 def test_bad_numbers_and_outputs_are_refused_before_any_measurement(tmp_path, args, message):
     (tmp_path / "notes.txt").write_text("a file\n")
     result = _bench(*[a.replace("{tmp}", str(tmp_path)) for a in args])
+    message = message.replace("{tmp}", str(tmp_path))
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
     assert "context_layer_ms" not in result.stdout  # nothing was measured

@@ -96,3 +96,17 @@ def test_multiworker_without_a_valid_tf_config_is_one_line_exit_2(tf_config, mes
     assert result.returncode == 2, result.stderr[-2000:]
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len([line for line in result.stderr.splitlines() if "error:" in line]) == 1
+
+
+def test_running_out_of_memory_while_training_is_one_usage_error():
+    import tensorflow as tf
+
+    from audio_dl import distribute
+    from audio_dl.errors import UsageError
+
+    class TooBig:  # what fit does when a batch's activations or the optimizer's slots do not fit
+        def fit(self, *args, **kwargs):
+            raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape[250000,4]")
+
+    with pytest.raises(UsageError, match="out of memory while training: make batch_size or the model smaller"):
+        distribute.fit(TooBig(), tf.distribute.get_strategy())

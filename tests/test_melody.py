@@ -96,7 +96,7 @@ def test_corpus_counts_skips_and_keeps_the_first_voice(tmp_path):
     (tmp_path / "broken.mid").write_bytes(b"not midi")
     tunes, report = melody_data.read_tunes((str(tmp_path),), tiny_cfg())
     assert len(tunes) == 2 and report.files == 4 and report.kept == 2
-    assert report.skipped == {"drums_only": 1, "unreadable": 1} and report.dropped_voices == 1
+    assert report.skipped == {"drums_only": 1, "unreadable": 1} and report.dropped.dropped_voices == 1
     assert "4 MIDI files -> 2 single-line tunes" in report.summary()
 
 
@@ -136,7 +136,18 @@ def test_a_midi_primer_names_the_voices_and_chord_notes_it_drops(tmp_path, caplo
     midi.instruments[0].notes.append(pretty_midi.Note(90, 36, 0.0, 0.5))  # a chord under its first note
     midi.write(str(tmp_path / "two_voices.mid"))
     assert [n.pitch for n in read_primer(str(tmp_path / "two_voices.mid"), 4)] == [40, 43]
-    assert "dropped 1 other voice(s) (the primer is" in caplog.text and "1 chord note(s) below the top note" in caplog.text
+    assert "dropped 1 extra voice, 1 chord note below the melody (the primer is" in caplog.text
+
+
+def test_the_primer_warning_and_the_corpus_report_word_what_they_drop_alike(tmp_path, caplog):
+    from audio_dl.generate_melody import read_primer
+
+    # two voices; the second onset 10 ms after the first, on the same 16th step
+    path = write_midi(tmp_path / "duet.mid", [(60, 0.0, 0.5), (62, 0.01, 1.0), (64, 1.0, 1.5)], voices=2)
+    read_primer(str(path), 4)
+    _, report = melody_data.read_tunes((str(tmp_path),), tiny_cfg())
+    words = "dropped: 1 extra voice, 1 onset sharing a grid step"
+    assert words in report.summary() and words.replace(":", "") in caplog.text
 
 
 def test_a_tempo_of_zero_is_refused():
@@ -157,6 +168,36 @@ def test_fixture_corpus_split_and_vocabulary():
     cfg = corpus.cfg
     assert cfg.pitch_low == min(t.pitch_range[0] for t in corpus.train)
     assert all(cfg.pitch_low <= p <= cfg.pitch_high for t in corpus.val for p in t.pitch_range)
+
+
+def test_a_pitch_range_the_user_sets_is_kept_and_tunes_outside_it_are_skipped():
+    cfg = make_config(MelodyConfig, "tiny", overrides=[f"midi_dir={FIXTURE}", "pitch_low=60", "pitch_high=84"])
+    corpus = melody_data.load_corpus(cfg)
+    assert (corpus.cfg.pitch_low, corpus.cfg.pitch_high) == (60, 84) and melody_models.vocab_size(corpus.cfg) == 5 + 25
+    assert corpus.report.skipped == {"outside_pitch_range": 9} and corpus.report.kept == 41
+    assert "(skipped: 9 outside pitch range;" in corpus.report.summary()
+    assert all(60 <= p <= 84 for t in corpus.train + corpus.val for p in t.pitch_range)
+    with pytest.raises(UsageError, match=r"no training tune lies inside the pitch range C4\.\.C#4 \(pitch_low=60,"):
+        melody_data.load_corpus(dataclasses.replace(cfg, pitch_high=61))
+    with pytest.raises(ConfigError, match="set both pitch_low and pitch_high"):
+        make_config(MelodyConfig, "tiny", overrides=["pitch_high=84"])
+
+
+def test_a_saved_run_config_reads_the_same_tunes_as_the_run_did(tmp_path):
+    """A run's config.json holds the range taken from its training tunes: reading the corpus with it
+    (to resume, or to evaluate an export) gives the same split, nothing skipped, even with a
+    validation tune above that range (moved down an octave both times)."""
+    folder = tmp_path / "tunes"
+    folder.mkdir()
+    for i in range(12):
+        name = f"tune{i}.mid"
+        top = 84 if melody_data.is_validation(f"tunes/{name}", 0.1) else 72
+        write_midi(folder / name, [(p, 0.25 * k, 0.25 * (k + 1)) for k, p in enumerate(range(top - 12, top + 1))])
+    first = melody_data.load_corpus(tiny_cfg(midi_dir=(str(folder),)))
+    assert first.cfg.pitch_high == 72 and first.val
+    again = melody_data.load_corpus(first.cfg)
+    assert again.cfg == first.cfg and not again.report.skipped
+    assert [t.name for t in again.train] == [t.name for t in first.train] and again.val == first.val
 
 
 def test_training_batches_are_padded_masked_and_transposed_within_range():
@@ -347,6 +388,25 @@ def trained(tiny_melody_run):
     return tiny_melody_run
 
 
+@pytest.mark.parametrize("units, message", [
+    (10**6, "lstm_units must be <= 8192"),
+    (4096, "cannot build a folkNet of lstm_units=4096, lstm_layers=2, embedding_dim=8 (out of memory)"),
+])
+def test_train_melody_refuses_a_model_too_big_to_build_in_one_line(tmp_path, capsys, monkeypatch, units, message):
+    import tensorflow as tf
+
+    from audio_dl import cli, melody_training, train_melody
+
+    def out_of_memory(cfg):  # what building 4096 units does on a machine without the memory for them
+        raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
+
+    monkeypatch.setattr(melody_training, "build_folknet", out_of_memory)
+    run = tmp_path / "run"
+    assert cli.run_main(train_melody.main, ["--preset", "tiny", "--midi-dir", str(FIXTURE), "--run-dir", str(run),
+                                            "--publish", "never", "--quiet", "--set", f"lstm_units={units}"]) == 2
+    assert message in capsys.readouterr().err and not run.exists()
+
+
 @pytest.mark.slow
 def test_train_melody_writes_a_verified_export(trained):
     version = trained / "export" / "1"
@@ -418,6 +478,19 @@ def test_generate_melody_bad_input_exits_2(trained, arguments, message, capsys):
 
     assert cli.run_main(generate_melody.main, [*arguments, "--model", str(trained / "export" / "1")]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_generate_melody_refuses_an_output_suffix_it_cannot_write(tmp_path, capsys):
+    from audio_dl import cli, generate_melody
+
+    for name in ("t.flac", "t.TXT"):  # refused before the model is looked for, and no folder is made
+        assert cli.run_main(generate_melody.main, ["G4", "-o", str(tmp_path / "new" / name),
+                                                   "--model", str(tmp_path / "no-model")]) == 2
+        assert f"cannot write {Path(name).suffix} files; give a name ending in .mid, .midi, .wav, .png or no suffix" \
+            in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+    assert generate_melody.output_paths(str(tmp_path / "tune_0.7"), [])[".wav"] == tmp_path / "tune_0.7.wav"
+    assert generate_melody.output_paths(str(tmp_path / "tune.WAV"), [])[".mid"] == tmp_path / "tune.mid"
 
 
 def test_generate_melody_rejects_a_model_that_is_not_a_melody_model(tiny_export, capsys):

@@ -17,6 +17,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from audio_dl.config import MelodyConfig, make_config
 from audio_dl.serving import ModelRegistry, create_rest_app, start_grpc_server
+from conftest import SIGNALS, free_port, stop_server
 
 MELODY_ARGS = {"primer": np.array([9, 4, 9, 4], np.int32), "temperature": np.float32(1.0), "top_k": np.int32(0),
                "seed": np.int32(7), "max_steps": np.int32(40)}
@@ -81,8 +82,25 @@ def test_rest_melody_generate_and_one_step(rest, registry):
 
 def test_rest_status_and_metadata(rest):
     assert rest.get("/v1/models/melody").json["model_version_status"][0]["state"] == "AVAILABLE"
-    signatures = rest.get("/v1/models/melody/metadata").json["metadata"]["signature_def"]
+    signatures = rest.get("/v1/models/melody/metadata").json["metadata"]["signature_def"]["signature_def"]
     assert {"generate", "one_step", "score", "serving_default"} <= set(signatures)
+
+
+def test_rest_metadata_is_tf_serving_get_model_metadata_response(rest):
+    """The JSON of GetModelMetadataResponse as TF Serving writes it: proto field names, default
+    values included, int64 sizes and versions as strings, the SignatureDefMap under signature_def."""
+    reply = rest.get("/v1/models/denoiser/versions/1/metadata")
+    assert reply.status_code == 200, reply.json
+    assert set(reply.json) == {"model_spec", "metadata"}
+    assert reply.json["model_spec"] == {"name": "denoiser", "signature_name": "", "version": "1"}
+    signatures = reply.json["metadata"]["signature_def"]["signature_def"]
+    assert set(signatures) == {"serving_default", "__saved_model_init_op"}
+    unknown = {"size": "-1", "name": ""}
+    tensor = {"dtype": "DT_FLOAT", "tensor_shape": {"dim": [unknown, unknown], "unknown_rank": False}}
+    serving = signatures["serving_default"]
+    assert serving["method_name"] == "tensorflow/serving/predict"
+    assert serving["inputs"] == {"waveform": {**tensor, "name": "serving_default_waveform:0"}}
+    assert serving["outputs"]["denoised"].pop("name").endswith(":0") and serving["outputs"] == {"denoised": tensor}
 
 
 def _generate(**changes):
@@ -127,6 +145,27 @@ def test_rest_accepts_a_json_body_sent_as_a_form_like_curl_d(rest, registry):
     assert reply.status_code == 200, reply.json
     np.testing.assert_allclose(np.array(reply.json["predictions"]),
                                direct(registry, "denoiser", "serving_default", waveform=x)["denoised"], atol=1e-6)
+
+
+@pytest.mark.parametrize("number", ["1e400", "-1.5e309", "9" * 400, "9" * 5000])
+def test_rest_refuses_a_number_too_big_for_a_double_as_tf_serving_does(rest, number):
+    reply = rest.post("/v1/models/denoiser:predict", data=f'{{"instances": [[{number}, 0.0]]}}',
+                      content_type="application/json")
+    assert reply.status_code == 400 and set(reply.json) == {"error"}, reply.json
+    assert "Number too big to be stored in double" in reply.json["error"]
+
+
+def test_rest_reads_an_integer_beyond_64_bits_as_a_double_as_tf_serving_does(rest):
+    for instances in ("[[2e21, 0.5]]", f"[[{2**71}, 0.5]]", f"[[{2**71}, 1]]"):  # the same float32 input
+        reply = rest.post("/v1/models/denoiser:predict", data=f'{{"instances": {instances}}}',
+                          content_type="application/json")
+        assert reply.status_code == 200, (instances, reply.json)
+
+
+def test_rest_reads_nan_and_infinity_as_tf_serving_does(rest):
+    reply = rest.post("/v1/models/denoiser:predict", data='{"instances": [[NaN, Infinity, -Infinity, 0.0]]}',
+                      content_type="application/json")
+    assert reply.status_code == 200, reply.json
 
 
 def test_rest_body_that_is_not_json(rest):
@@ -187,10 +226,14 @@ def _serve(*args: str) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
-def _free_port() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return str(probe.getsockname()[1])
+@SIGNALS
+def test_sigterm_and_ctrl_c_stop_the_server_with_one_line_as_the_clis_do(tiny_export, signum, code, line):
+    rest_port = free_port()
+    result = stop_server([sys.executable, "-m", "audio_dl.serving", "--model", f"d={tiny_export.parent}",
+                          "--rest-port", rest_port, "--grpc-port", free_port()],
+                         f"http://127.0.0.1:{rest_port}/v1/models/d", signum)
+    assert result.returncode == code, result.stderr[-2000:]
+    assert result.stderr.rstrip().endswith(f"python -m audio_dl.serving: {line}") and "Traceback" not in result.stderr
 
 
 def test_a_port_in_use_a_bad_port_or_a_corrupt_version_is_one_line_exit_2(tiny_export, tmp_path):
@@ -201,13 +244,13 @@ def test_a_port_in_use_a_bad_port_or_a_corrupt_version_is_one_line_exit_2(tiny_e
         taken.listen()
         port = str(taken.getsockname()[1])
         for args, message in (
-                (["--model", f"d={tiny_export.parent}", "--rest-port", port, "--grpc-port", _free_port()],
+                (["--model", f"d={tiny_export.parent}", "--rest-port", port, "--grpc-port", free_port()],
                  f"cannot serve REST on 127.0.0.1:{port}"),
-                (["--model", f"d={tiny_export.parent}", "--grpc-port", port, "--rest-port", _free_port()],
+                (["--model", f"d={tiny_export.parent}", "--grpc-port", port, "--rest-port", free_port()],
                  f"cannot serve gRPC on 127.0.0.1:{port}"),
                 (["--model", f"d={tiny_export.parent}", "--rest-port", "99999"], "'99999' is not a port number"),
                 (["--model", f"d={tmp_path / 'missing'}", "--grpc-port", port], "path does not exist"),
-                (["--model", f"d={tmp_path / 'base'}", "--rest-port", _free_port(), "--grpc-port", _free_port()],
+                (["--model", f"d={tmp_path / 'base'}", "--rest-port", free_port(), "--grpc-port", free_port()],
                  "1 does not load as a SavedModel")):
             result = _serve(*args)
             assert result.returncode == 2 and message in result.stderr, result.stderr[-500:]

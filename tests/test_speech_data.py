@@ -23,6 +23,17 @@ def test_split_is_by_speaker_and_noise_file(tiny_corpus):
     assert not any(i.path.endswith("birds.flac") for i in corpus.train.noise)
 
 
+def test_a_symlinked_speaker_folder_is_that_speaker(tiny_corpus, tmp_path):
+    linked = tmp_path / "c"
+    (linked / "speech").mkdir(parents=True)
+    for speaker in (tiny_corpus / "speech").iterdir():
+        (linked / "speech" / speaker.name).symlink_to(speaker)
+    (linked / "noise").symlink_to(tiny_corpus / "noise")
+    shutil.copy(tiny_corpus / "splits.json", linked)
+    corpus = speech.load_corpus(_cfg(linked))
+    assert set(corpus.train.speakers) == {"allison", "menardi", "codec2"} and set(corpus.val.speakers) == {"armelle"}
+
+
 def test_config_split_overrides_splits_json(tiny_corpus):
     corpus = speech.load_corpus(_cfg(tiny_corpus, "val_speakers=codec2", "val_noises=water"))
     assert set(corpus.val.speakers) == {"codec2"}
@@ -93,6 +104,8 @@ def test_a_split_without_loud_enough_speech_is_one_usage_error_not_an_endless_wa
     for path in (silent / "speech" / "armelle").iterdir():  # the validation voice, digitally silent
         soundfile.write(path, np.zeros(8000, np.float32), 8000)
     with pytest.raises(UsageError, match="no validation mixture has speech louder than"):
+        speech.require_examples(speech.load_corpus(_cfg(silent, "preload_mb=0")), _cfg(silent, "preload_mb=0"))
+    with pytest.raises(UsageError, match=r"none of .* decodes to usable audio \(undecodable, not finite or digitally silent\)"):
         speech.require_examples(speech.load_corpus(_cfg(silent)), _cfg(silent))
 
 
@@ -199,6 +212,19 @@ def test_a_file_that_fails_to_decode_when_preloaded_is_counted_and_never_drawn(t
     table = speech._MemoryTable(infos, cfg.sample_rate + 1)  # a rate no other test cached
     assert speech.read_failures() == 1
     assert all(int(table.draw(tf.constant([k, 0], tf.int64))) != 0 for k in range(50))
+
+
+def test_a_digitally_silent_noise_file_is_counted_and_never_drawn(tiny_corpus, tmp_path):
+    corpus_copy = tmp_path / "c"
+    shutil.copytree(tiny_corpus, corpus_copy)
+    soundfile.write(corpus_copy / "noise" / "silence.wav", np.zeros(80000, np.float32), 8000)  # the longest
+    cfg = _cfg(corpus_copy, "sample_rate=8002")  # a rate no other test cached
+    infos = speech.load_corpus(cfg).train.noise
+    silent = [i for i, info in enumerate(infos) if info.path.endswith("silence.wav")]
+    speech.reset_read_failures()
+    table = speech._MemoryTable(infos, cfg.sample_rate)
+    assert speech.read_failures() == 1
+    assert all(int(table.draw(tf.constant([k, 0], tf.int64))) not in silent for k in range(50))
 
 
 @pytest.fixture

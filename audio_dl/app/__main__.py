@@ -45,12 +45,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not is_loopback(args.host):
         print(f"WARNING: binding {args.host}: anyone who can reach this address can use the app "
               "(no authentication, uploads are processed on this machine)", file=sys.stderr)
+    cli.check_port_free(args.host, args.port, "the app")  # before the slow loading
     models = load_models(args.melody_model, args.denoiser_model)
     for name, problem in (("melody", models.melody_problem), ("denoiser", models.denoiser_problem)):
         if problem:
             print(f"WARNING: {name} page disabled: {problem}", file=sys.stderr)
-    print(f"serving on http://{args.host}:{args.port}/  (Ctrl+C to stop)")
-    create_app(models).run(host=args.host, port=args.port, threaded=True)
+    with cli.http_server(create_app(models), args.host, args.port, "the app") as serving:
+        print(f"serving on http://{args.host}:{args.port}/  (Ctrl+C to stop)")
+        serving.join()  # in the main thread, where Ctrl-C and SIGTERM reach cli.run_main
     return 0
 
 

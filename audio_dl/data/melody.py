@@ -1,7 +1,7 @@
 """Folk-tune corpora as token sequences, and their tf.data pipelines.
 
     corpus = load_corpus(cfg)                  # MIDI folders -> tunes, split, counted skips
-    cfg = corpus.cfg                           # pitch_low/pitch_high now set from the data
+    cfg = corpus.cfg                           # pitch_low/pitch_high the user's, or else the data's
     training_dataset(corpus.train, cfg)        # transposed, shuffled, padded batches + masks
     validation_dataset(corpus.val, cfg)
 
@@ -47,21 +47,17 @@ class ReadReport:
     files: int = 0
     kept: int = 0
     skipped: collections.Counter = dataclasses.field(default_factory=collections.Counter)  # reason -> files
-    dropped_voices: int = 0
-    dropped_chord_notes: int = 0
-    merged_by_grid: int = 0
+    dropped: midi_io.ReadStats = dataclasses.field(default_factory=midi_io.ReadStats)  # summed over kept tunes
 
     def summary(self) -> str:
         skipped = ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in sorted(self.skipped.items()))
         return (f"{self.files} MIDI files -> {self.kept} single-line tunes"
-                f" (skipped: {skipped or 'none'}; dropped {self.dropped_voices} extra voices,"
-                f" {self.dropped_chord_notes} chord notes below the melody,"
-                f" {self.merged_by_grid} onsets sharing a grid step)")
+                f" (skipped: {skipped or 'none'}; dropped: {self.dropped.dropped_text() or 'nothing'})")
 
 
 @dataclasses.dataclass
 class MelodyCorpus:
-    cfg: MelodyConfig  # with pitch_low/pitch_high of the training tunes
+    cfg: MelodyConfig  # with the vocabulary's pitch_low/pitch_high (set, or the training tunes')
     train: list[Tune]
     val: list[Tune]
     report: ReadReport
@@ -79,9 +75,7 @@ def read_tunes(specs: tuple[str, ...], cfg: MelodyConfig) -> tuple[list[Tune], R
             report.skipped[skipped.reason] += 1
             continue
         report.kept += 1
-        report.dropped_voices += stats.dropped_voices
-        report.dropped_chord_notes += stats.dropped_chord_notes
-        report.merged_by_grid += stats.merged_by_grid
+        report.dropped.add(stats)
         tunes.append(Tune(f"{path.parent.name}/{path.name}", notes))
     return tunes, report
 
@@ -92,8 +86,10 @@ def is_validation(name: str, fraction: float) -> bool:
 
 
 def load_corpus(cfg: MelodyConfig) -> MelodyCorpus:
-    """Read cfg.midi_dir, hold out cfg.val_fraction of the tunes, set the vocabulary's pitch range
-    from the training tunes (validation tunes outside it are transposed in by octaves or dropped)."""
+    """Read cfg.midi_dir and hold out cfg.val_fraction of the tunes. The vocabulary's pitch range is
+    the one set in cfg (a user's, or a saved run's; training tunes with a note outside it are
+    skipped and counted) or, when both are 0, the training tunes' range. Validation tunes outside
+    it are transposed in by octaves or dropped, either way."""
     tunes, report = read_tunes(corpora.resolve_midi(cfg.midi_dir), cfg)
     if not tunes:
         raise UsageError(f"none of the {report.files} MIDI files holds a usable melody ({report.summary()})")
@@ -101,13 +97,29 @@ def load_corpus(cfg: MelodyConfig) -> MelodyCorpus:
     val = [t for t in tunes if is_validation(t.name, cfg.val_fraction)]
     if not train or not val:
         train, val = tunes[: max(1, len(tunes) - 1)], tunes[-1:]
-    low = min(t.pitch_range[0] for t in train)
-    high = max(t.pitch_range[1] for t in train)
-    cfg = dataclasses.replace(cfg, pitch_low=low, pitch_high=high)
+    if cfg.pitch_high:  # set; a range taken from these training tunes keeps every one of them
+        train = _inside_range(train, report, cfg)
+    else:
+        cfg = dataclasses.replace(cfg, pitch_low=min(t.pitch_range[0] for t in train),
+                                  pitch_high=max(t.pitch_range[1] for t in train))
     val = [fitted for t in val if (fitted := fit_to_range(t, cfg)) is not None]
     if not val or len(tunes) < 2:
         raise UsageError(f"{report.summary()}: too few tunes for a training and a validation set")
     return MelodyCorpus(cfg, train, val, report)
+
+
+def _inside_range(train: list[Tune], report: ReadReport, cfg: MelodyConfig) -> list[Tune]:
+    """The training tunes whose every pitch lies in [pitch_low, pitch_high]; the others are counted
+    in `report` as skipped "outside pitch range". UsageError if none is left."""
+    inside = [t for t in train if cfg.pitch_low <= t.pitch_range[0] and t.pitch_range[1] <= cfg.pitch_high]
+    if len(inside) < len(train):
+        report.skipped["outside_pitch_range"] += len(train) - len(inside)
+        report.kept -= len(train) - len(inside)
+    if not inside:
+        raise UsageError(f"no training tune lies inside the pitch range {midi_io.range_name(cfg.pitch_low, cfg.pitch_high)} "
+                         f"(pitch_low={cfg.pitch_low}, pitch_high={cfg.pitch_high}; {report.summary()}); "
+                         "widen it, or leave both at 0 to take the training tunes' range")
+    return inside
 
 
 def fit_to_range(tune: Tune, cfg: MelodyConfig) -> Tune | None:

@@ -154,7 +154,8 @@ _failures_lock = threading.Lock()
 
 
 def read_failures() -> int:
-    """Files that failed to decode mid-run (after a good header) and were skipped."""
+    """Files skipped mid-run: those that failed to decode after a good header, and preloaded
+    ones that decode to digital silence."""
     return _failures["count"]
 
 
@@ -168,10 +169,15 @@ def _read_or_count(path: str, sample_rate: int, start: float = 0.0, seconds: flo
     try:
         return audio_io.read_audio(path, sample_rate, start, seconds)
     except ValueError as error:
-        with _failures_lock:
-            _failures["count"] += 1
-        log.warning("skipped an undecodable file (%d so far): %s", _failures["count"], error)
+        _count_skip("an undecodable file", error)
         return np.zeros(0, np.float32)
+
+
+def _count_skip(what: str, detail) -> None:
+    with _failures_lock:
+        _failures["count"] += 1
+        count = _failures["count"]
+    log.warning("skipped %s (%d so far): %s", what, count, detail)
 
 
 def _read_crop(path: bytes, seconds: float, native_seconds: float, position: float, sample_rate: int,
@@ -219,13 +225,14 @@ class _FileTable:
 class _MemoryTable:
     """Every file decoded once at the model rate into one int16 tensor: a crop is a slice (or a
     gather, when looped), all in graph ops, with the same draws and positions as _FileTable.
-    Files that fail to decode are counted once and never drawn."""
+    Files that fail to decode or are digitally silent are counted once and never drawn (_FileTable,
+    which decodes crop by crop, draws a silent noise file: its mixtures are the clean speech)."""
 
     def __init__(self, infos, sample_rate: int):
         flat, lengths = _decode_all(tuple(i.path for i in infos), sample_rate)
         if not lengths.sum():  # nothing could be drawn: say so, not an index error mid-training
             names = ", ".join(Path(i.path).name for i in infos[:3]) + (", ..." if len(infos) > 3 else "")
-            raise UsageError(f"none of {names} decodes to usable audio (undecodable or not finite)")
+            raise UsageError(f"none of {names} decodes to usable audio (undecodable, not finite or digitally silent)")
         self.flat = tf.constant(flat)  # [total samples] int16
         self.lengths = tf.constant(lengths, tf.int64)
         self.starts = tf.constant(np.concatenate([[0], np.cumsum(lengths)[:-1]]), tf.int64)
@@ -264,10 +271,15 @@ def _draw(cumulative, seed):
 
 @functools.lru_cache(maxsize=4)
 def _decode_all(paths: tuple[str, ...], sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
-    """(all files at sample_rate as one int16 array, [K] lengths); 0 for an undecodable file."""
+    """(all files at sample_rate as one int16 array, [K] lengths); 0 for a file that is undecodable
+    or digitally silent (every sample rounds to 0: as noise it would add nothing), both counted."""
 
     def decode(path):
-        return np.round(np.clip(_read_or_count(path, sample_rate), -1.0, 1.0) * audio_io.PCM16_SCALE).astype(np.int16)
+        samples = np.round(np.clip(_read_or_count(path, sample_rate), -1.0, 1.0) * audio_io.PCM16_SCALE)
+        if samples.size and not samples.any():
+            _count_skip("a digitally silent file", path)
+            return np.zeros(0, np.int16)
+        return samples.astype(np.int16)
 
     with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # soundfile and soxr release the GIL
         decoded = list(pool.map(decode, paths))

@@ -66,7 +66,7 @@ def find_files(specs: str | os.PathLike | Iterable[str | os.PathLike], extension
     by_file = {}  # one path per file: a glob through a symlinked folder can reach it by several
     for path in files:
         by_file.setdefault(os.path.realpath(path), path)
-    return sorted(set(by_file.values()))
+    return sorted(by_file.values())
 
 
 def given_path(spec: str | os.PathLike) -> Path:

@@ -7,5 +7,11 @@ exported for TF Serving (SavedModel) and devices (TFLite).
 __version__ = "0.1.0"
 
 import os as _os
+import sys as _sys
 
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ INFO/WARNING lines drown the progress bar
+
+if _sys.argv[:1] == ["-m"]:  # loaded to locate `python -m audio_dl.<tool>` (runpy's documented placeholder)
+    from audio_dl import cli as _cli
+
+    _cli.report_interrupts_while_loading()

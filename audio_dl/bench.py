@@ -135,14 +135,14 @@ def _report(results: dict, output: Path) -> None:
 
 
 def _denoiser_options(sub, flag: str = "--model") -> None:
-    sub.add_argument(flag, dest="model", type=Path, default=Path("saved_models/denoiser"),
+    sub.add_argument(flag, dest="model", type=Path, default=cli.shipped_model("denoiser"),
                      help="denoiser export (default: %(default)s)")
     sub.add_argument("--seconds", type=float, default=60.0, help="length of the test recording (default: %(default)s)")
     sub.add_argument("--repeats", type=int, default=5, help="timed runs; the median is reported (default: %(default)s)")
 
 
 def _melody_options(sub, flag: str = "--model") -> None:
-    sub.add_argument(flag, dest="melody_model", type=Path, default=Path("saved_models/melody"),
+    sub.add_argument(flag, dest="melody_model", type=Path, default=cli.shipped_model("melody"),
                      help="melody export (default: %(default)s)")
     sub.add_argument("--tunes", type=int, default=20, help="tunes generated from scratch (default: %(default)s)")
 

@@ -17,6 +17,8 @@ from typing import Callable, Sequence
 from audio_dl.atomic import WRITE_FAILURES  # a full disk or a failing device: one line, exit 1
 from audio_dl.errors import TERMINATION, Terminated, UsageError
 
+_CHECKOUT = Path(__file__).resolve().parent.parent  # holds this package: the repository, for pip install -e
+
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse that exits with code 2 and one line for every misuse (argparse's own convention)."""
@@ -49,6 +51,15 @@ def add_run_options(parser: argparse.ArgumentParser, family: str) -> None:
                        help="auto: publish as the next version unless a shipped model is there; "
                             "always: publish even above a shipped model; never: keep it in the run dir")
     group.add_argument("--quiet", action="store_true", help="no Keras progress bar (one line per epoch)")
+
+
+def shipped_model(family: str) -> Path:
+    """Default model of the tools that read one: saved_models/<family> in the current folder, else
+    the shipped one of the checkout this package runs from (an editable install), so a tool run
+    from the folder of one's recordings still finds it."""
+    here = Path("saved_models") / family
+    checkout = _CHECKOUT / "saved_models" / family
+    return checkout if not here.exists() and checkout.is_dir() else here
 
 
 def folder_path(text: str) -> Path:
@@ -147,6 +158,24 @@ def http_server(app, host: str, port: int, what: str):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def report_interrupts_while_loading() -> None:
+    """Ctrl-C before run_main has started (while a tool imports: TensorFlow takes seconds) ends the
+    process as run_main would, `python -m audio_dl.<tool>: interrupted` and exit code 130, not with
+    runpy's traceback. The package installs this when it is loaded for `python -m`; the hook acts
+    only while the module run as __main__ is one of this package's."""
+    previous = sys.excepthook
+
+    def one_line(kind, value, traceback):
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        if not (issubclass(kind, KeyboardInterrupt) and spec and spec.name.startswith(f"{__package__}.")):
+            previous(kind, value, traceback)
+            return
+        print(f"python -m {spec.name.removesuffix('.__main__')}: interrupted", file=sys.stderr)
+        sys.exit(130)  # returning would let Python end by raising SIGINT again (status -2)
+
+    sys.excepthook = one_line
 
 
 def add_strategy_option(parser: argparse.ArgumentParser) -> None:

@@ -33,7 +33,7 @@ def build_parser() -> cli.ArgumentParser:
     parser.add_argument("inputs", nargs="+", help="audio files and/or folders (searched recursively)")
     parser.add_argument("-o", "--output", type=Path, default=Path("denoised"),
                         help="output folder, or a .wav path for a single input (default: %(default)s/)")
-    parser.add_argument("--model", type=Path, default=Path("saved_models/denoiser"),
+    parser.add_argument("--model", type=Path, default=cli.shipped_model("denoiser"),
                         help="SavedModel folder, TF Serving base path (highest version) or .tflite "
                              "(default: %(default)s)")
     parser.add_argument("--strength", type=float, metavar="DB",

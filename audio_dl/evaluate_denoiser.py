@@ -43,7 +43,7 @@ def build_parser() -> cli.ArgumentParser:
     parser.add_argument("--snr", type=float, nargs="+", default=[-5.0, 0.0, 5.0, 10.0],
                         help="SNRs in dB for --noise (default: -5 0 5 10)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the mixtures (default: %(default)s)")
-    parser.add_argument("--model", type=Path, default=Path("saved_models/denoiser"),
+    parser.add_argument("--model", type=Path, default=cli.shipped_model("denoiser"),
                         help="the denoiser to judge (default: %(default)s)")
     parser.add_argument("--fcn16", type=Path, help="an exported fcn16 model to compare with")
     parser.add_argument("--limit", type=int, help="use at most this many clean files of each --clean path")

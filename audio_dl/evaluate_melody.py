@@ -36,7 +36,7 @@ def build_parser() -> cli.ArgumentParser:
                                 formatter_class=cli.argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--midi-dir", action="append", required=True, metavar="DIR",
                         help="tunes to score: a folder or glob of MIDI, or 'airds' / 'essen' (repeatable)")
-    parser.add_argument("--model", type=Path, default=Path("saved_models/melody"),
+    parser.add_argument("--model", type=Path, default=cli.shipped_model("melody"),
                         help="SavedModel folder or TF Serving base path (default: %(default)s)")
     parser.add_argument("--train-midi-dir", action="append", metavar="DIR",
                         help="the model's training tunes, for the n-grams and the copy check "

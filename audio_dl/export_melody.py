@@ -32,7 +32,7 @@ from audio_dl.export import (
     write_provenance,
 )
 from audio_dl.litert import signature_runner
-from audio_dl.models.melody import MelodySampler, build_folknet, one_step_from, state_names
+from audio_dl.models.melody import MelodySampler, build_folknet, one_step_from, state_names, vocab_size
 
 ONE_STEP_TFLITE_NAME = "melody_one_step.tflite"
 
@@ -54,8 +54,7 @@ def write_melody_saved_model(model: keras.Model, one_step: keras.Model, cfg: Mel
 
 def _token_walk(cfg: MelodyConfig, steps: int = 24) -> np.ndarray:
     rng = np.random.default_rng(0)
-    return rng.integers(midi_io.START, midi_io.FIRST_NOTE_TOKEN + cfg.pitch_high - cfg.pitch_low + 1,
-                        steps).astype(np.int32)
+    return rng.integers(midi_io.START, vocab_size(cfg), steps).astype(np.int32)
 
 
 def _run_steps(step_fn, tokens: np.ndarray, cfg: MelodyConfig) -> np.ndarray:

@@ -37,7 +37,7 @@ def build_parser() -> cli.ArgumentParser:
     parser.add_argument("-o", "--output", default="melody",
                         help="output path, with or without a .mid/.midi/.wav/.png suffix, or a folder: writes "
                              "PATH.mid, PATH.wav, PATH.png (default: %(default)s)")
-    parser.add_argument("--model", type=Path, default=Path("saved_models/melody"),
+    parser.add_argument("--model", type=Path, default=cli.shipped_model("melody"),
                         help="SavedModel folder or TF Serving base path (default: %(default)s)")
     parser.add_argument("--temperature", type=float, default=1.0,
                         help=f"{TEMPERATURES[0]:g}..{TEMPERATURES[1]:g}; lower is safer (default: %(default)s)")

@@ -222,13 +222,14 @@ def train_denoiser(cfg: DenoiserConfig, run_dir: Path, mixed_precision: bool = F
     distributed = distribute.is_distributed(tf_strategy)
     train_seconds = finished_training(run_dir)
     if train_seconds is None:
-        # one pass fills the cache, and Keras then never runs past its end (per-worker datasets
-        # under a strategy run to their end instead)
+        # one pass fills val_ds's cache and counts its batches: without a strategy, fit and the
+        # metrics below reuse its mixtures and Keras never runs past its end (under a strategy,
+        # each worker builds its own validation dataset and runs it to its end)
         validation_steps = None if distributed else sum(1 for _ in val_ds)
+        validation_data = distribute.distribute_datasets(
+            tf_strategy, lambda c: speech.validation_dataset(corpus.val, cfg, c)) if distributed else val_ds
         distribute.fit(model, tf_strategy, distribute.distribute_datasets(tf_strategy, lambda c: speech.training_dataset(corpus.train, cfg, c)),
-                  epochs=cfg.epochs, steps_per_epoch=cfg.steps_per_epoch,
-                  validation_data=distribute.distribute_datasets(
-                      tf_strategy, lambda c: speech.validation_dataset(corpus.val, cfg, c)),
+                  epochs=cfg.epochs, steps_per_epoch=cfg.steps_per_epoch, validation_data=validation_data,
                   validation_steps=validation_steps, callbacks=callbacks, verbose=verbose)
         check_divergence(callbacks, run_dir, cfg)
         train_seconds = EpochClock(run_dir).total()

@@ -114,15 +114,19 @@ def free_port() -> str:
         return str(probe.getsockname()[1])
 
 
-def stop_server(command: list[str], url: str, signum: int) -> subprocess.CompletedProcess:
-    """Start a server, wait until `url` answers, send it `signum`; its exit code and output. The
-    server is started with SIGINT caught here, so that it takes Ctrl-C even when pytest runs as a
-    background job (SIGINT ignored, which a child would inherit)."""
+def start_taking_ctrl_c(command: list[str]) -> subprocess.Popen:
+    """Start `command` (text pipes) with SIGINT caught here, so that it takes Ctrl-C even when
+    pytest runs as a background job (SIGINT ignored, which a child would inherit)."""
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def stop_server(command: list[str], url: str, signum: int) -> subprocess.CompletedProcess:
+    """Start a server, wait until `url` answers, send it `signum`; its exit code and output."""
+    process = start_taking_ctrl_c(command)
     try:
         deadline = time.monotonic() + 300
         while process.poll() is None and time.monotonic() < deadline:

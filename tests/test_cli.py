@@ -3,12 +3,16 @@
 import errno
 import json
 import re
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
 from audio_dl import cli
+from conftest import start_taking_ctrl_c
 
 
 def _run(*args, cwd=None):
@@ -53,6 +57,26 @@ def test_a_full_disk_is_one_line_exit_1(tmp_path, capsys):
     main.prog = "python -m audio_dl.example"
     assert cli.run_main(main) == 1
     assert capsys.readouterr().err == f"python -m audio_dl.example: error: {tmp_path / 'out.wav'}: No space left on device\n"
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="watches /proc/PID/maps (Linux)")
+@pytest.mark.parametrize("tool", ["audio_dl.evaluate_denoiser", "audio_dl.app"])
+def test_ctrl_c_while_a_tool_imports_tensorflow_is_one_line_and_exit_130(tool):
+    process = start_taking_ctrl_c([sys.executable, "-m", tool, "--help"])
+    try:
+        maps, deadline = Path(f"/proc/{process.pid}/maps"), time.monotonic() + 60
+        while process.poll() is None and time.monotonic() < deadline:
+            if "libtensorflow_framework" in maps.read_text():  # loading: seconds before the tool's main()
+                break
+            time.sleep(0.005)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert (process.returncode, out) == (130, ""), err[-2000:]
+    assert err.endswith(f"python -m {tool}: interrupted\n") and "Traceback" not in err, err[-2000:]
 
 
 def test_sigterm_removes_the_partial_output_and_exits_143(tmp_path):

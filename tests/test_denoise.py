@@ -334,3 +334,10 @@ def test_an_input_folder_inside_the_output_folder_is_still_read(tmp_path):
     soundfile.write(tmp_path / "data" / "noisy" / "take.wav", sine(300, 0.5, 8000), 8000)
     jobs = denoise._jobs([str(tmp_path / "data" / "noisy")], tmp_path / "data", None)
     assert [j.target for j in jobs] == [tmp_path / "data" / "take.wav"]
+
+
+def test_the_default_model_is_the_shipped_one_from_any_folder(tmp_path):
+    soundfile.write(tmp_path / "recording.wav", _speechlike(1.0), 8000)
+    result = _cli("recording.wav", "-o", "denoised.wav", cwd=tmp_path)  # not the repository: no saved_models/ here
+    assert result.returncode == 0, result.stderr[-1500:]
+    assert soundfile.info(tmp_path / "denoised.wav").frames == 8000

@@ -58,3 +58,26 @@ def test_a_run_saved_before_a_config_key_existed_resumes_and_a_melody_run_is_nam
     save_config(make_config(MelodyConfig, "tiny"), tmp_path / "melody" / "config.json")
     with pytest.raises(UsageError, match="config has keys a DenoiserConfig does not"):
         prepare_run_dir(tmp_path / "melody", cfg)
+
+
+@pytest.mark.slow
+def test_validation_mixtures_are_made_once_for_fit_and_the_final_metrics(tmp_path, monkeypatch, tiny_corpus):
+    from audio_dl import distribute, training
+
+    cfg = make_config(DenoiserConfig, "tiny", overrides=["epochs=1", f"speech={tiny_corpus / 'speech'}",
+                                                         f"noise={tiny_corpus / 'noise'}"])
+    seen = {}
+    fit, denoise_batches = distribute.fit, training.denoise_batches
+
+    def recording_fit(*args, **kwargs):
+        seen["fit"] = kwargs["validation_data"]
+        return fit(*args, **kwargs)
+
+    def recording_denoise_batches(model, dataset):
+        seen["metrics"] = dataset
+        return denoise_batches(model, dataset)
+
+    monkeypatch.setattr(distribute, "fit", recording_fit)
+    monkeypatch.setattr(training, "denoise_batches", recording_denoise_batches)
+    train_denoiser(cfg, tmp_path / "run", verbose=0)
+    assert seen["fit"] is seen["metrics"]  # one cached dataset: its mixtures are computed once

@@ -23,9 +23,9 @@ def build_parser() -> cli.ArgumentParser:
                                 formatter_class=cli.argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     parser.add_argument("--port", type=cli.port_number, default=8000, help="default: %(default)s")
-    parser.add_argument("--melody-model", type=Path, default=Path("saved_models/melody"),
+    parser.add_argument("--melody-model", type=Path, default=cli.shipped_model("melody"),
                         help="melody export or TF Serving base path (default: %(default)s)")
-    parser.add_argument("--denoiser-model", type=Path, default=Path("saved_models/denoiser"),
+    parser.add_argument("--denoiser-model", type=Path, default=cli.shipped_model("denoiser"),
                         help="denoiser export, base path or .tflite (default: %(default)s)")
     return parser
 

@@ -136,8 +136,10 @@ def _report(results: dict, output: Path) -> None:
 
 def _denoiser_options(sub, flag: str = "--model") -> None:
     sub.add_argument(flag, dest="model", type=Path, default=cli.shipped_model("denoiser"),
-                     help="denoiser export (default: %(default)s)")
-    sub.add_argument("--seconds", type=float, default=60.0, help="length of the test recording (default: %(default)s)")
+                     help="denoiser export folder or TF Serving base path; its streaming .tflite files are "
+                          "timed too (default: %(default)s)")
+    sub.add_argument("--seconds", type=float, default=60.0,
+                     help="length of the test recording, 10 to 3600 (default: %(default)s)")
     sub.add_argument("--repeats", type=int, default=5, help="timed runs; the median is reported (default: %(default)s)")
 
 
@@ -191,6 +193,9 @@ def _check_arguments(args) -> list[int]:
             raise UsageError(f"--seconds must be in [10, 3600] (got {args.seconds:g})")
         if not args.model.exists():
             raise UsageError(f"model not found: {args.model}")
+        if args.model.is_file() and args.model.name != "saved_model.pb":  # the whole-file row needs any length
+            raise UsageError(f"{args.model} is a file; give the export folder that holds it "
+                             "(the benchmark times its SavedModel and its streaming .tflite files)")
     if args.command in ("melody", "all"):
         from audio_dl.compose import resolve_export  # noqa: PLC0415 - as bench_melody imports it
 

@@ -43,8 +43,8 @@ def build_parser() -> cli.ArgumentParser:
                         help=f"also write OUTPUT.png: waveform and spectrogram of noisy and denoised "
                              f"(the first {PLOT_SECONDS:g} s)")
     parser.add_argument("--clean", type=Path,
-                        help="clean reference added to the plot: a file, or a folder holding the clean "
-                             "files at the same paths as inside the input folder")
+                        help="clean reference added to the plot: a file (for one input), or a folder holding "
+                             "the clean files at the same paths as inside the input folder")
     parser.add_argument("--chunk-seconds", type=float, default=30.0,
                         help="seconds of audio per chunk; a SavedModel runs up to 4 chunks in one call, so "
                              "memory grows with it; the output does not depend on it, except a GRU model's, "
@@ -116,6 +116,9 @@ def _jobs(inputs: Sequence[str], output: Path, clean: Path | None) -> list[Job]:
             found.setdefault(cli.file_id(path), (path, Path(path.name), True))
     if output.suffix.lower() == ".wav" and len(found) != 1:
         raise UsageError(f"-o {output} names one file but there are {len(found)} inputs; give a folder")
+    if clean is not None and clean.is_file() and len(found) != 1:
+        raise UsageError(f"--clean {clean} is the reference of one input but there are {len(found)}; give a "
+                         "folder holding the clean files at the same paths as the inputs")
     jobs = [Job(source, output if output.suffix.lower() == ".wav" else output / relative.with_suffix(".wav"),
                 single, _clean_for(clean, relative)) for source, relative, single in found.values()]
     clash = next((t for t, n in collections.Counter(job.target for job in jobs).items() if n > 1), None)
@@ -144,11 +147,17 @@ def _clean_for(clean: Path | None, relative: Path) -> Path | None:
     return candidate
 
 
-def plot_title(name: str, seconds: float) -> str:
-    """The file name, and which part the figure shows when the file is longer than PLOT_SECONDS."""
-    if seconds <= PLOT_SECONDS:
+def plot_title(name: str, seconds: float, shown: float | None = None) -> str:
+    """The file name, and which part the figure shows (`shown` seconds; default: up to
+    PLOT_SECONDS) when that is not the whole file."""
+    shown = min(seconds, PLOT_SECONDS) if shown is None else shown
+    if shown >= seconds - 0.01:
         return name
-    return f"{name} (first {PLOT_SECONDS:g} s of {seconds:.0f} s)"
+    for decimals in (0, 1, 2):  # the fewest that tell the two apart
+        first, whole = (f"{x:.{decimals}f}" if x >= 10 else f"{x:.{decimals + 3}g}" for x in (shown, seconds))
+        if first != whole:
+            break
+    return f"{name} (first {first} s of {whole} s)"
 
 
 def _plot(job: Job, rate: int, seconds: float) -> None:
@@ -156,10 +165,14 @@ def _plot(job: Job, rate: int, seconds: float) -> None:
                "denoised": audio_io.read_audio(job.target, rate, 0, PLOT_SECONDS)}
     if job.clean is not None:
         signals["clean"] = audio_io.read_audio(job.clean, rate, 0, PLOT_SECONDS)
+        if abs(len(signals["clean"]) - len(signals["noisy"])) > rate // 100:  # within the part shown
+            clean_seconds = audio_io.probe(job.clean).seconds
+            log.warning("%s: the clean reference %s is %.2f s long, the input %.2f s; the figure shows the "
+                        "shorter", job.source, job.clean, clean_seconds, seconds)
     length = min(len(x) for x in signals.values())
     signals = {k: np.asarray(v[:length]) for k, v in signals.items()}
     png = job.target.with_suffix(".png")
-    plots.waveform_and_spectrogram(signals, rate, png, title=plot_title(job.source.name, seconds))
+    plots.waveform_and_spectrogram(signals, rate, png, title=plot_title(job.source.name, seconds, length / rate))
     print(f"  plot: {png}")
 
 

@@ -30,6 +30,9 @@ from audio_dl.errors import UsageError
 
 log = logging.getLogger(__name__)
 
+DEFAULT_SNRS = (-5.0, 0.0, 5.0, 10.0)
+MAX_SNR_DB = 100.0  # far beyond real recordings; a few hundred dB overflow float32 powers in the model
+
 
 def build_parser() -> cli.ArgumentParser:
     parser = cli.ArgumentParser(prog="python -m audio_dl.evaluate_denoiser", description=__doc__,
@@ -40,8 +43,9 @@ def build_parser() -> cli.ArgumentParser:
     source.add_argument("--noise", nargs="+",
                         help="folders, files (or globs/lists) of noise recordings to mix with --clean "
                              "(each decoded once, up front)")
-    parser.add_argument("--snr", type=float, nargs="+", default=[-5.0, 0.0, 5.0, 10.0],
-                        help="SNRs in dB for --noise (default: -5 0 5 10)")
+    parser.add_argument("--snr", type=float, nargs="+",
+                        help=f"SNRs in dB for --noise, each in [-{MAX_SNR_DB:g}, {MAX_SNR_DB:g}] (default: "
+                             f"{' '.join(f'{s:g}' for s in DEFAULT_SNRS)})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the mixtures (default: %(default)s)")
     parser.add_argument("--model", type=Path, default=cli.shipped_model("denoiser"),
                         help="the denoiser to judge (default: %(default)s)")
@@ -141,8 +145,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UsageError(f"-o {args.output} is a file; give a folder for metrics.csv and summary.json")
     if args.limit is not None and args.limit < 1:
         raise UsageError("--limit must be >= 1")
-    if not all(math.isfinite(snr) for snr in args.snr):
-        raise UsageError(f"--snr takes finite numbers of dB (got {' '.join(f'{s:g}' for s in args.snr)})")
+    if args.snr is not None and args.noisy is not None:
+        raise UsageError("--snr sets the SNRs of the mixtures made with --noise; --noisy files are scored as they are")
+    if args.snr is None:
+        args.snr = list(DEFAULT_SNRS)
+    if not all(math.isfinite(snr) and abs(snr) <= MAX_SNR_DB for snr in args.snr):
+        raise UsageError(f"--snr takes dB in [-{MAX_SNR_DB:g}, {MAX_SNR_DB:g}] "
+                         f"(got {' '.join(f'{s:g}' for s in args.snr)})")
     if args.seed < 0:
         raise UsageError(f"--seed must be >= 0 (got {args.seed})")
     args.output.mkdir(parents=True, exist_ok=True)  # an unwritable place fails now, not after the evaluation
@@ -189,8 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    atomic.write_text(args.output / "summary.json", json_text({"model": str(model.path), "files": len(clean_files),
-                                                               "skipped": len(skipped), "summary": summary}))
+    scored = {"model": str(model.path), "pairs": len(rows) // len(methods), "skipped": len(skipped)}
+    atomic.write_text(args.output / "summary.json", json_text({**scored, "summary": summary}))
     print(f"\nwrote {args.output / 'metrics.csv'} and {args.output / 'summary.json'}")
     return 0
 

@@ -83,7 +83,12 @@ def read_primer(text: str, steps_per_quarter: int) -> list[midi_io.Note]:
             log.warning("primer %s: dropped %s (the primer is the top line of the file's first pitched voice, "
                         "on a 1/%d-note grid)", text, dropped, 4 * steps_per_quarter)
         return notes
-    return midi_io.parse_note_string(text, steps_per_quarter)
+    try:
+        return midi_io.parse_note_string(text, steps_per_quarter)
+    except UsageError:
+        if os.path.isdir(text):  # False, not an error, for a note string too long to be a path
+            raise UsageError(f"primer {text} is a folder; give a MIDI file or notes such as \"G4 A4 B4:2\"") from None
+        raise
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -163,7 +163,8 @@ def range_name(pitch_low: int, pitch_high: int) -> str:
     return f"{pretty_midi.note_number_to_name(pitch_low)}..{pretty_midi.note_number_to_name(pitch_high)}"
 
 
-_NOTE_WORD = re.compile(r"^(?P<name>[A-Ga-g][#b]?-?\d{1,2}|[Rr])(?::(?P<beats>\d+(?:\.\d+)?|\d+/\d+))?$")
+_NOTE_WORD = re.compile(r"^(?P<name>[A-Ga-g][#b]?-?\d{1,2}|[Rr])(?::(?P<beats>.*))?$")
+_BEATS = re.compile(r"^\d+(?:\.\d+)?$|^\d+/\d+$")
 
 
 def parse_note_string(text: str, steps_per_quarter: int = 4) -> list[Note]:
@@ -175,7 +176,9 @@ def parse_note_string(text: str, steps_per_quarter: int = 4) -> list[Note]:
         match = _NOTE_WORD.match(word)
         if match is None:
             raise UsageError(f"unknown note {word!r}: write NAME[:BEATS] such as G4, F#4:2, Bb3:0.5 or R")
-        beats = match["beats"] or "1"
+        beats = "1" if match["beats"] is None else match["beats"]
+        if not _BEATS.match(beats):
+            raise UsageError(f"note {word!r}: write its length in beats as a positive number such as 2, 0.5 or 1/2")
         numerator, _, denominator = beats.partition("/")
         if float(denominator or 1) == 0:
             raise UsageError(f"note {word!r} has a zero denominator")

@@ -65,8 +65,9 @@ def test_benchmark_misuse_is_one_line_exit_2():
     (["context", "--context-seconds", "inf"], "--batch and --context-seconds must be a finite number > 0"),
     (["context", "-o", "{tmp}"], "is a folder; give a file name"),
     # all of them (the default): the last group's numbers are checked before the first group runs
-    # (and would fail on notes.txt, which exists but is no model)
-    (["--files", "many", "--model", "{tmp}/notes.txt"], "--files takes comma-separated numbers"),
+    # (and would fail on {tmp}, which exists but is no model)
+    (["--files", "many", "--model", "{tmp}"], "--files takes comma-separated numbers"),
+    (["denoiser", "--model", "{tmp}/notes.txt"], "notes.txt is a file; give the export folder that holds it"),
     (["--melody-model", "{tmp}/missing"], "model not found: {tmp}/missing"),
     (["context", "-o", "{tmp}/notes.txt/bench.json"], "notes.txt is a file, not a folder"),
 ])

@@ -177,6 +177,8 @@ def test_plot_title_says_when_the_figure_shows_only_the_start():
     assert denoise.plot_title("short.wav", 1.0) == "short.wav"
     assert (denoise.plot_title("long.flac", denoise.PLOT_SECONDS + 12)
             == f"long.flac (first {denoise.PLOT_SECONDS:g} s of {denoise.PLOT_SECONDS + 12:.0f} s)")
+    assert denoise.plot_title("cut.wav", 1.96, shown=1.1) == "cut.wav (first 1.1 s of 1.96 s)"  # a shorter --clean
+    assert denoise.plot_title("just_over.wav", 30.3) == "just_over.wav (first 30.0 s of 30.3 s)"  # never "30 s of 30 s"
 
 
 @pytest.mark.parametrize("make_args, message", [
@@ -198,6 +200,9 @@ def test_plot_title_says_when_the_figure_shows_only_the_start():
                                  str(tmp / "out"), "--model", str(model)], "clean reference not found"),
     (lambda tmp, model, broken: [str(_a_wav(tmp)), "-o", str(tmp.parent), "--model", str(model)],
      "would overwrite an input"),
+    (lambda tmp, model, broken: [str(tmp.parent / "nest"), "--plot", "--clean",
+                                 str(_nested_takes(tmp) / "x" / "take.wav"), "-o", str(tmp / "out"),
+                                 "--model", str(model)], "the reference of one input but there are 2"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(tiny_export, tmp_path, broken_files, make_args, message):
     empty = tmp_path / "empty"
@@ -341,3 +346,17 @@ def test_the_default_model_is_the_shipped_one_from_any_folder(tmp_path):
     result = _cli("recording.wav", "-o", "denoised.wav", cwd=tmp_path)  # not the repository: no saved_models/ here
     assert result.returncode == 0, result.stderr[-1500:]
     assert soundfile.info(tmp_path / "denoised.wav").frames == 8000
+
+
+def test_a_clean_reference_of_another_length_is_named_and_the_title_says_what_is_shown(tiny_export, tmp_path,
+                                                                                      monkeypatch, caplog):
+    from audio_dl import cli, plots
+
+    soundfile.write(tmp_path / "noisy.wav", _speechlike(2.0), 8000)
+    soundfile.write(tmp_path / "clean.wav", _speechlike(1.0), 8000)
+    titles = []
+    monkeypatch.setattr(plots, "waveform_and_spectrogram", lambda *args, title: titles.append(title))
+    assert cli.run_main(denoise.main, [str(tmp_path / "noisy.wav"), "-o", str(tmp_path / "out.wav"), "--plot",
+                                       "--clean", str(tmp_path / "clean.wav"), "--model", str(tiny_export)]) == 0
+    assert "the clean reference" in caplog.text and "1.00 s long, the input 2.00 s" in caplog.text
+    assert titles == ["noisy.wav (first 1 s of 2 s)"]

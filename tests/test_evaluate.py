@@ -102,6 +102,14 @@ def test_cli_compares_methods_per_snr_and_writes_csv_and_json(tiny_export, tiny_
     assert set(summary) == {"all", "0 dB", "5 dB"}
 
 
+def test_without_snr_the_mixtures_are_made_at_the_default_snrs(tiny_export, tiny_corpus, tmp_path):
+    result = _cli("--clean", str(tiny_corpus / "speech" / "armelle"), "--noise", str(tiny_corpus / "noise" / "birds.flac"),
+                  "--limit", "1", "--model", str(tiny_export), "-o", str(tmp_path / "eval"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert set(summary["summary"]) == {"all", "-5 dB", "0 dB", "5 dB", "10 dB"} and summary["pairs"] == 4
+
+
 def test_cli_pairs_clean_and_noisy_folders(tiny_export, tmp_path):
     rate = 8000
     t = np.arange(rate) / rate
@@ -121,7 +129,10 @@ def test_cli_pairs_clean_and_noisy_folders(tiny_export, tmp_path):
 @pytest.mark.parametrize("make_args, message", [
     (lambda tmp: ["--clean", str(tmp / "nope"), "--noise", str(tmp)], "does not exist"),
     (lambda tmp: ["--clean", str(tmp), "--noise", str(tmp), "-o", str(_a_file(tmp))], "is a file"),
-    (lambda tmp: ["--clean", str(tmp), "--noise", str(tmp), "--snr", "0", "nan"], "--snr takes finite numbers"),
+    (lambda tmp: ["--clean", str(tmp), "--noise", str(tmp), "--snr", "0", "nan"], "--snr takes dB in [-100, 100]"),
+    (lambda tmp: ["--clean", str(tmp), "--noise", str(tmp), "--snr", "-400"], "--snr takes dB in [-100, 100]"),
+    (lambda tmp: ["--clean", str(_speech(tmp)), "--noisy", str(tmp / "noisy_half"), "--snr", "5"],
+     "--noisy files are scored as they are"),
     (lambda tmp: ["--clean", str(tmp), "--noise", str(tmp), "--seed", "-1"], "--seed must be >= 0"),
     (lambda tmp: ["--clean", str(_speech(tmp)), "--noise", str(_silent_noise(tmp))], "no usable noise"),
     (lambda tmp: ["--clean", str(_speech(tmp)), "--noisy", str(tmp / "noisy_half")], "no noisy file for 1 of 2"),
@@ -184,3 +195,5 @@ def test_cli_skips_and_counts_noisy_files_it_cannot_use_and_pairs_names_with_bra
     assert "skipped 3 unreadable, empty or silent file(s)" in result.stdout
     with open(tmp_path / "eval" / "metrics.csv") as f:
         assert {row["file"] for row in csv.DictReader(f)} == {"take[1].wav"}
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert (summary["pairs"], summary["skipped"]) == (1, 3)  # pairs scored, not clean files found

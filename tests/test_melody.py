@@ -111,6 +111,9 @@ def test_note_strings():
     for bad in ("H4", "G4:x", "G4:0.1", "R R", "", "G4:1/0", "C99999999999999999999"):
         with pytest.raises(UsageError):
             midi_io.parse_note_string(bad)
+    for bad_length in ("G4:1e9", "G4:-1", "G4:inf", "G4:"):  # a known note: the length is what is wrong
+        with pytest.raises(UsageError, match=f"note '{bad_length}': write its length in beats"):
+            midi_io.parse_note_string(bad_length)
     assert [n.pitch for n in midi_io.parse_note_string("C-1 G9")] == [0, 127]
     for outside in ("G#9", "C10", "Cb-1", "C-9"):
         with pytest.raises(UsageError, match=f"note '{outside}' is outside MIDI's range C-1..G9"):
@@ -472,12 +475,27 @@ def test_generate_melody_never_overwrites_its_primer_nor_leaves_part_of_a_tune(t
     (["G4 H9"], "unknown note 'H9'"),
     (["C1 C8"], "do not fit the model's range"),
     (["missing.mid"], "primer file not found"),
+    (["."], "primer . is a folder; give a MIDI file or notes"),
 ])
 def test_generate_melody_bad_input_exits_2(trained, arguments, message, capsys):
     from audio_dl import cli, generate_melody
 
     assert cli.run_main(generate_melody.main, [*arguments, "--model", str(trained / "export" / "1")]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_note_string_is_read_as_notes_beside_a_folder_of_that_name_and_at_any_length(trained, tmp_path, monkeypatch,
+                                                                                      capsys):
+    from audio_dl import cli, generate_melody
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "G4").mkdir()  # e.g. the folder of an earlier `generate_melody G4 -o G4/`
+    model = ["--model", str(trained / "export" / "1"), "--max-notes", "1"]
+    assert cli.run_main(generate_melody.main, ["G4", "-o", "G4/", *model]) == 0
+    long_primer = " ".join(["G4:0.25"] * 60)  # too long to be a file name: no OSError from the path checks
+    assert cli.run_main(generate_melody.main, [long_primer, "-o", "G4/", *model]) == 0
+    assert cli.run_main(generate_melody.main, [long_primer, "-o", "G4/", *model]) == 0  # its outputs exist now
 
 
 def test_generate_melody_refuses_an_output_suffix_it_cannot_write(tmp_path, capsys):

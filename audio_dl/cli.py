@@ -106,7 +106,7 @@ def output_file(path: Path, inputs: Sequence[Path] = ()) -> Path:
     file is written, so a run that fails later leaves no new folder); raises UsageError."""
     if path.is_dir():
         raise UsageError(f"{path} is a folder; give a file name")
-    if path.exists() and file_id(path) in {file_id(i) for i in inputs if os.path.exists(i)}:  # no OSError
+    if path.exists() and file_id(path) in {file_id(i) for i in inputs if i.exists()}:
         raise UsageError(f"{path} would overwrite an input; give another output")
     writable_folder(path.parent)
     return path

@@ -45,7 +45,7 @@ def build_parser() -> cli.ArgumentParser:
                              "(each decoded once, up front)")
     parser.add_argument("--snr", type=float, nargs="+",
                         help=f"SNRs in dB for --noise, each in [-{MAX_SNR_DB:g}, {MAX_SNR_DB:g}] (default: "
-                             f"{' '.join(f'{s:g}' for s in DEFAULT_SNRS)})")
+                             f"{_numbers(DEFAULT_SNRS)})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the mixtures (default: %(default)s)")
     parser.add_argument("--model", type=Path, default=cli.shipped_model("denoiser"),
                         help="the denoiser to judge (default: %(default)s)")
@@ -139,6 +139,10 @@ def _skip(skipped: list, path, reason) -> None:
     log.warning("skipped %s: %s", path, reason)
 
 
+def _numbers(values) -> str:
+    return " ".join(f"{v:g}" for v in values)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.output.exists() and not args.output.is_dir():
@@ -151,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.snr = list(DEFAULT_SNRS)
     if not all(math.isfinite(snr) and abs(snr) <= MAX_SNR_DB for snr in args.snr):
         raise UsageError(f"--snr takes dB in [-{MAX_SNR_DB:g}, {MAX_SNR_DB:g}] "
-                         f"(got {' '.join(f'{s:g}' for s in args.snr)})")
+                         f"(got {_numbers(args.snr)})")
     if args.seed < 0:
         raise UsageError(f"--seed must be >= 0 (got {args.seed})")
     args.output.mkdir(parents=True, exist_ok=True)  # an unwritable place fails now, not after the evaluation

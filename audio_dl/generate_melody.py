@@ -70,8 +70,13 @@ def output_paths(text: str, inputs: Sequence[Path]) -> dict[str, Path]:
     return {suffix: cli.output_file(Path(f"{stem}{suffix}"), inputs) for suffix in (".mid", ".wav", ".png")}
 
 
+def names_a_midi_file(primer: str) -> bool:
+    """Whether the primer argument is a MIDI file's name (else it is a note string)."""
+    return primer.lower().endswith((".mid", ".midi"))
+
+
 def read_primer(text: str, steps_per_quarter: int) -> list[midi_io.Note]:
-    if text.lower().endswith((".mid", ".midi")):
+    if names_a_midi_file(text):
         if not Path(text).is_file():
             raise UsageError(f"primer {text} is a folder, not a MIDI file" if Path(text).is_dir()
                              else f"primer file not found: {text}")
@@ -86,7 +91,7 @@ def read_primer(text: str, steps_per_quarter: int) -> list[midi_io.Note]:
     try:
         return midi_io.parse_note_string(text, steps_per_quarter)
     except UsageError:
-        if os.path.isdir(text):  # False, not an error, for a note string too long to be a path
+        if os.path.isdir(text):  # False, not an OSError, for a note string too long to be a path
             raise UsageError(f"primer {text} is a folder; give a MIDI file or notes such as \"G4 A4 B4:2\"") from None
         raise
 
@@ -96,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_sampling(args.temperature, args.top_k, args.seed, args.max_notes)
     if not QPM[0] <= args.qpm <= QPM[1]:
         raise UsageError(f"--qpm must be in [{QPM[0]:g}, {QPM[1]:g}] (got {args.qpm:g})")
-    paths = output_paths(args.output, [Path(args.primer)])
+    paths = output_paths(args.output, [Path(args.primer)] if names_a_midi_file(args.primer) else [])
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     generator = MelodyGenerator.from_export(args.model)
     cfg = generator.cfg

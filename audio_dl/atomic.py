@@ -9,6 +9,7 @@ import secrets
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Iterable
 
 from audio_dl.errors import TERMINATION, Terminated
 
@@ -86,6 +87,22 @@ def staged_file(target: Path):
         fd, name = tempfile.mkstemp(prefix=f".{target.name}-partial-", suffix=target.suffix, dir=target.parent)
     os.close(fd)
     return _staged(Path(name), target, 0o666, Path.unlink)
+
+
+@contextlib.contextmanager
+def new_folders_removed_if_empty(folders: Iterable[Path]):
+    """On the way out, remove those of `folders` and their parents that did not exist on the way in
+    and are empty then (deepest first): an interrupted run, or one whose every file in a subfolder
+    was skipped, leaves no empty output folders behind. Folders that existed are never touched;
+    one another process makes meanwhile and leaves empty may be removed."""
+    distinct = {Path(folder) for folder in folders}
+    new = {p for folder in distinct for p in (folder, *folder.parents) if not p.exists()}
+    try:
+        yield
+    finally:
+        for folder in sorted(new, key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):  # not empty: it holds results
+                folder.rmdir()
 
 
 def write_text(target: str | os.PathLike, text: str) -> None:

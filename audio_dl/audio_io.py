@@ -149,6 +149,16 @@ def open_audio(path: str | os.PathLike) -> soundfile.SoundFile:
         return soundfile.SoundFile(str(path))
 
 
+def holds_no_samples(path: str | os.PathLike) -> bool:
+    """Whether `path` is a file libsndfile reads whose header says it holds no samples (probe
+    returns None for it as for an undecodable one)."""
+    try:
+        with open_audio(path) as f:
+            return f.frames == 0
+    except Exception:  # noqa: BLE001 - undecodable: not this case
+        return False
+
+
 def probe(path: str | os.PathLike) -> AudioInfo | None:
     """Header of an audio file, or None when it cannot be read or holds no samples."""
     try:

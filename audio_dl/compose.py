@@ -115,6 +115,11 @@ def export_scorer(loaded):
     return lambda tokens: score(tokens=tf.constant(tokens, tf.int32))["logits"].numpy()
 
 
+def keras_scorer(model: keras.Model):
+    """tokens [B, T] -> logits [B, T, V] of a Keras folknet (for melody_metrics.teacher_forced)."""
+    return lambda tokens: model(tokens, training=False)["logits"].numpy()
+
+
 class MelodyGenerator:
     """Wraps a `generate(primer, temperature, top_k, seed, max_steps) -> {"tokens"}` function."""
 

@@ -21,6 +21,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from audio_dl import audio_io, cli, inference, plots
+from audio_dl.atomic import new_folders_removed_if_empty
 from audio_dl.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -69,11 +70,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     jobs = _jobs(args.inputs, args.output, args.clean)
     denoiser = inference.load_denoiser(args.model)
     print(f"model: {denoiser.path} ({denoiser.sample_rate} Hz)")
-    skipped, seconds, started = [], 0.0, time.perf_counter()
+    started = time.perf_counter()
+    with new_folders_removed_if_empty(job.target.parent for job in jobs):  # what an interrupt or skips leave
+        skipped, seconds = _denoise_all(jobs, denoiser, args.strength, args.chunk_seconds, args.plot)
+    elapsed = time.perf_counter() - started
+    summary = (f"denoised {len(jobs) - len(skipped)} file(s), {seconds:.1f} s of audio in {elapsed:.1f} s"
+               + (f"; skipped {len(skipped)} unreadable file(s) (undecodable, empty or not finite)" if skipped else ""))
+    if len(skipped) == len(jobs):
+        raise UsageError(f"no file could be denoised: {summary}")
+    print(summary)
+    return 0
+
+
+def _denoise_all(jobs: list[Job], denoiser: inference.Denoiser, strength_db: float | None, chunk_seconds: float,
+                 plot: bool) -> tuple[list[Path], float]:
+    """Denoise (and plot) each job; returns the inputs skipped and the seconds of audio denoised.
+    A file named on the command line that cannot be denoised stops the run (UsageError)."""
+    skipped, seconds = [], 0.0
     for job in jobs:
         try:
-            duration = inference.denoise_file(denoiser, job.source, job.target, args.strength,
-                                              chunk_seconds=args.chunk_seconds)
+            duration = inference.denoise_file(denoiser, job.source, job.target, strength_db,
+                                              chunk_seconds=chunk_seconds)
         except ValueError as error:
             if job.single:
                 raise UsageError(str(error)) from None
@@ -82,15 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         seconds += duration
         print(f"{job.source} -> {job.target}")
-        if args.plot:
+        if plot:
             _plot(job, denoiser.sample_rate, duration)
-    elapsed = time.perf_counter() - started
-    summary = (f"denoised {len(jobs) - len(skipped)} file(s), {seconds:.1f} s of audio in {elapsed:.1f} s"
-               + (f"; skipped {len(skipped)} unreadable file(s) (undecodable or not finite)" if skipped else ""))
-    if len(skipped) == len(jobs):
-        raise UsageError(f"no file could be denoised: {summary}")
-    print(summary)
-    return 0
+    return skipped, seconds
 
 
 def _jobs(inputs: Sequence[str], output: Path, clean: Path | None) -> list[Job]:
@@ -99,6 +110,10 @@ def _jobs(inputs: Sequence[str], output: Path, clean: Path | None) -> list[Job]:
     run's results inside an input folder) are not inputs."""
     if output.suffix.lower() in audio_io.AUDIO_EXTENSIONS - {".wav"}:
         raise UsageError(f"-o {output}: the output is WAV; give a folder or a .wav file name")
+    if output.suffix.lower() == ".wav":  # a folder of that name or one that cannot be written: before the model loads
+        cli.output_file(output)
+    else:
+        cli.writable_folder(output)
     found: dict[tuple[int, int], tuple[Path, Path, bool]] = {}  # the same file given twice counts once
     for spec in inputs:
         path = Path(spec)

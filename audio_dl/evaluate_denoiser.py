@@ -97,15 +97,34 @@ def noisy_pairs(clean_files, clean_root: str, noisy_root: Path) -> list[tuple[Pa
     before any work, when some have none."""
     found, missing = [], []
     for path in clean_files:
-        relative = path.relative_to(clean_root) if Path(clean_root).is_dir() else Path(path.name)
-        same_stem = sorted(c for c in (noisy_root / relative.parent).glob(glob.escape(relative.stem) + ".*")
-                           if c.suffix.lower() in audio_io.AUDIO_EXTENSIONS)
-        noisy_path = next((c for c in [noisy_root / relative, *same_stem] if c.is_file()), None)
+        relative = _relative(path, Path(clean_root))
+        noisy_path = _noisy_partner(noisy_root, relative)
         (missing.append(relative) if noisy_path is None else found.append((path, relative, noisy_path)))
     if missing:
         raise UsageError(f"no noisy file for {len(missing)} of {len(clean_files)} clean files in {noisy_root}, "
                          f"e.g. {missing[0]}")
     return found
+
+
+def unpaired_noisy_files(clean_root: Path, noisy_root: Path) -> list[Path]:
+    """The audio files under noisy_root that noisy_pairs pairs with no clean file of clean_root
+    (a folder or one file), such as a second file of one stem (a.wav beside a.flac)."""
+    partners = {_noisy_partner(noisy_root, _relative(path, clean_root))
+                for path in audio_io.find_audio_files([clean_root])}
+    return [path for path in audio_io.find_audio_files([noisy_root]) if path not in partners]
+
+
+def _relative(path: Path, root: Path) -> Path:
+    """A clean file's name inside its --clean folder (its file name when --clean is the file)."""
+    return path.relative_to(root) if root.is_dir() else Path(path.name)
+
+
+def _noisy_partner(noisy_root: Path, relative: Path) -> Path | None:
+    """The noisy file of the clean file at `relative`: at the same relative path, else the first
+    (by name) of the same stem with any audio extension; None when there is none."""
+    same_stem = sorted(c for c in (noisy_root / relative.parent).glob(glob.escape(relative.stem) + ".*")
+                       if c.suffix.lower() in audio_io.AUDIO_EXTENSIONS)
+    return next((c for c in [noisy_root / relative, *same_stem] if c.is_file()), None)
 
 
 def pairs(matched: list[tuple[Path, Path, Path]], rate: int, skipped: list):
@@ -186,6 +205,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if len(args.clean) != 1 or not args.noisy.is_dir():
             raise UsageError("--noisy takes one folder, paired with exactly one --clean folder")
         items = pairs(noisy_pairs(clean_files, args.clean[0], args.noisy), rate, skipped)
+        unpaired = unpaired_noisy_files(Path(args.clean[0]), args.noisy)
+        if unpaired:
+            log.warning("%d noisy file(s) in %s are paired with no clean file (same relative path and stem) and "
+                        "are not scored, e.g. %s", len(unpaired), args.noisy, unpaired[0].relative_to(args.noisy))
     rows = evaluate.evaluate_methods(items, methods, rate)
     if not rows:
         raise UsageError(f"nothing to evaluate: all {len(skipped)} file(s) were skipped")

@@ -30,6 +30,8 @@ from audio_dl.melody_training import (
     held_out_tunes,
 )
 
+log = logging.getLogger(__name__)
+
 
 def build_parser() -> cli.ArgumentParser:
     parser = cli.ArgumentParser(prog="python -m audio_dl.evaluate_melody", description=__doc__,
@@ -66,15 +68,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     train_cfg = dataclasses.replace(cfg, midi_dir=tuple(args.train_midi_dir or cfg.midi_dir))
     train = melody_data.load_corpus(train_cfg).train  # the split the model was trained with
     print(f"model {version}; scoring {', '.join(args.midi_dir)}: {note}")
-    metrics = {"scored": {"description": ", ".join(args.midi_dir),
+    seen = count_training_tunes(tunes, train)
+    if seen:
+        log.warning("%d of the %d tunes scored are in the model's training split: their scores are not held-out",
+                    seen, len(tunes))
+    metrics = {"scored": {"description": ", ".join(args.midi_dir), "training_tunes": seen,
                           **evaluate_tunes(export_scorer(loaded), cfg, train, tunes)}}
     if args.generate:
         generator = MelodyGenerator.from_export(version)
         metrics["generation"] = generation_statistics(generator, cfg, train, tunes, args.temperature)
-    print(format_report(metrics))
+    print(format_report(metrics, compared_with="scored" if seen else "held-out"))
     atomic.write_text(output, json_text({"model": str(version), **metrics}))
     print(f"wrote {output}")
     return 0
+
+
+def count_training_tunes(tunes: list[melody_data.Tune], train: list[melody_data.Tune]) -> int:
+    """How many of `tunes` are tunes of `train`, by their notes in any key (whatever the file or
+    folder is called)."""
+    def melody(tune: melody_data.Tune) -> tuple:
+        return tuple((n.pitch - tune.notes[0].pitch, n.start, n.duration) for n in tune.notes)
+
+    trained_on = {melody(t) for t in train}
+    return sum(melody(t) in trained_on for t in tunes)
 
 
 main.prog = "python -m audio_dl.evaluate_melody"

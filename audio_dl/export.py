@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -410,12 +412,55 @@ def publish_run(export_dir: Path, run_dir: Path, base: Path, policy: str) -> Pat
     return None
 
 
-# --- CLI: python -m audio_dl.export publish RUN_EXPORT [--base ...] | add-streaming-int8 VERSION_DIR --
+def reexport(version_dir: Path) -> Path:
+    """Export the newest version under a base path again with this code, from its weights read
+    back from its SavedModel, as the next version: what exporting gained since (such as the melody
+    model's input checks) without retraining. Only the newest: the copy becomes the version TF
+    Serving and the tools pick, so re-exporting an older one would silently replace what is served.
+    The card carries over with this export's checks in place of the old ones; provenance.json
+    with the version it came from. Returns the new version folder."""
+    from audio_dl.export_melody import export_melody, melody_from_export  # noqa: PLC0415 - one-way imports
+
+    version_dir = cli.existing_folder(Path(version_dir), "an export folder")
+    denoiser = serving_inputs(version_dir) == SERVING_INPUTS["denoiser"]
+    folder = Path(os.path.abspath(version_dir))  # its number and base path also for "." or "3/"
+    newest = max(versions(folder.parent))
+    if folder.name != str(newest):
+        raise UsageError(f"{version_dir} is not the newest version under {folder.parent} (that is {newest}); "
+                         "a re-export becomes the version served, so only the newest is re-exported")
+    model, cfg = denoiser_from_export(version_dir) if denoiser else melody_from_export(version_dir)
+    provenance_file = version_dir / "provenance.json"
+    provenance = json.loads(provenance_file.read_text()) if provenance_file.is_file() else {}
+    if provenance.get("model_sha256", model_digest(model, cfg)) != model_digest(model, cfg):
+        raise UsageError(f"{version_dir}: the weights read back are not those its provenance.json records")
+    card_file = version_dir / "MODEL_CARD.md"
+    note = (f"Version {newest} re-exported with `python -m audio_dl.export reexport {version_dir}`: its weights "
+            f"(model_sha256 in provenance.json), written and checked by a later version of the exporter.")
+    card = _card_with_new_checks(card_file.read_text() if card_file.is_file() else "# Model\n", note,
+                                 "{export_errors}" if denoiser else "{export_checks}")
+    target = (version_dir.parent if version_dir.name == folder.name else folder.parent) / str(newest + 1)
+    write = export_denoiser if denoiser else export_melody
+    write(model, cfg, target, card, {**provenance, "reexported_from_version": newest})
+    return target
+
+
+def _card_with_new_checks(card: str, note: str, placeholder: str) -> str:
+    """A model card whose "## Export checks" section starts with `note` and has `placeholder` in
+    place of its old checks (the first JSON object there); the section is added if missing."""
+    head, heading, section = card.partition("## Export checks\n")
+    if not heading:
+        return f"{card.rstrip()}\n\n## Export checks\n{note}\n{placeholder}\n"
+    section, replaced = re.subn(r'\{"[^{}]*\}', lambda _: placeholder, section, count=1)
+    return f"{head}{heading}{note}{'' if replaced else ' ' + placeholder}\n{section}"
+
+
+# --- CLI: python -m audio_dl.export publish RUN_EXPORT [--base ...] | add-streaming-int8 DIR | reexport DIR
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = cli.ArgumentParser(prog="python -m audio_dl.export",
                                 description="Publish a run's exported model as a new TF Serving version, "
-                                            "or add the int8 streaming model to an earlier export.")
+                                            "add the int8 streaming model to an earlier export, or export "
+                                            "an earlier version's weights again with this code.")
     commands = parser.add_subparsers(dest="command", required=True)
     pub = commands.add_parser("publish", help="copy RUN_DIR/export/1 (or a version folder) to BASE/<N>")
     pub.add_argument("source", help="a run directory or an exported version folder")
@@ -427,7 +472,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     add = commands.add_parser("add-streaming-int8",
                               help="write denoiser_streaming_int8.tflite into an export made without it")
     add.add_argument("version_dir", help="an exported version folder, e.g. saved_models/denoiser/4")
+    again = commands.add_parser("reexport", help="export the newest version's weights again with this code, as "
+                                                 "the next version beside it (no retraining)")
+    again.add_argument("version_dir", help="the newest version folder under a base path, e.g. saved_models/melody/4")
     args = parser.parse_args(argv)
+    if args.command == "reexport":
+        print(f"re-exported {args.version_dir} as {reexport(Path(args.version_dir))}")
+        return 0
     if args.command == "add-streaming-int8":
         quality = add_streaming_int8(Path(args.version_dir))
         print(f"wrote {Path(args.version_dir) / STREAMING_INT8_TFLITE_NAME}: {json.dumps(quality)}")

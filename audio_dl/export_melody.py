@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from audio_dl import midi_io
 from audio_dl.atomic import staged_folder
+from audio_dl.compose import export_scorer, keras_scorer, load_melody_export
 from audio_dl.config import MelodyConfig, save_config
 from audio_dl.errors import UsageError
 from audio_dl.export import (
@@ -100,6 +101,27 @@ def verify_melody_export(model: keras.Model, one_step: keras.Model, sampler: Mel
             and checks["tflite_one_step_max_abs_error"] <= TFLITE_TOLERANCE and same_tokens):
         raise ExportError(f"melody export does not match the Keras model: {checks}")
     return checks
+
+
+def melody_from_export(version_dir: Path) -> tuple[keras.Model, MelodyConfig]:
+    """The Keras folkNet of an exported version, its weights read back from the SavedModel by name
+    and checked against the export's `score` signature. UsageError for a folder that is not a
+    melody export or whose weights do not fit its config.json."""
+    loaded, cfg, version_dir = load_melody_export(version_dir)
+    model = build_folknet(cfg)
+    values = {v.name.removesuffix(":0"): v.numpy() for v in loaded._all_variables}  # noqa: SLF001
+    missing = [w.path for w in model.weights if w.path not in values or values[w.path].shape != tuple(w.shape)]
+    if missing:
+        raise UsageError(f"{version_dir}: the SavedModel does not hold the weights its config.json describes "
+                         f"(e.g. {missing[0]})")
+    for weight in model.weights:
+        weight.assign(values[weight.path])
+    tokens = _token_walk(cfg)[None]
+    error = np.abs(keras_scorer(model)(tokens) - export_scorer(loaded)(tokens)).max()
+    if error > SAVED_MODEL_TOLERANCE:
+        raise UsageError(f"{version_dir}: the weights read back do not reproduce its SavedModel (max difference "
+                         f"{error:.3g}); its config.json may not be the one it was exported with")
+    return model, cfg
 
 
 def export_melody(model: keras.Model, cfg: MelodyConfig, version_dir: Path, model_card: str,

@@ -27,6 +27,7 @@ from audio_dl.errors import UsageError
 log = logging.getLogger(__name__)
 RENDER_RATE = 22050
 QPM = (20.0, 500.0)  # quarter notes per minute the MIDI and WAV are written at
+DEFAULT_QPM = 120.0  # of a note-string primer
 OUTPUT_SUFFIXES = (".mid", ".midi", ".wav", ".png")  # -o NAME.<any of these> writes NAME.mid, NAME.wav, NAME.png
 
 
@@ -45,8 +46,9 @@ def build_parser() -> cli.ArgumentParser:
     parser.add_argument("--max-notes", type=int, default=256,
                         help=f"stop after this many notes, at most {MAX_NOTES} (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="same seed, same tune; 0..2**31-1 (default: %(default)s)")
-    parser.add_argument("--qpm", type=float, default=120.0,
-                        help=f"tempo of the MIDI/WAV, quarter notes per minute, {QPM[0]:g}..{QPM[1]:g} (default: %(default)s)")
+    parser.add_argument("--qpm", type=float,
+                        help=f"tempo of the MIDI/WAV, quarter notes per minute, {QPM[0]:g}..{QPM[1]:g} (default: a MIDI "
+                             f"primer's own tempo, else {DEFAULT_QPM:g})")
     return parser
 
 
@@ -96,23 +98,36 @@ def read_primer(text: str, steps_per_quarter: int) -> list[midi_io.Note]:
         raise
 
 
+def primer_qpm(text: str) -> float:
+    """The tempo to write a continuation of this primer at: a MIDI primer's own where its melody
+    starts (brought into QPM's range, with a warning), else DEFAULT_QPM."""
+    if not names_a_midi_file(text):
+        return DEFAULT_QPM
+    qpm = midi_io.starting_qpm(text)
+    kept = min(max(qpm, QPM[0]), QPM[1])
+    if abs(kept - qpm) > 0.01:  # MIDI keeps whole microseconds per quarter: 500 reads back as 500.0002
+        log.warning("primer %s is at %.6g qpm; writing at %g (give --qpm to choose)", text, qpm, kept)
+    return kept
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     check_sampling(args.temperature, args.top_k, args.seed, args.max_notes)
-    if not QPM[0] <= args.qpm <= QPM[1]:
+    if args.qpm is not None and not QPM[0] <= args.qpm <= QPM[1]:
         raise UsageError(f"--qpm must be in [{QPM[0]:g}, {QPM[1]:g}] (got {args.qpm:g})")
     paths = output_paths(args.output, [Path(args.primer)] if names_a_midi_file(args.primer) else [])
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     generator = MelodyGenerator.from_export(args.model)
     cfg = generator.cfg
     primer = read_primer(args.primer, cfg.steps_per_quarter)
+    qpm = args.qpm if args.qpm is not None else primer_qpm(args.primer)
     result = generator.continue_tune(primer, args.temperature, args.top_k, args.seed, max_notes=args.max_notes)
     generated, ended = result.generated, result.ended
     notes = result.primer + generated
     with contextlib.ExitStack() as stack:  # all three land together, or none
         staged = {suffix: stack.enter_context(staged_file(path)) for suffix, path in paths.items()}
-        midi_io.to_pretty_midi(notes, cfg.steps_per_quarter, args.qpm).write(str(staged[".mid"]))
-        soundfile.write(staged[".wav"], midi_io.render_audio(notes, cfg.steps_per_quarter, args.qpm, RENDER_RATE),
+        midi_io.to_pretty_midi(notes, cfg.steps_per_quarter, qpm).write(str(staged[".mid"]))
+        soundfile.write(staged[".wav"], midi_io.render_audio(notes, cfg.steps_per_quarter, qpm, RENDER_RATE),
                         RENDER_RATE)
         plots.piano_roll(result.primer, generated, cfg.steps_per_quarter, staged[".png"],
                          title=f"temperature {args.temperature:g}, seed {args.seed}", continued_from=result.primer_steps)

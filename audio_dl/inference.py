@@ -252,7 +252,7 @@ def denoise_file(denoiser: Denoiser, source: str | os.PathLike, target: str | os
     written atomically. out = noisy*lim + denoised*(1-lim).
 
     Returns the duration in seconds. Raises FileNotFoundError for a missing source, ValueError
-    when it cannot be decoded or holds samples that are not finite (audio_io.NonFiniteAudio),
+    when it cannot be decoded, holds no samples or samples that are not finite (audio_io.NonFiniteAudio),
     OSError when the output cannot be written, UsageError for a negative strength or seconds that
     are not > 0.
     """
@@ -264,13 +264,22 @@ def denoise_file(denoiser: Denoiser, source: str | os.PathLike, target: str | os
         src = audio_io.open_audio(source)
     except soundfile.LibsndfileError as error:
         raise _undecodable(source, error) from None
+    if not src.frames:  # no output file, no folder for it
+        src.close()
+        raise _no_samples(source)
     with src, staged_file(target) as tmp, _WavOutput(tmp, target, src) as out:
         streams = [_ChannelStream(denoiser, src.samplerate, limit, chunk_seconds) for _ in range(src.channels)]
         for block in _finite_blocks(src, source, max(1, int(block_seconds * src.samplerate))):
             out.frames_in += len(block)
             out.write([s.push(block[:, c]) for c, s in enumerate(streams)])
+        if not out.frames_in:  # a header that promised samples the data does not hold
+            raise _no_samples(source)
         out.write([s.flush() for s in streams], last=True)
     return out.frames_in / src.samplerate
+
+
+def _no_samples(source: Path) -> ValueError:
+    return ValueError(f"{source} holds no audio samples")
 
 
 def _undecodable(source: Path, error: Exception) -> ValueError:

@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from audio_dl import melody_metrics as mm
 from audio_dl import atomic, midi_io
-from audio_dl.compose import MAX_STEPS, MelodyGenerator
+from audio_dl.compose import MAX_STEPS, MelodyGenerator, keras_scorer
 from audio_dl.config import MelodyConfig, json_text
 from audio_dl.data import corpora
 from audio_dl.data import melody as melody_data
@@ -62,11 +62,6 @@ def held_out_tunes(specs: tuple[str, ...], cfg: MelodyConfig) -> tuple[list[melo
     return fitted, note
 
 
-def keras_scorer(model: keras.Model):
-    """tokens [B, T] -> logits [B, T, V] of a Keras folknet (for melody_metrics.teacher_forced)."""
-    return lambda tokens: model(tokens, training=False)["logits"].numpy()
-
-
 def evaluate_tunes(score_fn, cfg: MelodyConfig, train: list[melody_data.Tune], test: list[melody_data.Tune]) -> dict:
     """Model (score_fn: tokens -> logits) vs pitch n-grams (orders 3, 5) on `test`; n-grams fitted on `train`."""
     result = {"model": mm.teacher_forced(score_fn, melody_data.encode_tunes(test, cfg))}
@@ -99,12 +94,15 @@ def generation_statistics(generator: MelodyGenerator, cfg: MelodyConfig, train: 
     return stats
 
 
-def format_report(metrics: dict) -> str:
+def format_report(metrics: dict, compared_with: str = "held-out") -> str:
+    """The metrics as text; `compared_with` names the real tunes the generated ones are set against."""
     lines = []
     for name, block in metrics.items():
         if not isinstance(block, dict) or "model" not in block:
             continue
         lines.append(f"{name}: {block.get('description', '')}")
+        if block.get("training_tunes"):
+            lines.append(f"  ({block['training_tunes']} of these tunes are training tunes of the model: not held-out)")
         lines.append(f"  {'':10} {'bits/note':>10} {'next-pitch acc':>15}")
         for who in ("model", "ngram_3", "ngram_5"):
             lines.append(f"  {who:10} {block[who]['bits_per_note']:10.3f} {block[who]['next_pitch_accuracy']:15.3f}")
@@ -114,12 +112,12 @@ def format_report(metrics: dict) -> str:
         g = metrics["generation"]
         lines.append(f"generation ({g['tunes']} tunes from scratch, temperature {g['temperature']:g}): "
                      f"{100 * g['ended_share']:.0f} % ended by themselves within {g['max_steps']} steps; "
-                     f"pitch-class JS {g['pitch_class_js']:.3f} (held-out tunes {g['held_out_pitch_class_js']:.3f}), "
-                     f"interval JS {g['interval_js']:.3f} (held-out {g['held_out_interval_js']:.3f}); "
+                     f"pitch-class JS {g['pitch_class_js']:.3f} ({compared_with} tunes {g['held_out_pitch_class_js']:.3f}), "
+                     f"interval JS {g['interval_js']:.3f} ({compared_with} {g['held_out_interval_js']:.3f}); "
                      f"16-note runs copied from training {_percent(g['copied_16_note_runs'])} "
-                     f"(held-out human tunes {_percent(g['held_out_copied_16_note_runs'])}); "
+                     f"({compared_with} human tunes {_percent(g['held_out_copied_16_note_runs'])}); "
                      f"median longest copied run {g['longest_copied_run_median']:g} notes "
-                     f"(held-out {g['held_out_longest_copied_run_median']:g})")
+                     f"({compared_with} {g['held_out_longest_copied_run_median']:g})")
     return "\n".join(lines)
 
 

@@ -71,6 +71,25 @@ class ReadStats:
         return ", ".join(f"{n} {noun}{'s' * (n != 1)}{rest}" for n, noun, rest in counts if n)
 
 
+def _parse(path: str | Path) -> pretty_midi.PrettyMIDI:
+    try:
+        return pretty_midi.PrettyMIDI(str(path))
+    except Exception as error:  # noqa: BLE001 - mido/pretty_midi raise many types on corrupt files
+        reason = str(error) or type(error).__name__  # some of mido's errors carry no message
+        raise MelodySkipped("unreadable", f"{Path(path).name}: {reason}") from None
+
+
+def _pitched_voices(midi: pretty_midi.PrettyMIDI) -> list[pretty_midi.Instrument]:
+    """The voices with notes that are not drums, the melody's first; MelodySkipped when none."""
+    voices = [inst for inst in midi.instruments if inst.notes]
+    if not voices:
+        raise MelodySkipped("empty")
+    pitched = [inst for inst in voices if not inst.is_drum]
+    if not pitched:
+        raise MelodySkipped("drums_only")
+    return pitched
+
+
 def read_melody(path: str | Path, steps_per_quarter: int = 4, max_steps: int = 1536,
                 max_chord_share: float = 0.1) -> tuple[list[Note], ReadStats]:
     """The melody of a MIDI file: its first non-drum voice, chords reduced to their top note.
@@ -78,17 +97,8 @@ def read_melody(path: str | Path, steps_per_quarter: int = 4, max_steps: int = 1
     Raises MelodySkipped when the file cannot be read, has no notes, only drums, more than
     `max_chord_share` of its onsets are chords (polyphonic), or it is longer than `max_steps`.
     """
-    try:
-        midi = pretty_midi.PrettyMIDI(str(path))
-    except Exception as error:  # noqa: BLE001 - mido/pretty_midi raise many types on corrupt files
-        reason = str(error) or type(error).__name__  # some of mido's errors carry no message
-        raise MelodySkipped("unreadable", f"{Path(path).name}: {reason}") from None
-    voices = [inst for inst in midi.instruments if inst.notes]
-    if not voices:
-        raise MelodySkipped("empty")
-    pitched = [inst for inst in voices if not inst.is_drum]
-    if not pitched:
-        raise MelodySkipped("drums_only")
+    midi = _parse(path)
+    pitched = _pitched_voices(midi)
     stats = ReadStats(dropped_voices=len(pitched) - 1)
     ticks_per_step = midi.resolution / steps_per_quarter
 
@@ -116,6 +126,15 @@ def read_melody(path: str | Path, steps_per_quarter: int = 4, max_steps: int = 1
     if notes[-1].start + notes[-1].duration > max_steps:
         raise MelodySkipped("too_long", f"{notes[-1].start + notes[-1].duration} steps > {max_steps}")
     return notes, stats
+
+
+def starting_qpm(path: str | Path) -> float:
+    """The tempo in quarter notes per minute where read_melody's melody starts (120, MIDI's
+    default, when the file sets none). Raises MelodySkipped as read_melody does."""
+    midi = _parse(path)
+    start = min(note.start for note in _pitched_voices(midi)[0].notes)
+    times, tempi = midi.get_tempo_changes()
+    return float(tempi[max(0, np.searchsorted(times, start, side="right") - 1)])
 
 
 def melody_steps(notes: list[Note]) -> int:

@@ -25,6 +25,7 @@ from werkzeug.serving import make_server
 from audio_dl.app import server
 from audio_dl.app.__main__ import is_loopback
 from audio_dl.app.server import create_app, load_models
+from audio_dl.compose import TEMPERATURES
 from conftest import SIGNALS, free_port, stop_server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -125,6 +126,18 @@ def _wav_bytes(audio: np.ndarray, subtype: str = "FLOAT") -> bytes:
     buffer = io.BytesIO()
     soundfile.write(buffer, audio, 8000, format="WAV", subtype=subtype)
     return buffer.getvalue()
+
+
+def test_denoise_api_names_an_upload_without_samples_as_such(app):
+    reply = app.test_client().post("/api/denoise", data={"file": (io.BytesIO(_wav_bytes(np.zeros(0))), "empty.wav")},
+                                   content_type="multipart/form-data")
+    assert reply.status_code == 400 and reply.json["error"] == "empty.wav holds no samples"
+
+
+def test_the_melody_api_takes_the_temperatures_the_cli_takes(app):
+    for temperature in TEMPERATURES:
+        reply = app.test_client().post("/api/melody", json={"text": "G4 A4", "temperature": temperature, "max_notes": 2})
+        assert reply.status_code == 200, reply.json
 
 
 def test_denoise_api_rejects_samples_that_are_not_finite_audio(app):

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from audio_dl import denoise, inference
+from audio_dl import cli, denoise, inference
+from audio_dl.config import DenoiserConfig
 from audio_dl.errors import UsageError
 from conftest import sine
 
@@ -360,3 +361,40 @@ def test_a_clean_reference_of_another_length_is_named_and_the_title_says_what_is
                                        "--clean", str(tmp_path / "clean.wav"), "--model", str(tiny_export)]) == 0
     assert "the clean reference" in caplog.text and "1.00 s long, the input 2.00 s" in caplog.text
     assert titles == ["noisy.wav (first 1 s of 2 s)"]
+
+
+def test_an_empty_file_is_refused_alone_and_skipped_in_a_folder_without_leaving_its_output_folder(
+        tiny_export, tmp_path):
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    soundfile.write(folder / "good.wav", _speechlike(0.5), 8000)
+    soundfile.write(folder / "sub" / "empty.wav", np.zeros(0, np.float32), 8000)
+    result = _cli(str(folder / "sub" / "empty.wav"), "-o", str(tmp_path / "alone"), "--model", str(tiny_export))
+    errors = [line for line in result.stderr.splitlines() if line.startswith("python -m audio_dl.denoise: error:")]
+    assert result.returncode == 2 and len(errors) == 1 and "holds no audio samples" in errors[0], result.stderr
+    result = _cli(str(folder), "-o", str(tmp_path / "out"), "--model", str(tiny_export))
+    assert result.returncode == 0 and "denoised 1 file(s)" in result.stdout and "skipped 1" in result.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out"]  # no empty "alone" folder
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.wav"]  # nor an empty "sub"
+
+
+def test_an_output_that_is_a_file_is_refused_before_the_model_loads(tmp_path):
+    soundfile.write(tmp_path / "take.wav", _speechlike(0.5), 8000)
+    (tmp_path / "notes.txt").write_text("not a folder")
+    result = _cli(str(tmp_path / "take.wav"), "-o", str(tmp_path / "notes.txt"), "--model", str(tmp_path / "none"))
+    assert result.returncode == 2 and "notes.txt is a file, not a folder" in result.stderr, result.stderr
+
+
+def test_an_interrupted_run_leaves_no_output_folder_it_made(tmp_path, monkeypatch):
+    soundfile.write(tmp_path / "take.wav", _speechlike(0.5), 8000)
+
+    def interrupted(denoiser, source, target, *args, **kwargs):
+        Path(target).parent.mkdir(parents=True, exist_ok=True)  # what the staged output does first
+        raise KeyboardInterrupt
+
+    stub = inference.Denoiser(DenoiserConfig(), run=None, fixed_length=None, path=Path("stub"))
+    monkeypatch.setattr(inference, "load_denoiser", lambda path: stub)
+    monkeypatch.setattr(inference, "denoise_file", interrupted)
+    output = tmp_path / "new" / "denoised"
+    assert cli.run_main(denoise.main, [str(tmp_path / "take.wav"), "-o", str(output)]) == 130
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["take.wav"]

@@ -144,13 +144,13 @@ def test_publishing_never_outranks_silently(exported, tiny_export, tmp_path):
 def test_publishing_refuses_what_is_not_a_new_model_of_the_same_kind(exported, tmp_path):
     cfg, model, target, errors = exported
     assert export.serving_inputs(target) == export.SERVING_INPUTS["denoiser"]  # what training checks up front
-    assert export.serving_inputs(Path("saved_models/melody/3")) == export.SERVING_INPUTS["melody"]
+    assert export.serving_inputs(Path("saved_models/melody/4")) == export.SERVING_INPUTS["melody"]
     base = tmp_path / "serving"
     export.publish(target, base)
     with pytest.raises(export.UsageError, match=f"already published as {base / '1'}"):
         export.publish(target, base)
     with pytest.raises(export.UsageError, match="takes max_steps, primer, seed, temperature, top_k; the models in"):
-        export.publish("saved_models/melody/3", base)
+        export.publish("saved_models/melody/4", base)
     corrupt = tmp_path / "corrupt"
     shutil.copytree(target, corrupt)
     (corrupt / "saved_model.pb").write_bytes(b"not a protocol buffer")
@@ -212,7 +212,7 @@ def test_adding_int8_to_a_folder_that_is_not_an_export_is_one_line_exit_2(tmp_pa
     ("no_config", "is not a denoiser export: .*config.json not found"),
 ])
 def test_adding_int8_says_why_a_folder_is_not_a_denoiser_export(exported, tmp_path, folder, message):
-    paths = {"missing": tmp_path / "missing", "melody": "saved_models/melody/3", "no_config": tmp_path / "no_config"}
+    paths = {"missing": tmp_path / "missing", "melody": "saved_models/melody/4", "no_config": tmp_path / "no_config"}
     shutil.copytree(exported[2], tmp_path / "no_config")
     (tmp_path / "no_config" / "config.json").unlink()
     with pytest.raises(export.UsageError, match=re.escape(message).replace(r"\.\*", ".*")):
@@ -221,3 +221,35 @@ def test_adding_int8_says_why_a_folder_is_not_a_denoiser_export(exported, tmp_pa
 
 def _speechlike_noise(seconds, rate=8000):
     return (0.1 * np.random.default_rng(6).standard_normal(int(seconds * rate))).astype(np.float32)
+
+
+def test_a_denoiser_reexport_is_the_next_version_with_the_same_weights(tiny_export, tmp_path):
+    earlier = tmp_path / "denoiser" / "3"
+    shutil.copytree(tiny_export, earlier)
+    assert export.main(["reexport", str(earlier)]) == 0
+    again = tmp_path / "denoiser" / "4"
+    x = _speechlike_noise(0.7)[None]
+    served = [tf.saved_model.load(str(v)).signatures["serving_default"] for v in (earlier, again)]
+    np.testing.assert_array_equal(*(s(waveform=tf.constant(x))["denoised"].numpy() for s in served))
+    before, after = (json.loads((v / "provenance.json").read_text()) for v in (earlier, again))
+    assert after == {**before, "reexported_from_version": 3}  # model_sha256 included: the same weights
+    card = (again / "MODEL_CARD.md").read_text()
+    assert card.startswith("card {") and "\n\n## Export checks\nVersion 3 re-exported with `python -m" in card
+    assert '"saved_model_max_abs_error": 0.0' in card and "{export_errors}" not in card
+    with pytest.raises(export.UsageError, match="is not the newest version .* \\(that is 4\\)"):
+        export.reexport(earlier)  # a copy of 3 would replace 4 as the version served
+
+
+def test_a_card_gets_the_new_export_checks_in_place_of_the_old():
+    card = "# Model\n\n## Export checks\n{\"error\": 1.0}\nTFLite input: [1, 8000]\n\n## Metrics\nm\n"
+    assert export._card_with_new_checks(card, "Re-exported.", "{checks}") == (
+        "# Model\n\n## Export checks\nRe-exported.\n{checks}\nTFLite input: [1, 8000]\n\n## Metrics\nm\n")
+    assert export._card_with_new_checks("# Model\n", "Re-exported.", "{checks}") == (
+        "# Model\n\n## Export checks\nRe-exported.\n{checks}\n")
+
+
+def test_reexporting_a_folder_that_is_not_an_export_is_one_line_exit_2(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "audio_dl.export", "reexport", str(tmp_path)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and f"{tmp_path} is not an exported model (no saved_model.pb)" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import shutil
 from pathlib import Path
 
+import mido
 import numpy as np
 import pretty_midi
 import pytest
@@ -36,6 +38,37 @@ def write_midi(path: Path, notes: list[tuple[int, float, float]], is_drum: bool 
         midi.instruments.append(instrument)
     midi.write(str(path))
     return path
+
+
+def write_tempo_midi(path: Path, tempi: list[tuple[int, float]], voices: list[tuple[int, list[int]]]) -> Path:
+    """A MIDI file (480 ticks per quarter) with set_tempo events [(tick, qpm)] and, per (channel,
+    onset ticks), quarter notes; channel 9 is drums."""
+    events = [(tick, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(qpm), time=0)) for tick, qpm in tempi]
+    for channel, onsets in voices:
+        for tick in onsets:
+            events += [(tick, mido.Message("note_on", channel=channel, note=67, velocity=80, time=0)),
+                       (tick + 400, mido.Message("note_off", channel=channel, note=67, velocity=0, time=0))]
+    track, now = mido.MidiTrack(), 0
+    for tick, message in sorted(events, key=lambda e: e[0]):
+        track.append(message.copy(time=tick - now))
+        now = tick
+    mido.MidiFile(ticks_per_beat=480, tracks=[track]).save(str(path))
+    return path
+
+
+def test_a_primers_tempo_is_the_one_where_its_melody_starts(tmp_path, caplog):
+    from audio_dl.generate_melody import QPM, primer_qpm
+
+    count_in = write_tempo_midi(tmp_path / "count_in.mid", [(0, 100), (1920, 80)],
+                                [(9, [0, 480, 960, 1440]), (0, [1920, 2400])])  # drums at 100, melody at 80
+    assert midi_io.starting_qpm(count_in) == pytest.approx(80, rel=1e-5)
+    unset = write_tempo_midi(tmp_path / "unset.mid", [], [(0, [0, 480])])
+    assert midi_io.starting_qpm(unset) == 120.0
+    slow = write_tempo_midi(tmp_path / "slow.mid", [(0, 10)], [(0, [0, 480])])
+    assert primer_qpm(str(slow)) == QPM[0] and "is at 10 qpm; writing at 20" in caplog.text
+    caplog.clear()
+    assert primer_qpm(str(write_tempo_midi(tmp_path / "edge.mid", [(0, QPM[0] - 0.001)], [(0, [0])]))) == QPM[0]
+    assert not caplog.text  # whole microseconds per quarter miss a bound by that much: not worth a warning
 
 
 # --- MIDI and tokens -------------------------------------------------------------------------
@@ -440,6 +473,23 @@ def test_generate_melody_cli_writes_midi_wav_png(trained, tmp_path):
 
 
 @pytest.mark.slow
+def test_generate_melody_keeps_a_midi_primers_tempo_unless_qpm_is_given(trained, tmp_path):
+    from audio_dl import generate_melody
+
+    primer = tmp_path / "primer.mid"
+    midi = pretty_midi.PrettyMIDI(initial_tempo=90)
+    midi.instruments.append(pretty_midi.Instrument(0))
+    midi.instruments[0].notes = [pretty_midi.Note(80, 67, i * 0.5, i * 0.5 + 0.4) for i in range(4)]
+    midi.write(str(primer))
+    for extra, qpm in (([], 90.0), (["--qpm", "140"], 140.0)):
+        out = tmp_path / f"tune_{qpm:g}"
+        assert generate_melody.main([str(primer), "--model", str(trained / "export" / "1"), "-o", str(out),
+                                     "--max-notes", "4", *extra]) == 0
+        assert pretty_midi.PrettyMIDI(f"{out}.mid").get_tempo_changes()[1] == pytest.approx([qpm], rel=1e-5)
+    assert generate_melody.primer_qpm("G4 A4") == generate_melody.DEFAULT_QPM
+
+
+@pytest.mark.slow
 def test_generate_melody_never_overwrites_its_primer_nor_leaves_part_of_a_tune(trained, tmp_path, capsys,
                                                                              monkeypatch):
     from audio_dl import cli, generate_melody
@@ -518,8 +568,43 @@ def test_generate_melody_rejects_a_model_that_is_not_a_melody_model(tiny_export,
     assert "not a melody model" in capsys.readouterr().err
 
 
+def test_the_shipped_melody_export_names_a_bad_temperature_a_client_sends():
+    from audio_dl.compose import load_melody_export
+
+    loaded, _, _ = load_melody_export(Path(__file__).parents[1] / "saved_models" / "melody")
+    with pytest.raises(tf.errors.InvalidArgumentError, match="temperature must be > 0"):
+        loaded.signatures["generate"](primer=tf.constant([5], tf.int32), temperature=tf.constant(0.0),
+                                      top_k=tf.constant(0), seed=tf.constant(0), max_steps=tf.constant(4))
+
+
 @pytest.mark.slow
-def test_evaluate_melody_cli(trained, tmp_path, capsys):
+def test_a_melody_reexport_scores_and_generates_as_the_version_it_came_from(trained, tmp_path):
+    from audio_dl import export
+    from audio_dl.compose import export_scorer, load_melody_export
+
+    earlier = tmp_path / "melody" / "3"
+    shutil.copytree(trained / "export" / "1", earlier)
+    assert export.main(["reexport", str(earlier)]) == 0
+    old, cfg, _ = load_melody_export(earlier)
+    new, _, again = load_melody_export(tmp_path / "melody")  # the base path serves the highest version
+    assert again.name == "4"
+    tokens = np.array([[midi_io.START, 5, 6, midi_io.HOLD, 7]], np.int32)
+    np.testing.assert_array_equal(export_scorer(old)(tokens), export_scorer(new)(tokens))
+    request = dict(primer=tf.constant([5, 6], tf.int32), temperature=tf.constant(1.0), top_k=tf.constant(0),
+                   seed=tf.constant(3), max_steps=tf.constant(40))
+    np.testing.assert_array_equal(*(m.signatures["generate"](**request)["tokens"].numpy() for m in (old, new)))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="temperature must be > 0"):
+        new.signatures["generate"](**(request | {"temperature": tf.constant(0.0)}))
+    edited = tmp_path / "edited" / "1"
+    shutil.copytree(earlier, edited)
+    config = json.loads((edited / "config.json").read_text())
+    (edited / "config.json").write_text(json.dumps({**config, "lstm_units": config["lstm_units"] + 1}))
+    with pytest.raises(UsageError, match="does not hold the weights its config.json describes"):
+        export.reexport(edited)
+
+
+@pytest.mark.slow
+def test_evaluate_melody_cli(trained, tmp_path, capsys, caplog):
     from audio_dl import cli, evaluate_melody
 
     report = tmp_path / "report.json"
@@ -527,7 +612,11 @@ def test_evaluate_melody_cli(trained, tmp_path, capsys):
                                  "--train-midi-dir", str(FIXTURE), "--generate", "2", "-o", str(report)]) == 0
     result = json.loads(report.read_text())
     assert {"model", "ngram_3", "ngram_5"} <= set(result["scored"]) and result["generation"]["tunes"] == 2
-    assert "bits/note" in capsys.readouterr().out
+    assert result["scored"]["training_tunes"] > 0  # FIXTURE's training split is among the tunes scored
+    captured = capsys.readouterr()
+    assert "bits/note" in captured.out and "(scored tunes " in captured.out
+    assert f"({result['scored']['training_tunes']} of these tunes are training tunes of the model" in captured.out
+    assert "in the model's training split: their scores are not held-out" in caplog.text
     tune = next(FIXTURE.glob("*.mid"))
     copy = tmp_path / "tunes"
     copy.mkdir()
@@ -535,6 +624,15 @@ def test_evaluate_melody_cli(trained, tmp_path, capsys):
     assert cli.run_main(evaluate_melody.main, ["--midi-dir", str(copy), "--model", str(trained / "export" / "1"),
                                                "-o", str(copy / tune.name)]) == 2  # a tune it reads
     assert "give the .json file" in capsys.readouterr().err and (copy / tune.name).read_bytes() == tune.read_bytes()
+
+
+def test_training_tunes_are_recognised_by_their_notes_in_any_key():
+    from audio_dl.evaluate_melody import count_training_tunes
+
+    tune = melody_data.Tune("folk/a.mid", [N(67, 0, 2), N(69, 2, 2), N(71, 4, 4)])
+    moved = melody_data.Tune("airds/other_name.mid", [dataclasses.replace(n, pitch=n.pitch - 5) for n in tune.notes])
+    other = melody_data.Tune("folk/a.mid", [N(67, 0, 2), N(69, 2, 2), N(72, 4, 4)])  # same name, other tune
+    assert count_training_tunes([moved, other], [tune]) == 1
 
 
 def test_report_says_n_a_for_a_copy_share_no_tune_defines():

@@ -23,7 +23,7 @@ from flask import Flask, jsonify, request, send_from_directory
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from audio_dl import audio_io, inference, midi_io, plots
-from audio_dl.compose import MelodyGenerator
+from audio_dl.compose import TEMPERATURES, MelodyGenerator
 from audio_dl.data import corpora
 from audio_dl.data.augment import mix_at_snr
 from audio_dl.errors import UsageError
@@ -182,7 +182,7 @@ def make_tune(generator: MelodyGenerator, body: dict) -> dict:
     qpm = _number(body, "qpm", 100.0, 30.0, 300.0)
     step = 60.0 / qpm / cfg.steps_per_quarter  # seconds per grid step
     primer = primer_from_request(body, cfg.steps_per_quarter, step)
-    temperature = _number(body, "temperature", 1.0, 0.05, 3.0)
+    temperature = _number(body, "temperature", 1.0, *TEMPERATURES)  # the CLI's range
     seed = _whole_number(body, "seed", 0, 0, 2**31 - 1)
     max_notes = _whole_number(body, "max_notes", 128, 1, 512)
     tune_steps = int(MAX_TUNE_SECONDS / step)  # what renders in MAX_TUNE_SECONDS
@@ -222,7 +222,8 @@ def read_upload(upload, rate: int) -> np.ndarray:
         upload.save(path)
         info = audio_io.probe(path)
         if info is None:
-            raise AppError(f"{upload.filename} is not an audio file this app can decode")
+            raise AppError(f"{upload.filename} holds no samples" if audio_io.holds_no_samples(path)
+                           else f"{upload.filename} is not an audio file this app can decode")
         if info.seconds > MAX_UPLOAD_SECONDS:
             raise AppError(f"{upload.filename} is {info.seconds:.0f} s long; the app takes up to {MAX_UPLOAD_SECONDS:g} s")
         if info.frames * info.channels > MAX_UPLOAD_SAMPLES:  # a small compressed file can decode to gigabytes

@@ -62,6 +62,11 @@ def shipped_model(family: str) -> Path:
     return checkout if not here.exists() and checkout.is_dir() else here
 
 
+def flag_names(*keys: str) -> dict[str, str]:
+    """{"top_k": "--top-k", ...}: the flags of settings a library function checks, for its messages."""
+    return {key: "--" + key.replace("_", "-") for key in keys}
+
+
 def folder_path(text: str) -> Path:
     """argparse type of a folder to write into: refused at once if it is empty or a file (not after
     a run)."""

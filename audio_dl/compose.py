@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import numbers
 from pathlib import Path
 
@@ -38,24 +37,26 @@ def _whole(value) -> bool:
 
 
 def check_sampling(temperature: float, top_k: int = 0, seed: int = 0, max_notes: int | None = None,
-                   max_steps: int | None = None) -> None:
-    """UsageError naming the first sampling setting out of range or of the wrong type."""
+                   max_steps: int | None = None, names: dict[str, str] | None = None) -> None:
+    """UsageError naming the first sampling setting out of range or of the wrong type; `names`
+    gives a setting the name its caller knows it by (a CLI's "--top-k" for top_k)."""
+    def name(key: str) -> str:
+        return (names or {}).get(key, key)
+
     optional = {"max_notes": max_notes, "max_steps": max_steps}  # None: no limit of this kind
-    for name, value in {"top_k": top_k, "seed": seed, **optional}.items():
-        if not (_whole(value) or (name in optional and value is None)):
-            raise UsageError(f"{name} must be a whole number (got {value!r})")
+    for key, value in {"top_k": top_k, "seed": seed, **optional}.items():
+        if not (_whole(value) or (key in optional and value is None)):
+            raise UsageError(f"{name(key)} must be a whole number (got {value!r})")
     if not isinstance(temperature, numbers.Real) or isinstance(temperature, bool):
-        raise UsageError(f"temperature must be a number (got {temperature!r})")
-    if not (math.isfinite(temperature) and TEMPERATURES[0] <= temperature <= TEMPERATURES[1]):
-        raise UsageError(f"temperature must be in [{TEMPERATURES[0]:g}, {TEMPERATURES[1]:g}] (got {temperature:g})")
-    if not 0 <= top_k <= INT32_MAX:
-        raise UsageError(f"top_k must be in [0, 2**31 - 1] (got {top_k})")
-    if not 0 <= seed <= INT32_MAX:
-        raise UsageError(f"seed must be in [0, 2**31 - 1] (got {seed})")
-    if max_notes is not None and not 1 <= max_notes <= MAX_NOTES:
-        raise UsageError(f"max_notes must be in [1, {MAX_NOTES}] (got {max_notes})")
-    if max_steps is not None and not 1 <= max_steps <= MAX_STEPS:
-        raise UsageError(f"max_steps must be in [1, {MAX_STEPS}] (got {max_steps})")
+        raise UsageError(f"{name('temperature')} must be a number (got {temperature!r})")
+    ranges = {"temperature": (temperature, *TEMPERATURES, f"[{TEMPERATURES[0]:g}, {TEMPERATURES[1]:g}]"),
+              "top_k": (top_k, 0, INT32_MAX, "[0, 2**31 - 1]"), "seed": (seed, 0, INT32_MAX, "[0, 2**31 - 1]"),
+              "max_notes": (max_notes, 1, MAX_NOTES, f"[1, {MAX_NOTES}]"),
+              "max_steps": (max_steps, 1, MAX_STEPS, f"[1, {MAX_STEPS}]")}
+    for key, (value, low, high, text) in ranges.items():
+        if value is not None and not low <= value <= high:  # NaN fails too; a 400-digit int compares exactly
+            shown = value if isinstance(value, numbers.Integral) else f"{value:g}"
+            raise UsageError(f"{name(key)} must be in {text} (got {shown})")
 
 
 def check_primer(primer) -> None:

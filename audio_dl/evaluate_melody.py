@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.max_tunes < 1 or args.generate < 0:
         raise UsageError("--max-tunes must be >= 1 and --generate >= 0")
-    check_sampling(args.temperature)
+    check_sampling(args.temperature, names=cli.flag_names("temperature"))
     if args.output.suffix.lower() != ".json":  # never a tune of --midi-dir, whatever its folder
         raise UsageError(f"-o {args.output}: give the .json file for the metrics, e.g. melody_evaluation.json")
     output = cli.output_file(args.output, [Path(spec) for spec in args.midi_dir + (args.train_midi_dir or [])])

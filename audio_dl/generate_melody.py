@@ -112,7 +112,8 @@ def primer_qpm(text: str) -> float:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    check_sampling(args.temperature, args.top_k, args.seed, args.max_notes)
+    check_sampling(args.temperature, args.top_k, args.seed, args.max_notes,
+                   names=cli.flag_names("temperature", "top_k", "seed", "max_notes"))
     if args.qpm is not None and not QPM[0] <= args.qpm <= QPM[1]:
         raise UsageError(f"--qpm must be in [{QPM[0]:g}, {QPM[1]:g}] (got {args.qpm:g})")
     paths = output_paths(args.output, [Path(args.primer)] if names_a_midi_file(args.primer) else [])

@@ -67,6 +67,21 @@ def test_melody_api_continues_a_note_string(app):
     assert np.abs(wav(tune["wav"])).max() > 0.1 and decode_data_url(tune["midi"])[:4] == b"MThd"
 
 
+def test_a_chord_played_on_the_piano_keeps_its_top_note(app):
+    chord = [{"pitch": pitch, "start": 0.01 * i, "end": 0.5} for i, pitch in enumerate((60, 67, 64))]
+    body = {"notes": chord + [{"pitch": 69, "start": 0.6, "end": 1.0}], "max_notes": 2, "qpm": 120}
+    reply = app.test_client().post("/api/melody", json=body)
+    assert reply.status_code == 200, reply.json
+    assert [n["pitch"] for n in reply.json["primer"]] == [67, 69] and reply.json["chord_notes_left_out"] == 2
+
+
+def test_a_quick_run_on_the_piano_keeps_every_note():
+    run = [{"pitch": pitch, "start": 0.1 * i, "end": 0.1 * i + 0.09} for i, pitch in enumerate((60, 62, 64, 65))]
+    notes, left_out = server.primer_from_request({"notes": run}, 4, 0.15)  # steps longer than the notes
+    assert [(n.pitch, n.start, n.duration) for n in notes] == [(60, 0, 1), (62, 1, 1), (64, 2, 1), (65, 3, 1)]
+    assert left_out == 0
+
+
 @pytest.mark.parametrize("body, message", [({"text": "G4 Q4"}, "unknown note"), ({"notes": []}, "play a few notes"),
                                            ({"text": "G4", "temperature": 0}, "temperature must be between"),
                                            ({"notes": [{"pitch": 60}]}, "pitch, start and end"),

@@ -321,6 +321,17 @@ def test_sampling_settings_out_of_range_are_refused(small_model, settings, messa
         MelodyGenerator.from_keras(model, cfg).continue_tune([N(60, 0, 2)], **settings)
 
 
+def test_sampling_settings_are_named_as_the_caller_knows_them():
+    from audio_dl.compose import check_sampling
+
+    with pytest.raises(UsageError, match=re.escape("--top-k must be in [0, 2**31 - 1] (got -1)")):
+        check_sampling(1.0, top_k=-1, names={"top_k": "--top-k"})
+    with pytest.raises(UsageError, match=re.escape("seed must be in [0, 2**31 - 1] (got 1000")):
+        check_sampling(1.0, seed=10**400)  # too big for a float: compared exactly, no OverflowError
+    with pytest.raises(UsageError, match=re.escape("temperature must be in [0.01, 10] (got 20)")):
+        check_sampling(np.float32(20))
+
+
 @pytest.mark.parametrize("inputs, message", [
     (dict(temperature=0.0), "temperature must be > 0"), (dict(temperature=float("nan")), "temperature must be > 0"),
     (dict(top_k=-1), "top_k must be >= 0"), (dict(max_steps=-5), "max_steps must be >= 0"),
@@ -518,10 +529,12 @@ def test_generate_melody_never_overwrites_its_primer_nor_leaves_part_of_a_tune(t
 
 @pytest.mark.slow
 @pytest.mark.parametrize("arguments, message", [
-    (["G4", "--temperature", "0"], "temperature must be in [0.01, 10] (got 0)"),
-    (["G4", "--temperature", "1e-45"], "temperature must be in"), (["G4", "--qpm", "2"], "--qpm must be in [20, 500]"),
-    (["G4", "--qpm", "nan"], "--qpm must be in"), (["G4", "--max-notes", "100000000"], "max_notes must be in"),
-    (["G4", "--seed", "4294967296"], "seed must be in"), (["G4", "-o", ""], "needs a file name"),
+    (["G4", "--temperature", "0"], "--temperature must be in [0.01, 10] (got 0)"),
+    (["G4", "--temperature", "1e-45"], "--temperature must be in"), (["G4", "--qpm", "2"], "--qpm must be in [20, 500]"),
+    (["G4", "--qpm", "nan"], "--qpm must be in"),
+    (["G4", "--max-notes", "100000000"], "--max-notes must be in [1, 2000] (got 100000000)"),
+    (["G4", "--seed", "4294967296"], "--seed must be in"), (["G4", "--top-k", "-1"], "--top-k must be in"),
+    (["G4", "-o", ""], "needs a file name"),
     (["G4 H9"], "unknown note 'H9'"),
     (["C1 C8"], "do not fit the model's range"),
     (["missing.mid"], "primer file not found"),

@@ -37,6 +37,7 @@ MAX_UPLOAD_PEAK = 1000.0  # float audio is +-1; beyond 60 dB over full scale it 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".gsm")
 MAX_PRIMER_NOTES = 256
 MAX_PRIMER_CHARACTERS = 8192
+CHORD_SECONDS = 0.04  # keys pressed within this of the first sound as one chord
 MAX_MELODY_REQUEST_BYTES = 256 * 1024
 MAX_TUNE_SECONDS = 300.0  # primer + continuation as rendered audio
 RENDER_RATE = 16000
@@ -139,16 +140,19 @@ def _midi_pitch(value) -> int:
     return int(value)
 
 
-def primer_from_request(body: dict, steps_per_quarter: int, step: float) -> list[midi_io.Note]:
-    """The primer: `text` (a note string) or `notes` played on the keyboard as
-    [{"pitch", "start", "end"}] in seconds, quantised to the model's grid of `step` seconds."""
+def primer_from_request(body: dict, steps_per_quarter: int, step: float) -> tuple[list[midi_io.Note], int]:
+    """The primer, and how many played notes it leaves out: `text` (a note string) or `notes`
+    played on the keyboard as [{"pitch", "start", "end"}] in seconds, quantised to the model's grid
+    of `step` seconds. Of keys pressed within CHORD_SECONDS of each other (a chord) the top one is
+    kept, as reading a MIDI file keeps a chord's top note; other notes that round to one grid step
+    are moved one step apart."""
     if body.get("text"):
         text = body["text"]
         if not isinstance(text, str):
             raise AppError("text must be a string of note names, e.g. \"G4 A4 B4\"")
         if len(text) > MAX_PRIMER_CHARACTERS:
             raise AppError(f"the primer text may hold at most {MAX_PRIMER_CHARACTERS} characters")
-        return midi_io.parse_note_string(text, steps_per_quarter)
+        return midi_io.parse_note_string(text, steps_per_quarter), 0
     played = body.get("notes", [])
     if not isinstance(played, list):
         raise AppError('notes must be a list of {"pitch", "start", "end"} objects')
@@ -163,25 +167,32 @@ def primer_from_request(body: dict, steps_per_quarter: int, step: float) -> list
     if not all(math.isfinite(a) and math.isfinite(b) and 0 <= b - a < 60 for a, b, _ in timed) or \
             timed[-1][0] - timed[0][0] > 600:
         raise AppError("note times must be finite seconds (a note under a minute, the primer under ten)")
+    bad = next((pitch for _, _, pitch in timed if not 0 <= pitch <= 127), None)
+    if bad is not None:
+        raise AppError(f"pitch {bad} is not a MIDI note")
+    chords: list[list[tuple[float, float, int]]] = []  # keys pressed together
+    for note in timed:
+        if chords and note[0] - chords[-1][0][0] <= CHORD_SECONDS:
+            chords[-1].append(note)
+        else:
+            chords.append([note])
     origin = timed[0][0]
     notes: list[midi_io.Note] = []
-    for start, end, pitch in timed:
-        if not 0 <= pitch <= 127:
-            raise AppError(f"pitch {pitch} is not a MIDI note")
+    for start, end, pitch in (max(chord, key=lambda note: note[2]) for chord in chords):  # a chord's top note
         first = int(round((start - origin) / step))
-        if notes and first <= notes[-1].start:
+        if notes and first <= notes[-1].start:  # a quick run: one note per grid step
             first = notes[-1].start + 1
         if notes and notes[-1].start + notes[-1].duration > first:  # cut an overlapped predecessor
             notes[-1] = dataclasses.replace(notes[-1], duration=first - notes[-1].start)
         notes.append(midi_io.Note(pitch, first, max(1, int(round((end - start) / step)))))
-    return notes
+    return notes, len(timed) - len(notes)
 
 
 def make_tune(generator: MelodyGenerator, body: dict) -> dict:
     cfg = generator.cfg
     qpm = _number(body, "qpm", 100.0, 30.0, 300.0)
     step = 60.0 / qpm / cfg.steps_per_quarter  # seconds per grid step
-    primer = primer_from_request(body, cfg.steps_per_quarter, step)
+    primer, left_out = primer_from_request(body, cfg.steps_per_quarter, step)
     temperature = _number(body, "temperature", 1.0, *TEMPERATURES)  # the CLI's range
     seed = _whole_number(body, "seed", 0, 0, 2**31 - 1)
     max_notes = _whole_number(body, "max_notes", 128, 1, 512)
@@ -201,6 +212,7 @@ def make_tune(generator: MelodyGenerator, body: dict) -> dict:
         "generated": [dataclasses.asdict(n) for n in generated],
         "ended": result.ended,
         "transposed": result.transposed,
+        "chord_notes_left_out": left_out,
         "steps_per_quarter": cfg.steps_per_quarter,
         "wav": wav_data_url(midi_io.render_audio(notes, cfg.steps_per_quarter, qpm, RENDER_RATE), RENDER_RATE),
         "midi": "data:audio/midi;base64," + base64.b64encode(midi.getvalue()).decode(),

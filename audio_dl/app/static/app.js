@@ -126,8 +126,10 @@ $("make-tune").addEventListener("click", async () => {
     $("download-midi").href = tune.midi;
     $("download-wav").href = tune.wav;
     const shifted = tune.transposed ? `, your notes transposed ${tune.transposed > 0 ? "+" : ""}${tune.transposed}` : "";
+    const chords = tune.chord_notes_left_out ?
+      `, ${tune.chord_notes_left_out} note(s) under the top of a chord left out (the network plays one line)` : "";
     $("tune-summary").textContent = `${tune.primer.length} notes of yours (red) + ${tune.generated.length} by the network (blue)` +
-      (tune.ended ? ", which ended the tune by itself" : "") + shifted + ".";
+      (tune.ended ? ", which ended the tune by itself" : "") + shifted + chords + ".";
     $("piano-result").hidden = false;
   } catch (error) {
     showError("piano-error", error.message);

@@ -431,7 +431,8 @@ def reexport(version_dir: Path) -> Path:
     model, cfg = denoiser_from_export(version_dir) if denoiser else melody_from_export(version_dir)
     provenance_file = version_dir / "provenance.json"
     provenance = json.loads(provenance_file.read_text()) if provenance_file.is_file() else {}
-    if provenance.get("model_sha256", model_digest(model, cfg)) != model_digest(model, cfg):
+    digest = model_digest(model, cfg)
+    if provenance.get("model_sha256", digest) != digest:
         raise UsageError(f"{version_dir}: the weights read back are not those its provenance.json records")
     card_file = version_dir / "MODEL_CARD.md"
     note = (f"Version {newest} re-exported with `python -m audio_dl.export reexport {version_dir}`: its weights "

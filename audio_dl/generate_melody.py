@@ -105,7 +105,7 @@ def primer_qpm(text: str) -> float:
         return DEFAULT_QPM
     qpm = midi_io.starting_qpm(text)
     kept = min(max(qpm, QPM[0]), QPM[1])
-    if abs(kept - qpm) > 0.01:  # MIDI keeps whole microseconds per quarter: 500 reads back as 500.0002
+    if abs(kept - qpm) > 0.01:  # MIDI keeps whole microseconds per quarter: 90 reads back as 90.00009
         log.warning("primer %s is at %.6g qpm; writing at %g (give --qpm to choose)", text, qpm, kept)
     return kept
 

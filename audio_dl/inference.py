@@ -264,22 +264,16 @@ def denoise_file(denoiser: Denoiser, source: str | os.PathLike, target: str | os
         src = audio_io.open_audio(source)
     except soundfile.LibsndfileError as error:
         raise _undecodable(source, error) from None
-    if not src.frames:  # no output file, no folder for it
+    if not src.frames:  # refused before an output file or its folder is made
         src.close()
-        raise _no_samples(source)
+        raise ValueError(f"{source} holds no audio samples")
     with src, staged_file(target) as tmp, _WavOutput(tmp, target, src) as out:
         streams = [_ChannelStream(denoiser, src.samplerate, limit, chunk_seconds) for _ in range(src.channels)]
         for block in _finite_blocks(src, source, max(1, int(block_seconds * src.samplerate))):
             out.frames_in += len(block)
             out.write([s.push(block[:, c]) for c, s in enumerate(streams)])
-        if not out.frames_in:  # a header that promised samples the data does not hold
-            raise _no_samples(source)
         out.write([s.flush() for s in streams], last=True)
     return out.frames_in / src.samplerate
-
-
-def _no_samples(source: Path) -> ValueError:
-    return ValueError(f"{source} holds no audio samples")
 
 
 def _undecodable(source: Path, error: Exception) -> ValueError:

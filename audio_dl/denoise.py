@@ -106,7 +106,8 @@ def _denoise_all(jobs: list[Job], denoiser: inference.Denoiser, strength_db: flo
 
 def _jobs(inputs: Sequence[str], output: Path, clean: Path | None) -> list[Job]:
     """A Job for every input file, checked before any work: outputs that would collide or
-    overwrite an input, clean references that are missing. Files under the output (an earlier
+    overwrite an input, clean references that are missing, a named file that cannot be
+    decoded or holds no samples. Files under the output (an earlier
     run's results inside an input folder) are not inputs."""
     if output.suffix.lower() in audio_io.AUDIO_EXTENSIONS - {".wav"}:
         raise UsageError(f"-o {output}: the output is WAV; give a folder or a .wav file name")
@@ -128,6 +129,7 @@ def _jobs(inputs: Sequence[str], output: Path, clean: Path | None) -> list[Job]:
             for f in files:
                 found.setdefault(cli.file_id(f), (f, f.relative_to(path), False))
         else:
+            _check_decodable(path)
             found.setdefault(cli.file_id(path), (path, Path(path.name), True))
     if output.suffix.lower() == ".wav" and len(found) != 1:
         raise UsageError(f"-o {output} names one file but there are {len(found)} inputs; give a folder")
@@ -143,6 +145,15 @@ def _jobs(inputs: Sequence[str], output: Path, clean: Path | None) -> list[Job]:
     if overwrite is not None:
         raise UsageError(f"the output {overwrite} would overwrite an input; give another -o")
     return jobs
+
+
+def _check_decodable(path: Path) -> None:
+    """UsageError, before the model loads, for a file named on the command line that
+    denoise_file would refuse (undecodable or without samples)."""
+    try:
+        inference.open_source(path).close()
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 def _under(path: Path, output: Path) -> bool:

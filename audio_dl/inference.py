@@ -258,15 +258,7 @@ def denoise_file(denoiser: Denoiser, source: str | os.PathLike, target: str | os
     """
     source, target, limit = Path(source), Path(target), strength_to_limit(strength_db)
     positive_seconds("block_seconds", block_seconds)  # chunk_seconds: checked by ChunkedDenoising
-    if not source.exists():
-        raise FileNotFoundError(errno.ENOENT, "no such file", str(source))
-    try:
-        src = audio_io.open_audio(source)
-    except soundfile.LibsndfileError as error:
-        raise _undecodable(source, error) from None
-    if not src.frames:  # refused before an output file or its folder is made
-        src.close()
-        raise ValueError(f"{source} holds no audio samples")
+    src = open_source(source)  # refused before an output file or its folder is made
     with src, staged_file(target) as tmp, _WavOutput(tmp, target, src) as out:
         streams = [_ChannelStream(denoiser, src.samplerate, limit, chunk_seconds) for _ in range(src.channels)]
         for block in _finite_blocks(src, source, max(1, int(block_seconds * src.samplerate))):
@@ -274,6 +266,22 @@ def denoise_file(denoiser: Denoiser, source: str | os.PathLike, target: str | os
             out.write([s.push(block[:, c]) for c, s in enumerate(streams)])
         out.write([s.flush() for s in streams], last=True)
     return out.frames_in / src.samplerate
+
+
+def open_source(source: str | os.PathLike) -> soundfile.SoundFile:
+    """`source` opened for reading; FileNotFoundError when it is missing, ValueError when it cannot
+    be decoded or holds no samples (what denoise_file refuses before it writes anything)."""
+    source = Path(source)
+    if not source.exists():
+        raise FileNotFoundError(errno.ENOENT, "no such file", str(source))
+    try:
+        src = audio_io.open_audio(source)
+    except soundfile.LibsndfileError as error:
+        raise _undecodable(source, error) from None
+    if not src.frames:
+        src.close()
+        raise ValueError(f"{source} holds no audio samples")
+    return src
 
 
 def _undecodable(source: Path, error: Exception) -> ValueError:

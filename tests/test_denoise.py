@@ -187,7 +187,7 @@ def test_plot_title_says_when_the_figure_shows_only_the_start():
     (lambda tmp, model, broken: [str(_not_mp3(tmp)), "--model", str(model)], "format not recognised"),
     (lambda tmp, model, broken: [str(tmp / "missing.wav"), "--model", str(model)], "does not exist"),
     (lambda tmp, model, broken: [str(tmp), "--model", str(model)], "no audio files"),
-    (lambda tmp, model, broken: [str(broken["garbage"]), "--model", str(broken["garbage"])], "not a denoiser"),
+    (lambda tmp, model, broken: [str(_a_wav(tmp)), "--model", str(broken["garbage"])], "not a denoiser"),
     (lambda tmp, model, broken: [str(broken["garbage"]), "--model", str(model), "--strength", "-3"], "strength"),
     (lambda tmp, model, broken: [str(broken["garbage"]), "--model", str(model), "--strength", "nan"], "strength"),
     (lambda tmp, model, broken: [str(broken["garbage"]), "--model", str(model), "--chunk-seconds", "nan"],
@@ -397,4 +397,19 @@ def test_an_interrupted_run_leaves_no_output_folder_it_made(tmp_path, monkeypatc
     monkeypatch.setattr(inference, "denoise_file", interrupted)
     output = tmp_path / "new" / "denoised"
     assert cli.run_main(denoise.main, [str(tmp_path / "take.wav"), "-o", str(output)]) == 130
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["take.wav"]
+
+
+@pytest.mark.parametrize("content, message", [(None, "holds no audio samples"),
+                                              (b"not audio at all", "cannot decode")])
+def test_a_named_file_that_cannot_be_denoised_is_refused_before_the_model_loads(tmp_path, capsys, content,
+                                                                                message):
+    take = tmp_path / "take.wav"
+    if content is None:
+        soundfile.write(take, np.zeros(0, np.float32), 8000)
+    else:
+        take.write_bytes(content)
+    assert cli.run_main(denoise.main, [str(take), "-o", str(tmp_path / "out"), "--model", str(tmp_path / "none")]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and message in errors[0] and "none" not in errors[0], errors
     assert sorted(p.name for p in tmp_path.iterdir()) == ["take.wav"]

@@ -45,7 +45,7 @@ def add_run_options(parser: argparse.ArgumentParser, family: str) -> None:
     group.add_argument("--run-dir", type=folder_path,
                        help=f"where config, logs, checkpoints and the export go (default: runs/{family}-PRESET); "
                             "an interrupted run in it is resumed")
-    group.add_argument("--export-base", type=folder_path, default=Path("saved_models") / family,
+    group.add_argument("--export-base", type=folder_path, default=family_base(family),
                        help="TF Serving base path to publish to (default: %(default)s)")
     group.add_argument("--publish", choices=("auto", "always", "never"), default="auto",
                        help="auto: publish as the next version unless a shipped model is there; "
@@ -53,12 +53,17 @@ def add_run_options(parser: argparse.ArgumentParser, family: str) -> None:
     group.add_argument("--quiet", action="store_true", help="no Keras progress bar (one line per epoch)")
 
 
+def family_base(family: str) -> Path:
+    """The TF Serving base path of a model family in the current folder: saved_models/<family>."""
+    return Path("saved_models") / family
+
+
 def shipped_model(family: str) -> Path:
     """Default model of the tools that read one: saved_models/<family> in the current folder, else
     the shipped one of the checkout this package runs from (an editable install), so a tool run
     from the folder of one's recordings still finds it."""
-    here = Path("saved_models") / family
-    checkout = _CHECKOUT / "saved_models" / family
+    here = family_base(family)
+    checkout = _CHECKOUT / here
     return checkout if not here.exists() and checkout.is_dir() else here
 
 
@@ -88,7 +93,7 @@ def writable_folder(path: Path) -> Path:
         os.rmdir(tempfile.mkdtemp(prefix=".write-check-", dir=existing))
     except OSError as error:
         where = f"into {path}" if existing == path else f"into {existing} (to make {path} there)"
-        raise UsageError(f"cannot write {where}: {error.strerror}") from None
+        raise UsageError(f"cannot write {where}: making a folder there failed ({error.strerror})") from None
     return path
 
 

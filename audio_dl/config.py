@@ -250,9 +250,10 @@ class MelodyConfig:
         _check(0.0 < self.val_fraction < 1.0, "val_fraction must be in (0, 1)")
         _check(len(self.transpose) == 2 and self.transpose[0] <= 0 <= self.transpose[1],
                "transpose takes two values low,high with low <= 0 <= high")
-        _check(0 <= self.pitch_low <= self.pitch_high <= 127, "pitch_low/pitch_high must be MIDI pitches, low <= high")
-        _check(bool(self.pitch_low) == bool(self.pitch_high),
+        midi_pitches = 0 <= self.pitch_low <= 127 and 0 <= self.pitch_high <= 127
+        _check(not midi_pitches or bool(self.pitch_low) == bool(self.pitch_high),  # then one end alone is wrong
                "set both pitch_low and pitch_high (or neither: the training tunes' range)")
+        _check(midi_pitches and self.pitch_low <= self.pitch_high, "pitch_low/pitch_high must be MIDI pitches, low <= high")
         for name in ("embedding_dim", "lstm_units", "lstm_layers", "epochs", "batch_size", "patience",
                      "max_eval_tunes", "generated_tunes"):
             _check(getattr(self, name) >= 1, f"{name} must be >= 1")

@@ -20,7 +20,7 @@ from typing import Sequence
 
 from audio_dl import atomic, cli
 from audio_dl.compose import MelodyGenerator, check_sampling, export_scorer, load_melody_export
-from audio_dl.config import json_text
+from audio_dl.config import MelodyConfig, json_text
 from audio_dl.data import melody as melody_data
 from audio_dl.errors import UsageError
 from audio_dl.melody_training import (
@@ -37,7 +37,8 @@ def build_parser() -> cli.ArgumentParser:
     parser = cli.ArgumentParser(prog="python -m audio_dl.evaluate_melody", description=__doc__,
                                 formatter_class=cli.argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--midi-dir", action="append", required=True, metavar="DIR",
-                        help="tunes to score: a folder or glob of MIDI, or 'airds' / 'essen' (repeatable)")
+                        help="tunes to score: a folder or glob of MIDI, or 'airds' / 'essen' or a collection's name "
+                             "such as airdsAirs (repeatable)")
     parser.add_argument("--model", type=Path, default=cli.shipped_model("melody"),
                         help="SavedModel folder or TF Serving base path (default: %(default)s)")
     parser.add_argument("--train-midi-dir", action="append", metavar="DIR",
@@ -65,8 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tunes, note = held_out_tunes(tuple(args.midi_dir), cfg)
     if not tunes:  # said before the training corpus (minutes to read) is loaded
         raise UsageError(f"no tune of {', '.join(args.midi_dir)} can be scored ({note})")
-    train_cfg = dataclasses.replace(cfg, midi_dir=tuple(args.train_midi_dir or cfg.midi_dir))
-    train = melody_data.load_corpus(train_cfg).train  # the split the model was trained with
+    train = training_split(cfg, args.train_midi_dir, version)
     print(f"model {version}; scoring {', '.join(args.midi_dir)}: {note}")
     seen = count_training_tunes(tunes, train)
     if seen:
@@ -81,6 +81,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     atomic.write_text(output, json_text({"model": str(version), **metrics}))
     print(f"wrote {output}")
     return 0
+
+
+def training_split(cfg: MelodyConfig, train_midi_dir: list[str] | None, version: Path) -> list[melody_data.Tune]:
+    """The training split the model was trained with: of `train_midi_dir`, or of the corpus its
+    config.json names (a relative path there is relative to where it was trained: UsageError
+    naming --train-midi-dir when it is not found from here)."""
+    if train_midi_dir:
+        return melody_data.load_corpus(dataclasses.replace(cfg, midi_dir=tuple(train_midi_dir))).train
+    try:
+        return melody_data.load_corpus(cfg).train
+    except UsageError as error:
+        raise UsageError(f"the model's training tunes, midi_dir in {version / 'config.json'}: {error}; "
+                         "give them with --train-midi-dir") from None
 
 
 def count_training_tunes(tunes: list[melody_data.Tune], train: list[melody_data.Tune]) -> int:

@@ -223,10 +223,13 @@ def denoiser_from_export(version_dir: Path) -> tuple[keras.Model, DenoiserConfig
 
 def add_streaming_int8(version_dir: Path) -> dict[str, float]:
     """Write the int8 streaming model into an existing export (one made before it was part of every
-    export), built from the weights read back from its SavedModel; returns its measured quality."""
+    export), built from the weights read back from its SavedModel; returns its measured quality.
+    An export that has one already is refused (it would change a published version)."""
     version_dir = Path(version_dir)
     model, cfg = denoiser_from_export(version_dir)
     target = version_dir / STREAMING_INT8_TFLITE_NAME
+    if target.exists():
+        raise UsageError(f"{version_dir} already has {STREAMING_INT8_TFLITE_NAME}")
     with staged_file(target) as staging:
         staging.write_bytes(convert_streaming(build_streaming_denoiser(cfg, weights_from=model), "dynamic_int8"))
     return streaming_int8_quality(version_dir, _test_noise(np.random.default_rng(0), (cfg.sample_rate // 2,)))
@@ -377,26 +380,43 @@ SERVING_INPUTS = {"denoiser": ("waveform",),
                   "melody": tuple(sorted(spec.name for spec in MelodySampler.generate.input_signature))}
 
 
+def export_family(version_dir: Path) -> str:
+    """The family (a SERVING_INPUTS key) of an exported model, from its serving inputs."""
+    inputs = serving_inputs(version_dir)
+    family = next((name for name, names in SERVING_INPUTS.items() if names == inputs), None)
+    if family is None:
+        raise UsageError(f"{version_dir} takes {', '.join(inputs)}, neither a denoiser nor a melody model: give --base")
+    return family
+
+
 def check_publish_target(base: Path, policy: str, family: str) -> None:
     """Before training: UsageError if the run will publish (will_publish) into a base path this
-    process cannot write into, or whose models are of another family (SERVING_INPUTS)."""
+    process cannot write into, or, unless policy is "never" (the base is not used), if the base
+    holds models of another family (SERVING_INPUTS): the run would neither publish there nor
+    be publishable there later."""
     if will_publish(base, policy):
         cli.writable_folder(base)
+    if policy != "never":
         _require_same_kind(base, SERVING_INPUTS[family], f"a {family} model", "--export-base")
+
+
+def _base_inputs(base: Path) -> tuple[str, ...] | None:
+    """Serving inputs of the newest version under `base`; None while it holds none."""
+    existing = versions(base)
+    return serving_inputs(base / str(max(existing))) if existing else None
 
 
 def _require_same_kind(base: Path, inputs: tuple[str, ...], what: str, flag: str) -> None:
     """UsageError unless the newest version under `base` (if any) takes the same serving inputs."""
-    existing = versions(base)
-    base_inputs = serving_inputs(base / str(max(existing))) if existing else inputs
-    if base_inputs != inputs:
+    base_inputs = _base_inputs(base)
+    if base_inputs not in (None, inputs):
         raise UsageError(f"{what} takes {', '.join(inputs)}; the models in {base} take "
                          f"{', '.join(base_inputs)}: publish it under another {flag}")
 
 
 def publish_run(export_dir: Path, run_dir: Path, base: Path, policy: str) -> Path | None:
     """Publish a finished run as will_publish says; prints what happened (and the command to
-    publish later)."""
+    publish later: under `base`, or its family's default base if `base` holds another family)."""
     if will_publish(base, policy):
         published = published_as(export_dir, base)
         if published is not None:
@@ -406,9 +426,13 @@ def publish_run(export_dir: Path, run_dir: Path, base: Path, policy: str) -> Pat
         print(f"published as {target} (TF Serving base path {base})")
         return target
     shipped = shipped_versions(base)
-    why = f"the shipped model is version {shipped[-1]}" if shipped else "--publish never"
+    why = f"the shipped model is version {shipped[-1]}" if policy != "never" and shipped else "--publish never"
+    try:
+        same_kind = _base_inputs(base) in (None, serving_inputs(export_dir))
+    except UsageError:  # a base whose newest version does not load: the hint keeps --base, the run is done
+        same_kind = True
     print(f"not published ({why}); to serve this run as a new version:\n"
-          f"  python -m audio_dl.export publish {run_dir} --base {base}")
+          f"  python -m audio_dl.export publish {run_dir}{f' --base {base}' if same_kind else ''}")
     return None
 
 
@@ -465,8 +489,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     pub = commands.add_parser("publish", help="copy RUN_DIR/export/1 (or a version folder) to BASE/<N>")
     pub.add_argument("source", help="a run directory or an exported version folder")
-    pub.add_argument("--base", type=cli.folder_path, default=Path("saved_models/denoiser"),
-                     help="TF Serving base path (default: %(default)s)")
+    pub.add_argument("--base", type=cli.folder_path,
+                     help="TF Serving base path (default: saved_models/denoiser for a denoiser, "
+                          "saved_models/melody for a melody model)")
     pub.add_argument("--version", type=int, help="version number (default: highest + 1)")
     pub.add_argument("--ship", action="store_true",
                      help="mark it as the project's shipped model (maintainers; commit it with git add -f)")
@@ -494,9 +519,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not candidates:
             raise UsageError(f"{source} holds no exported model")
         source = source / "export" / str(candidates[-1])
-    target = publish(source, args.base, args.version, shipped=args.ship)
-    print(f"published {source} as {target}; TF Serving now serves version "
-          f"{max(versions(args.base))} of {args.base}")
+    base = args.base or cli.family_base(export_family(source))
+    target = publish(source, base, args.version, shipped=args.ship)
+    print(f"published {source} as {target}; TF Serving now serves version {max(versions(base))} of {base}")
     return 0
 
 

@@ -22,6 +22,7 @@ import soundfile
 from audio_dl import cli, midi_io, plots
 from audio_dl.atomic import staged_file
 from audio_dl.compose import MAX_NOTES, TEMPERATURES, MelodyGenerator, check_sampling
+from audio_dl.data.melody import MIDI_SUFFIXES
 from audio_dl.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -73,8 +74,8 @@ def output_paths(text: str, inputs: Sequence[Path]) -> dict[str, Path]:
 
 
 def names_a_midi_file(primer: str) -> bool:
-    """Whether the primer argument is a MIDI file's name (else it is a note string)."""
-    return primer.lower().endswith((".mid", ".midi"))
+    """Whether the primer argument is a MIDI file's name, by a suffix a corpus reads (else it is a note string)."""
+    return primer.lower().endswith(MIDI_SUFFIXES)
 
 
 def read_primer(text: str, steps_per_quarter: int) -> list[midi_io.Note]:
@@ -95,6 +96,8 @@ def read_primer(text: str, steps_per_quarter: int) -> list[midi_io.Note]:
     except UsageError:
         if os.path.isdir(text):  # False, not an OSError, for a note string too long to be a path
             raise UsageError(f"primer {text} is a folder; give a MIDI file or notes such as \"G4 A4 B4:2\"") from None
+        if os.path.isfile(text):
+            raise UsageError(f"primer {text} is not a MIDI file: MIDI primers end in {', '.join(MIDI_SUFFIXES)}") from None
         raise
 
 

@@ -19,7 +19,10 @@ import dataclasses
 import logging
 import math
 import re
+from fractions import Fraction
+from numbers import Real
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import pretty_midi
@@ -109,23 +112,36 @@ def read_melody(path: str | Path, steps_per_quarter: int = 4, max_steps: int = 1
     if chords > max_chord_share * len(by_onset):
         raise MelodySkipped("polyphonic", f"{chords} of {len(by_onset)} onsets are chords")
 
-    notes: list[Note] = []
+    timed = []
     for tick in sorted(by_onset):
         top = max(by_onset[tick], key=lambda n: n.pitch)
         stats.dropped_chord_notes += len(by_onset[tick]) - 1
-        start = int(round(tick / ticks_per_step))
-        end = max(start + 1, int(round(midi.time_to_tick(top.end) / ticks_per_step)))
-        if notes and notes[-1].start >= start:  # two onsets on one grid step: keep the first
-            stats.merged_by_grid += 1
-            continue
-        if notes and notes[-1].start + notes[-1].duration > start:  # legato overlap: cut the previous
-            notes[-1] = dataclasses.replace(notes[-1], duration=start - notes[-1].start)
-        notes.append(Note(top.pitch, start, end - start))
+        timed.append((top.pitch, tick / ticks_per_step, midi.time_to_tick(top.end) / ticks_per_step))
+    notes, stats.merged_by_grid = snap_to_grid(timed)
     origin = notes[0].start  # tunes start at step 0 (drop a leading silence)
     notes = [dataclasses.replace(n, start=n.start - origin) for n in notes]
     if notes[-1].start + notes[-1].duration > max_steps:
         raise MelodySkipped("too_long", f"{notes[-1].start + notes[-1].duration} steps > {max_steps}")
     return notes, stats
+
+
+def snap_to_grid(timed: Iterable[tuple[int, Real, Real]]) -> tuple[list[Note], int]:
+    """Notes from (pitch, start, end) in grid steps (fractions allowed), in order of start, and how
+    many onsets were dropped: the one grid rule of MIDI files and note strings. Start and end go to
+    the nearest step (a note keeps at least one); an onset on a step already taken is dropped; a
+    note still sounding at the next onset is cut there."""
+    notes: list[Note] = []
+    merged = 0
+    for pitch, exact_start, exact_end in timed:
+        start = int(round(exact_start))
+        end = max(start + 1, int(round(exact_end)))
+        if notes and notes[-1].start >= start:  # two onsets on one grid step: keep the first
+            merged += 1
+            continue
+        if notes and notes[-1].start + notes[-1].duration > start:  # legato overlap: cut the previous
+            notes[-1] = dataclasses.replace(notes[-1], duration=start - notes[-1].start)
+        notes.append(Note(pitch, start, end - start))
+    return notes, merged
 
 
 def starting_qpm(path: str | Path) -> float:
@@ -183,30 +199,57 @@ def range_name(pitch_low: int, pitch_high: int) -> str:
 
 
 _NOTE_WORD = re.compile(r"^(?P<name>[A-Ga-g][#b]?-?\d{1,2}|[Rr])(?::(?P<beats>.*))?$")
+MAX_BEATS_CHARACTERS = 16  # a note's length: digits enough for any tune, few enough for exact fractions
 _BEATS = re.compile(r"^\d+(?:\.\d+)?$|^\d+/\d+$")
 
 
-def parse_note_string(text: str, steps_per_quarter: int = 4) -> list[Note]:
+@dataclasses.dataclass
+class NoteStringFit:
+    """What reading a note string changed to fit the grid and a Note list."""
+
+    moved_to_grid: int = 0  # notes that started or ended between grid steps (e.g. triplets)
+    merged_by_grid: int = 0  # of those, onsets dropped on a step already taken
+    rest_dropped: bool = False  # the string ended with a rest (a Note list ends with its last note)
+
+    def warnings(self, steps_per_quarter: int) -> list[str]:
+        """One line per change, in the words of the MIDI primer warning ([] when nothing changed)."""
+        lines = []
+        if self.moved_to_grid:
+            moved = (f"primer: {self.moved_to_grid} note{'s' * (self.moved_to_grid != 1)} off the "
+                     f"1/{4 * steps_per_quarter}-note grid moved onto it")
+            dropped = ReadStats(merged_by_grid=self.merged_by_grid).dropped_text()
+            lines.append(f"{moved} (dropped {dropped})" if dropped else moved)
+        if self.rest_dropped:
+            lines.append("the rest at the end of the primer is dropped: the continuation starts after its last note")
+        return lines
+
+
+def _word_steps(word: str, beats: str, steps_per_quarter: int) -> Fraction:
+    """The exact length in grid steps of a note word's BEATS; UsageError unless it is at least one step."""
+    if len(beats) > MAX_BEATS_CHARACTERS or not _BEATS.match(beats):
+        raise UsageError(f"note {word!r}: write its length in beats as a positive number such as 2, 0.5 or 1/2 "
+                         f"(at most {MAX_BEATS_CHARACTERS} characters)")
+    numerator, _, denominator = beats.partition("/")
+    if float(denominator or 1) == 0:
+        raise UsageError(f"note {word!r} has a zero denominator")
+    steps = Fraction(numerator) / Fraction(denominator or 1) * steps_per_quarter
+    if round(steps) < 1:
+        raise UsageError(f"note {word!r} is shorter than one grid step")
+    return steps
+
+
+def read_note_string(text: str, steps_per_quarter: int = 4) -> tuple[list[Note], NoteStringFit]:
     """Notes from words like "G4 G4 G4 D4 E4 E4 D4:2": NAME[:BEATS] (default 1 beat = a quarter
-    note; BEATS may be 0.5 or 1/2), R for a rest. Raises UsageError naming a bad word."""
-    notes: list[Note] = []
-    step = 0
+    note; BEATS may be 0.5 or 1/2), R for a rest, and what fitting them to the grid changed. Each
+    note starts where the lengths before it add up to (exactly), then snap_to_grid places it.
+    Raises UsageError naming a bad word."""
+    timed: list[tuple[int, Fraction, Fraction]] = []
+    position = Fraction(0)  # grid steps
     for word in text.split():
         match = _NOTE_WORD.match(word)
         if match is None:
             raise UsageError(f"unknown note {word!r}: write NAME[:BEATS] such as G4, F#4:2, Bb3:0.5 or R")
-        beats = "1" if match["beats"] is None else match["beats"]
-        if not _BEATS.match(beats):
-            raise UsageError(f"note {word!r}: write its length in beats as a positive number such as 2, 0.5 or 1/2")
-        numerator, _, denominator = beats.partition("/")
-        if float(denominator or 1) == 0:
-            raise UsageError(f"note {word!r} has a zero denominator")
-        steps = float(numerator) / float(denominator or 1) * steps_per_quarter
-        if not math.isfinite(steps):
-            raise UsageError(f"note {word!r} has a length that is not a finite number")
-        duration = int(round(steps))
-        if duration < 1:
-            raise UsageError(f"note {word!r} is shorter than one grid step")
+        steps = _word_steps(word, "1" if match["beats"] is None else match["beats"], steps_per_quarter)
         if match["name"].upper() != "R":
             try:
                 pitch = pretty_midi.note_name_to_number(match["name"][0].upper() + match["name"][1:])
@@ -214,12 +257,20 @@ def parse_note_string(text: str, steps_per_quarter: int = 4) -> list[Note]:
                 raise UsageError(f"unknown note {word!r}") from None
             if not 0 <= pitch <= 127:
                 raise UsageError(f"note {word!r} is outside MIDI's range C-1..G9")
-            notes.append(Note(pitch, step, duration))
-        step += duration
-    if not notes:
+            timed.append((pitch, position, position + steps))
+        position += steps
+    if not timed:
         raise UsageError("the primer holds no notes")
-    if step > melody_steps(notes):  # a Note list ends with its last note
-        log.warning("the rest at the end of the primer is dropped: the continuation starts after its last note")
+    notes, merged = snap_to_grid(timed)
+    moved = sum(start.denominator != 1 or end.denominator != 1 for _, start, end in timed)
+    return notes, NoteStringFit(moved, merged, rest_dropped=position > timed[-1][2])
+
+
+def parse_note_string(text: str, steps_per_quarter: int = 4) -> list[Note]:
+    """read_note_string's notes, with a warning for each thing fitting them to the grid changed."""
+    notes, fit = read_note_string(text, steps_per_quarter)
+    for line in fit.warnings(steps_per_quarter):
+        log.warning("%s", line)
     return notes
 
 

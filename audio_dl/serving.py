@@ -368,6 +368,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
             raise UsageError(f"--model {item!r} is not NAME=BASE_PATH")
+        if name in paths:
+            raise UsageError(f"--model names {name!r} twice ({paths[name]} and {path}); give each model its own name")
         paths[name] = Path(path)
     if args.rest_port == args.grpc_port:
         raise UsageError(f"--rest-port and --grpc-port are both {args.rest_port}")

@@ -83,6 +83,23 @@ class StopOnDivergence(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class EpochLines(keras.callbacks.ProgbarLogger):
+    """Keras' progress output, except at verbose=2 (the CLIs' --quiet): one line per epoch,
+    `Epoch 2/6 - 3s - loss: 0.4321 - val_loss: 0.5012 - ...`, where Keras prints an `Epoch 2/6`
+    line and a metrics line. Fit adds no progress bar of its own beside it."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+        if self.verbose != 2:
+            super().on_epoch_begin(epoch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.verbose != 2:
+            return super().on_epoch_end(epoch, logs)
+        values = "".join(f" - {name}: {float(value):.4g}" for name, value in (logs or {}).items())
+        print(f"Epoch {epoch + 1}/{self.epochs} - {time.perf_counter() - self.started:.0f}s{values}", flush=True)
+
+
 def check_divergence(callbacks: list[keras.callbacks.Callback], run_dir: Path, cfg) -> None:
     """After fit: a loss that became NaN or infinite is a UsageError unless an epoch before it
     ended with a finite validation loss (then the best such epoch is what the run keeps, with a
@@ -102,7 +119,9 @@ def check_divergence(callbacks: list[keras.callbacks.Callback], run_dir: Path, c
 
 def run_callbacks(run_dir: Path, cfg) -> tuple[Path, list[keras.callbacks.Callback]]:
     """(best checkpoint path, callbacks) of a run: resume state, best-validation checkpoint,
-    TensorBoard, history CSV, per-epoch learning-rate decay, stop on NaN, training time."""
+    TensorBoard, history CSV, per-epoch learning-rate decay, stop on NaN, training time, and
+    the progress output (EpochLines, after the LearningRateScheduler: it prints the learning rate
+    the decay logs)."""
     checkpoint = Path(run_dir) / "checkpoints" / "best.weights.h5"
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     return checkpoint, [
@@ -114,6 +133,7 @@ def run_callbacks(run_dir: Path, cfg) -> tuple[Path, list[keras.callbacks.Callba
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.LearningRateScheduler(lambda epoch: cfg.learning_rate * cfg.lr_decay_per_epoch ** epoch),
         StopOnDivergence(),
+        EpochLines(),
     ]
 
 

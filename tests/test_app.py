@@ -77,9 +77,21 @@ def test_a_chord_played_on_the_piano_keeps_its_top_note(app):
 
 def test_a_quick_run_on_the_piano_keeps_every_note():
     run = [{"pitch": pitch, "start": 0.1 * i, "end": 0.1 * i + 0.09} for i, pitch in enumerate((60, 62, 64, 65))]
-    notes, left_out = server.primer_from_request({"notes": run}, 4, 0.15)  # steps longer than the notes
+    notes, notices = server.primer_from_request({"notes": run}, 4, 0.15)  # steps longer than the notes
     assert [(n.pitch, n.start, n.duration) for n in notes] == [(60, 0, 1), (62, 1, 1), (64, 2, 1), (65, 3, 1)]
-    assert left_out == 0
+    assert notices["chord_notes_left_out"] == 0
+
+
+def test_the_melody_api_says_what_reading_a_typed_primer_changed(app):
+    client = app.test_client()
+    reply = client.post("/api/melody", json={"text": "G4 R:4", "max_notes": 2})
+    assert reply.status_code == 200, reply.json
+    assert reply.json["rest_dropped"] is True and reply.json["notes_moved_to_grid"] == 0
+    reply = client.post("/api/melody", json={"text": "G4:1/3 A4:2/3 B4", "max_notes": 2})
+    assert reply.json["rest_dropped"] is False and reply.json["notes_moved_to_grid"] == 2
+    assert [n["start"] for n in reply.json["primer"]] == [0, 1, 4] and reply.json["notes_dropped_by_grid"] == 0
+    reply = client.post("/api/melody", json={"text": "C4:1/6 D4:1/6 E4:1/6 F4:1/2", "max_notes": 2})
+    assert reply.json["notes_moved_to_grid"] == 3 and reply.json["notes_dropped_by_grid"] == 1
 
 
 @pytest.mark.parametrize("body, message", [({"text": "G4 Q4"}, "unknown note"), ({"notes": []}, "play a few notes"),
@@ -88,8 +100,9 @@ def test_a_quick_run_on_the_piano_keeps_every_note():
                                            ({"notes": [{"pitch": 60, "start": 0, "end": 1e300}]}, "finite seconds"),
                                            ({"text": "C4:400"}, "grid steps long"),  # the model's own limit
                                            ({"text": "C4:400", "qpm": 30}, "the primer lasts 800 s at 30 qpm"),
-                                           ({"text": "C4:" + "9" * 400}, "not a finite number"),
-                                           ({"text": "C4:" + "9" * 308}, "not a finite number"),  # inf once in steps
+                                           ({"text": "C4:" + "9" * 400}, "at most 16 characters"),
+                                           ({"text": "C4:1/" + "1" * 5000}, "at most 16 characters"),  # int limit
+                                           ({"text": "C4:" + "9" * 16}, "leaves no room to continue it"),  # 16 digits: exact, then too long
                                            ({"text": "C4 " * 3000}, "at most 8192 characters"),
                                            ({"text": "G4", "seed": True}, "seed must be a number"),
                                            ({"text": "G4", "seed": 1.5}, "seed must be a whole number"),
@@ -265,6 +278,19 @@ def test_browser_piano_shows_errors_in_the_page(browser_page):
     page.click("#make-tune")
     page.wait_for_function("document.getElementById('piano-error').textContent.length > 0")
     assert "unknown note 'nonsense'" in page.inner_text("#piano-error")
+    page.fill("#primer-text", "")
+
+
+@pytest.mark.slow
+def test_browser_piano_says_a_typed_primer_lost_its_trailing_rest(browser_page):
+    page = browser_page
+    page.click("#tab-piano")
+    page.evaluate("document.getElementById('tune-summary').textContent = ''")
+    page.fill("#primer-text", "G4:1/3 R:4")
+    page.click("#make-tune")
+    page.wait_for_function("document.getElementById('tune-summary').textContent.length > 0", timeout=60_000)
+    summary = page.inner_text("#tune-summary")
+    assert "the rest at the end of your notes dropped" in summary and "1 note(s) moved onto the 1/16-note grid" in summary
     page.fill("#primer-text", "")
 
 

@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from audio_dl.config import DENOISER_PRESETS, ConfigError, DenoiserConfig, load_config, make_config, save_config
+from audio_dl.config import (DENOISER_PRESETS, ConfigError, DenoiserConfig, MelodyConfig, load_config, make_config,
+                             save_config)
 
 
 @pytest.mark.parametrize("preset", sorted(DENOISER_PRESETS))
@@ -97,3 +98,12 @@ def test_integers_are_accepted_for_float_fields(tmp_path):
     path.write_text('{"learning_rate": 1, "snr_db": [-5, 5]}')
     cfg = make_config(DenoiserConfig, "tiny", config_file=path)
     assert cfg.learning_rate == 1.0 and isinstance(cfg.learning_rate, float) and cfg.snr_db == (-5.0, 5.0)
+
+
+@pytest.mark.parametrize("overrides, message", [(["pitch_low=60"], "set both pitch_low and pitch_high"),
+                                                (["pitch_high=84"], "set both pitch_low and pitch_high"),
+                                                (["pitch_low=84", "pitch_high=60"], "low <= high"),
+                                                (["pitch_low=-5"], "must be MIDI pitches")])  # not "set both"
+def test_a_pitch_range_set_by_half_asks_for_both_ends(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        make_config(MelodyConfig, "tiny", overrides=overrides)

@@ -253,3 +253,45 @@ def test_reexporting_a_folder_that_is_not_an_export_is_one_line_exit_2(tmp_path)
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and f"{tmp_path} is not an exported model (no saved_model.pb)" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_publish_without_base_goes_to_the_base_of_the_models_family(tiny_export, tmp_path, monkeypatch, capsys):
+    melody = Path("saved_models/melody/4").resolve()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        export.main(["publish", "--help"])
+    assert "saved_models/melody for a melody model" in " ".join(capsys.readouterr().out.split())
+    assert export.main(["publish", str(melody)]) == 0
+    assert f"as {Path('saved_models/melody/1')};" in capsys.readouterr().out
+    assert export.main(["publish", str(tiny_export)]) == 0
+    assert sorted(export.versions("saved_models/melody")) == sorted(export.versions("saved_models/denoiser")) == [1]
+    assert export.serving_inputs(Path("saved_models/melody/1")) == export.SERVING_INPUTS["melody"]
+
+
+def test_adding_int8_to_an_export_that_has_it_is_one_line_exit_2_and_changes_nothing(tiny_export, tmp_path, capsys):
+    from audio_dl import cli
+
+    version = tmp_path / "4"
+    shutil.copytree(tiny_export, version)
+    before = {p.name: p.read_bytes() for p in version.iterdir() if p.is_file()}
+    assert cli.run_main(export.main, ["add-streaming-int8", str(version)]) == 2
+    assert capsys.readouterr().err == (f"python -m audio_dl.export: error: {version} already has "
+                                       f"{STREAMING_INT8_TFLITE_NAME}\n")
+    assert {p.name: p.read_bytes() for p in version.iterdir() if p.is_file()} == before
+
+
+def test_a_base_of_the_other_family_is_refused_before_training_unless_the_run_is_not_published(tiny_export, tmp_path,
+                                                                                                  capsys):
+    base = tmp_path / "denoisers"
+    export.publish(tiny_export, base, shipped=True)
+    for policy in ("auto", "always"):
+        with pytest.raises(export.UsageError, match=f"a melody model takes .*; the models in {base} take waveform"):
+            export.check_publish_target(base, policy, "melody")
+    export.check_publish_target(base, "auto", "denoiser")
+    export.check_publish_target(base, "never", "melody")  # the base is not used
+    run = tmp_path / "run"
+    export.publish_run(Path("saved_models/melody/4"), run, base, "never")
+    assert capsys.readouterr().out.endswith(f"not published (--publish never); to serve this run as a new version:\n"
+                                            f"  python -m audio_dl.export publish {run}\n")  # its family's base
+    export.publish_run(tiny_export, run, base, "never")
+    assert capsys.readouterr().out.endswith(f"  python -m audio_dl.export publish {run} --base {base}\n")

@@ -144,7 +144,7 @@ def test_note_strings():
     for bad in ("H4", "G4:x", "G4:0.1", "R R", "", "G4:1/0", "C99999999999999999999"):
         with pytest.raises(UsageError):
             midi_io.parse_note_string(bad)
-    for bad_length in ("G4:1e9", "G4:-1", "G4:inf", "G4:"):  # a known note: the length is what is wrong
+    for bad_length in ("G4:1e9", "G4:-1", "G4:inf", "G4:", "G4:1/" + "1" * 5000):  # the length is what is wrong
         with pytest.raises(UsageError, match=f"note '{bad_length}': write its length in beats"):
             midi_io.parse_note_string(bad_length)
     assert [n.pitch for n in midi_io.parse_note_string("C-1 G9")] == [0, 127]
@@ -737,3 +737,74 @@ def test_evaluate_melody_says_nothing_can_be_scored_before_reading_the_training_
     assert cli.run_main(evaluate_melody.main, ["--midi-dir", str(tmp_path), "--model", str(trained / "export" / "1"),
                                                "-o", str(tmp_path / "report.json")]) == 2
     assert "can be scored" in capsys.readouterr().err
+
+
+def test_note_string_onsets_are_quantised_from_their_running_position_with_a_warning(caplog):
+    triplets = midi_io.parse_note_string("G4:1/3 G4:1/3 G4:1/3 A4:2")
+    assert triplets == [N(67, 0, 1), N(67, 1, 2), N(67, 3, 1), N(69, 4, 8)]  # A4 on beat 1, not 0.75
+    assert "primer: 3 notes off the 1/16-note grid moved onto it" in caplog.text
+    assert midi_io.melody_steps(midi_io.parse_note_string(" ".join(["G4:0.6"] * 5))) == 12  # 3 beats, not 2.5
+    caplog.clear()
+    assert [n.start for n in midi_io.parse_note_string("C4:1/6 D4:1/6 E4:1/6 F4:1/2")] == [0, 1, 2]
+    assert "(dropped 1 onset sharing a grid step)" in caplog.text  # the MIDI primers' rule and words
+    caplog.clear()
+    midi_io.parse_note_string("G4 G4:0.5 R D4:2 Bb3:1/2")  # on the grid: nothing moved, nothing said
+    assert not caplog.text
+
+
+def test_every_midi_suffix_the_corpus_reads_is_a_midi_primer(tmp_path):
+    from audio_dl.generate_melody import primer_qpm, read_primer
+
+    midi = pretty_midi.PrettyMIDI(initial_tempo=90)
+    midi.instruments.append(pretty_midi.Instrument(0))
+    midi.instruments[0].notes = [pretty_midi.Note(80, 67, 0.0, 0.6), pretty_midi.Note(80, 69, 0.66, 1.3)]
+    for name in ("chords.kar", "TUNE.MID", "tune.Midi", "song.KAR"):
+        midi.write(str(tmp_path / name))
+        assert [n.pitch for n in read_primer(str(tmp_path / name), 4)] == [67, 69]
+        assert primer_qpm(str(tmp_path / name)) == pytest.approx(90, rel=1e-5)
+    with pytest.raises(UsageError, match="primer file not found"):
+        read_primer(str(tmp_path / "missing.kar"), 4)
+    (tmp_path / "notes.txt").write_text("G4 A4")
+    with pytest.raises(UsageError, match=r"notes.txt is not a MIDI file: MIDI primers end in \.mid, \.midi, \.kar"):
+        read_primer(str(tmp_path / "notes.txt"), 4)
+
+
+def test_train_melody_refuses_a_base_of_denoisers_before_training(tiny_export, tmp_path, capsys):
+    from audio_dl import cli, export, train_melody
+
+    base = tmp_path / "denoisers"
+    export.publish(tiny_export, base, shipped=True)
+    run = tmp_path / "run"
+    assert cli.run_main(train_melody.main, ["--preset", "tiny", "--midi-dir", str(FIXTURE), "--run-dir", str(run),
+                                            "--export-base", str(base)]) == 2
+    assert f"a melody model takes max_steps, primer, seed, temperature, top_k; the models in {base} take waveform" in (
+        capsys.readouterr().err)
+    assert not run.exists()
+
+
+@pytest.mark.slow
+def test_evaluate_melody_names_a_training_corpus_its_config_gives_as_a_relative_path(trained, tmp_path, capsys):
+    from audio_dl import cli, evaluate_melody
+
+    model = tmp_path / "model" / "1"
+    shutil.copytree(trained / "export" / "1", model)
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "midi_dir": ["mini"]}))  # trained where mini/ was
+    args = ["--midi-dir", str(FIXTURE), "--model", str(model), "--generate", "0", "-o", str(tmp_path / "r.json")]
+    assert cli.run_main(evaluate_melody.main, args) == 2
+    error = capsys.readouterr().err.strip()
+    assert f"midi_dir in {model / 'config.json'}: path does not exist: mini; give them with --train-midi-dir" in error
+    assert cli.run_main(evaluate_melody.main, [*args, "--train-midi-dir", str(FIXTURE)]) == 0
+
+
+def test_a_collection_is_also_found_by_its_own_name_unless_a_folder_has_that_name(tmp_path, monkeypatch):
+    from audio_dl.data import corpora
+
+    cache = tmp_path / "cache"
+    (cache / "folk-midi" / "airdsAirs").mkdir(parents=True)
+    monkeypatch.setenv("AUDIO_DL_CACHE", str(cache))
+    monkeypatch.chdir(tmp_path)
+    resolved = str(cache / "folk-midi" / "airdsAirs")
+    assert corpora.resolve_midi(("airds", "airdsAirs", "mine")) == (resolved, resolved, "mine")
+    (tmp_path / "airdsAirs").mkdir()  # a folder of that name here is read as a folder
+    assert corpora.resolve_midi(("airds", "airdsAirs")) == (resolved, "airdsAirs")

@@ -236,7 +236,7 @@ def test_sigterm_and_ctrl_c_stop_the_server_with_one_line_as_the_clis_do(tiny_ex
     assert result.stderr.rstrip().endswith(f"python -m audio_dl.serving: {line}") and "Traceback" not in result.stderr
 
 
-def test_a_port_in_use_a_bad_port_or_a_corrupt_version_is_one_line_exit_2(tiny_export, tmp_path):
+def test_a_port_in_use_a_bad_port_a_repeated_name_or_a_corrupt_version_is_one_line_exit_2(tiny_export, tmp_path):
     shutil.copytree(tiny_export, tmp_path / "base" / "1")
     (tmp_path / "base" / "1" / "saved_model.pb").write_bytes(b"not a protocol buffer")
     with socket.socket() as taken:
@@ -250,6 +250,8 @@ def test_a_port_in_use_a_bad_port_or_a_corrupt_version_is_one_line_exit_2(tiny_e
                  f"cannot serve gRPC on 127.0.0.1:{port}"),
                 (["--model", f"d={tiny_export.parent}", "--rest-port", "99999"], "'99999' is not a port number"),
                 (["--model", f"d={tmp_path / 'missing'}", "--grpc-port", port], "path does not exist"),
+                (["--model", f"d={tiny_export.parent}", "--model", f"d={tmp_path}", "--rest-port", free_port(),
+                  "--grpc-port", free_port()], "--model names 'd' twice"),
                 (["--model", f"d={tmp_path / 'base'}", "--rest-port", free_port(), "--grpc-port", free_port()],
                  "1 does not load as a SavedModel")):
             result = _serve(*args)

@@ -81,3 +81,32 @@ def test_validation_mixtures_are_made_once_for_fit_and_the_final_metrics(tmp_pat
     monkeypatch.setattr(training, "denoise_batches", recording_denoise_batches)
     train_denoiser(cfg, tmp_path / "run", verbose=0)
     assert seen["fit"] is seen["metrics"]  # one cached dataset: its mixtures are computed once
+
+
+def test_quiet_training_prints_one_line_per_epoch(tmp_path, capsys):
+    import numpy as np
+
+    from audio_dl.training import run_callbacks
+
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    x = np.ones((4, 1), np.float32)
+    _, callbacks = run_callbacks(tmp_path, make_config(DenoiserConfig, "tiny"))
+    model.fit(x, x, validation_data=(x, x), epochs=3, callbacks=callbacks, verbose=2)  # what --quiet asks for
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" - ")[0] for line in lines] == ["Epoch 1/3", "Epoch 2/3", "Epoch 3/3"]
+    assert all(" - loss: " in line and " - val_loss: " in line and " - learning_rate: " in line for line in lines)
+
+
+def test_train_denoiser_refuses_a_base_of_melody_models_before_training(tmp_path, capsys, tiny_corpus):
+    import shutil
+
+    from audio_dl import cli, train_denoiser
+
+    shutil.copytree("saved_models/melody/4", tmp_path / "melodies" / "1")  # shipped
+    run = tmp_path / "run"
+    assert cli.run_main(train_denoiser.main, ["--preset", "tiny", "--set", f"speech={tiny_corpus / 'speech'}",
+                                              "--set", f"noise={tiny_corpus / 'noise'}", "--run-dir", str(run),
+                                              "--export-base", str(tmp_path / "melodies")]) == 2
+    assert f"a denoiser model takes waveform; the models in {tmp_path / 'melodies'} take" in capsys.readouterr().err
+    assert not run.exists()

@@ -140,19 +140,22 @@ def _midi_pitch(value) -> int:
     return int(value)
 
 
-def primer_from_request(body: dict, steps_per_quarter: int, step: float) -> tuple[list[midi_io.Note], int]:
-    """The primer, and how many played notes it leaves out: `text` (a note string) or `notes`
-    played on the keyboard as [{"pitch", "start", "end"}] in seconds, quantised to the model's grid
-    of `step` seconds. Of keys pressed within CHORD_SECONDS of each other (a chord) the top one is
-    kept, as reading a MIDI file keeps a chord's top note; other notes that round to one grid step
-    are moved one step apart."""
+def primer_from_request(body: dict, steps_per_quarter: int, step: float) -> tuple[list[midi_io.Note], dict]:
+    """The primer, and the reply's notices about it (chord_notes_left_out, notes_moved_to_grid,
+    notes_dropped_by_grid, rest_dropped): `text` (a note string, see midi_io.read_note_string) or `notes` played on the
+    keyboard as [{"pitch", "start", "end"}] in seconds, quantised to the model's grid of `step`
+    seconds. Of keys pressed within CHORD_SECONDS of each other (a chord) the top one is kept, as
+    reading a MIDI file keeps a chord's top note; other notes that round to one grid step are moved
+    one step apart."""
     if body.get("text"):
         text = body["text"]
         if not isinstance(text, str):
             raise AppError("text must be a string of note names, e.g. \"G4 A4 B4\"")
         if len(text) > MAX_PRIMER_CHARACTERS:
             raise AppError(f"the primer text may hold at most {MAX_PRIMER_CHARACTERS} characters")
-        return midi_io.parse_note_string(text, steps_per_quarter), 0
+        notes, fit = midi_io.read_note_string(text, steps_per_quarter)
+        return notes, _notices(notes_moved_to_grid=fit.moved_to_grid, notes_dropped_by_grid=fit.merged_by_grid,
+                               rest_dropped=fit.rest_dropped)
     played = body.get("notes", [])
     if not isinstance(played, list):
         raise AppError('notes must be a list of {"pitch", "start", "end"} objects')
@@ -185,14 +188,21 @@ def primer_from_request(body: dict, steps_per_quarter: int, step: float) -> tupl
         if notes and notes[-1].start + notes[-1].duration > first:  # cut an overlapped predecessor
             notes[-1] = dataclasses.replace(notes[-1], duration=first - notes[-1].start)
         notes.append(midi_io.Note(pitch, first, max(1, int(round((end - start) / step)))))
-    return notes, len(timed) - len(notes)
+    return notes, _notices(chord_notes_left_out=len(timed) - len(notes))
+
+
+def _notices(chord_notes_left_out: int = 0, notes_moved_to_grid: int = 0, notes_dropped_by_grid: int = 0,
+             rest_dropped: bool = False) -> dict:
+    """The reply's fields about the primer, each present in every reply (the page words them)."""
+    return {"chord_notes_left_out": chord_notes_left_out, "notes_moved_to_grid": notes_moved_to_grid,
+            "notes_dropped_by_grid": notes_dropped_by_grid, "rest_dropped": rest_dropped}
 
 
 def make_tune(generator: MelodyGenerator, body: dict) -> dict:
     cfg = generator.cfg
     qpm = _number(body, "qpm", 100.0, 30.0, 300.0)
     step = 60.0 / qpm / cfg.steps_per_quarter  # seconds per grid step
-    primer, left_out = primer_from_request(body, cfg.steps_per_quarter, step)
+    primer, notices = primer_from_request(body, cfg.steps_per_quarter, step)
     temperature = _number(body, "temperature", 1.0, *TEMPERATURES)  # the CLI's range
     seed = _whole_number(body, "seed", 0, 0, 2**31 - 1)
     max_notes = _whole_number(body, "max_notes", 128, 1, 512)
@@ -212,7 +222,7 @@ def make_tune(generator: MelodyGenerator, body: dict) -> dict:
         "generated": [dataclasses.asdict(n) for n in generated],
         "ended": result.ended,
         "transposed": result.transposed,
-        "chord_notes_left_out": left_out,
+        **notices,
         "steps_per_quarter": cfg.steps_per_quarter,
         "wav": wav_data_url(midi_io.render_audio(notes, cfg.steps_per_quarter, qpm, RENDER_RATE), RENDER_RATE),
         "midi": "data:audio/midi;base64," + base64.b64encode(midi.getvalue()).decode(),

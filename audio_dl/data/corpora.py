@@ -345,6 +345,9 @@ EVALUATION_COLLECTIONS = {
 }
 # Short names for MelodyConfig.midi_dir / eval_midi_dir and --midi-dir -> cached collections.
 MIDI_ALIASES = {FOLK: tuple(FOLK_COLLECTIONS), "airds": ("airdsAirs",), "essen": ("essenFolksong",)}
+# Each collection's own name (as `datasets folk-corpus --collections` spells it) is one too, where
+# no file or folder of that name is found from the current folder.
+COLLECTION_ALIASES = {name: (name,) for name in {**FOLK_COLLECTIONS, **EVALUATION_COLLECTIONS}}
 # abc2midi: no guitar-chord accompaniment (-NGUI; it also skips Ryan's fingering marks written
 # in chord-symbol syntax), no grace notes (-NGRA): the melody line only.
 ABC2MIDI_FLAGS = ("-quiet", "-silent", "-NGUI", "-NGRA")
@@ -356,14 +359,14 @@ def default_folk_dir() -> Path:
 
 
 def resolve_midi(specs: tuple[str, ...]) -> tuple[str, ...]:
-    """Replace the MIDI_ALIASES (`folk`, `airds`, `essen`) by the cached collection folders,
-    converting them if needed."""
+    """Replace the MIDI_ALIASES (`folk`, `airds`, `essen`) and COLLECTION_ALIASES by the cached
+    collection folders, converting them if needed."""
     out = []
     for spec in specs:
-        if spec not in MIDI_ALIASES:
+        names = MIDI_ALIASES.get(spec) or (COLLECTION_ALIASES.get(spec) if not Path(spec).exists() else None)
+        if names is None:
             out.append(spec)
             continue
-        names = MIDI_ALIASES[spec]
         root = default_folk_dir()
         if not all((root / name).is_dir() for name in names):
             log.warning("converting %s to MIDI in %s (once)", ", ".join(names), root)

@@ -106,9 +106,9 @@ def _denoise_all(jobs: list[Job], denoiser: inference.Denoiser, strength_db: flo
 
 def _jobs(inputs: Sequence[str], output: Path, clean: Path | None) -> list[Job]:
     """A Job for every input file, checked before any work: outputs that would collide or
-    overwrite an input, clean references that are missing, a named file that cannot be
-    decoded or holds no samples. Files under the output (an earlier
-    run's results inside an input folder) are not inputs."""
+    overwrite an input, clean references that are missing, a named file that cannot be decoded
+    or holds no samples. Files under the output (an earlier run's results inside an input
+    folder) are not inputs."""
     if output.suffix.lower() in audio_io.AUDIO_EXTENSIONS - {".wav"}:
         raise UsageError(f"-o {output}: the output is WAV; give a folder or a .wav file name")
     if output.suffix.lower() == ".wav":  # a folder of that name or one that cannot be written: before the model loads

@@ -142,11 +142,11 @@ def _midi_pitch(value) -> int:
 
 def primer_from_request(body: dict, steps_per_quarter: int, step: float) -> tuple[list[midi_io.Note], dict]:
     """The primer, and the reply's notices about it (chord_notes_left_out, notes_moved_to_grid,
-    notes_dropped_by_grid, rest_dropped): `text` (a note string, see midi_io.read_note_string) or `notes` played on the
-    keyboard as [{"pitch", "start", "end"}] in seconds, quantised to the model's grid of `step`
-    seconds. Of keys pressed within CHORD_SECONDS of each other (a chord) the top one is kept, as
-    reading a MIDI file keeps a chord's top note; other notes that round to one grid step are moved
-    one step apart."""
+    notes_dropped_by_grid, rest_dropped): `text` (a note string, see midi_io.read_note_string)
+    or `notes` played on the keyboard as [{"pitch", "start", "end"}] in seconds, quantised to the
+    model's grid of `step` seconds. Of keys pressed within CHORD_SECONDS of each other (a chord)
+    the top one is kept, as reading a MIDI file keeps a chord's top note; other notes that round
+    to one grid step are moved one step apart."""
     if body.get("text"):
         text = body["text"]
         if not isinstance(text, str):

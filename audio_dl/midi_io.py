@@ -224,17 +224,22 @@ class NoteStringFit:
         return lines
 
 
+def _quoted(word: str, limit: int = 40) -> str:
+    """A word of a note string, quoted for a message: its start and "..." when it is long."""
+    return repr(word if len(word) <= limit else word[: limit - 3] + "...")
+
+
 def _word_steps(word: str, beats: str, steps_per_quarter: int) -> Fraction:
     """The exact length in grid steps of a note word's BEATS; UsageError unless it is at least one step."""
     if len(beats) > MAX_BEATS_CHARACTERS or not _BEATS.match(beats):
-        raise UsageError(f"note {word!r}: write its length in beats as a positive number such as 2, 0.5 or 1/2 "
+        raise UsageError(f"note {_quoted(word)}: write its length in beats as a positive number such as 2, 0.5 or 1/2 "
                          f"(at most {MAX_BEATS_CHARACTERS} characters)")
     numerator, _, denominator = beats.partition("/")
     if float(denominator or 1) == 0:
-        raise UsageError(f"note {word!r} has a zero denominator")
+        raise UsageError(f"note {_quoted(word)} has a zero denominator")
     steps = Fraction(numerator) / Fraction(denominator or 1) * steps_per_quarter
     if round(steps) < 1:
-        raise UsageError(f"note {word!r} is shorter than one grid step")
+        raise UsageError(f"note {_quoted(word)} is shorter than one grid step")
     return steps
 
 
@@ -248,15 +253,15 @@ def read_note_string(text: str, steps_per_quarter: int = 4) -> tuple[list[Note],
     for word in text.split():
         match = _NOTE_WORD.match(word)
         if match is None:
-            raise UsageError(f"unknown note {word!r}: write NAME[:BEATS] such as G4, F#4:2, Bb3:0.5 or R")
+            raise UsageError(f"unknown note {_quoted(word)}: write NAME[:BEATS] such as G4, F#4:2, Bb3:0.5 or R")
         steps = _word_steps(word, "1" if match["beats"] is None else match["beats"], steps_per_quarter)
         if match["name"].upper() != "R":
             try:
                 pitch = pretty_midi.note_name_to_number(match["name"][0].upper() + match["name"][1:])
             except ValueError:
-                raise UsageError(f"unknown note {word!r}") from None
+                raise UsageError(f"unknown note {_quoted(word)}") from None
             if not 0 <= pitch <= 127:
-                raise UsageError(f"note {word!r} is outside MIDI's range C-1..G9")
+                raise UsageError(f"note {_quoted(word)} is outside MIDI's range C-1..G9")
             timed.append((pitch, position, position + steps))
         position += steps
     if not timed:

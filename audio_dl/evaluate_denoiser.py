@@ -175,9 +175,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not all(math.isfinite(snr) and abs(snr) <= MAX_SNR_DB for snr in args.snr):
         raise UsageError(f"--snr takes dB in [-{MAX_SNR_DB:g}, {MAX_SNR_DB:g}] "
                          f"(got {_numbers(args.snr)})")
+    repeated = sorted({snr for snr in args.snr if args.snr.count(snr) > 1})
+    if repeated:
+        raise UsageError(f"--snr repeats {_numbers(repeated)} dB: each SNR once (its mixtures would be scored twice)")
     if args.seed < 0:
         raise UsageError(f"--seed must be >= 0 (got {args.seed})")
-    args.output.mkdir(parents=True, exist_ok=True)  # an unwritable place fails now, not after the evaluation
+    cli.writable_folder(args.output)  # an unwritable place fails now, not after the evaluation; made when written
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     model = inference.load_denoiser(args.model)
     rate = model.sample_rate
@@ -185,7 +188,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                "noisereduce": evaluate.noisereduce_baseline,
                "spectral_subtraction": evaluate.spectral_subtraction_baseline}
     if args.fcn16:
-        fcn16 = inference.load_denoiser(args.fcn16)
+        try:
+            fcn16 = inference.load_denoiser(args.fcn16)
+        except UsageError as error:
+            raise UsageError(f"--fcn16: {error}") from None
         methods["fcn16"] = lambda x, sr: inference.denoise_array(fcn16, x)
     clean_files, skipped = [], []
     for spec in args.clean:

@@ -81,7 +81,8 @@ def load_denoiser(path: str | os.PathLike) -> Denoiser:
     if path.is_dir() and not (path / "saved_model.pb").is_file():
         found = export.versions(path)
         if not found:
-            raise UsageError(f"no model in {path}: train one with `python -m audio_dl.train_denoiser` or pass --model")
+            raise UsageError(f"no model in {path}: give an exported denoiser (train one with "
+                             "`python -m audio_dl.train_denoiser`)")
         path = path / str(max(found))
     run, fixed_length = _load_saved_model(path) if path.is_dir() else _load_tflite(path)
     cfg = load_config(DenoiserConfig, (path if path.is_dir() else path.parent) / "config.json")
@@ -231,11 +232,11 @@ def positive_seconds(name: str, seconds: float) -> float:
 
 
 def strength_to_limit(strength_db: float | None) -> float:
-    """Attenuation limit in dB (>= 0; None: unlimited) -> the share of noisy signal kept (0 when
-    unlimited). UsageError for a negative or non-finite limit."""
+    """Attenuation limit in dB (>= 0; None or infinity: unlimited) -> the share of noisy signal
+    kept (0 when unlimited). UsageError for a negative limit or NaN."""
     if strength_db is None:
         return 0.0
-    if not 0 <= strength_db < math.inf:  # NaN fails too
+    if not strength_db >= 0:  # NaN fails too
         raise UsageError(f"the strength (attenuation limit) must be >= 0 dB (got {strength_db})")
     return float(10.0 ** (-strength_db / 20.0))
 

@@ -129,10 +129,15 @@ def test_denoiser_run_says_which_shape_it_takes(tiny_export):
         tflite.run(np.zeros((1, 100), np.float32))
 
 
-@pytest.mark.parametrize("strength", [-6.0, float("nan"), float("inf")])
+@pytest.mark.parametrize("strength", [-6.0, float("nan")])
 def test_strength_must_be_a_limit_of_zero_db_or_more(strength):
     with pytest.raises(UsageError, match="must be >= 0 dB"):
         inference.strength_to_limit(strength)
+
+
+def test_an_infinite_strength_is_no_limit_as_the_formula_says():
+    assert inference.strength_to_limit(float("inf")) == inference.strength_to_limit(None) == 0.0
+    assert inference.strength_to_limit(0.0) == 1.0 and inference.strength_to_limit(20.0) == pytest.approx(0.1)
 
 
 @pytest.mark.parametrize("settings", [dict(chunk_seconds=float("nan")), dict(block_seconds=float("inf")),

@@ -143,13 +143,18 @@ def test_cli_pairs_clean_and_noisy_folders(tiny_export, tmp_path):
     (lambda tmp: ["--clean", str(_speech(tmp)), "--noise", str(_silent_noise(tmp))], "no usable noise"),
     (lambda tmp: ["--clean", str(_speech(tmp)), "--noisy", str(tmp / "noisy_half")], "no noisy file for 1 of 2"),
     (lambda tmp: ["--clean", str(_speech(tmp) / "a.wav"), "--noisy", str(_garbage_noisy(tmp))], "nothing to evaluate"),
+    (lambda tmp: ["--clean", str(_speech(tmp)), "--noise", str(tmp / "clean"), "--snr", "5", "0", "5"],
+     "--snr repeats 5 dB"),
+    (lambda tmp: ["--clean", str(_speech(tmp)), "--noisy", str(tmp / "noisy_half"), "--fcn16", str(tmp / "clean")],
+     "--fcn16: no model in"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(tiny_export, tmp_path, make_args, message):
-    result = _cli(*make_args(tmp_path), "--model", str(tiny_export))
+    output = tmp_path / "out"  # a make_args -o comes later and wins
+    result = _cli("-o", str(output), *make_args(tmp_path), "--model", str(tiny_export))
     errors = [line for line in result.stderr.splitlines()
               if line.startswith("python -m audio_dl.evaluate_denoiser: error:")]
     assert result.returncode == 2 and len(errors) == 1 and message in errors[0], result.stderr[-1500:]
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in result.stderr and not output.exists()  # no empty output folder left
 
 
 def _a_file(folder: Path) -> Path:

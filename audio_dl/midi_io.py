@@ -235,9 +235,10 @@ def _word_steps(word: str, beats: str, steps_per_quarter: int) -> Fraction:
         raise UsageError(f"note {_quoted(word)}: write its length in beats as a positive number such as 2, 0.5 or 1/2 "
                          f"(at most {MAX_BEATS_CHARACTERS} characters)")
     numerator, _, denominator = beats.partition("/")
-    if float(denominator or 1) == 0:
+    numerator, denominator = Fraction(numerator), Fraction(denominator or 1)
+    if denominator == 0:
         raise UsageError(f"note {_quoted(word)} has a zero denominator")
-    steps = Fraction(numerator) / Fraction(denominator or 1) * steps_per_quarter
+    steps = numerator / denominator * steps_per_quarter
     if round(steps) < 1:
         raise UsageError(f"note {_quoted(word)} is shorter than one grid step")
     return steps

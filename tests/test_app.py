@@ -82,6 +82,17 @@ def test_a_quick_run_on_the_piano_keeps_every_note():
     assert notices["chord_notes_left_out"] == 0
 
 
+def test_a_key_struck_twice_at_once_is_one_note_not_a_chord():
+    bounce = [{"pitch": 67, "start": 0.0, "end": 0.01}, {"pitch": 67, "start": 0.02, "end": 0.6},
+              {"pitch": 69, "start": 0.6, "end": 0.9}]
+    notes, notices = server.primer_from_request({"notes": bounce}, 4, 0.15)
+    assert [(n.pitch, n.start, n.duration) for n in notes] == [(67, 0, 4), (69, 4, 2)]
+    assert notices["chord_notes_left_out"] == 0
+    chord = [{"pitch": 60, "start": 0.0, "end": 0.5}, {"pitch": 60, "start": 0.01, "end": 0.5},
+             {"pitch": 64, "start": 0.02, "end": 0.5}]
+    assert server.primer_from_request({"notes": chord}, 4, 0.15)[1]["chord_notes_left_out"] == 1
+
+
 def test_the_melody_api_says_what_reading_a_typed_primer_changed(app):
     client = app.test_client()
     reply = client.post("/api/melody", json={"text": "G4 R:4", "max_notes": 2})

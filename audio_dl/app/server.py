@@ -145,8 +145,9 @@ def primer_from_request(body: dict, steps_per_quarter: int, step: float) -> tupl
     notes_dropped_by_grid, rest_dropped): `text` (a note string, see midi_io.read_note_string)
     or `notes` played on the keyboard as [{"pitch", "start", "end"}] in seconds, quantised to the
     model's grid of `step` seconds. Of keys pressed within CHORD_SECONDS of each other (a chord)
-    the top one is kept, as reading a MIDI file keeps a chord's top note; other notes that round
-    to one grid step are moved one step apart."""
+    the top one is kept, as reading a MIDI file keeps a chord's top note (a key struck twice among
+    them is one note, not a chord note left out); other notes that round to one grid step are moved
+    one step apart."""
     if body.get("text"):
         text = body["text"]
         if not isinstance(text, str):
@@ -181,14 +182,22 @@ def primer_from_request(body: dict, steps_per_quarter: int, step: float) -> tupl
             chords.append([note])
     origin = timed[0][0]
     notes: list[midi_io.Note] = []
-    for start, end, pitch in (max(chord, key=lambda note: note[2]) for chord in chords):  # a chord's top note
+    for start, end, pitch in (_top_note(chord) for chord in chords):
         first = int(round((start - origin) / step))
         if notes and first <= notes[-1].start:  # a quick run: one note per grid step
             first = notes[-1].start + 1
         if notes and notes[-1].start + notes[-1].duration > first:  # cut an overlapped predecessor
             notes[-1] = dataclasses.replace(notes[-1], duration=first - notes[-1].start)
         notes.append(midi_io.Note(pitch, first, max(1, int(round((end - start) / step)))))
-    return notes, _notices(chord_notes_left_out=len(timed) - len(notes))
+    return notes, _notices(chord_notes_left_out=sum(len({pitch for *_, pitch in chord}) - 1 for chord in chords))
+
+
+def _top_note(chord: list[tuple[float, float, int]]) -> tuple[float, float, int]:
+    """(start, end, pitch) of a chord's top key; struck more than once (a bouncing key), one note
+    from its first start to its last end."""
+    top = max(pitch for *_, pitch in chord)
+    strikes = [note for note in chord if note[2] == top]
+    return strikes[0][0], max(end for _, end, _ in strikes), top
 
 
 def _notices(chord_notes_left_out: int = 0, notes_moved_to_grid: int = 0, notes_dropped_by_grid: int = 0,

@@ -250,7 +250,7 @@ def denoise_file(denoiser: Denoiser, source: str | os.PathLike, target: str | os
                  strength_db: float | None = None, block_seconds: float = 10.0, chunk_seconds: float = 30.0) -> float:
     """Denoise any audio file (any rate, any channels; each channel on its own) into a WAV at the
     input's rate and resolution (`wav_subtype`) with as many samples as the input, streaming;
-    written atomically. out = noisy*lim + denoised*(1-lim).
+    written atomically. out = noisy*lim + denoised*(1-lim), noisy at the input's rate.
 
     Returns the duration in seconds. Raises FileNotFoundError for a missing source, ValueError
     when it cannot be decoded, holds no samples or samples that are not finite (audio_io.NonFiniteAudio),
@@ -361,8 +361,9 @@ def wav_subtype(source_subtype: str) -> str:
 class _ChannelStream:
     """One channel: native rate -> model rate -> chunked denoising -> native rate, streaming.
 
-    The noisy signal for the strength mix is delayed through the same two resamplers, so both
-    sides stay aligned sample for sample.
+    The strength mix takes the noisy side at the native rate, so what lies above the model's band
+    is kept by the limit too; the resamplers keep the denoised side aligned with it sample for
+    sample.
     """
 
     def __init__(self, denoiser: Denoiser, rate: int, limit: float, chunk_seconds: float):
@@ -370,18 +371,17 @@ class _ChannelStream:
         self.down = soxr.ResampleStream(rate, self.model_rate, 1, dtype="float32", quality="HQ")
         self.up = soxr.ResampleStream(self.model_rate, rate, 1, dtype="float32", quality="HQ")
         self.chunks = ChunkedDenoising(denoiser, chunk_seconds)
-        self.pending_noisy = np.zeros(0, np.float32)  # model-rate noisy samples not yet matched
+        self.pending_noisy = np.zeros(0, np.float32)  # native-rate noisy samples not yet matched
 
     def push(self, samples: np.ndarray) -> np.ndarray:
+        self.pending_noisy = np.concatenate([self.pending_noisy, samples])
         return self._through(self.down.resample_chunk(samples), last=False)
 
     def flush(self) -> np.ndarray:
         return self._through(self.down.resample_chunk(np.zeros(0, np.float32), last=True), last=True)
 
     def _through(self, model_rate: np.ndarray, last: bool) -> np.ndarray:
-        self.pending_noisy = np.concatenate([self.pending_noisy, model_rate])
         parts = list(self.chunks.push(model_rate)) + (list(self.chunks.flush()) if last else [])
-        denoised = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+        denoised = self.up.resample_chunk(np.concatenate(parts) if parts else np.zeros(0, np.float32), last=last)
         noisy, self.pending_noisy = self.pending_noisy[:len(denoised)], self.pending_noisy[len(denoised):]
-        mixed = mix_strength(noisy, denoised, self.limit)
-        return self.up.resample_chunk(mixed, last=last)
+        return mix_strength(np.pad(noisy, (0, len(denoised) - len(noisy))), denoised, self.limit)  # past the end: 0

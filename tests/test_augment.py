@@ -54,6 +54,16 @@ def test_fft_convolve_matches_numpy():
                        atol=1e-4)
 
 
+@pytest.mark.parametrize("length", [2**21, 2**22])
+def test_fft_convolve_does_not_wrap_just_past_a_power_of_two(length):
+    """x [length] * a one-sample delay: length + 1 samples in all, which float32 logarithms round
+    down to the power of two below (the last sample wrapped round to the first)."""
+    x = np.zeros(length, np.float32)
+    x[-1] = 1.0
+    delayed = augment.fft_convolve(tf.constant(x), tf.constant([0.0, 1.0])).numpy()
+    assert abs(delayed[0]) < 1e-3 and abs(delayed[-1]) < 1e-3
+
+
 def test_synthetic_noises_are_finite_unit_rms():
     for i in range(15):
         noise = augment.synthetic_noise(tf.constant([i, 7]), 8000, 8000, SYNTHETIC_NOISES).numpy()

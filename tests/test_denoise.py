@@ -79,6 +79,23 @@ def test_strength_zero_db_keeps_the_input(tiny_export, tmp_path):
     np.testing.assert_allclose(out[2000:-2000], x[2000:-2000], atol=2e-3)  # resampled there and back
 
 
+def _fake_denoiser(run) -> inference.Denoiser:
+    """A Denoiser at 8 kHz whose model is `run` ([1, n] -> [1, n])."""
+    return inference.Denoiser(DenoiserConfig(), run, None, Path("fake"))
+
+
+@pytest.mark.parametrize("strength_db", [0.0, 6.0])
+def test_the_strength_limit_keeps_the_band_above_the_model_rate(tmp_path, strength_db):
+    """The noisy side of out = noisy*lim + denoised*(1-lim) is the input itself, at its own rate:
+    a model that removes everything still leaves lim of the 6 kHz tone of a 44.1 kHz file."""
+    x = sine(1000, 2.0, 44100, 0.3) + sine(6000, 2.0, 44100, 0.3)
+    soundfile.write(tmp_path / "in.wav", x, 44100, subtype="FLOAT")
+    inference.denoise_file(_fake_denoiser(np.zeros_like), tmp_path / "in.wav", tmp_path / "out.wav",
+                           strength_db=strength_db)
+    out, _ = soundfile.read(tmp_path / "out.wav", dtype="float32")
+    np.testing.assert_allclose(out, inference.strength_to_limit(strength_db) * x, atol=1e-6)
+
+
 def test_output_resolution_follows_the_source():
     expected = {"FLOAT": "FLOAT", "DOUBLE": "FLOAT", "PCM_32": "PCM_24", "ALAC_24": "PCM_24", "ALAC_20": "PCM_24",
                 "PCM_16": "PCM_16", "PCM_U8": "PCM_16", "ULAW": "PCM_16", "VORBIS": "PCM_16", "MPEG_LAYER_III": "PCM_16"}
@@ -316,16 +333,15 @@ def test_cli_skips_a_file_with_nan_in_a_folder_and_fails_when_nothing_is_left(ti
     assert result.returncode == 2 and len(errors) == 1 and "no file could be denoised" in errors[0]
 
 
-def test_clipping_a_pcm_output_is_counted_in_a_warning(tiny_export, tmp_path, caplog):
+def test_clipping_a_pcm_output_is_counted_in_a_warning(tmp_path, caplog):
     square = np.sign(np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)).astype(np.float32)  # full scale
+    louder = _fake_denoiser(lambda x: 2.0 * x)
     soundfile.write(tmp_path / "hot.wav", 0.999 * square, 16000, subtype="PCM_16")
-    inference.denoise_file(inference.load_denoiser(tiny_export), tmp_path / "hot.wav", tmp_path / "out.wav",
-                           strength_db=0.0)  # the input, through both resamplers: they overshoot its edges
+    inference.denoise_file(louder, tmp_path / "hot.wav", tmp_path / "out.wav")
     assert any("over full scale were clipped" in r.getMessage() for r in caplog.records)
     caplog.clear()
     soundfile.write(tmp_path / "hot.wav", 0.999 * square, 16000, subtype="FLOAT")  # float output keeps them
-    inference.denoise_file(inference.load_denoiser(tiny_export), tmp_path / "hot.wav", tmp_path / "out.wav",
-                           strength_db=0.0)
+    inference.denoise_file(louder, tmp_path / "hot.wav", tmp_path / "out.wav")
     assert not any("clipped" in r.getMessage() for r in caplog.records)
 
 

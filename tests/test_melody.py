@@ -372,6 +372,16 @@ def test_pad_and_start_are_never_drawn_even_at_a_huge_temperature():
     assert not {midi_io.PAD, midi_io.START} & set(drawn)
 
 
+@pytest.mark.parametrize("temperature", [1e-9, 1e-30, 1e-45])
+def test_a_tiny_temperature_is_greedy_and_never_draws_pad_or_start(temperature):
+    """Scaled logits far below any fixed mask value (or overflowing to -inf) still leave the best
+    allowed token the only one drawn."""
+    logits = tf.constant([[0.0, 0.0, -7.0, -5.0, -6.0]])  # PAD and START the likeliest
+    drawn = {int(melody_models.sample_logits(logits, tf.constant(temperature), tf.constant(top_k), tf.constant([s, 0]))[0])
+             for s in range(50) for top_k in (0, 2)}
+    assert drawn == {3}
+
+
 def test_top_k_one_is_greedy(small_model):
     model, cfg = small_model
     generator = MelodyGenerator.from_keras(model, cfg)

@@ -37,7 +37,9 @@ def fft_convolve(x, h):
     """Linear convolution of x [N] with h [L], truncated to N samples (FFT based)."""
     n = tf.shape(x)[0]
     total = n + tf.shape(h)[0] - 1
-    size = tf.cast(2 ** tf.math.ceil(tf.math.log(tf.cast(total, tf.float32)) / math.log(2.0)), tf.int32)
+    # the power of two >= total; float64: float32 rounds log2(2^21 + 1) down to 21 (a wrapped tail)
+    size = tf.cast(2.0 ** tf.math.ceil(tf.math.log(tf.cast(total, tf.float64)) / math.log(2.0)), tf.int32)
+    size = tf.where(size // 2 >= total, size // 2, size)  # log2 of an exact power a hair over it
     spectrum = tf.signal.rfft(x, [size]) * tf.signal.rfft(h, [size])
     return tf.signal.irfft(spectrum, [size])[:n]
 

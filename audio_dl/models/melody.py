@@ -13,6 +13,7 @@ The softmax lives in the loss (from logits) and in sampling (logits / temperatur
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from audio_dl import midi_io
@@ -58,14 +59,20 @@ def one_step_from(model: keras.Model, cfg: MelodyConfig, batch_size: int | None 
 
 def sample_logits(logits, temperature, top_k, seed):
     """One token per row of logits [B, V]: softmax(logits / temperature), restricted to the top_k
-    tokens when top_k > 0; PAD and START are never drawn. Stateless: seed is int32 [2]."""
+    tokens when top_k > 0; PAD and START are never drawn, at any temperature > 0. Stateless: seed
+    is int32 [2]."""
     vocab = tf.shape(logits)[-1]
     never = tf.one_hot(midi_io.PAD, vocab, on_value=True, off_value=False) | tf.one_hot(
         midi_io.START, vocab, on_value=True, off_value=False)
-    logits = tf.where(never, tf.constant(-1e9, logits.dtype), logits / temperature)  # masked after scaling
+    excluded = tf.constant(-float("inf"), logits.dtype)
+    logits = tf.where(never, excluded, logits)
+    # the best allowed token scales to 0 and the rest below it: no overflow at a tiny temperature;
+    # a subnormal one is raised to the least normal float (CPUs flush subnormals to zero: 0 / 0)
+    temperature = tf.maximum(temperature, np.finfo(logits.dtype.as_numpy_dtype).tiny)
+    logits = (logits - tf.reduce_max(logits, axis=-1, keepdims=True)) / temperature
     k = tf.where(top_k > 0, tf.minimum(top_k, vocab), vocab)
     kth = tf.math.top_k(logits, k=k).values[:, -1:]
-    logits = tf.where(logits < kth, tf.constant(-1e9, logits.dtype), logits)
+    logits = tf.where(logits < kth, excluded, logits)
     return tf.cast(tf.random.stateless_categorical(logits, 1, seed)[:, 0], tf.int32)
 
 

@@ -45,8 +45,9 @@ class AudioInfo:
 
 def find_audio_files(specs: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
     """Expand folders (recursively; hidden files and folders, such as another run's partial
-    output or macOS `._` files, are left out), globs, files and `.txt` lists (one path a line) to
-    audio files; `specs` is one of those or a list of them.
+    output or macOS `._` files, are left out), globs (of files or folders), files and `.txt`
+    lists (one path a line; a relative one from the list's folder) to audio files; `specs` is one
+    of those or a list of them.
 
     Raises UsageError for a path that does not exist or a spec that yields no audio file.
     """
@@ -90,9 +91,10 @@ def _expand(spec: str, extensions) -> list[Path]:
                 raise UsageError(f"{spec} lists {len(missing)} missing file(s), e.g. {missing[0]}")
             return listed
         return [path]
-    if glob.has_magic(spec):
-        return sorted(Path(p) for p in glob.glob(os.path.expanduser(spec), recursive=True)
-                      if Path(p).suffix.lower() in extensions and Path(p).is_file())
+    if glob.has_magic(spec):  # the files it matches, and those in the folders it matches
+        matches = [Path(p) for p in glob.glob(os.path.expanduser(spec), recursive=True)]
+        return sorted(f for m in matches for f in (_files_below(m) if m.is_dir() else [m])
+                      if f.suffix.lower() in extensions and f.is_file())
     raise UsageError(f"path does not exist: {spec}")
 
 
@@ -147,6 +149,14 @@ def open_audio(path: str | os.PathLike) -> soundfile.SoundFile:
     """soundfile.SoundFile(path) for reading, without the decoders' stderr chatter."""
     with quiet_decoders():
         return soundfile.SoundFile(str(path))
+
+
+def to_pcm16(audio: np.ndarray) -> tuple[np.ndarray, float]:
+    """float [n] -> (int16 [n], gain) with audio ~ pcm * gain / PCM16_SCALE. The gain is 1, or the
+    peak of audio above full scale (float files can hold it), which is then stored scaled down as a
+    whole: never clipped."""
+    gain = max(1.0, float(np.abs(audio).max(initial=0.0)))
+    return np.round(audio / gain * PCM16_SCALE).astype(np.int16), gain
 
 
 def holds_no_samples(path: str | os.PathLike) -> bool:

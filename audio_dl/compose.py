@@ -19,7 +19,7 @@ import tensorflow as tf
 from audio_dl import midi_io
 from audio_dl.config import MelodyConfig, load_config
 from audio_dl.errors import UsageError
-from audio_dl.export import versions
+from audio_dl.export import newest_export
 from audio_dl.models.melody import MelodySampler, one_step_from
 
 log = logging.getLogger(__name__)
@@ -85,16 +85,16 @@ class Continuation:
 
 
 def resolve_export(path: str | Path) -> Path:
-    """A version folder, or the highest version under a TF Serving base path."""
+    """A version folder, or the highest version under a TF Serving base path or a training run's
+    export/."""
     path = Path(path)
     if not path.exists():
         raise UsageError(f"model not found: {path}")
-    if (path / "saved_model.pb").is_file():
-        return path
-    found = versions(path)
-    if not found:
-        raise UsageError(f"{path} is not a melody SavedModel or a base path holding versions of one")
-    return path / str(max(found))
+    newest = newest_export(path)
+    if newest is None:
+        raise UsageError(f"{path} is not a melody SavedModel, a base path holding versions of one or a "
+                         "training run with an export")
+    return newest
 
 
 def load_melody_export(path: str | Path):

@@ -22,7 +22,8 @@ from audio_dl.errors import UsageError
 class DenoiserConfig:
     """Speech denoiser: data, DSP, model and training settings.
 
-    Paths in `speech`/`noise` are folders, globs, single files or `.txt` lists of files;
+    Paths in `speech`/`noise` are folders, globs (of files or folders), single files or `.txt`
+    lists of files (a relative path read from the list's folder);
     `bundled` stands for the small real corpus shipped inside the package.
     """
 
@@ -204,6 +205,9 @@ DENOISER_PRESETS: dict[str, dict] = {
 }
 
 
+TUNES_PITCH_RANGE = -1  # MelodyConfig.pitch_low/pitch_high: take the training tunes' range (0..127 are pitches)
+
+
 @dataclasses.dataclass(frozen=True)
 class MelodyConfig:
     """Folk melody model: corpus, token grid, model and training settings.
@@ -211,8 +215,8 @@ class MelodyConfig:
     Tokens (one per grid step, `steps_per_quarter` steps per quarter note):
     PAD (0), START, END, REST, HOLD, then one NOTE-ON token per MIDI pitch in
     [pitch_low, pitch_high]. A repeated note is NOTE-ON NOTE-ON, a held note NOTE-ON HOLD.
-    `pitch_low`/`pitch_high`: 0 takes the training tunes' range; a range set by the user is kept
-    (training tunes with notes outside it are skipped and counted).
+    `pitch_low`/`pitch_high`: TUNES_PITCH_RANGE (-1) takes the training tunes' range; a range set by
+    the user (0..127) is kept (training tunes with notes outside it are skipped and counted).
     """
 
     # --- data ---------------------------------------------------------------------------------
@@ -225,8 +229,8 @@ class MelodyConfig:
     eval_midi_dir: tuple[str, ...] = ()  # held-out collections, each scored after training ("airds", "essen")
     max_eval_tunes: int = 1000  # at most this many held-out tunes are scored (a fixed subset)
     generated_tunes: int = 100  # tunes generated from scratch for the generation statistics
-    pitch_low: int = 0
-    pitch_high: int = 0
+    pitch_low: int = TUNES_PITCH_RANGE
+    pitch_high: int = TUNES_PITCH_RANGE
 
     # --- model --------------------------------------------------------------------------------
     embedding_dim: int = 32
@@ -250,8 +254,9 @@ class MelodyConfig:
         _check(0.0 < self.val_fraction < 1.0, "val_fraction must be in (0, 1)")
         _check(len(self.transpose) == 2 and self.transpose[0] <= 0 <= self.transpose[1],
                "transpose takes two values low,high with low <= 0 <= high")
-        midi_pitches = 0 <= self.pitch_low <= 127 and 0 <= self.pitch_high <= 127
-        _check(not midi_pitches or bool(self.pitch_low) == bool(self.pitch_high),  # then one end alone is wrong
+        ends = (self.pitch_low, self.pitch_high)
+        midi_pitches = all(0 <= end <= 127 for end in ends if end != TUNES_PITCH_RANGE)
+        _check(not midi_pitches or ends.count(TUNES_PITCH_RANGE) != 1,  # then one end alone is wrong
                "set both pitch_low and pitch_high (or neither: the training tunes' range)")
         _check(midi_pitches and self.pitch_low <= self.pitch_high, "pitch_low/pitch_high must be MIDI pitches, low <= high")
         for name in ("embedding_dim", "lstm_units", "lstm_layers", "epochs", "batch_size", "patience",
@@ -263,6 +268,11 @@ class MelodyConfig:
         _check(self.learning_rate > 0 and self.clipnorm > 0, "learning_rate and clipnorm must be > 0")
         _check(0.0 < self.lr_decay_per_epoch <= 1.0, "lr_decay_per_epoch must be in (0, 1]")
         _check_seed(self.seed)
+
+    @property
+    def pitch_range_is_set(self) -> bool:
+        """pitch_low/pitch_high are MIDI pitches (else the corpus sets them to its training tunes' range)."""
+        return self.pitch_high != TUNES_PITCH_RANGE
 
 
 MELODY_PRESETS: dict[str, dict] = {

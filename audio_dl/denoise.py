@@ -35,8 +35,8 @@ def build_parser() -> cli.ArgumentParser:
     parser.add_argument("-o", "--output", type=Path, default=Path("denoised"),
                         help="output folder, or a .wav path for a single input (default: %(default)s/)")
     parser.add_argument("--model", type=Path, default=cli.shipped_model("denoiser"),
-                        help="SavedModel folder, TF Serving base path (highest version) or .tflite "
-                             "(default: %(default)s)")
+                        help="SavedModel folder, TF Serving base path or training run folder (the "
+                             "highest version) or .tflite (default: %(default)s)")
     parser.add_argument("--strength", type=float, metavar="DB",
                         help="attenuation limit in dB: out = noisy*lim + denoised*(1-lim), lim = 10^(-DB/20) "
                              "(default: no limit)")
@@ -147,13 +147,13 @@ def _jobs(inputs: Sequence[str], output: Path, clean: Path | None) -> list[Job]:
     return jobs
 
 
-def _check_decodable(path: Path) -> None:
-    """UsageError, before the model loads, for a file named on the command line that
-    denoise_file would refuse (undecodable or without samples)."""
+def _check_decodable(path: Path, what: str = "") -> None:
+    """UsageError (its message after `what`), before the model loads, for a file named on the
+    command line that denoise_file would refuse (undecodable or without samples)."""
     try:
         inference.open_source(path).close()
     except ValueError as error:
-        raise UsageError(str(error)) from None
+        raise UsageError(f"{what}{error}") from None
 
 
 def _under(path: Path, output: Path) -> bool:
@@ -170,6 +170,7 @@ def _clean_for(clean: Path | None, relative: Path) -> Path | None:
     candidate = clean / relative if clean.is_dir() else clean
     if not candidate.is_file():
         raise UsageError(f"clean reference not found: {candidate}")
+    _check_decodable(candidate, "--clean reference: ")
     return candidate
 
 
@@ -190,8 +191,11 @@ def _plot(job: Job, rate: int, seconds: float) -> None:
     signals = {"noisy": audio_io.read_audio(job.source, rate, 0, PLOT_SECONDS),
                "denoised": audio_io.read_audio(job.target, rate, 0, PLOT_SECONDS)}
     if job.clean is not None:
-        signals["clean"] = audio_io.read_audio(job.clean, rate, 0, PLOT_SECONDS)
-        if abs(len(signals["clean"]) - len(signals["noisy"])) > rate // 100:  # within the part shown
+        try:
+            signals["clean"] = audio_io.read_audio(job.clean, rate, 0, PLOT_SECONDS)
+        except ValueError as error:  # decoding failed part-way, or samples that are not finite
+            log.warning("%s: the figure leaves out the clean reference: %s", job.source, error)
+        if "clean" in signals and abs(len(signals["clean"]) - len(signals["noisy"])) > rate // 100:  # in the part shown
             clean_seconds = audio_io.probe(job.clean).seconds
             log.warning("%s: the clean reference %s is %.2f s long, the input %.2f s; the figure shows the "
                         "shorter", job.source, job.clean, clean_seconds, seconds)

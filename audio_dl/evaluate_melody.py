@@ -40,7 +40,8 @@ def build_parser() -> cli.ArgumentParser:
                         help="tunes to score: a folder or glob of MIDI, or 'airds' / 'essen' or a collection's name "
                              "such as airdsAirs (repeatable)")
     parser.add_argument("--model", type=Path, default=cli.shipped_model("melody"),
-                        help="SavedModel folder or TF Serving base path (default: %(default)s)")
+                        help="SavedModel folder, TF Serving base path or training run folder (the "
+                             "highest version; default: %(default)s)")
     parser.add_argument("--train-midi-dir", action="append", metavar="DIR",
                         help="the model's training tunes, for the n-grams and the copy check "
                              "(default: the corpus in the model's config.json)")

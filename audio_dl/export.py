@@ -290,6 +290,18 @@ def versions(base: Path) -> dict[int, dict]:
     return found
 
 
+def newest_export(path: Path) -> Path | None:
+    """The SavedModel folder `path` stands for: itself, the highest version under it (a TF Serving
+    base path) or under its export/ (a training run directory); None when it holds none."""
+    if (path / "saved_model.pb").is_file():
+        return path
+    for base in (path, path / "export"):
+        found = versions(base)
+        if found:
+            return base / str(max(found))
+    return None
+
+
 def shipped_versions(base: Path) -> list[int]:
     return sorted(v for v, p in versions(base).items() if p.get("source") == "shipped")
 
@@ -500,7 +512,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add.add_argument("version_dir", help="an exported version folder, e.g. saved_models/denoiser/4")
     again = commands.add_parser("reexport", help="export the newest version's weights again with this code, as "
                                                  "the next version beside it (no retraining)")
-    again.add_argument("version_dir", help="the newest version folder under a base path, e.g. saved_models/melody/4")
+    again.add_argument("version_dir", help="the newest version folder under a base path, e.g. saved_models/melody/5")
     args = parser.parse_args(argv)
     if args.command == "reexport":
         print(f"re-exported {args.version_dir} as {reexport(Path(args.version_dir))}")

@@ -40,7 +40,8 @@ def build_parser() -> cli.ArgumentParser:
                         help="output path, with or without a .mid/.midi/.wav/.png suffix, or a folder: writes "
                              "PATH.mid, PATH.wav, PATH.png (default: %(default)s)")
     parser.add_argument("--model", type=Path, default=cli.shipped_model("melody"),
-                        help="SavedModel folder or TF Serving base path (default: %(default)s)")
+                        help="SavedModel folder, TF Serving base path or training run folder (the "
+                             "highest version; default: %(default)s)")
     parser.add_argument("--temperature", type=float, default=1.0,
                         help=f"{TEMPERATURES[0]:g}..{TEMPERATURES[1]:g}; lower is safer (default: %(default)s)")
     parser.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest tokens (0: all)")

@@ -78,12 +78,12 @@ def load_denoiser(path: str | os.PathLike) -> Denoiser:
         raise UsageError(f"model not found: {path}")
     if path.name == "saved_model.pb":  # the file inside a SavedModel folder stands for the folder
         path = path.parent
-    if path.is_dir() and not (path / "saved_model.pb").is_file():
-        found = export.versions(path)
-        if not found:
+    if path.is_dir():
+        newest = export.newest_export(path)
+        if newest is None:
             raise UsageError(f"no model in {path}: give an exported denoiser (train one with "
                              "`python -m audio_dl.train_denoiser`)")
-        path = path / str(max(found))
+        path = newest
     run, fixed_length = _load_saved_model(path) if path.is_dir() else _load_tflite(path)
     cfg = load_config(DenoiserConfig, (path if path.is_dir() else path.parent) / "config.json")
     return Denoiser(cfg, run, fixed_length, path)

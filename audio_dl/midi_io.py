@@ -24,6 +24,7 @@ from numbers import Real
 from pathlib import Path
 from typing import Iterable
 
+import mido
 import numpy as np
 import pretty_midi
 
@@ -50,6 +51,7 @@ class MelodySkipped(ValueError):
     def __init__(self, reason: str, detail: str = ""):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
+        self.detail = detail
 
 
 @dataclasses.dataclass
@@ -74,12 +76,44 @@ class ReadStats:
         return ", ".join(f"{n} {noun}{'s' * (n != 1)}{rest}" for n, noun, rest in counts if n)
 
 
-def _parse(path: str | Path) -> pretty_midi.PrettyMIDI:
+def _parse(path: str | Path, steps_per_quarter: int = 4, max_steps: int | None = None) -> pretty_midi.PrettyMIDI:
+    """The file as pretty_midi reads it. MelodySkipped "unreadable" where mido or pretty_midi fails;
+    "too_long" where pretty_midi would refuse its length (MAX_TICK ticks: "likely corrupt") and
+    its notes span more than `max_steps` grid steps, as a long tune's do."""
     try:
-        return pretty_midi.PrettyMIDI(str(path))
-    except Exception as error:  # noqa: BLE001 - mido/pretty_midi raise many types on corrupt files
-        reason = str(error) or type(error).__name__  # some of mido's errors carry no message
-        raise MelodySkipped("unreadable", f"{Path(path).name}: {reason}") from None
+        data = mido.MidiFile(str(path))
+    except Exception as error:  # noqa: BLE001 - mido raises many types on corrupt files
+        raise _unreadable(path, error) from None
+    if max_steps is not None and data.ticks_per_beat > 0 and _largest_tick(data) >= pretty_midi.pretty_midi.MAX_TICK:
+        steps = round(_note_ticks(data) / data.ticks_per_beat * steps_per_quarter)
+        if steps > max_steps:
+            raise MelodySkipped("too_long", f"its notes span {steps} steps > {max_steps}")
+    try:
+        return pretty_midi.PrettyMIDI(mido_object=data)
+    except Exception as error:  # noqa: BLE001 - and pretty_midi on files mido reads
+        raise _unreadable(path, error) from None
+
+
+def _unreadable(path: str | Path, error: Exception) -> MelodySkipped:
+    reason = str(error) or type(error).__name__  # some of mido's errors carry no message
+    return MelodySkipped("unreadable", f"{Path(path).name}: {reason}")
+
+
+def _largest_tick(data: mido.MidiFile) -> int:
+    """The tick of the file's last event (in any track)."""
+    return max((sum(message.time for message in track) for track in data.tracks), default=0)
+
+
+def _note_ticks(data: mido.MidiFile) -> int:
+    """Ticks from the file's first to its last note event, in any track (0 without notes)."""
+    ticks = []
+    for track in data.tracks:
+        tick = 0
+        for message in track:
+            tick += message.time
+            if message.type in ("note_on", "note_off"):
+                ticks.append(tick)
+    return max(ticks) - min(ticks) if ticks else 0
 
 
 def _pitched_voices(midi: pretty_midi.PrettyMIDI) -> list[pretty_midi.Instrument]:
@@ -100,7 +134,7 @@ def read_melody(path: str | Path, steps_per_quarter: int = 4, max_steps: int = 1
     Raises MelodySkipped when the file cannot be read, has no notes, only drums, more than
     `max_chord_share` of its onsets are chords (polyphonic), or it is longer than `max_steps`.
     """
-    midi = _parse(path)
+    midi = _parse(path, steps_per_quarter, max_steps)
     pitched = _pitched_voices(midi)
     stats = ReadStats(dropped_voices=len(pitched) - 1)
     ticks_per_step = midi.resolution / steps_per_quarter

@@ -148,27 +148,34 @@ def finished_training(run_dir: Path) -> float | None:
 
 
 def prepare_run_dir(run_dir: Path, cfg) -> None:
-    """Create `run_dir` and save `cfg` in it; a run dir that already holds training of another
-    config (keys outside RERUN_KEYS) is refused with the keys that differ: its checkpoints were
-    made for that config."""
+    """Create `run_dir` and save `cfg` in it, once refuse_other_config allows it."""
+    refuse_other_config(run_dir, cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / "config.json")
+
+
+def refuse_other_config(run_dir: Path, cfg) -> None:
+    """UsageError, naming the keys that differ, when `run_dir` already holds training of another
+    config (keys outside RERUN_KEYS): its checkpoints were made for that config. One interrupted
+    before its first epoch ended holds none: it takes any. Cheap: call it before the data is read."""
     saved = run_dir / "config.json"
-    started = any((run_dir / name).exists() for name in ("backup", "checkpoints", TRAINED_MARKER, "export"))
-    if saved.is_file() and started:
-        saved_values = read_json_object(saved, "config")
-        current = json.loads(json.dumps(to_dict(cfg)))  # tuples as the JSON lists they are saved as
-        unknown = sorted(set(saved_values) - set(current))
-        if unknown:
-            raise UsageError(f"{run_dir} holds a run whose config has keys a {type(cfg).__name__} does not "
-                             f"({', '.join(unknown[:3])}{', ...' if len(unknown) > 3 else ''}); give another --run-dir")
-        previous = json.loads(json.dumps({**to_dict(type(cfg)()), **saved_values}))  # keys it lacks: defaults
-        changed = [f"{key}: {previous.get(key)!r} -> {current[key]!r}" for key in current
-                   if previous.get(key) != current[key] and key not in RERUN_KEYS]
-        if changed:
-            raise UsageError(f"{run_dir} holds a run of another config ({'; '.join(changed[:3])}"
-                             f"{'; ...' if len(changed) > 3 else ''}); continue it with --config {saved}, "
-                             "or give another --run-dir")
-    save_config(cfg, saved)
+    started = any(any((run_dir / name).glob("*")) for name in ("backup", "checkpoints", "export")) or \
+        (run_dir / TRAINED_MARKER).exists()
+    if not (saved.is_file() and started):
+        return
+    saved_values = read_json_object(saved, "config")
+    current = json.loads(json.dumps(to_dict(cfg)))  # tuples as the JSON lists they are saved as
+    unknown = sorted(set(saved_values) - set(current))
+    if unknown:
+        raise UsageError(f"{run_dir} holds a run whose config has keys a {type(cfg).__name__} does not "
+                         f"({', '.join(unknown[:3])}{', ...' if len(unknown) > 3 else ''}); give another --run-dir")
+    previous = json.loads(json.dumps({**to_dict(type(cfg)()), **saved_values}))  # keys it lacks: defaults
+    changed = [f"{key}: {previous.get(key)!r} -> {current[key]!r}" for key in current
+               if previous.get(key) != current[key] and key not in RERUN_KEYS]
+    if changed:
+        raise UsageError(f"{run_dir} holds a run of another config ({'; '.join(changed[:3])}"
+                         f"{'; ...' if len(changed) > 3 else ''}); continue it with --config {saved}, "
+                         "or give another --run-dir")
 
 
 def load_best_weights(model: keras.Model, checkpoint: Path) -> None:
@@ -223,6 +230,7 @@ def train_denoiser(cfg: DenoiserConfig, run_dir: Path, mixed_precision: bool = F
     strategy: one of distribute.STRATEGIES. Under `multiworker`, only the chief evaluates and
     exports; the other workers return after training (export_dir None, empty metrics).
     """
+    refuse_other_config(Path(run_dir), cfg)  # before the corpus is read and probed
     corpus = speech.load_corpus(cfg)
     keras.utils.set_random_seed(cfg.seed)
     print(_describe_corpus(corpus))

@@ -107,3 +107,11 @@ def test_integers_are_accepted_for_float_fields(tmp_path):
 def test_a_pitch_range_set_by_half_asks_for_both_ends(overrides, message):
     with pytest.raises(ConfigError, match=message):
         make_config(MelodyConfig, "tiny", overrides=overrides)
+
+
+@pytest.mark.parametrize("overrides", [["pitch_low=0", "pitch_high=127"], ["pitch_low=0", "pitch_high=0"], []])
+def test_every_midi_pitch_can_end_a_range_and_the_range_round_trips(tmp_path, overrides):
+    cfg = make_config(MelodyConfig, "tiny", overrides=overrides)
+    save_config(cfg, tmp_path / "config.json")
+    assert load_config(MelodyConfig, tmp_path / "config.json") == cfg
+    assert cfg.pitch_range_is_set == bool(overrides)

@@ -221,6 +221,8 @@ def test_plot_title_says_when_the_figure_shows_only_the_start():
      "use it with --plot"),
     (lambda tmp, model, broken: [str(tmp.parent / "nest"), "--plot", "--clean", str(_nested_takes(tmp)), "-o",
                                  str(tmp / "out"), "--model", str(model)], "clean reference not found"),
+    (lambda tmp, model, broken: [str(_a_wav(tmp)), "--plot", "--clean", str(broken["garbage"]), "--model",
+                                 str(model)], "--clean reference: cannot decode"),
     (lambda tmp, model, broken: [str(_a_wav(tmp)), "-o", str(tmp.parent), "--model", str(model)],
      "would overwrite an input"),
     (lambda tmp, model, broken: [str(tmp.parent / "nest"), "--plot", "--clean",
@@ -382,6 +384,21 @@ def test_a_clean_reference_of_another_length_is_named_and_the_title_says_what_is
                                        "--clean", str(tmp_path / "clean.wav"), "--model", str(tiny_export)]) == 0
     assert "the clean reference" in caplog.text and "1.00 s long, the input 2.00 s" in caplog.text
     assert titles == ["noisy.wav (first 1 s of 2 s)"]
+
+
+def test_a_clean_reference_with_nan_samples_leaves_its_panel_out_with_a_warning(tiny_export, tmp_path,
+                                                                                 monkeypatch, caplog):
+    from audio_dl import cli, plots
+
+    soundfile.write(tmp_path / "noisy.wav", _speechlike(1.0), 8000)
+    clean = _speechlike(1.0)
+    clean[100] = np.nan
+    soundfile.write(tmp_path / "clean.wav", clean, 8000, subtype="FLOAT")
+    panels = []
+    monkeypatch.setattr(plots, "waveform_and_spectrogram", lambda signals, *args, title: panels.append(list(signals)))
+    assert cli.run_main(denoise.main, [str(tmp_path / "noisy.wav"), "-o", str(tmp_path / "out.wav"), "--plot",
+                                       "--clean", str(tmp_path / "clean.wav"), "--model", str(tiny_export)]) == 0
+    assert panels == [["noisy", "denoised"]] and "clean.wav" in caplog.text and "not finite" in caplog.text
 
 
 def test_an_empty_file_is_refused_alone_and_skipped_in_a_folder_without_leaving_its_output_folder(

@@ -56,6 +56,15 @@ def write_tempo_midi(path: Path, tempi: list[tuple[int, float]], voices: list[tu
     return path
 
 
+def write_line_tunes(folder: Path, count: int, pitches: dict[int, list[int]] | None = None) -> Path:
+    """`folder`/tune0.mid ... of sixteenth notes rising 60..72, tune i of `pitches`[i] instead."""
+    folder.mkdir()
+    for i in range(count):
+        line = (pitches or {}).get(i, range(60, 73))
+        write_midi(folder / f"tune{i}.mid", [(p, 0.125 * k, 0.125 * (k + 1)) for k, p in enumerate(line)])
+    return folder
+
+
 def test_a_primers_tempo_is_the_one_where_its_melody_starts(tmp_path, caplog):
     from audio_dl.generate_melody import QPM, primer_qpm
 
@@ -122,6 +131,16 @@ def test_an_empty_midi_file_is_unreadable_for_a_named_reason(tmp_path):
         midi_io.read_melody(tmp_path / "nothing.mid")
 
 
+def test_a_valid_midi_too_long_for_pretty_midi_is_too_long_not_unreadable(tmp_path):
+    onsets = list(range(0, 10**7 + 48000, 48000))  # a note every 100 quarters: past pretty_midi's 10^7 ticks
+    long = write_tempo_midi(tmp_path / "long.mid", [(0, 120)], [(0, onsets)])
+    with pytest.raises(midi_io.MelodySkipped, match=r"too_long: its notes span 836\d\d steps > 1536"):
+        midi_io.read_melody(long)
+    late = write_tempo_midi(tmp_path / "late.mid", [(0, 120), (2 * 10**7, 100)], [(0, [0, 480])])
+    with pytest.raises(midi_io.MelodySkipped, match="unreadable: late.mid: .*likely corrupt"):
+        midi_io.read_melody(late)  # a tick pretty_midi refuses, yet short notes: not told apart from corruption
+
+
 def test_corpus_counts_skips_and_keeps_the_first_voice(tmp_path):
     write_midi(tmp_path / "good.mid", [(60, 0, 0.5), (62, 0.5, 1.0)])
     write_midi(tmp_path / "duet.mid", [(60, 0, 0.5), (62, 0.5, 1.0)], voices=2)
@@ -131,6 +150,18 @@ def test_corpus_counts_skips_and_keeps_the_first_voice(tmp_path):
     assert len(tunes) == 2 and report.files == 4 and report.kept == 2
     assert report.skipped == {"drums_only": 1, "unreadable": 1} and report.dropped.dropped_voices == 1
     assert "4 MIDI files -> 2 single-line tunes" in report.summary()
+
+
+def test_the_corpus_report_names_the_first_skipped_file_and_its_reason(tmp_path):
+    write_midi(tmp_path / "good.mid", [(60, 0, 0.5), (62, 0.5, 1.0)])
+    (tmp_path / "broken.mid").write_bytes(b"not midi")
+    (tmp_path / "empty.mid").write_bytes(b"")
+    _, report = melody_data.read_tunes((str(tmp_path),), tiny_cfg())
+    assert report.summary().startswith("3 MIDI files -> 1 single-line tunes (skipped: 2 unreadable;")
+    assert f"; first skipped: {tmp_path / 'broken.mid'} (unreadable: broken.mid: " in report.summary()
+    folder = write_line_tunes(tmp_path / "tunes", 12, {3: [48, 60]})
+    corpus = melody_data.load_corpus(tiny_cfg(midi_dir=(str(folder),), pitch_low=60, pitch_high=72))
+    assert "; first skipped: tunes/tune3.mid (outside pitch range: notes C3..C4, range C4..C5))" in corpus.report.summary()
 
 
 def test_empty_folder_is_a_usage_error(tmp_path):
@@ -238,6 +269,30 @@ def test_a_saved_run_config_reads_the_same_tunes_as_the_run_did(tmp_path):
     again = melody_data.load_corpus(first.cfg)
     assert again.cfg == first.cfg and not again.report.skipped
     assert [t.name for t in again.train] == [t.name for t in first.train] and again.val == first.val
+
+
+def test_midi_note_0_is_a_pitch_of_the_range_taken_from_the_tunes(tmp_path):
+    folder = write_line_tunes(tmp_path / "tunes", 12, {3: [0, 60, 72]})
+    corpus = melody_data.load_corpus(tiny_cfg(midi_dir=(str(folder),)))
+    assert (corpus.cfg.pitch_low, corpus.cfg.pitch_high) == (0, 72) and not corpus.report.skipped
+
+
+def test_a_range_one_tune_widens_by_octaves_is_named_in_a_warning(tmp_path, caplog):
+    melody_data.load_corpus(tiny_cfg())
+    assert "widened" not in caplog.text  # the fixture's lowest and highest tunes lie within an octave of the rest
+    folder = write_line_tunes(tmp_path / "tunes", 12, {3: [1, 60, 127]})
+    corpus = melody_data.load_corpus(tiny_cfg(midi_dir=(str(folder),)))
+    assert (corpus.cfg.pitch_low, corpus.cfg.pitch_high) == (1, 127)
+    assert ("pitch range C#-1..G9 (127 pitches) taken from the training tunes is widened by more than an octave by "
+            "tunes/tune3.mid (C#-1..G9); set pitch_low and pitch_high") in caplog.text
+
+
+def test_validation_tunes_wider_than_the_range_are_counted_as_skipped(tmp_path):
+    folder = write_line_tunes(tmp_path / "tunes", 25, {24: list(range(48, 80))})  # tunes 11 and 24 are held out
+    corpus = melody_data.load_corpus(tiny_cfg(midi_dir=(str(folder),), pitch_low=60, pitch_high=72))
+    assert [t.name for t in corpus.val] == ["tunes/tune11.mid"] and len(corpus.train) == 23
+    assert corpus.report.kept == 24 and corpus.report.skipped == {"outside_pitch_range": 1}
+    assert "(skipped: 1 outside pitch range;" in corpus.report.summary()
 
 
 def test_training_batches_are_padded_masked_and_transposed_within_range():

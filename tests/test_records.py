@@ -49,6 +49,26 @@ def test_prepare_writes_resampled_shards_and_lists_bad_files(source, tmp_path):
     assert got["bob/u2.wav"]["speaker"].numpy() == b"bob"
 
 
+def test_prepare_walks_the_files_that_training_from_the_folder_reads(source):
+    """A link to a file of the corpus is that file once (else one recording could land in training
+    and validation); hidden files (macOS `._` twins) are left out, as reading the folder does."""
+    (source / "cy" / "link.wav").symlink_to(source / "ann" / "u0.wav")
+    (source / "ann" / "._u1.wav").write_bytes(b"\0" * 100)
+    (source / ".hidden").mkdir()
+    (source / ".hidden" / "u9.wav").write_bytes((source / "ann" / "u2.wav").read_bytes())
+    walked = sorted(str(path) for path in records.walk_audio_files(source))
+    assert walked == sorted(str(path) for path in audio_io.find_audio_files([source]))
+    assert str(source / "cy" / "link.wav") not in walked
+
+
+def test_float_audio_above_full_scale_is_stored_scaled_down_not_clipped(source, tmp_path):
+    hot = 2.5 * np.sin(2 * np.pi * 200 * np.arange(8000) / 8000).astype(np.float32)
+    soundfile.write(source / "ann" / "hot.wav", hot, 8000, subtype="FLOAT")
+    records.prepare(source, tmp_path / "out", sample_rate=8000, files_per_shard=50, workers=1)
+    stored = {r["path"].numpy().decode(): r for r in records.read_shards(records.shard_paths(tmp_path / "out"))}
+    np.testing.assert_allclose(stored["ann/hot.wav"]["audio"].numpy(), hot / 2.5, atol=1e-4)
+
+
 def test_an_interrupted_prepare_removes_the_shards_its_workers_left_half_written(source, tmp_path, monkeypatch):
     out = tmp_path / "out"
     out.mkdir()

@@ -214,13 +214,14 @@ def test_a_file_that_fails_to_decode_when_preloaded_is_counted_and_never_drawn(t
     assert all(int(table.draw(tf.constant([k, 0], tf.int64))) != 0 for k in range(50))
 
 
-def test_a_digitally_silent_noise_file_is_counted_and_never_drawn(tiny_corpus, tmp_path):
+@pytest.mark.parametrize("name, level", [("silence.wav", 0.0), ("dc.wav", 0.2)])  # digital silence, a constant
+def test_a_silent_noise_file_is_counted_and_never_drawn(tiny_corpus, tmp_path, name, level):
     corpus_copy = tmp_path / "c"
     shutil.copytree(tiny_corpus, corpus_copy)
-    soundfile.write(corpus_copy / "noise" / "silence.wav", np.zeros(80000, np.float32), 8000)  # the longest
-    cfg = _cfg(corpus_copy, "sample_rate=8002")  # a rate no other test cached
+    soundfile.write(corpus_copy / "noise" / name, np.full(80000, level, np.float32), 8000)  # the longest
+    cfg = _cfg(corpus_copy)  # 8 kHz: not resampled (a resampler's edges would not be constant)
     infos = speech.load_corpus(cfg).train.noise
-    silent = [i for i, info in enumerate(infos) if info.path.endswith("silence.wav")]
+    silent = [i for i, info in enumerate(infos) if info.path.endswith(name)]
     speech.reset_read_failures()
     table = speech._MemoryTable(infos, cfg.sample_rate)
     assert speech.read_failures() == 1
@@ -281,3 +282,70 @@ def test_the_denoiser_corpus_is_not_built_over_other_files(one_source_corpus, tm
     with pytest.raises(UsageError, match="holds other files"):
         one_source_corpus.build_denoiser_corpus(prepared, cache_dir=tmp_path / "cache")
     assert len(list(prepared.iterdir())) == 3
+
+
+def _speech_of(corpus) -> list[tuple[str, str]]:
+    """(path, speaker) of every speech file of both splits, sorted."""
+    return sorted((info.path, speaker) for part in (corpus.train, corpus.val)
+                  for info, speaker in zip(part.speech, part.speakers))
+
+
+def test_overlapping_speech_specs_list_each_file_once_with_the_first_specs_speaker(tiny_corpus):
+    root = tiny_corpus / "speech"
+    once = _speech_of(speech.load_corpus(_cfg(tiny_corpus)))
+    assert _speech_of(speech.load_corpus(_cfg(tiny_corpus, f"speech={root},{root}"))) == once
+    assert _speech_of(speech.load_corpus(_cfg(tiny_corpus, f"speech={root},{root / 'allison'}"))) == once
+
+
+def test_a_single_noise_file_is_one_usage_error_saying_two_are_needed(tiny_corpus):
+    with pytest.raises(UsageError, match=r"^at least two readable noise files are needed \(one is held out for "
+                                         r"validation\); found 1 in .*water.flac$"):
+        speech.load_corpus(_cfg(tiny_corpus, f"noise={tiny_corpus / 'noise' / 'water.flac'}"))
+
+
+def test_impulse_responses_that_do_not_decode_or_are_silent_are_skipped_named_and_counted(
+        tiny_corpus, broken_files, tmp_path, caplog):
+    folder = tmp_path / "rooms"
+    folder.mkdir()
+    response = (np.exp(-np.arange(800) / 100.0) * np.random.default_rng(0).standard_normal(800)).astype(np.float32)
+    soundfile.write(folder / "room.wav", response, 8000, subtype="FLOAT")
+    soundfile.write(folder / "nan.wav", np.where(np.arange(800) % 50, response, np.nan), 8000, subtype="FLOAT")
+    soundfile.write(folder / "zeros.wav", np.zeros(800, np.float32), 8000)
+    soundfile.write(folder / "offset.wav", np.full(800, 0.3, np.float32), 8000)
+    shutil.copy(broken_files["garbage"], folder / "garbage.wav")
+    cfg = _cfg(tiny_corpus, f"impulse_responses={folder}")
+    speech.reset_read_failures()
+    responses = speech._load_impulse_responses(cfg).numpy()
+    assert responses.shape[0] == 1 and np.abs(responses).max() == pytest.approx(1.0)
+    assert speech.read_failures() == 4
+    for name in ("nan.wav", "zeros.wav", "offset.wav", "garbage.wav"):
+        warnings = [r.getMessage() for r in caplog.records if name in r.getMessage()]
+        assert warnings and all("impulse response" in w for w in warnings), name
+    (folder / "room.wav").unlink()
+    with pytest.raises(UsageError, match=f"^no readable impulse responses in {folder}$"):
+        speech._load_impulse_responses(cfg)
+
+
+def test_float_audio_above_full_scale_is_not_clipped_whether_preloaded_or_read_per_crop(tmp_path):
+    loud = tmp_path / "loud.wav"
+    soundfile.write(loud, 2.5 * np.sin(np.arange(8000) * 0.05).astype(np.float32), 8000, subtype="FLOAT")
+    infos = [speech.audio_io.probe(loud)]
+    args = (tf.constant(0), 0.5, tf.constant(0.3), 8000, False)
+    from_files, from_memory = (tf.function(table.read, reduce_retracing=False)(*args).numpy()
+                               for table in (speech._FileTable(infos), speech._MemoryTable(infos, 8000)))
+    assert np.abs(from_files).max() == pytest.approx(2.5, rel=1e-3)
+    np.testing.assert_allclose(from_memory, from_files, atol=2.5 / 32767)
+
+
+def test_a_file_read_per_crop_that_fails_at_every_crop_is_counted_once(tmp_path, caplog):
+    bad = []
+    for name in ("a", "b", "c"):
+        samples = np.where(np.arange(8000) % 500, 0.1, np.nan).astype(np.float32)
+        bad.append(tmp_path / f"{name}.wav")
+        soundfile.write(bad[-1], samples, 8000, subtype="FLOAT")
+    speech.reset_read_failures()
+    for position in (0.0, 0.3, 0.6, 0.9):
+        for path in bad:
+            assert speech._read_crop(str(path).encode(), 0.1, 1.0, position, 8000, True).size == 0
+    assert speech.read_failures() == 3
+    assert sum("skipped an undecodable file" in r.getMessage() for r in caplog.records) == 3

@@ -52,12 +52,36 @@ def test_a_run_saved_before_a_config_key_existed_resumes_and_a_melody_run_is_nam
     cfg = make_config(DenoiserConfig, "tiny")
     old = {k: v for k, v in json.loads(json.dumps(to_dict(cfg))).items() if k != "synthetic_noises"}
     (tmp_path / "old" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "old" / "checkpoints" / "best.weights.h5").touch()
     (tmp_path / "old" / "config.json").write_text(json.dumps(old))  # a tuple-valued key it did not know
     prepare_run_dir(tmp_path / "old", cfg)  # the default it lacks is the current value: the same config
     (tmp_path / "melody" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "melody" / "checkpoints" / "best.weights.h5").touch()
     save_config(make_config(MelodyConfig, "tiny"), tmp_path / "melody" / "config.json")
     with pytest.raises(UsageError, match="config has keys a DenoiserConfig does not"):
         prepare_run_dir(tmp_path / "melody", cfg)
+
+
+def test_a_run_interrupted_before_its_first_epoch_ended_takes_another_config(tmp_path):
+    """Nothing was trained: its config.json, empty checkpoints/ and logs/ hold nothing to continue."""
+    from audio_dl import training
+    from audio_dl.config import save_config
+    from audio_dl.errors import UsageError
+    from audio_dl.training import prepare_run_dir
+
+    run = tmp_path / "run"
+    for folder in ("checkpoints", "backup", "logs/train"):
+        (run / folder).mkdir(parents=True)
+    save_config(make_config(DenoiserConfig, "tiny"), run / "config.json")
+    changed = make_config(DenoiserConfig, "tiny", overrides=["epochs=7"])
+    prepare_run_dir(run, changed)
+    assert json.loads((run / "config.json").read_text())["epochs"] == 7
+    (run / "checkpoints" / "best.weights.h5").touch()  # an epoch ended
+    with pytest.raises(UsageError, match="holds a run of another config"):
+        prepare_run_dir(run, make_config(DenoiserConfig, "tiny"))
+    unread = make_config(DenoiserConfig, "tiny", overrides=[f"speech={tmp_path / 'nowhere'}"])
+    with pytest.raises(UsageError, match="holds a run of another config"):  # refused before the data is read
+        training.train_denoiser(unread, run)
 
 
 @pytest.mark.slow
@@ -103,7 +127,7 @@ def test_train_denoiser_refuses_a_base_of_melody_models_before_training(tmp_path
 
     from audio_dl import cli, train_denoiser
 
-    shutil.copytree("saved_models/melody/4", tmp_path / "melodies" / "1")  # shipped
+    shutil.copytree("saved_models/melody/5", tmp_path / "melodies" / "1")  # shipped
     run = tmp_path / "run"
     assert cli.run_main(train_denoiser.main, ["--preset", "tiny", "--set", f"speech={tiny_corpus / 'speech'}",
                                               "--set", f"noise={tiny_corpus / 'noise'}", "--run-dir", str(run),

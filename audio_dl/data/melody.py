@@ -27,6 +27,7 @@ from audio_dl.errors import UsageError
 log = logging.getLogger(__name__)
 
 MIDI_SUFFIXES = (".mid", ".midi", ".kar")
+FEW_OUTLIERS = 2  # at most this many tunes an octave beyond the others' range are named in a warning
 
 
 @dataclasses.dataclass
@@ -48,11 +49,19 @@ class ReadReport:
     kept: int = 0
     skipped: collections.Counter = dataclasses.field(default_factory=collections.Counter)  # reason -> files
     dropped: midi_io.ReadStats = dataclasses.field(default_factory=midi_io.ReadStats)  # summed over kept tunes
+    first_skipped: str = ""  # "<file> (<reason>: <detail>)", named in the summary
+
+    def skip(self, name: str, reason: str, detail: str = "") -> None:
+        """Count the file `name` as skipped for `reason` (the first one with its detail)."""
+        self.skipped[reason] += 1
+        why = reason.replace("_", " ") + (f": {detail}" if detail else "")
+        self.first_skipped = self.first_skipped or f"{name} ({why})"
 
     def summary(self) -> str:
         skipped = ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in sorted(self.skipped.items()))
+        first = f"; first skipped: {self.first_skipped}" if self.first_skipped else ""
         return (f"{self.files} MIDI files -> {self.kept} single-line tunes"
-                f" (skipped: {skipped or 'none'}; dropped: {self.dropped.dropped_text() or 'nothing'})")
+                f" (skipped: {skipped or 'none'}; dropped: {self.dropped.dropped_text() or 'nothing'}{first})")
 
 
 @dataclasses.dataclass
@@ -72,7 +81,7 @@ def read_tunes(specs: tuple[str, ...], cfg: MelodyConfig) -> tuple[list[Tune], R
         try:
             notes, stats = midi_io.read_melody(path, cfg.steps_per_quarter, cfg.max_steps, cfg.max_chord_share)
         except midi_io.MelodySkipped as skipped:
-            report.skipped[skipped.reason] += 1
+            report.skip(str(path), skipped.reason, skipped.detail)
             continue
         report.kept += 1
         report.dropped.add(stats)
@@ -88,7 +97,7 @@ def is_validation(name: str, fraction: float) -> bool:
 def load_corpus(cfg: MelodyConfig) -> MelodyCorpus:
     """Read cfg.midi_dir and hold out cfg.val_fraction of the tunes. The vocabulary's pitch range is
     the one set in cfg (a user's, or a saved run's; training tunes with a note outside it are
-    skipped and counted) or, when both are 0, the training tunes' range. Validation tunes outside
+    skipped and counted) or, when it is not set, the training tunes' range. Validation tunes outside
     it are transposed in by octaves or dropped, either way."""
     tunes, report = read_tunes(corpora.resolve_midi(cfg.midi_dir), cfg)
     if not tunes:
@@ -97,12 +106,13 @@ def load_corpus(cfg: MelodyConfig) -> MelodyCorpus:
     val = [t for t in tunes if is_validation(t.name, cfg.val_fraction)]
     if not train or not val:
         train, val = tunes[: max(1, len(tunes) - 1)], tunes[-1:]
-    if cfg.pitch_high:  # set; a range taken from these training tunes keeps every one of them
+    if cfg.pitch_range_is_set:  # a range taken from these training tunes keeps every one of them
         train = _inside_range(train, report, cfg)
     else:
         cfg = dataclasses.replace(cfg, pitch_low=min(t.pitch_range[0] for t in train),
                                   pitch_high=max(t.pitch_range[1] for t in train))
-    val = [fitted for t in val if (fitted := fit_to_range(t, cfg)) is not None]
+        _warn_of_outliers(train, cfg)
+    val = _fit_validation(val, report, cfg)
     if not val or len(tunes) < 2:
         raise UsageError(f"{report.summary()}: too few tunes for a training and a validation set")
     return MelodyCorpus(cfg, train, val, report)
@@ -111,15 +121,53 @@ def load_corpus(cfg: MelodyConfig) -> MelodyCorpus:
 def _inside_range(train: list[Tune], report: ReadReport, cfg: MelodyConfig) -> list[Tune]:
     """The training tunes whose every pitch lies in [pitch_low, pitch_high]; the others are counted
     in `report` as skipped "outside pitch range". UsageError if none is left."""
-    inside = [t for t in train if cfg.pitch_low <= t.pitch_range[0] and t.pitch_range[1] <= cfg.pitch_high]
-    if len(inside) < len(train):
-        report.skipped["outside_pitch_range"] += len(train) - len(inside)
-        report.kept -= len(train) - len(inside)
+    inside = [t for t in train if _within_range(t, cfg)]
+    _skip_outside_range([t for t in train if not _within_range(t, cfg)], report, cfg)
     if not inside:
         raise UsageError(f"no training tune lies inside the pitch range {midi_io.range_name(cfg.pitch_low, cfg.pitch_high)} "
                          f"(pitch_low={cfg.pitch_low}, pitch_high={cfg.pitch_high}; {report.summary()}); "
-                         "widen it, or leave both at 0 to take the training tunes' range")
+                         "widen it, or leave both unset to take the training tunes' range")
     return inside
+
+
+def _fit_validation(val: list[Tune], report: ReadReport, cfg: MelodyConfig) -> list[Tune]:
+    """The validation tunes moved into [pitch_low, pitch_high] by fit_to_range; those wider than the
+    range are counted in `report` as skipped "outside pitch range"."""
+    fitted = [fit_to_range(t, cfg) for t in val]
+    _skip_outside_range([t for t, f in zip(val, fitted) if f is None], report, cfg)
+    return [f for f in fitted if f is not None]
+
+
+def _within_range(tune: Tune, cfg: MelodyConfig) -> bool:
+    return cfg.pitch_low <= tune.pitch_range[0] and tune.pitch_range[1] <= cfg.pitch_high
+
+
+def _skip_outside_range(tunes: list[Tune], report: ReadReport, cfg: MelodyConfig) -> None:
+    """Count `tunes`, read and kept, as skipped "outside pitch range" instead."""
+    report.kept -= len(tunes)
+    for tune in tunes:
+        report.skip(tune.name, "outside_pitch_range", f"notes {midi_io.range_name(*tune.pitch_range)}, "
+                                                      f"range {midi_io.range_name(cfg.pitch_low, cfg.pitch_high)}")
+
+
+def range_outliers(tunes: list[Tune]) -> list[Tune]:
+    """The few (at most FEW_OUTLIERS) tunes reaching more than an octave below or above all the
+    others: alone they widen a range taken from `tunes` (one tune's note 1 adds four octaves)."""
+    if len(tunes) <= FEW_OUTLIERS:
+        return []
+    low = sorted(t.pitch_range[0] for t in tunes)[FEW_OUTLIERS] - 12
+    high = sorted((t.pitch_range[1] for t in tunes), reverse=True)[FEW_OUTLIERS] + 12
+    return [t for t in tunes if t.pitch_range[0] < low or t.pitch_range[1] > high]
+
+
+def _warn_of_outliers(train: list[Tune], cfg: MelodyConfig) -> None:
+    """A warning naming the training tunes that alone widen the range taken from them, if any."""
+    if outliers := range_outliers(train):
+        log.warning("the pitch range %s (%d pitches) taken from the training tunes is widened by more than an "
+                    "octave by %s; set pitch_low and pitch_high to leave such tunes out (they are then skipped "
+                    "and counted)", midi_io.range_name(cfg.pitch_low, cfg.pitch_high),
+                    cfg.pitch_high - cfg.pitch_low + 1,
+                    ", ".join(f"{t.name} ({midi_io.range_name(*t.pitch_range)})" for t in outliers))
 
 
 def fit_to_range(tune: Tune, cfg: MelodyConfig) -> Tune | None:

@@ -29,8 +29,6 @@ import shutil
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
-
 from audio_dl import atomic, audio_io
 from audio_dl.errors import UsageError
 
@@ -55,14 +53,24 @@ def speaker_of(path: Path, root: Path) -> str:
     return parts[0] if len(parts) > 1 else path.stem
 
 
-def walk_audio_files(root: Path) -> Iterator[Path]:
-    """Audio files below root in a stable order (sorted per folder), one at a time."""
-    entries = sorted(os.scandir(root), key=lambda e: e.name)
-    for entry in entries:
+def walk_audio_files(root: Path, real_root: str | None = None) -> Iterator[Path]:
+    """Audio files below root in a stable order (sorted per folder), one at a time, as
+    audio_io.find_audio_files finds them: hidden files and folders left out, and a link to a file
+    inside the walked folder left out too (the walk reaches that file itself). Symlinked folders
+    are not followed."""
+    real_root = real_root or os.path.realpath(root)
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        if entry.name.startswith("."):
+            continue
         if entry.is_dir(follow_symlinks=False):
-            yield from walk_audio_files(Path(entry.path))
-        elif entry.is_file() and Path(entry.name).suffix.lower() in audio_io.AUDIO_EXTENSIONS:
+            yield from walk_audio_files(Path(entry.path), real_root)
+        elif entry.is_file() and Path(entry.name).suffix.lower() in audio_io.AUDIO_EXTENSIONS and not (
+                entry.is_symlink() and _inside(os.path.realpath(entry.path), real_root)):
             yield Path(entry.path)
+
+
+def _inside(path: str, folder: str) -> bool:
+    return os.path.commonpath([path, folder]) == folder
 
 
 def _shard_name(index: int) -> str:
@@ -104,7 +112,7 @@ def write_shard(index: int, paths: list[str], root: str, out: str, sample_rate: 
                 summary["skipped"].append([relative, "no samples"])
                 continue
             speaker = speaker_of(path, Path(root))
-            pcm = np.clip(np.round(audio * audio_io.PCM16_SCALE), -32768, 32767).astype("<i2")
+            pcm = audio_io.to_pcm16(audio)[0].astype("<i2")  # above full scale: scaled down, not clipped
             writer.write(tf.train.Example(features=tf.train.Features(feature={
                 "audio": tf.train.Feature(bytes_list=tf.train.BytesList(value=[pcm.tobytes()])),
                 "speaker": tf.train.Feature(bytes_list=tf.train.BytesList(value=[speaker.encode()])),

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from audio_dl import audio_io
+from audio_dl import audio_io, evaluate
 from audio_dl.config import DenoiserConfig
 from audio_dl.data import augment, corpora, records
 from audio_dl.errors import UsageError
@@ -73,14 +73,16 @@ def load_corpus(cfg: DenoiserConfig) -> Corpus:
         raise UsageError("speech: give either prepared TFRecord folders or audio folders, not both "
                          f"({prepared[0]} is prepared; {sorted(set(speech_specs) - set(prepared))[0]} is not)")
     record_stats, skipped_records = _record_speakers(prepared, cfg)
-    speech_files = [(path, _speaker(path, root)) for root in speech_specs if root not in prepared
-                    for path in audio_io.find_audio_files([root])]
+    speech_files = _speech_files([spec for spec in speech_specs if spec not in prepared])
     speech_infos, skipped_speech = audio_io.probe_all([p for p, _ in speech_files])
     speaker_of = dict((str(p), s) for p, s in speech_files)
     noise_infos, skipped_noise = audio_io.probe_all(audio_io.find_audio_files(noise_specs))
     if not (speech_infos or record_stats) or not noise_infos:
         raise UsageError(f"no readable {'noise' if not noise_infos else 'speech'} files in "
                          f"{', '.join(noise_specs if not noise_infos else speech_specs)}")
+    if len(noise_infos) < 2:  # no setting splits one file
+        raise UsageError("at least two readable noise files are needed (one is held out for validation); "
+                         f"found 1 in {', '.join(noise_specs)}")
 
     if not record_stats and len({speaker_of[i.path] for i in speech_infos}) < 2:  # one voice: hold out files
         speaker_of = {i.path: Path(i.path).stem for i in speech_infos}
@@ -131,6 +133,16 @@ def _record_speakers(prepared: list[str], cfg: DenoiserConfig) -> tuple[dict[str
     return stats, skipped
 
 
+def _speech_files(specs: list[str]) -> list[tuple[Path, str]]:
+    """(file, speaker) of every audio file of the speech specs, each file once (by its real path,
+    as audio_io.find_audio_files within one spec) with the speaker of the first spec that lists it."""
+    by_file: dict[str, tuple[Path, str]] = {}
+    for spec in specs:
+        for path in audio_io.find_audio_files([spec]):
+            by_file.setdefault(os.path.realpath(path), (path, _speaker(path, spec)))
+    return list(by_file.values())
+
+
 def _speaker(path: Path, root: str) -> str:
     """Speaker = first folder below the spec root; files lying directly in it are their own speaker."""
     root_path = Path(root).expanduser()
@@ -149,40 +161,46 @@ def _held_out(names: list[str], fraction: float) -> list[str]:
 
 # --- reading crops inside tf.data -----------------------------------------------------------
 
-_failures = {"count": 0}
+_failed_paths: set[str] = set()
 _failures_lock = threading.Lock()
 
 
 def read_failures() -> int:
-    """Files skipped mid-run: those that failed to decode after a good header, and preloaded
-    ones that decode to digital silence."""
-    return _failures["count"]
+    """Distinct files skipped mid-run: those that failed to decode after a good header (however
+    many of their crops failed), preloaded ones that are silent (evaluate.is_silent) and impulse
+    responses that do not decode or are silent."""
+    return len(_failed_paths)
 
 
 def reset_read_failures() -> None:
     with _failures_lock:
-        _failures["count"] = 0
+        _failed_paths.clear()
 
 
-def _read_or_count(path: str, sample_rate: int, start: float = 0.0, seconds: float | None = None) -> np.ndarray:
-    """audio_io.read_audio, or [0] for a file that fails to decode (counted and logged)."""
+def _read_or_count(path: str, sample_rate: int, start: float = 0.0, seconds: float | None = None,
+                   what: str = "an undecodable file") -> np.ndarray:
+    """audio_io.read_audio, or [0] for a file that fails to decode (counted and logged as `what`)."""
     try:
         return audio_io.read_audio(path, sample_rate, start, seconds)
     except ValueError as error:
-        _count_skip("an undecodable file", error)
+        _count_skip(path, what, error)
         return np.zeros(0, np.float32)
 
 
-def _count_skip(what: str, detail) -> None:
+def _count_skip(path: str, what: str, detail) -> None:
+    """Count `path` as skipped and log it, once per distinct path."""
     with _failures_lock:
-        _failures["count"] += 1
-        count = _failures["count"]
+        if path in _failed_paths:
+            return
+        _failed_paths.add(path)
+        count = len(_failed_paths)
     log.warning("skipped %s (%d so far): %s", what, count, detail)
 
 
 def _read_crop(path: bytes, seconds: float, native_seconds: float, position: float, sample_rate: int,
                loop: bool) -> np.ndarray:
-    """[round(sample_rate*seconds)] float32 from `position` (0..1) of the file.
+    """[round(sample_rate*seconds)] float32 from `position` (0..1) of the file (float audio above
+    full scale as it is: _MemoryTable keeps its level too).
 
     Short files are looped (noise) or placed at `position` in zeros (speech). Returns [0] on a
     decode failure (counted, then filtered out by the pipeline).
@@ -224,16 +242,19 @@ class _FileTable:
 
 class _MemoryTable:
     """Every file decoded once at the model rate into one int16 tensor: a crop is a slice (or a
-    gather, when looped), all in graph ops, with the same draws and positions as _FileTable.
-    Files that fail to decode or are digitally silent are counted once and never drawn (_FileTable,
-    which decodes crop by crop, draws a silent noise file: its mixtures are the clean speech)."""
+    gather, when looped), all in graph ops, with the same draws and positions as _FileTable, and
+    the same samples (float audio above full scale keeps its level: see audio_io.to_pcm16).
+    Files that fail to decode or are silent (evaluate.is_silent) are counted once and never drawn
+    (_FileTable, which decodes crop by crop, draws a silent noise file: its mixtures are the clean
+    speech, plus a constant offset for a constant file)."""
 
     def __init__(self, infos, sample_rate: int):
-        flat, lengths = _decode_all(tuple(i.path for i in infos), sample_rate)
+        flat, lengths, gains = _decode_all(tuple(i.path for i in infos), sample_rate)
         if not lengths.sum():  # nothing could be drawn: say so, not an index error mid-training
             names = ", ".join(Path(i.path).name for i in infos[:3]) + (", ..." if len(infos) > 3 else "")
             raise UsageError(f"none of {names} decodes to usable audio (undecodable, not finite or digitally silent)")
         self.flat = tf.constant(flat)  # [total samples] int16
+        self.scales = tf.constant(gains / audio_io.PCM16_SCALE, tf.float32)  # [K] int16 -> float
         self.lengths = tf.constant(lengths, tf.int64)
         self.starts = tf.constant(np.concatenate([[0], np.cumsum(lengths)[:-1]]), tf.int64)
         self.cumulative = tf.constant(np.cumsum(lengths) / sample_rate, tf.float32)
@@ -250,7 +271,7 @@ class _MemoryTable:
             audio = tf.gather(self.flat, positions)
         else:
             audio = _crop_at(tf.slice(self.flat, [start], [size]), position, length)
-        return tf.ensure_shape(tf.cast(audio, tf.float32) / audio_io.PCM16_SCALE, [length])
+        return tf.ensure_shape(tf.cast(audio, tf.float32) * self.scales[index], [length])
 
 
 def _crop_at(audio, position, length: int):
@@ -270,20 +291,22 @@ def _draw(cumulative, seed):
 
 
 @functools.lru_cache(maxsize=4)
-def _decode_all(paths: tuple[str, ...], sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
-    """(all files at sample_rate as one int16 array, [K] lengths); 0 for a file that is undecodable
-    or digitally silent (every sample rounds to 0: as noise it would add nothing), both counted."""
+def _decode_all(paths: tuple[str, ...], sample_rate: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(all files at sample_rate as one int16 array, [K] lengths, [K] gains: see audio_io.to_pcm16); length
+    0 for a file that is undecodable or silent as stored (evaluate.is_silent: every sample rounds to
+    the same value; as noise it would add nothing but a constant), both counted."""
 
     def decode(path):
-        samples = np.round(np.clip(_read_or_count(path, sample_rate), -1.0, 1.0) * audio_io.PCM16_SCALE)
-        if samples.size and not samples.any():
-            _count_skip("a digitally silent file", path)
-            return np.zeros(0, np.int16)
-        return samples.astype(np.int16)
+        pcm, gain = audio_io.to_pcm16(_read_or_count(path, sample_rate))
+        if pcm.size and evaluate.is_silent(pcm / audio_io.PCM16_SCALE):
+            _count_skip(path, "a silent file (digital silence or a constant offset)", path)
+            return np.zeros(0, np.int16), 1.0
+        return pcm, gain
 
     with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # soundfile and soxr release the GIL
         decoded = list(pool.map(decode, paths))
-    return np.concatenate(decoded), np.array([a.size for a in decoded], np.int64)
+    return (np.concatenate([pcm for pcm, _ in decoded]), np.array([pcm.size for pcm, _ in decoded], np.int64),
+            np.array([gain for _, gain in decoded]))
 
 
 def _table(infos, cfg: DenoiserConfig):
@@ -293,18 +316,30 @@ def _table(infos, cfg: DenoiserConfig):
 
 
 def _load_impulse_responses(cfg: DenoiserConfig) -> tf.Tensor:
-    """Room impulse responses [K, L] (zero-padded, peak-normalised): the recorded ones of
-    cfg.impulse_responses, or 64 simulated shoebox rooms."""
+    """Room impulse responses [K, L] (zero-padded, peak-normalised, at most 2 s): the recorded ones
+    of cfg.impulse_responses, or 64 simulated shoebox rooms. Recorded files that do not decode, hold
+    samples that are not finite or are silent (evaluate.is_silent) are skipped and counted."""
     if cfg.impulse_responses:
-        infos, _ = audio_io.probe_all(audio_io.find_audio_files(cfg.impulse_responses))
-        if not infos:
+        responses = [r for r in (_read_impulse_response(str(path), cfg.sample_rate)
+                                 for path in audio_io.find_audio_files(cfg.impulse_responses)) if r is not None]
+        if not responses:
             raise UsageError("no readable impulse responses in " + ", ".join(cfg.impulse_responses))
-        responses = [audio_io.read_audio(i.path, cfg.sample_rate, 0, min(i.seconds, 2.0)) for i in infos]
-        responses = [r / max(1e-9, float(np.abs(r).max())) for r in responses]
+        responses = [r / float(np.abs(r).max()) for r in responses]
     else:
         responses = augment.simulated_impulse_responses(64, cfg.sample_rate, cfg.rt60_seconds, cfg.seed)
     longest = max(len(r) for r in responses)
     return tf.constant(np.stack([np.pad(r, (0, longest - len(r))) for r in responses]).astype(np.float32))
+
+
+def _read_impulse_response(path: str, sample_rate: int) -> np.ndarray | None:
+    """The first 2 s of a recorded impulse response, float32 [L] at sample_rate; None (counted and
+    logged) for one that does not decode, is not finite, is empty or is silent."""
+    what = "an unusable impulse response"
+    response = _read_or_count(path, sample_rate, 0.0, 2.0, what)
+    if response.size == 0 or evaluate.is_silent(response):  # an undecodable one is counted already
+        _count_skip(path, what, f"{path} is empty or silent (digital silence or a constant offset)")
+        return None
+    return response
 
 
 def make_example_fn(split: Split, cfg: DenoiserConfig, augmented: bool):

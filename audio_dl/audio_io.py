@@ -45,9 +45,9 @@ class AudioInfo:
 
 def find_audio_files(specs: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
     """Expand folders (recursively; hidden files and folders, such as another run's partial
-    output or macOS `._` files, are left out), globs (of files or folders), files and `.txt`
-    lists (one path a line; a relative one from the list's folder) to audio files; `specs` is one
-    of those or a list of them.
+    output or macOS `._` files, are left out), globs of files, files and `.txt` lists (one path a
+    line; a relative one from the list's folder) to audio files; `specs` is one of those or a list
+    of them. A file reached by several paths is listed once, by its own path rather than a link's.
 
     Raises UsageError for a path that does not exist or a spec that yields no audio file.
     """
@@ -64,8 +64,8 @@ def find_files(specs: str | os.PathLike | Iterable[str | os.PathLike], extension
         if not found:
             raise UsageError(f"no {kind} files (of {', '.join(sorted(extensions))}) in {spec}")
         files.extend(found)
-    by_file = {}  # one path per file: a glob through a symlinked folder can reach it by several
-    for path in files:
+    by_file = {}  # one path per file: a glob through a symlinked folder can reach it by several;
+    for path in sorted(files, key=lambda p: (p.is_symlink(), p)):  # its own path before a link to it
         by_file.setdefault(os.path.realpath(path), path)
     return sorted(by_file.values())
 
@@ -91,10 +91,13 @@ def _expand(spec: str, extensions) -> list[Path]:
                 raise UsageError(f"{spec} lists {len(missing)} missing file(s), e.g. {missing[0]}")
             return listed
         return [path]
-    if glob.has_magic(spec):  # the files it matches, and those in the folders it matches
+    if glob.has_magic(spec):
         matches = [Path(p) for p in glob.glob(os.path.expanduser(spec), recursive=True)]
-        return sorted(f for m in matches for f in (_files_below(m) if m.is_dir() else [m])
-                      if f.suffix.lower() in extensions and f.is_file())
+        files = sorted(p for p in matches if p.suffix.lower() in extensions and p.is_file())
+        if not files and any(p.is_dir() for p in matches):  # which folder is a speaker would be a guess
+            raise UsageError(f"the glob {spec} matches folders, not files: give the folder that holds them "
+                             f"(searched recursively) or a glob of files such as {spec}/**/*.wav")
+        return files
     raise UsageError(f"path does not exist: {spec}")
 
 
@@ -149,6 +152,11 @@ def open_audio(path: str | os.PathLike) -> soundfile.SoundFile:
     """soundfile.SoundFile(path) for reading, without the decoders' stderr chatter."""
     with quiet_decoders():
         return soundfile.SoundFile(str(path))
+
+
+def is_silent(x: np.ndarray) -> bool:
+    """Digital silence or a constant offset [n]: nothing to hear, mix or compare an estimate with."""
+    return float(np.sum((x - x.mean()) ** 2)) < 1e-12
 
 
 def to_pcm16(audio: np.ndarray) -> tuple[np.ndarray, float]:

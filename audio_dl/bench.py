@@ -136,8 +136,8 @@ def _report(results: dict, output: Path) -> None:
 
 def _denoiser_options(sub, flag: str = "--model") -> None:
     sub.add_argument(flag, dest="model", type=Path, default=cli.shipped_model("denoiser"),
-                     help="denoiser export folder or TF Serving base path; its streaming .tflite files are "
-                          "timed too (default: %(default)s)")
+                     help="denoiser export folder, TF Serving base path or training run folder; its "
+                          "streaming .tflite files are timed too (default: %(default)s)")
     sub.add_argument("--seconds", type=float, default=60.0,
                      help="length of the test recording, 10 to 3600 (default: %(default)s)")
     sub.add_argument("--repeats", type=int, default=5, help="timed runs; the median is reported (default: %(default)s)")
@@ -145,7 +145,7 @@ def _denoiser_options(sub, flag: str = "--model") -> None:
 
 def _melody_options(sub, flag: str = "--model") -> None:
     sub.add_argument(flag, dest="melody_model", type=Path, default=cli.shipped_model("melody"),
-                     help="melody export (default: %(default)s)")
+                     help="melody export, base path or training run folder (default: %(default)s)")
     sub.add_argument("--tunes", type=int, default=20, help="tunes generated from scratch (default: %(default)s)")
 
 

@@ -22,8 +22,8 @@ from audio_dl.errors import UsageError
 class DenoiserConfig:
     """Speech denoiser: data, DSP, model and training settings.
 
-    Paths in `speech`/`noise` are folders, globs (of files or folders), single files or `.txt`
-    lists of files (a relative path read from the list's folder);
+    Paths in `speech`/`noise` are folders, globs of files, single files or `.txt` lists of files
+    (a relative path read from the list's folder);
     `bundled` stands for the small real corpus shipped inside the package.
     """
 

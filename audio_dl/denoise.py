@@ -147,13 +147,13 @@ def _jobs(inputs: Sequence[str], output: Path, clean: Path | None) -> list[Job]:
     return jobs
 
 
-def _check_decodable(path: Path, what: str = "") -> None:
-    """UsageError (its message after `what`), before the model loads, for a file named on the
+def _check_decodable(path: Path, prefix: str = "") -> None:
+    """UsageError (its message after `prefix`), before the model loads, for a file named on the
     command line that denoise_file would refuse (undecodable or without samples)."""
     try:
         inference.open_source(path).close()
     except ValueError as error:
-        raise UsageError(f"{what}{error}") from None
+        raise UsageError(f"{prefix}{error}") from None
 
 
 def _under(path: Path, output: Path) -> bool:

@@ -17,6 +17,8 @@ from pesq import pesq
 from pystoi import stoi
 from pystoi.stoi import FS as STOI_RATE, N_FRAME as STOI_FRAME
 
+from audio_dl.audio_io import is_silent
+
 log = logging.getLogger(__name__)
 
 METRICS = ("pesq_nb", "stoi", "si_sdr")
@@ -45,11 +47,6 @@ def _same_length(clean, estimate) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"metrics compare one channel of equal length: the reference has shape {clean.shape}, "
                          f"the estimate {estimate.shape}")
     return clean, estimate
-
-
-def is_silent(x: np.ndarray) -> bool:
-    """Digital silence (or a constant offset): nothing to compare an estimate with."""
-    return float(np.sum((x - x.mean()) ** 2)) < 1e-12
 
 
 def speech_metrics(clean: np.ndarray, estimate: np.ndarray, sample_rate: int) -> dict[str, float]:

@@ -67,7 +67,7 @@ def load_noises(noise_files, rate: int, skipped: list) -> list[tuple[str, np.nda
         except ValueError as error:
             _skip(skipped, path, error)
             continue
-        if evaluate.is_silent(noise):
+        if audio_io.is_silent(noise):
             _skip(skipped, path, "digital silence: nothing to mix at an SNR")
             continue
         noises.append((str(path), noise))

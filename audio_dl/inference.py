@@ -383,5 +383,7 @@ class _ChannelStream:
     def _through(self, model_rate: np.ndarray, last: bool) -> np.ndarray:
         parts = list(self.chunks.push(model_rate)) + (list(self.chunks.flush()) if last else [])
         denoised = self.up.resample_chunk(np.concatenate(parts) if parts else np.zeros(0, np.float32), last=last)
+        if last:  # the resamplers' rounding can leave the denoised side a few samples short or long
+            denoised = np.pad(denoised, (0, max(0, len(self.pending_noisy) - len(denoised))))
         noisy, self.pending_noisy = self.pending_noisy[:len(denoised)], self.pending_noisy[len(denoised):]
-        return mix_strength(np.pad(noisy, (0, len(denoised) - len(noisy))), denoised, self.limit)  # past the end: 0
+        return mix_strength(np.pad(noisy, (0, len(denoised) - len(noisy))), denoised, self.limit)

@@ -51,9 +51,11 @@ class EpochClock(keras.callbacks.Callback):
     """Adds the seconds of every finished epoch to RUN/train_seconds.json, so a run resumed after
     an interruption reports its whole training time (the lost partial epoch is not counted)."""
 
+    FILE = "train_seconds.json"  # there once an epoch has ended
+
     def __init__(self, run_dir: Path):
         super().__init__()
-        self.path = Path(run_dir) / "train_seconds.json"
+        self.path = Path(run_dir) / self.FILE
 
     def total(self) -> float:
         return float(json.loads(self.path.read_text())["train_seconds"]) if self.path.is_file() else 0.0
@@ -159,8 +161,8 @@ def refuse_other_config(run_dir: Path, cfg) -> None:
     config (keys outside RERUN_KEYS): its checkpoints were made for that config. One interrupted
     before its first epoch ended holds none: it takes any. Cheap: call it before the data is read."""
     saved = run_dir / "config.json"
-    started = any(any((run_dir / name).glob("*")) for name in ("backup", "checkpoints", "export")) or \
-        (run_dir / TRAINED_MARKER).exists()
+    started = any((run_dir / name).exists() for name in (EpochClock.FILE, TRAINED_MARKER)) or \
+        any(any((run_dir / name).glob("*")) for name in ("backup", "checkpoints", "export"))
     if not (saved.is_file() and started):
         return
     saved_values = read_json_object(saved, "config")

@@ -84,16 +84,27 @@ def _fake_denoiser(run) -> inference.Denoiser:
     return inference.Denoiser(DenoiserConfig(), run, None, Path("fake"))
 
 
-@pytest.mark.parametrize("strength_db", [0.0, 6.0])
-def test_the_strength_limit_keeps_the_band_above_the_model_rate(tmp_path, strength_db):
+@pytest.mark.parametrize("strength_db, samples", [(0.0, 88200), (6.0, 88200), (6.0, 12345)])
+def test_the_strength_limit_keeps_the_band_above_the_model_rate(tmp_path, strength_db, samples):
     """The noisy side of out = noisy*lim + denoised*(1-lim) is the input itself, at its own rate:
-    a model that removes everything still leaves lim of the 6 kHz tone of a 44.1 kHz file."""
-    x = sine(1000, 2.0, 44100, 0.3) + sine(6000, 2.0, 44100, 0.3)
+    a model that removes everything still leaves lim of the 6 kHz tone of a 44.1 kHz file, up to
+    its last sample (12,345 samples come back from 8 kHz a few short)."""
+    x = (sine(1000, 2.0, 44100, 0.3) + sine(6000, 2.0, 44100, 0.3))[:samples]
     soundfile.write(tmp_path / "in.wav", x, 44100, subtype="FLOAT")
     inference.denoise_file(_fake_denoiser(np.zeros_like), tmp_path / "in.wav", tmp_path / "out.wav",
                            strength_db=strength_db)
     out, _ = soundfile.read(tmp_path / "out.wav", dtype="float32")
     np.testing.assert_allclose(out, inference.strength_to_limit(strength_db) * x, atol=1e-6)
+
+
+def test_the_strength_mix_lines_the_input_up_with_the_denoised_side(tmp_path):
+    """With a model that returns its input, the denoised side is the input below 4 kHz: out is the
+    1 kHz tone whole and lim of the 6 kHz one, sample for sample (a shift would leave a residue)."""
+    low, high = sine(1000, 2.0, 44100, 0.3), sine(6000, 2.0, 44100, 0.3)
+    soundfile.write(tmp_path / "in.wav", low + high, 44100, subtype="FLOAT")
+    inference.denoise_file(_fake_denoiser(lambda x: x), tmp_path / "in.wav", tmp_path / "out.wav", strength_db=6.0)
+    out, _ = soundfile.read(tmp_path / "out.wav", dtype="float32")
+    np.testing.assert_allclose(out[4000:-4000], (low + inference.strength_to_limit(6.0) * high)[4000:-4000], atol=2e-3)
 
 
 def test_output_resolution_follows_the_source():

@@ -52,13 +52,14 @@ def test_prepare_writes_resampled_shards_and_lists_bad_files(source, tmp_path):
 def test_prepare_walks_the_files_that_training_from_the_folder_reads(source):
     """A link to a file of the corpus is that file once (else one recording could land in training
     and validation); hidden files (macOS `._` twins) are left out, as reading the folder does."""
-    (source / "cy" / "link.wav").symlink_to(source / "ann" / "u0.wav")
+    (source / "aa").mkdir()
+    (source / "aa" / "link.wav").symlink_to(source / "ann" / "u0.wav")  # sorted before the file itself
     (source / "ann" / "._u1.wav").write_bytes(b"\0" * 100)
     (source / ".hidden").mkdir()
     (source / ".hidden" / "u9.wav").write_bytes((source / "ann" / "u2.wav").read_bytes())
     walked = sorted(str(path) for path in records.walk_audio_files(source))
     assert walked == sorted(str(path) for path in audio_io.find_audio_files([source]))
-    assert str(source / "cy" / "link.wav") not in walked
+    assert str(source / "aa" / "link.wav") not in walked
 
 
 def test_float_audio_above_full_scale_is_stored_scaled_down_not_clipped(source, tmp_path):

@@ -76,8 +76,8 @@ def test_a_run_interrupted_before_its_first_epoch_ended_takes_another_config(tmp
     changed = make_config(DenoiserConfig, "tiny", overrides=["epochs=7"])
     prepare_run_dir(run, changed)
     assert json.loads((run / "config.json").read_text())["epochs"] == 7
-    (run / "checkpoints" / "best.weights.h5").touch()  # an epoch ended
-    with pytest.raises(UsageError, match="holds a run of another config"):
+    (run / training.EpochClock.FILE).write_text('{"train_seconds": 1.0, "epochs": 1}')  # an epoch ended
+    with pytest.raises(UsageError, match="holds a run of another config"):  # (with no checkpoint: all NaN)
         prepare_run_dir(run, make_config(DenoiserConfig, "tiny"))
     unread = make_config(DenoiserConfig, "tiny", overrides=[f"speech={tmp_path / 'nowhere'}"])
     with pytest.raises(UsageError, match="holds a run of another config"):  # refused before the data is read

@@ -24,9 +24,9 @@ def build_parser() -> cli.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     parser.add_argument("--port", type=cli.port_number, default=8000, help="default: %(default)s")
     parser.add_argument("--melody-model", type=Path, default=cli.shipped_model("melody"),
-                        help="melody export or TF Serving base path (default: %(default)s)")
+                        help="melody export, base path or training run folder (default: %(default)s)")
     parser.add_argument("--denoiser-model", type=Path, default=cli.shipped_model("denoiser"),
-                        help="denoiser export, base path or .tflite (default: %(default)s)")
+                        help="denoiser export, base path, training run folder or .tflite (default: %(default)s)")
     return parser
 
 

@@ -52,7 +52,8 @@ class ReadReport:
     first_skipped: str = ""  # "<file> (<reason>: <detail>)", named in the summary
 
     def skip(self, name: str, reason: str, detail: str = "") -> None:
-        """Count the file `name` as skipped for `reason` (the first one with its detail)."""
+        """Count the file `name` ("<folder>/<file name>", as Tune names it) as skipped for `reason`
+        (the first one with its detail)."""
         self.skipped[reason] += 1
         why = reason.replace("_", " ") + (f": {detail}" if detail else "")
         self.first_skipped = self.first_skipped or f"{name} ({why})"
@@ -81,7 +82,8 @@ def read_tunes(specs: tuple[str, ...], cfg: MelodyConfig) -> tuple[list[Tune], R
         try:
             notes, stats = midi_io.read_melody(path, cfg.steps_per_quarter, cfg.max_steps, cfg.max_chord_share)
         except midi_io.MelodySkipped as skipped:
-            report.skip(str(path), skipped.reason, skipped.detail)
+            report.skip(f"{path.parent.name}/{path.name}", skipped.reason,
+                        skipped.detail.removeprefix(f"{path.name}: "))  # named once
             continue
         report.kept += 1
         report.dropped.add(stats)
@@ -151,8 +153,8 @@ def _skip_outside_range(tunes: list[Tune], report: ReadReport, cfg: MelodyConfig
 
 
 def range_outliers(tunes: list[Tune]) -> list[Tune]:
-    """The few (at most FEW_OUTLIERS) tunes reaching more than an octave below or above all the
-    others: alone they widen a range taken from `tunes` (one tune's note 1 adds four octaves)."""
+    """The few tunes (at most FEW_OUTLIERS at each end) reaching more than an octave below or above
+    all the others: alone they widen a range taken from `tunes` (one tune's note 1 adds four octaves)."""
     if len(tunes) <= FEW_OUTLIERS:
         return []
     low = sorted(t.pitch_range[0] for t in tunes)[FEW_OUTLIERS] - 12

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from audio_dl import audio_io, evaluate
+from audio_dl import audio_io
 from audio_dl.config import DenoiserConfig
 from audio_dl.data import augment, corpora, records
 from audio_dl.errors import UsageError
@@ -167,7 +167,7 @@ _failures_lock = threading.Lock()
 
 def read_failures() -> int:
     """Distinct files skipped mid-run: those that failed to decode after a good header (however
-    many of their crops failed), preloaded ones that are silent (evaluate.is_silent) and impulse
+    many of their crops failed), preloaded ones that are silent (audio_io.is_silent) and impulse
     responses that do not decode or are silent."""
     return len(_failed_paths)
 
@@ -244,7 +244,7 @@ class _MemoryTable:
     """Every file decoded once at the model rate into one int16 tensor: a crop is a slice (or a
     gather, when looped), all in graph ops, with the same draws and positions as _FileTable, and
     the same samples (float audio above full scale keeps its level: see audio_io.to_pcm16).
-    Files that fail to decode or are silent (evaluate.is_silent) are counted once and never drawn
+    Files that fail to decode or are silent (audio_io.is_silent) are counted once and never drawn
     (_FileTable, which decodes crop by crop, draws a silent noise file: its mixtures are the clean
     speech, plus a constant offset for a constant file)."""
 
@@ -254,7 +254,7 @@ class _MemoryTable:
             names = ", ".join(Path(i.path).name for i in infos[:3]) + (", ..." if len(infos) > 3 else "")
             raise UsageError(f"none of {names} decodes to usable audio (undecodable, not finite or digitally silent)")
         self.flat = tf.constant(flat)  # [total samples] int16
-        self.scales = tf.constant(gains / audio_io.PCM16_SCALE, tf.float32)  # [K] int16 -> float
+        self.gains = tf.constant(gains, tf.float32)  # [K]: 1, or the peak of a file above full scale
         self.lengths = tf.constant(lengths, tf.int64)
         self.starts = tf.constant(np.concatenate([[0], np.cumsum(lengths)[:-1]]), tf.int64)
         self.cumulative = tf.constant(np.cumsum(lengths) / sample_rate, tf.float32)
@@ -271,7 +271,8 @@ class _MemoryTable:
             audio = tf.gather(self.flat, positions)
         else:
             audio = _crop_at(tf.slice(self.flat, [start], [size]), position, length)
-        return tf.ensure_shape(tf.cast(audio, tf.float32) * self.scales[index], [length])
+        # / PCM16_SCALE first: a file within full scale reads back exactly as before gains (x 1.0)
+        return tf.ensure_shape(tf.cast(audio, tf.float32) / audio_io.PCM16_SCALE * self.gains[index], [length])
 
 
 def _crop_at(audio, position, length: int):
@@ -293,12 +294,12 @@ def _draw(cumulative, seed):
 @functools.lru_cache(maxsize=4)
 def _decode_all(paths: tuple[str, ...], sample_rate: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(all files at sample_rate as one int16 array, [K] lengths, [K] gains: see audio_io.to_pcm16); length
-    0 for a file that is undecodable or silent as stored (evaluate.is_silent: every sample rounds to
+    0 for a file that is undecodable or silent as stored (audio_io.is_silent: every sample rounds to
     the same value; as noise it would add nothing but a constant), both counted."""
 
     def decode(path):
         pcm, gain = audio_io.to_pcm16(_read_or_count(path, sample_rate))
-        if pcm.size and evaluate.is_silent(pcm / audio_io.PCM16_SCALE):
+        if pcm.size and audio_io.is_silent(pcm / audio_io.PCM16_SCALE):
             _count_skip(path, "a silent file (digital silence or a constant offset)", path)
             return np.zeros(0, np.int16), 1.0
         return pcm, gain
@@ -318,7 +319,7 @@ def _table(infos, cfg: DenoiserConfig):
 def _load_impulse_responses(cfg: DenoiserConfig) -> tf.Tensor:
     """Room impulse responses [K, L] (zero-padded, peak-normalised, at most 2 s): the recorded ones
     of cfg.impulse_responses, or 64 simulated shoebox rooms. Recorded files that do not decode, hold
-    samples that are not finite or are silent (evaluate.is_silent) are skipped and counted."""
+    samples that are not finite or are silent (audio_io.is_silent) are skipped and counted."""
     if cfg.impulse_responses:
         responses = [r for r in (_read_impulse_response(str(path), cfg.sample_rate)
                                  for path in audio_io.find_audio_files(cfg.impulse_responses)) if r is not None]
@@ -336,7 +337,7 @@ def _read_impulse_response(path: str, sample_rate: int) -> np.ndarray | None:
     logged) for one that does not decode, is not finite, is empty or is silent."""
     what = "an unusable impulse response"
     response = _read_or_count(path, sample_rate, 0.0, 2.0, what)
-    if response.size == 0 or evaluate.is_silent(response):  # an undecodable one is counted already
+    if response.size == 0 or audio_io.is_silent(response):  # an undecodable one is counted already
         _count_skip(path, what, f"{path} is empty or silent (digital silence or a constant offset)")
         return None
     return response

@@ -53,20 +53,24 @@ def speaker_of(path: Path, root: Path) -> str:
     return parts[0] if len(parts) > 1 else path.stem
 
 
-def walk_audio_files(root: Path, real_root: str | None = None) -> Iterator[Path]:
-    """Audio files below root in a stable order (sorted per folder), one at a time, as
-    audio_io.find_audio_files finds them: hidden files and folders left out, and a link to a file
-    inside the walked folder left out too (the walk reaches that file itself). Symlinked folders
-    are not followed."""
-    real_root = real_root or os.path.realpath(root)
-    for entry in sorted(os.scandir(root), key=lambda e: e.name):
-        if entry.name.startswith("."):
-            continue
-        if entry.is_dir(follow_symlinks=False):
-            yield from walk_audio_files(Path(entry.path), real_root)
-        elif entry.is_file() and Path(entry.name).suffix.lower() in audio_io.AUDIO_EXTENSIONS and not (
-                entry.is_symlink() and _inside(os.path.realpath(entry.path), real_root)):
-            yield Path(entry.path)
+def walk_audio_files(root: Path) -> Iterator[Path]:
+    """Audio files below root in a stable order (sorted per folder), one at a time: those
+    audio_io.find_audio_files lists, but for files in symlinked folders, which the walk does not
+    follow. Hidden files and folders are left out, and so is a link to a file inside root (the
+    walk reaches that file by its own path)."""
+    real_root = os.path.realpath(root)
+
+    def walk(folder: str) -> Iterator[Path]:
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                yield from walk(entry.path)
+            elif entry.is_file() and Path(entry.name).suffix.lower() in audio_io.AUDIO_EXTENSIONS and not (
+                    entry.is_symlink() and _inside(os.path.realpath(entry.path), real_root)):
+                yield Path(entry.path)
+
+    return walk(str(root))
 
 
 def _inside(path: str, folder: str) -> bool:

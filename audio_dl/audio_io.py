@@ -95,26 +95,37 @@ def _expand(spec: str, extensions) -> list[Path]:
         matches = [Path(p) for p in glob.glob(os.path.expanduser(spec), recursive=True)]
         files = sorted(p for p in matches if p.suffix.lower() in extensions and p.is_file())
         if not files and any(p.is_dir() for p in matches):  # which folder is a speaker would be a guess
+            example = ".wav" if ".wav" in extensions else min(extensions)
             raise UsageError(f"the glob {spec} matches folders, not files: give the folder that holds them "
-                             f"(searched recursively) or a glob of files such as {spec}/**/*.wav")
+                             f"(searched recursively) or a glob of files such as {spec}/**/*{example}")
         return files
     raise UsageError(f"path does not exist: {spec}")
 
 
+def walk_reaches(root: str, real: str) -> bool:
+    """Whether walking the real folder `root` (hidden files and folders left out) reaches the real
+    path `real` by its own path: then a link to it is a second way to the same place."""
+    inside = real != root and os.path.commonpath([real, root]) == root
+    return inside and not any(part.startswith(".") for part in Path(os.path.relpath(real, root)).parts)
+
+
 def _files_below(folder: Path) -> list[Path]:
     """Files in folder and its subfolders, through symlinked folders (each real folder once; a link
-    back to the folder or above it is not followed, so a link cycle ends), leaving out hidden files
-    and folders."""
+    back to the folder or above it is not followed, so a link cycle ends, and neither is one to a
+    folder the walk reaches by its own path), leaving out hidden files and folders."""
     root = os.path.realpath(folder)
     seen = {root}
     files = []
     for parent, folders, names in os.walk(folder, followlinks=True):
         kept = []
         for name in sorted(folders):
-            real = os.path.realpath(os.path.join(parent, name))
-            if not name.startswith(".") and real not in seen and os.path.commonpath([real, root]) != real:
-                seen.add(real)
-                kept.append(name)
+            path = os.path.join(parent, name)
+            real = os.path.realpath(path)
+            if name.startswith(".") or real in seen or os.path.commonpath([real, root]) == real or (
+                    os.path.islink(path) and walk_reaches(root, real)):
+                continue
+            seen.add(real)
+            kept.append(name)
         folders[:] = kept
         files += [Path(parent, name) for name in names if not name.startswith(".")
                   and os.path.isfile(os.path.join(parent, name))]

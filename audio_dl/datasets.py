@@ -45,7 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                       help="comma-separated (default: %(default)s; also: airdsAirs, essenFolksong)")
     folk.add_argument("--cache", help="where downloaded packages are kept (default: a temp folder)")
     prepare = commands.add_parser("prepare", help="a folder of audio files -> sharded TFRecords of resampled PCM")
-    prepare.add_argument("source", help="folder of audio files (speaker = first folder below it)")
+    prepare.add_argument("source", help="folder of audio files (speaker = first folder below it; hidden "
+                                        "files and links to its own files left out, linked folders not followed)")
     prepare.add_argument("out_dir", type=cli.folder_path, help="folder for shard-*.tfrecord, manifest.json, skipped.tsv")
     prepare.add_argument("--sample-rate", type=int, default=8000, help="Hz (default: %(default)s)")
     prepare.add_argument("--files-per-shard", type=int, default=1000, help="(default: %(default)s)")

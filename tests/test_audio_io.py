@@ -69,6 +69,8 @@ def test_a_glob_that_matches_only_folders_says_so(tmp_path):
     (tmp_path / "corpus" / "ann" / "a.wav").write_bytes(b"")
     with pytest.raises(UsageError, match=r"matches folders, not files: give the folder that holds them"):
         audio_io.find_audio_files(str(tmp_path / "corpus" / "*"))
+    with pytest.raises(UsageError, match=r"a glob of files such as .*/\*\*/\*\.kar"):  # MIDI: no .wav
+        audio_io.find_files(str(tmp_path / "corpus" / "*"), (".mid", ".kar"), "MIDI")
 
 
 def test_missing_path_and_empty_folder_are_usage_errors(tmp_path):

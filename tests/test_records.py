@@ -50,16 +50,22 @@ def test_prepare_writes_resampled_shards_and_lists_bad_files(source, tmp_path):
 
 
 def test_prepare_walks_the_files_that_training_from_the_folder_reads(source):
-    """A link to a file of the corpus is that file once (else one recording could land in training
-    and validation); hidden files (macOS `._` twins) are left out, as reading the folder does."""
+    """A link to a file or folder the walk reaches by its own path is that file or folder once (else
+    one recording could land in training and validation, or under two speakers); a link to a hidden
+    file is its only way in; hidden files (macOS `._` twins) are left out, as reading the folder does."""
     (source / "aa").mkdir()
     (source / "aa" / "link.wav").symlink_to(source / "ann" / "u0.wav")  # sorted before the file itself
+    (source / ".stash").mkdir()
+    (source / ".stash" / "kept.wav").write_bytes((source / "ann" / "u3.wav").read_bytes())
+    (source / "bob" / "stashed.wav").symlink_to(source / ".stash" / "kept.wav")  # its only way in
+    (source / "a_link").symlink_to(source / "cy", target_is_directory=True)  # cy, by another name
     (source / "ann" / "._u1.wav").write_bytes(b"\0" * 100)
     (source / ".hidden").mkdir()
     (source / ".hidden" / "u9.wav").write_bytes((source / "ann" / "u2.wav").read_bytes())
     walked = sorted(str(path) for path in records.walk_audio_files(source))
     assert walked == sorted(str(path) for path in audio_io.find_audio_files([source]))
-    assert str(source / "aa" / "link.wav") not in walked
+    assert str(source / "aa" / "link.wav") not in walked and str(source / "bob" / "stashed.wav") in walked
+    assert not any("a_link" in path for path in walked)
 
 
 def test_float_audio_above_full_scale_is_stored_scaled_down_not_clipped(source, tmp_path):

@@ -337,6 +337,18 @@ def test_float_audio_above_full_scale_is_not_clipped_whether_preloaded_or_read_p
     np.testing.assert_allclose(from_memory, from_files, atol=2.5 / 32767)
 
 
+def test_preloaded_audio_within_full_scale_reads_back_as_its_int16_over_32767(tmp_path):
+    """Bit for bit what the memory table read before files over full scale kept their level: the
+    int16 samples / 32767 in a graph (where TF divides by a constant as a multiplication)."""
+    quiet = tmp_path / "quiet.wav"
+    x = np.random.default_rng(0).uniform(-0.9, 0.9, 4000).astype(np.float32)
+    soundfile.write(quiet, x, 8000, subtype="FLOAT")
+    table = speech._MemoryTable([speech.audio_io.probe(quiet)], 8000)
+    crop = tf.function(table.read)(tf.constant(0), 0.5, tf.constant(0.0), 8000, False).numpy()
+    as_before = tf.function(lambda pcm: tf.cast(pcm, tf.float32) / speech.audio_io.PCM16_SCALE)
+    np.testing.assert_array_equal(crop, as_before(tf.constant(np.round(x * 32767).astype(np.int16))).numpy())
+
+
 def test_a_file_read_per_crop_that_fails_at_every_crop_is_counted_once(tmp_path, caplog):
     bad = []
     for name in ("a", "b", "c"):

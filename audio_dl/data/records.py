@@ -56,8 +56,8 @@ def speaker_of(path: Path, root: Path) -> str:
 def walk_audio_files(root: Path) -> Iterator[Path]:
     """Audio files below root in a stable order (sorted per folder), one at a time: those
     audio_io.find_audio_files lists, but for files in symlinked folders, which the walk does not
-    follow. Hidden files and folders are left out, and so is a link to a file inside root (the
-    walk reaches that file by its own path)."""
+    follow. Hidden files and folders are left out, and so is a link to a file the walk lists by
+    its own path."""
     real_root = os.path.realpath(root)
 
     def walk(folder: str) -> Iterator[Path]:
@@ -67,14 +67,15 @@ def walk_audio_files(root: Path) -> Iterator[Path]:
             if entry.is_dir(follow_symlinks=False):
                 yield from walk(entry.path)
             elif entry.is_file() and Path(entry.name).suffix.lower() in audio_io.AUDIO_EXTENSIONS and not (
-                    entry.is_symlink() and _inside(os.path.realpath(entry.path), real_root)):
+                    entry.is_symlink() and _walk_lists(real_root, os.path.realpath(entry.path))):
                 yield Path(entry.path)
 
     return walk(str(root))
 
 
-def _inside(path: str, folder: str) -> bool:
-    return os.path.commonpath([path, folder]) == folder
+def _walk_lists(real_root: str, real: str) -> bool:
+    """Whether the walk of real_root lists the real file `real` by its own path."""
+    return audio_io.walk_reaches(real_root, real) and Path(real).suffix.lower() in audio_io.AUDIO_EXTENSIONS
 
 
 def _shard_name(index: int) -> str:

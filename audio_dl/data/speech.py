@@ -271,7 +271,7 @@ class _MemoryTable:
             audio = tf.gather(self.flat, positions)
         else:
             audio = _crop_at(tf.slice(self.flat, [start], [size]), position, length)
-        # / PCM16_SCALE first: a file within full scale reads back exactly as before gains (x 1.0)
+        # / PCM16_SCALE first: a file within full scale at the model rate reads back exactly as before (x 1.0)
         return tf.ensure_shape(tf.cast(audio, tf.float32) / audio_io.PCM16_SCALE * self.gains[index], [length])
 
 

@@ -374,7 +374,8 @@ class _ChannelStream:
         self.pending_noisy = np.zeros(0, np.float32)  # native-rate noisy samples not yet matched
 
     def push(self, samples: np.ndarray) -> np.ndarray:
-        self.pending_noisy = np.concatenate([self.pending_noisy, samples])
+        if self.limit:  # else the output is the denoised side alone: no input held back for it
+            self.pending_noisy = np.concatenate([self.pending_noisy, samples])
         return self._through(self.down.resample_chunk(samples), last=False)
 
     def flush(self) -> np.ndarray:

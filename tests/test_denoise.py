@@ -97,6 +97,14 @@ def test_the_strength_limit_keeps_the_band_above_the_model_rate(tmp_path, streng
     np.testing.assert_allclose(out, inference.strength_to_limit(strength_db) * x, atol=1e-6)
 
 
+def test_with_no_limit_no_input_is_held_back_for_the_mix():
+    """The default (no --strength) outputs the denoised side alone: memory stays one chunk's worth
+    at the model rate, not the input's rate."""
+    stream = inference._ChannelStream(_fake_denoiser(lambda x: x), 48000, 0.0, chunk_seconds=30.0)
+    stream.push(np.zeros(96000, np.float32))
+    assert stream.pending_noisy.size == 0
+
+
 def test_the_strength_mix_lines_the_input_up_with_the_denoised_side(tmp_path):
     """With a model that returns its input, the denoised side is the input below 4 kHz: out is the
     1 kHz tone whole and lim of the 6 kHz one, sample for sample (a shift would leave a residue)."""

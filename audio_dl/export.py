@@ -526,11 +526,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     source = Path(args.source)
     if not source.exists():
         raise UsageError(f"path does not exist: {source}")
-    if not (source / "saved_model.pb").is_file():
-        candidates = sorted(versions(source / "export"))
-        if not candidates:
+    if not (source / "saved_model.pb").is_file():  # a training run: its newest export
+        newest = newest_export(source / "export")
+        if newest is None:
             raise UsageError(f"{source} holds no exported model")
-        source = source / "export" / str(candidates[-1])
+        source = newest
     base = args.base or cli.family_base(export_family(source))
     target = publish(source, base, args.version, shipped=args.ship)
     print(f"published {source} as {target}; TF Serving now serves version {max(versions(base))} of {base}")

@@ -78,19 +78,21 @@ class ReadStats:
 
 def _parse(path: str | Path, steps_per_quarter: int = 4, max_steps: int | None = None) -> pretty_midi.PrettyMIDI:
     """The file as pretty_midi reads it. MelodySkipped "unreadable" where mido or pretty_midi fails;
-    "too_long" where pretty_midi would refuse its length (MAX_TICK ticks: "likely corrupt") and
+    "too_long" where pretty_midi refused its length (past MAX_TICK ticks: "likely corrupt") and
     its notes span more than `max_steps` grid steps, as a long tune's do."""
     try:
         data = mido.MidiFile(str(path))
     except Exception as error:  # noqa: BLE001 - mido raises many types on corrupt files
         raise _unreadable(path, error) from None
-    if max_steps is not None and data.ticks_per_beat > 0 and _largest_tick(data) >= pretty_midi.pretty_midi.MAX_TICK:
-        steps = round(_note_ticks(data) / data.ticks_per_beat * steps_per_quarter)
-        if steps > max_steps:
-            raise MelodySkipped("too_long", f"its notes span {steps} steps > {max_steps}")
     try:
         return pretty_midi.PrettyMIDI(mido_object=data)
     except Exception as error:  # noqa: BLE001 - and pretty_midi on files mido reads
+        data = mido.MidiFile(str(path))  # afresh: pretty_midi made the event times absolute in place
+        last_event, first_note, last_note = _event_ticks(data)
+        if max_steps is not None and data.ticks_per_beat > 0 and last_event > pretty_midi.pretty_midi.MAX_TICK:
+            steps = round((last_note - first_note) / data.ticks_per_beat * steps_per_quarter)
+            if steps > max_steps:
+                raise MelodySkipped("too_long", f"its notes span {steps} steps > {max_steps}") from None
         raise _unreadable(path, error) from None
 
 
@@ -99,21 +101,18 @@ def _unreadable(path: str | Path, error: Exception) -> MelodySkipped:
     return MelodySkipped("unreadable", f"{Path(path).name}: {reason}")
 
 
-def _largest_tick(data: mido.MidiFile) -> int:
-    """The tick of the file's last event (in any track)."""
-    return max((sum(message.time for message in track) for track in data.tracks), default=0)
-
-
-def _note_ticks(data: mido.MidiFile) -> int:
-    """Ticks from the file's first to its last note event, in any track (0 without notes)."""
-    ticks = []
+def _event_ticks(data: mido.MidiFile) -> tuple[int, int, int]:
+    """(tick of the last event, of the first note event, of the last note event), over all tracks
+    (the note ticks 0 without notes)."""
+    last_event, notes = 0, []
     for track in data.tracks:
         tick = 0
         for message in track:
             tick += message.time
             if message.type in ("note_on", "note_off"):
-                ticks.append(tick)
-    return max(ticks) - min(ticks) if ticks else 0
+                notes.append(tick)
+        last_event = max(last_event, tick)
+    return last_event, min(notes, default=0), max(notes, default=0)
 
 
 def _pitched_voices(midi: pretty_midi.PrettyMIDI) -> list[pretty_midi.Instrument]:

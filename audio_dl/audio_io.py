@@ -80,7 +80,12 @@ def given_path(spec: str | os.PathLike) -> Path:
 def _expand(spec: str, extensions) -> list[Path]:
     path = given_path(spec)
     if path.is_dir():
-        return sorted(p for p in _files_below(path) if p.suffix.lower() in extensions)
+        files, broken_links = _files_below(path)
+        broken_links = [p for p in broken_links if p.suffix.lower() in extensions]
+        if broken_links:
+            log.warning("left out %d broken link(s) in %s, e.g. %s -> %s", len(broken_links), spec,
+                        broken_links[0].relative_to(path), os.readlink(broken_links[0]))
+        return sorted(p for p in files if p.suffix.lower() in extensions)
     if path.is_file():
         if path.suffix.lower() == ".txt":
             lines = [line.strip() for line in path.read_text().splitlines()]
@@ -109,13 +114,14 @@ def walk_reaches(root: str, real: str) -> bool:
     return inside and not any(part.startswith(".") for part in Path(os.path.relpath(real, root)).parts)
 
 
-def _files_below(folder: Path) -> list[Path]:
-    """Files in folder and its subfolders, through symlinked folders (each real folder once; a link
-    back to the folder or above it is not followed, so a link cycle ends, and neither is one to a
-    folder the walk reaches by its own path), leaving out hidden files and folders."""
+def _files_below(folder: Path) -> tuple[list[Path], list[Path]]:
+    """(files, broken links) in folder and its subfolders, through symlinked folders (each real
+    folder once; a link back to the folder or above it is not followed, so a link cycle ends, and
+    neither is one to a folder the walk reaches by its own path), leaving out hidden files and
+    folders."""
     root = os.path.realpath(folder)
     seen = {root}
-    files = []
+    files, broken_links = [], []
     for parent, folders, names in os.walk(folder, followlinks=True):
         kept = []
         for name in sorted(folders):
@@ -127,9 +133,12 @@ def _files_below(folder: Path) -> list[Path]:
             seen.add(real)
             kept.append(name)
         folders[:] = kept
-        files += [Path(parent, name) for name in names if not name.startswith(".")
-                  and os.path.isfile(os.path.join(parent, name))]
-    return files
+        for path in (Path(parent, name) for name in names if not name.startswith(".")):
+            if path.is_file():
+                files.append(path)
+            elif path.is_symlink() and not path.exists():
+                broken_links.append(path)
+    return files, broken_links
 
 
 _STDERR_REDIRECT = threading.Lock()
@@ -190,17 +199,23 @@ def holds_no_samples(path: str | os.PathLike) -> bool:
 
 def probe(path: str | os.PathLike) -> AudioInfo | None:
     """Header of an audio file, or None when it cannot be read or holds no samples."""
+    info = probe_or_reason(path)
+    return info if isinstance(info, AudioInfo) else None
+
+
+def probe_or_reason(path: str | os.PathLike) -> AudioInfo | str:
+    """Header of an audio file, or why it is unusable, in words ("format not recognised", "no samples")."""
     try:
         with quiet_decoders():
             info = soundfile.info(str(path))
         frames = info.frames
-    except Exception:  # noqa: BLE001 - any decoder failure means "unreadable"
+    except Exception as error:  # noqa: BLE001 - any decoder failure means "unreadable"
         info = _tfio_info(path)
         if info is None:
-            return None
-        return info if info.frames > 0 else None
+            return decode_failure(path, error)
+        return info if info.frames > 0 else "no samples"
     if frames <= 0 or info.samplerate <= 0:
-        return None
+        return "no samples"
     return AudioInfo(str(path), int(info.samplerate), int(info.channels), int(frames))
 
 
@@ -268,14 +283,19 @@ def read_audio(path: str | os.PathLike, sample_rate: int | None = None, start_se
 
 
 def probe_all(files: Sequence[Path]) -> tuple[list[AudioInfo], list[Path]]:
-    """Probe every file; returns (readable infos, skipped paths) and logs one counted warning."""
-    infos, skipped = [], []
+    """Probe every file; returns (readable infos, skipped paths) and logs one counted warning
+    naming the first skipped file and why."""
+    infos, skipped, first_reason = [], [], ""
     for path in files:
-        info = probe(path)
-        (infos.append(info) if info is not None else skipped.append(path))
+        info = probe_or_reason(path)
+        if isinstance(info, AudioInfo):
+            infos.append(info)
+            continue
+        first_reason = first_reason or info
+        skipped.append(path)
     if skipped:
-        log.warning("skipped %d of %d audio files (unreadable, corrupt or empty), e.g. %s",
-                    len(skipped), len(files), skipped[0])
+        log.warning("skipped %d of %d audio files (unreadable, corrupt or empty), e.g. %s: %s",
+                    len(skipped), len(files), skipped[0], first_reason)
     return infos, skipped
 
 

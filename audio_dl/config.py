@@ -102,6 +102,8 @@ class DenoiserConfig:
         _check(bool(self.speech) and bool(self.noise), "speech and noise each need at least one path")
         _check(self.architecture in ARCHITECTURES, f"architecture must be one of {ARCHITECTURES}")
         _check(self.loss in LOSSES, f"loss must be one of {LOSSES}")
+        _check(self.loss != "magnitude_mse" or self.architecture == "fcn16",
+               "loss=magnitude_mse needs architecture=fcn16 (the mask model has no normalised magnitude to compare)")
         _check(0.0 <= self.val_fraction < 1.0, "val_fraction must be in [0, 1)")
         _check(self.preload_mb >= 0, "preload_mb must be >= 0")
         _check(self.crop_seconds * self.sample_rate >= self.frame_length,

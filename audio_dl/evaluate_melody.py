@@ -2,6 +2,7 @@
 
     python -m audio_dl.evaluate_melody --midi-dir DIR [--model saved_models/melody] [-o report.json]
     python -m audio_dl.evaluate_melody --midi-dir airds          # Aird's Airs (never trained on; also: essen)
+    python -m audio_dl.evaluate_melody --validation-split        # the tunes its training held out
 
 Reports, on the tunes of DIR: teacher-forced token NLL and accuracy; next-pitch accuracy and bits
 per note at note onsets; the same for smoothed (Witten-Bell) pitch n-grams of order 3 and 5 fitted
@@ -36,9 +37,13 @@ log = logging.getLogger(__name__)
 def build_parser() -> cli.ArgumentParser:
     parser = cli.ArgumentParser(prog="python -m audio_dl.evaluate_melody", description=__doc__,
                                 formatter_class=cli.argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--midi-dir", action="append", required=True, metavar="DIR",
-                        help="tunes to score: a folder or glob of MIDI, or 'airds' / 'essen' or a collection's name "
-                             "such as airdsAirs (repeatable)")
+    tunes = parser.add_mutually_exclusive_group(required=True)
+    tunes.add_argument("--midi-dir", action="append", metavar="DIR",
+                       help="tunes to score: a folder or glob of MIDI, or 'airds' / 'essen' or a collection's name "
+                            "such as airdsAirs (repeatable)")
+    tunes.add_argument("--validation-split", action="store_true",
+                       help="score the tunes the model's training held out for validation (of its corpus, or "
+                            "of --train-midi-dir), as its model card does")
     parser.add_argument("--model", type=Path, default=cli.shipped_model("melody"),
                         help="SavedModel folder, TF Serving base path or training run folder (the "
                              "highest version; default: %(default)s)")
@@ -60,20 +65,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_sampling(args.temperature, names=cli.flag_names("temperature"))
     if args.output.suffix.lower() != ".json":  # never a tune of --midi-dir, whatever its folder
         raise UsageError(f"-o {args.output}: give the .json file for the metrics, e.g. melody_evaluation.json")
-    output = cli.output_file(args.output, [Path(spec) for spec in args.midi_dir + (args.train_midi_dir or [])])
+    midi_dirs = args.midi_dir or []
+    output = cli.output_file(args.output, [Path(spec) for spec in midi_dirs + (args.train_midi_dir or [])])
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     loaded, cfg, version = load_melody_export(args.model)
     cfg = dataclasses.replace(cfg, max_eval_tunes=args.max_tunes, generated_tunes=max(args.generate, 1))
-    tunes, note = held_out_tunes(tuple(args.midi_dir), cfg)
-    if not tunes:  # said before the training corpus (minutes to read) is loaded
-        raise UsageError(f"no tune of {', '.join(args.midi_dir)} can be scored ({note})")
-    train = training_split(cfg, args.train_midi_dir, version)
-    print(f"model {version}; scoring {', '.join(args.midi_dir)}: {note}")
+    if args.validation_split:
+        corpus = training_corpus(cfg, args.train_midi_dir, version)
+        train, tunes, what = corpus.train, corpus.val[: args.max_tunes], "the validation split"
+        note = f"{corpus.report.summary()}; scored {len(tunes)} of its {len(corpus.val)} validation tunes"
+    else:
+        tunes, note = held_out_tunes(tuple(midi_dirs), cfg)
+        what = ", ".join(midi_dirs)
+        if not tunes:  # said before the training corpus (minutes to read) is loaded
+            raise UsageError(f"no tune of {what} can be scored ({note})")
+        train = training_corpus(cfg, args.train_midi_dir, version).train
+    print(f"model {version}; scoring {what}: {note}")
     seen = count_training_tunes(tunes, train)
     if seen:
         log.warning("%d of the %d tunes scored are in the model's training split: their scores are not held-out",
                     seen, len(tunes))
-    metrics = {"scored": {"description": ", ".join(args.midi_dir), "training_tunes": seen,
+    metrics = {"scored": {"description": what, "training_tunes": seen,
                           **evaluate_tunes(export_scorer(loaded), cfg, train, tunes)}}
     if args.generate:
         generator = MelodyGenerator.from_export(version)
@@ -84,14 +96,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def training_split(cfg: MelodyConfig, train_midi_dir: list[str] | None, version: Path) -> list[melody_data.Tune]:
-    """The training split the model was trained with: of `train_midi_dir`, or of the corpus its
-    config.json names (a relative path there is relative to where it was trained: UsageError
+def training_corpus(cfg: MelodyConfig, train_midi_dir: list[str] | None, version: Path) -> melody_data.MelodyCorpus:
+    """The corpus the model was trained on, split as in training: `train_midi_dir`, or the corpus
+    its config.json names (a relative path there is relative to where it was trained: UsageError
     naming --train-midi-dir when it is not found from here)."""
     if train_midi_dir:
-        return melody_data.load_corpus(dataclasses.replace(cfg, midi_dir=tuple(train_midi_dir))).train
+        return melody_data.load_corpus(dataclasses.replace(cfg, midi_dir=tuple(train_midi_dir)))
     try:
-        return melody_data.load_corpus(cfg).train
+        return melody_data.load_corpus(cfg)
     except UsageError as error:
         raise UsageError(f"the model's training tunes, midi_dir in {version / 'config.json'}: {error}; "
                          "give them with --train-midi-dir") from None
@@ -100,11 +112,8 @@ def training_split(cfg: MelodyConfig, train_midi_dir: list[str] | None, version:
 def count_training_tunes(tunes: list[melody_data.Tune], train: list[melody_data.Tune]) -> int:
     """How many of `tunes` are tunes of `train`, by their notes in any key (whatever the file or
     folder is called)."""
-    def melody(tune: melody_data.Tune) -> tuple:
-        return tuple((n.pitch - tune.notes[0].pitch, n.start, n.duration) for n in tune.notes)
-
-    trained_on = {melody(t) for t in train}
-    return sum(melody(t) in trained_on for t in tunes)
+    trained_on = {t.melody for t in train}
+    return sum(t.melody in trained_on for t in tunes)
 
 
 main.prog = "python -m audio_dl.evaluate_melody"

@@ -14,7 +14,9 @@ and a user's run is only published above it on request (`python -m audio_dl.expo
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import logging
 import os
 import re
 import shutil
@@ -38,6 +40,8 @@ from audio_dl.models.denoiser import (
 )
 from audio_dl.models.melody import MelodySampler
 from audio_dl.streaming import STREAMING_INT8_TFLITE_NAME, STREAMING_TFLITE_NAME, StreamingDenoiser
+
+log = logging.getLogger(__name__)
 
 # Stated tolerances (max absolute difference of the output waveform, audio in [-1, 1]).
 SAVED_MODEL_TOLERANCE = 1e-5
@@ -184,9 +188,10 @@ def _kilobytes(path: Path) -> float:
 
 def denoiser_from_export(version_dir: Path) -> tuple[keras.Model, DenoiserConfig]:
     """The Keras model (build_denoiser) of an exported version, with its weights read back from the
-    SavedModel: the variables by name, the input normalisation's mean and variance from the two
-    tensors the endpoint captures (their order is not recorded: the one that reproduces the
-    SavedModel's output is kept). Raises UsageError for a folder that is not a denoiser export."""
+    SavedModel: the variables by name, the normalisation layers' means and variances from the
+    tensors the endpoint captures, two per layer (their order is not recorded: the one that
+    reproduces the SavedModel's output is kept). Raises UsageError for a folder that is not a
+    denoiser export."""
     version_dir = cli.existing_folder(Path(version_dir), "an export folder")
     if serving_inputs(version_dir) != ("waveform",):
         raise UsageError(f"{version_dir} is not a denoiser export (its SavedModel does not take a waveform)")
@@ -206,16 +211,21 @@ def denoiser_from_export(version_dir: Path) -> tuple[keras.Model, DenoiserConfig
         if weight.path in values:
             weight.assign(values[weight.path])
     statistics = [t.numpy() for t in served.captured_inputs if t.dtype == tf.float32]
+    normalizations = [layer for layer in model.layers if isinstance(layer, keras.layers.Normalization)]
     missing = [w.path for w in model.trainable_weights if w.path not in values]
-    if missing or len(statistics) != 2:
+    if missing or len(statistics) != 2 * len(normalizations):
         raise UsageError(f"{version_dir}: the SavedModel does not hold this config's weights ({missing[:3]})")
     probe = _test_noise(np.random.default_rng(0), (1, cfg.sample_rate))
     expected = served(waveform=tf.constant(probe))["denoised"].numpy()
-    normalization = model.get_layer("input_normalization")
-    for mean, variance in (statistics, statistics[::-1]):
-        normalization.adapt_mean.assign(mean.reshape(normalization.adapt_mean.shape))
-        normalization.adapt_variance.assign(variance.reshape(normalization.adapt_variance.shape))
-        normalization.finalize_state()
+    for order in itertools.permutations(statistics):  # (mean, variance) of each layer in turn: 2 orders, or 24 for fcn16
+        pairs = list(zip(order[::2], order[1::2]))
+        if any(mean.size != np.prod(layer.adapt_mean.shape) or variance.size != np.prod(layer.adapt_variance.shape)
+               or (variance < 0).any() for layer, (mean, variance) in zip(normalizations, pairs)):
+            continue
+        for layer, (mean, variance) in zip(normalizations, pairs):
+            layer.adapt_mean.assign(mean.reshape(layer.adapt_mean.shape))
+            layer.adapt_variance.assign(variance.reshape(layer.adapt_variance.shape))
+            layer.finalize_state()
         if np.abs(model(probe, training=False)["denoised"].numpy() - expected).max() <= SAVED_MODEL_TOLERANCE:
             return model, cfg
     raise ExportError(f"{version_dir}: the weights read back do not reproduce the SavedModel")
@@ -226,10 +236,10 @@ def add_streaming_int8(version_dir: Path) -> dict[str, float]:
     export), built from the weights read back from its SavedModel; returns its measured quality.
     An export that has one already is refused (it would change a published version)."""
     version_dir = Path(version_dir)
-    model, cfg = denoiser_from_export(version_dir)
     target = version_dir / STREAMING_INT8_TFLITE_NAME
-    if target.exists():
+    if target.exists():  # before the SavedModel is loaded: that takes seconds
         raise UsageError(f"{version_dir} already has {STREAMING_INT8_TFLITE_NAME}")
+    model, cfg = denoiser_from_export(version_dir)
     with staged_file(target) as staging:
         staging.write_bytes(convert_streaming(build_streaming_denoiser(cfg, weights_from=model), "dynamic_int8"))
     return streaming_int8_quality(version_dir, _test_noise(np.random.default_rng(0), (cfg.sample_rate // 2,)))
@@ -282,12 +292,24 @@ def write_provenance(version_dir: Path, provenance: dict, model: keras.Model, cf
 
 def versions(base: Path) -> dict[int, dict]:
     """{version: provenance} of the complete version folders under a TF Serving base path."""
-    found = {}
-    for child in Path(base).glob("*"):
-        if child.is_dir() and child.name.isdigit() and (child / "saved_model.pb").is_file():
-            provenance = child / "provenance.json"
-            found[int(child.name)] = json.loads(provenance.read_text()) if provenance.is_file() else {}
-    return found
+    return {int(child.name): read_provenance(child) for child in Path(base).glob("*")
+            if child.is_dir() and child.name.isdigit() and (child / "saved_model.pb").is_file()}
+
+
+def read_provenance(version_dir: Path) -> dict:
+    """version_dir/provenance.json, or {} when there is none; one that is not a JSON object (a hand
+    edit gone wrong) is {} too, with a warning naming it."""
+    path = Path(version_dir) / "provenance.json"
+    if not path.is_file():
+        return {}
+    try:
+        provenance = json.loads(path.read_bytes())
+    except ValueError:  # not JSON, or not UTF-8
+        provenance = None
+    if not isinstance(provenance, dict):
+        log.warning("%s is not a JSON object: read as no provenance", path)
+        return {}
+    return provenance
 
 
 def newest_export(path: Path) -> Path | None:
@@ -346,12 +368,8 @@ def published_as(version_dir: Path, base: Path) -> Path | None:
 
 
 def _model_identity(version_dir: Path) -> str | bytes | None:
-    provenance, fingerprint = version_dir / "provenance.json", version_dir / "fingerprint.pb"
-    try:
-        digest = json.loads(provenance.read_text()).get("model_sha256") if provenance.is_file() else None
-    except (ValueError, AttributeError):  # not JSON, or not an object
-        digest = None
-    return digest or (fingerprint.read_bytes() if fingerprint.is_file() else None)
+    fingerprint = version_dir / "fingerprint.pb"
+    return read_provenance(version_dir).get("model_sha256") or (fingerprint.read_bytes() if fingerprint.is_file() else None)
 
 
 def publish(version_dir: Path, base: Path, version: int | None = None, shipped: bool = False) -> Path:
@@ -373,10 +391,8 @@ def publish(version_dir: Path, base: Path, version: int | None = None, shipped: 
     with staged_folder(target) as staging:
         shutil.copytree(version_dir, staging, dirs_exist_ok=True)
         if shipped:
-            provenance_file = staging / "provenance.json"
-            provenance = json.loads(provenance_file.read_text()) if provenance_file.is_file() else {}
-            provenance_file.write_text(json.dumps({**provenance, "source": "shipped",
-                                                   "published_from": str(version_dir)}, indent=2) + "\n")
+            provenance = {**read_provenance(staging), "source": "shipped", "published_from": str(version_dir)}
+            (staging / "provenance.json").write_text(json.dumps(provenance, indent=2) + "\n")
     return target
 
 
@@ -460,13 +476,16 @@ def reexport(version_dir: Path) -> Path:
     version_dir = cli.existing_folder(Path(version_dir), "an export folder")
     denoiser = serving_inputs(version_dir) == SERVING_INPUTS["denoiser"]
     folder = Path(os.path.abspath(version_dir))  # its number and base path also for "." or "3/"
-    newest = max(versions(folder.parent))
+    numbered = versions(folder.parent)
+    if not folder.name.isdigit() or int(folder.name) not in numbered:
+        raise UsageError(f"{version_dir} is not a version folder of a TF Serving base path (a folder named by its "
+                         "number, such as saved_models/denoiser/4): a re-export becomes the next version beside it")
+    newest = max(numbered)
     if folder.name != str(newest):
         raise UsageError(f"{version_dir} is not the newest version under {folder.parent} (that is {newest}); "
                          "a re-export becomes the version served, so only the newest is re-exported")
     model, cfg = denoiser_from_export(version_dir) if denoiser else melody_from_export(version_dir)
-    provenance_file = version_dir / "provenance.json"
-    provenance = json.loads(provenance_file.read_text()) if provenance_file.is_file() else {}
+    provenance = read_provenance(version_dir)
     digest = model_digest(model, cfg)
     if provenance.get("model_sha256", digest) != digest:
         raise UsageError(f"{version_dir}: the weights read back are not those its provenance.json records")

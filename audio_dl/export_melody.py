@@ -69,7 +69,10 @@ def _run_steps(step_fn, tokens: np.ndarray, cfg: MelodyConfig) -> np.ndarray:
     return np.array(logits)
 
 
-_PRIMER = np.array([midi_io.FIRST_NOTE_TOKEN, midi_io.HOLD, midi_io.FIRST_NOTE_TOKEN + 2, midi_io.REST], np.int32)
+def _check_primer(cfg: MelodyConfig) -> np.ndarray:
+    """Two notes (a third apart where the range holds one), held, then a rest: a primer of any vocabulary."""
+    second = midi_io.FIRST_NOTE_TOKEN + min(2, vocab_size(cfg) - midi_io.FIRST_NOTE_TOKEN - 1)
+    return np.array([midi_io.FIRST_NOTE_TOKEN, midi_io.HOLD, second, midi_io.REST], np.int32)
 
 
 def verify_melody_export(model: keras.Model, one_step: keras.Model, sampler: MelodySampler, cfg: MelodyConfig,
@@ -85,7 +88,7 @@ def verify_melody_export(model: keras.Model, one_step: keras.Model, sampler: Mel
         **{k: tf.constant(v) for k, v in inputs.items()}), tokens, cfg)
     runner = signature_runner(version_dir / ONE_STEP_TFLITE_NAME)
     lite = _run_steps(lambda inputs: runner(**inputs), tokens, cfg)
-    arguments = dict(primer=tf.constant(_PRIMER), temperature=tf.constant(1.0),
+    arguments = dict(primer=tf.constant(_check_primer(cfg)), temperature=tf.constant(1.0),
                      top_k=tf.constant(0), seed=tf.constant(3), max_steps=tf.constant(64))
     same_tokens = np.array_equal(loaded.signatures["generate"](**arguments)["tokens"].numpy(),
                                  sampler.generate(**arguments)["tokens"].numpy())

@@ -6,7 +6,6 @@ checkpoints/best.weights.h5, history.csv, metrics.json, export/1/).
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
 import math
@@ -27,8 +26,8 @@ from audio_dl.data import melody as melody_data
 from audio_dl.errors import UsageError
 from audio_dl.models.melody import build_folknet, vocab_size
 from audio_dl import distribute
-from audio_dl.training import (EpochClock, check_divergence, device_name, finished_training, load_best_weights,
-                               mark_trained, prepare_run_dir, run_callbacks)
+from audio_dl.training import (EpochClock, ResumedEarlyStopping, best_epoch, check_divergence, counted, device_name,
+                               finished_training, load_best_weights, mark_trained, prepare_run_dir, run_callbacks)
 
 
 @dataclasses.dataclass
@@ -152,7 +151,7 @@ def train_melody(cfg: MelodyConfig, run_dir: Path, verbose: int = 1, command: st
         if not tunes:
             raise UsageError(f"no tune of {spec} can be scored ({note})")
     checkpoint, callbacks = run_callbacks(run_dir, cfg)
-    callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience))
+    callbacks.append(ResumedEarlyStopping(run_dir / "history.csv", monitor="val_loss", patience=cfg.patience))
     train_seconds = finished_training(run_dir)
     if train_seconds is None:  # else the fit completed before: only evaluate and export again
         # epochs have an unknown number of batches (length buckets); Keras warns at each epoch's end
@@ -171,7 +170,8 @@ def train_melody(cfg: MelodyConfig, run_dir: Path, verbose: int = 1, command: st
         return MelodyTrainResult(run_dir, None, cfg, {}, train_seconds)
     if checkpoint.is_file():
         load_best_weights(model, checkpoint)
-    best_epoch = _best_epoch(run_dir / "history.csv")
+    best = best_epoch(run_dir / "history.csv")
+    best_epoch_number = None if best is None else best.epoch + 1
 
     metrics = {"validation": {"description": f"{len(corpus.val)} held-out tunes of the training collections",
                               **evaluate_tunes(keras_scorer(model), cfg, corpus.train, corpus.val)}}
@@ -180,13 +180,13 @@ def train_melody(cfg: MelodyConfig, run_dir: Path, verbose: int = 1, command: st
                                        **evaluate_tunes(keras_scorer(model), cfg, corpus.train, tunes)}
     metrics["generation"] = generation_statistics(MelodyGenerator.from_keras(model, cfg), cfg, corpus.train,
                                                   corpus.val)
-    metrics.update(train_seconds=train_seconds, best_epoch=best_epoch, corpus=corpus.report.summary())
+    metrics.update(train_seconds=train_seconds, best_epoch=best_epoch_number, corpus=corpus.report.summary())
     atomic.write_text(run_dir / "metrics.json", json_text(metrics))
     report = format_report(metrics)
     print("\n" + report)
 
     export_dir = run_dir / "export" / "1"
-    card = model_card(cfg, corpus, report, train_seconds, best_epoch, model, command)
+    card = model_card(cfg, corpus, report, train_seconds, best_epoch_number, model, command)
     export_melody(model, cfg, export_dir, card, {"source": "local run", "run_dir": str(run_dir.resolve())},
                   replace=True)
     return MelodyTrainResult(run_dir, export_dir, cfg, metrics, train_seconds)
@@ -195,16 +195,6 @@ def train_melody(cfg: MelodyConfig, run_dir: Path, verbose: int = 1, command: st
 def _versus_ngram(reduction: float) -> str:
     """The model's bits per note against the best n-gram's, in words whichever is lower."""
     return f"{100 * abs(reduction):.1f} % {'fewer' if reduction >= 0 else 'more'} bits per note than the best n-gram"
-
-
-def _best_epoch(history: Path) -> int | None:
-    """1-based epoch of the lowest val_loss in a CSVLogger history, or None."""
-    if not history.is_file():
-        return None
-    with open(history, newline="") as f:
-        losses = [(float(row["val_loss"]), int(row["epoch"])) for row in csv.DictReader(f) if row.get("val_loss")]
-    losses = [(loss, epoch) for loss, epoch in losses if math.isfinite(loss)]  # a diverged epoch never wins
-    return min(losses)[1] + 1 if losses else None
 
 
 def model_card(cfg: MelodyConfig, corpus: melody_data.MelodyCorpus, report: str, train_seconds: float,
@@ -224,8 +214,8 @@ dropout {cfg.dropout:g} -> dense softmax over {vocab_size(cfg)} tokens ({midi_io
 
 ## Training
 - command: `{command}`
-- up to {cfg.epochs} epochs of batch {cfg.batch_size}, Adam lr {cfg.learning_rate:g} x{cfg.lr_decay_per_epoch:g}/epoch,
-  gradient clipping (norm) {cfg.clipnorm:g}, early stopping after {cfg.patience} epochs without a better validation loss
+- up to {counted(cfg.epochs, 'epoch')} of batch {cfg.batch_size}, Adam lr {cfg.learning_rate:g} x{cfg.lr_decay_per_epoch:g}/epoch,
+  gradient clipping (norm) {cfg.clipnorm:g}, early stopping after {counted(cfg.patience, 'epoch')} without a better validation loss
 - best validation epoch: {best_epoch}; training time {train_seconds / 60:.1f} min on {device_name()}
 - full config: config.json
 

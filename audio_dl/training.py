@@ -58,7 +58,14 @@ class EpochClock(keras.callbacks.Callback):
         self.path = Path(run_dir) / self.FILE
 
     def total(self) -> float:
-        return float(json.loads(self.path.read_text())["train_seconds"]) if self.path.is_file() else 0.0
+        return float(self._read().get("train_seconds", 0.0))
+
+    def epochs(self) -> int:
+        """Epochs finished so far (0 for a new run)."""
+        return int(self._read().get("epochs", 0))
+
+    def _read(self) -> dict:
+        return json.loads(self.path.read_text()) if self.path.is_file() else {}
 
     def on_epoch_begin(self, epoch, logs=None):
         self.started = time.perf_counter()
@@ -111,26 +118,61 @@ def check_divergence(callbacks: list[keras.callbacks.Callback], run_dir: Path, c
         return
     epoch, batch, loss = stop.diverged
     where = f"the loss became {loss} at epoch {epoch}, batch {batch}"
-    with open(run_dir / "history.csv", newline="") as history:  # every epoch of the run, resumed ones too
-        validated = any(math.isfinite(float(row["val_loss"] or "nan")) for row in csv.DictReader(history))
-    if not validated:
+    if best_epoch(run_dir / "history.csv") is None:  # every epoch of the run, resumed ones too
         raise UsageError(f"training diverged ({where}) and no epoch has a finite validation loss; lower "
                          f"learning_rate (now {cfg.learning_rate:g}) and train in another --run-dir")
     log.warning("training stopped early: %s; the best epoch before it is kept", where)
 
 
+@dataclasses.dataclass(frozen=True)
+class BestEpoch:
+    """The lowest finite val_loss in a run's history.csv, its 0-based epoch, and how many epochs
+    the history logs (of every session of a resumed run)."""
+    val_loss: float
+    epoch: int
+    epochs_logged: int
+
+
+def best_epoch(history: Path) -> BestEpoch | None:
+    """BestEpoch of a Keras CSVLogger history, or None before any epoch with a finite val_loss."""
+    if not history.is_file():
+        return None
+    with open(history, newline="") as f:
+        rows = [row for row in csv.DictReader(f) if row.get("epoch")]
+    losses = [(float(row["val_loss"]), int(row["epoch"])) for row in rows if row.get("val_loss")]
+    losses = [(loss, epoch) for loss, epoch in losses if math.isfinite(loss)]  # a diverged epoch never wins
+    return BestEpoch(*min(losses), len(rows)) if losses else None
+
+
+class ResumedEarlyStopping(keras.callbacks.EarlyStopping):
+    """EarlyStopping that a resumed run continues: its best val_loss and the epochs waited since
+    come from history.csv, not from zero (else every resume would grant `patience` more epochs)."""
+
+    def __init__(self, history: Path, **kwargs):
+        super().__init__(**kwargs)
+        self.history = Path(history)
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        best = best_epoch(self.history)
+        if best is not None:
+            self.best, self.wait = best.val_loss, best.epochs_logged - 1 - best.epoch
+
+
 def run_callbacks(run_dir: Path, cfg) -> tuple[Path, list[keras.callbacks.Callback]]:
-    """(best checkpoint path, callbacks) of a run: resume state, best-validation checkpoint,
-    TensorBoard, history CSV, per-epoch learning-rate decay, stop on NaN, training time, and
-    the progress output (EpochLines, after the LearningRateScheduler: it prints the learning rate
-    the decay logs)."""
+    """(best checkpoint path, callbacks) of a run: resume state, best-validation checkpoint (a
+    resumed run replaces it only with an epoch better than every logged one), TensorBoard, history
+    CSV, per-epoch learning-rate decay, stop on NaN, training time, and the progress output
+    (EpochLines, after the LearningRateScheduler: it prints the learning rate the decay logs)."""
     checkpoint = Path(run_dir) / "checkpoints" / "best.weights.h5"
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    best = best_epoch(run_dir / "history.csv")
     return checkpoint, [
         EpochClock(run_dir),
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
         keras.callbacks.ModelCheckpoint(str(checkpoint), monitor="val_loss", save_best_only=True,
-                                        save_weights_only=True),
+                                        save_weights_only=True,
+                                        initial_value_threshold=None if best is None else best.val_loss),
         keras.callbacks.TensorBoard(str(run_dir / "logs"), update_freq="epoch"),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.LearningRateScheduler(lambda epoch: cfg.learning_rate * cfg.lr_decay_per_epoch ** epoch),
@@ -173,11 +215,19 @@ def refuse_other_config(run_dir: Path, cfg) -> None:
                          f"({', '.join(unknown[:3])}{', ...' if len(unknown) > 3 else ''}); give another --run-dir")
     previous = json.loads(json.dumps({**to_dict(type(cfg)()), **saved_values}))  # keys it lacks: defaults
     changed = [f"{key}: {previous.get(key)!r} -> {current[key]!r}" for key in current
-               if previous.get(key) != current[key] and key not in RERUN_KEYS]
+               if _comparable(previous.get(key)) != _comparable(current[key]) and key not in RERUN_KEYS]
     if changed:
         raise UsageError(f"{run_dir} holds a run of another config ({'; '.join(changed[:3])}"
                          f"{'; ...' if len(changed) > 3 else ''}); continue it with --config {saved}, "
                          "or give another --run-dir")
+
+
+def _comparable(value):
+    """A config value as refuse_other_config compares it: one path spelled two ways ("data/x/",
+    "./data/x", "data//x") is one value."""
+    if isinstance(value, list):
+        return [_comparable(item) for item in value]
+    return os.path.normpath(value) if isinstance(value, str) and os.sep in value else value
 
 
 def load_best_weights(model: keras.Model, checkpoint: Path) -> None:
@@ -258,9 +308,12 @@ def train_denoiser(cfg: DenoiserConfig, run_dir: Path, mixed_precision: bool = F
         validation_steps = None if distributed else sum(1 for _ in val_ds)
         validation_data = distribute.distribute_datasets(
             tf_strategy, lambda c: speech.validation_dataset(corpus.val, cfg, c)) if distributed else val_ds
-        distribute.fit(model, tf_strategy, distribute.distribute_datasets(tf_strategy, lambda c: speech.training_dataset(corpus.train, cfg, c)),
-                  epochs=cfg.epochs, steps_per_epoch=cfg.steps_per_epoch, validation_data=validation_data,
-                  validation_steps=validation_steps, callbacks=callbacks, verbose=verbose)
+        first_example = EpochClock(run_dir).epochs() * cfg.steps_per_epoch * cfg.batch_size  # resumed: new mixtures
+        training_data = distribute.distribute_datasets(
+            tf_strategy, lambda c: speech.training_dataset(corpus.train, cfg, c, first_example))
+        distribute.fit(model, tf_strategy, training_data, epochs=cfg.epochs, steps_per_epoch=cfg.steps_per_epoch,
+                       validation_data=validation_data, validation_steps=validation_steps, callbacks=callbacks,
+                       verbose=verbose)
         check_divergence(callbacks, run_dir, cfg)
         train_seconds = EpochClock(run_dir).total()
         mark_trained(run_dir, train_seconds)
@@ -314,8 +367,8 @@ noisy phase, all inside the graph. {model.count_params():,} parameters,
 {count_macs_per_frame(model):,} multiply-accumulates per frame.
 
 ## Data
-- training: {corpus.train.speech_files} speech files ({corpus.train.speech_seconds / 60:.1f} min,
-  {len(corpus.train.speaker_names)} speakers), {len(corpus.train.noise)} noise recordings
+- training: {counted(corpus.train.speech_files, 'speech file')} ({corpus.train.speech_seconds / 60:.1f} min,
+  {counted(len(corpus.train.speaker_names), 'speaker')}), {counted(len(corpus.train.noise), 'noise recording')}
 - validation (never trained on; its loss picks the epoch that is exported): speakers {val_speakers};
   noises {val_noises}
 - sources: {", ".join(cfg.speech)} (speech), {", ".join(cfg.noise)} (noise); SNR {cfg.snr_db[0]:g}..{cfg.snr_db[1]:g} dB;
@@ -323,13 +376,13 @@ noisy phase, all inside the graph. {model.count_params():,} parameters,
 
 ## Training
 - command: `{command}`
-- {cfg.epochs} epochs x {cfg.steps_per_epoch} steps x batch {cfg.batch_size} of {cfg.crop_seconds:g} s,
+- {counted(cfg.epochs, 'epoch')} x {counted(cfg.steps_per_epoch, 'step')} x batch {cfg.batch_size} of {cfg.crop_seconds:g} s,
   loss {cfg.loss}, Adam lr {cfg.learning_rate:g} x{cfg.lr_decay_per_epoch:g} per epoch,
   clipnorm {cfg.clipnorm:g}{f', decoupled weight decay {cfg.weight_decay:g}' if cfg.weight_decay else ''}
 - training time: {train_seconds / 60:.1f} min on {device_name()}
 - full config: config.json
 
-## Validation metrics ({cfg.val_examples} mixtures of those voices and noises, PESQ narrowband)
+## Validation metrics ({counted(cfg.val_examples, 'mixture')} of those voices and noises, PESQ narrowband)
 ```
 {table}
 ```
@@ -339,6 +392,11 @@ Max absolute difference to the Keras model: {{export_errors}} (tolerances
 SavedModel {export.SAVED_MODEL_TOLERANCE:g}, TFLite {export.TFLITE_TOLERANCE:g}).
 TFLite input: [1, {cfg.tflite_samples}] samples (fixed length; run longer audio in chunks).
 """
+
+
+def counted(count: int, noun: str) -> str:
+    """'1 epoch', '2 epochs': a count and its noun, for model cards."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def device_name() -> str:

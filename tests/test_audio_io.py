@@ -86,7 +86,9 @@ def test_broken_files_probe_as_none_and_are_counted(broken_files, tmp_path, capl
     soundfile.write(good, sine(300, 0.5, 8000), 8000)
     infos, skipped = audio_io.probe_all([good, *broken_files.values()])
     assert [i.path for i in infos] == [str(good)] and len(skipped) == 3
-    assert "skipped 3 of 4" in caplog.text
+    assert f"skipped 3 of 4 audio files (unreadable, corrupt or empty), e.g. {skipped[0]}: " in caplog.text
+    assert [audio_io.probe_or_reason(broken_files[name]) for name in ("garbage", "zero")] == [
+        "Format not recognised.", "no samples"]
 
 
 def test_a_missing_file_is_named_as_such(tmp_path):
@@ -129,3 +131,11 @@ def test_parallel_decoding_leaves_stderr_where_it_was(tmp_path):
         thread.join()
     after = os.fstat(2)
     assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
+
+
+def test_a_broken_link_in_a_folder_is_left_out_with_a_warning(tmp_path, caplog):
+    soundfile.write(tmp_path / "good.wav", sine(300, 0.5, 8000), 8000)
+    (tmp_path / "gone.wav").symlink_to(tmp_path / "moved" / "gone.wav")
+    (tmp_path / "gone.txt").symlink_to(tmp_path / "moved" / "gone.txt")  # not audio: nothing to say
+    assert audio_io.find_audio_files(tmp_path) == [tmp_path / "good.wav"]
+    assert f"left out 1 broken link(s) in {tmp_path}, e.g. gone.wav -> {tmp_path / 'moved' / 'gone.wav'}" in caplog.text

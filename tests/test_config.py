@@ -37,6 +37,7 @@ def test_overrides_are_typed():
     ("rt60_seconds=-1,-0.5", "rt60_seconds must lie in"), ("rt60_seconds=0,0", "rt60_seconds must lie in"),
     ("min_speech_dbfs=10", "min_speech_dbfs must lie in"), ("context_frames=1", "context_frames must be >= 2"),
     ("noise_context_frames=1", "noise_context_frames must be >= 2"),
+    ("loss=magnitude_mse", "loss=magnitude_mse needs architecture=fcn16"),
 ])
 def test_bad_values_raise_config_error(override, message):
     with pytest.raises(ConfigError, match=message):

@@ -215,6 +215,7 @@ def test_adding_int8_says_why_a_folder_is_not_a_denoiser_export(exported, tmp_pa
     paths = {"missing": tmp_path / "missing", "melody": "saved_models/melody/5", "no_config": tmp_path / "no_config"}
     shutil.copytree(exported[2], tmp_path / "no_config")
     (tmp_path / "no_config" / "config.json").unlink()
+    (tmp_path / "no_config" / STREAMING_INT8_TFLITE_NAME).unlink()  # else that is what it is refused for
     with pytest.raises(export.UsageError, match=re.escape(message).replace(r"\.\*", ".*")):
         export.add_streaming_int8(paths[folder])
 
@@ -238,6 +239,37 @@ def test_a_denoiser_reexport_is_the_next_version_with_the_same_weights(tiny_expo
     assert '"saved_model_max_abs_error": 0.0' in card and "{export_errors}" not in card
     with pytest.raises(export.UsageError, match="is not the newest version .* \\(that is 4\\)"):
         export.reexport(earlier)  # a copy of 3 would replace 4 as the version served
+
+
+@pytest.mark.slow
+def test_an_fcn16_export_is_read_back_for_a_reexport(tmp_path):
+    from audio_dl.training import adapt_normalization
+
+    cfg = make_config(DenoiserConfig, "tiny", overrides=["architecture=fcn16", "loss=magnitude_mse"])
+    model = build_denoiser(cfg)  # two normalisation layers: four captured statistics
+    x = _speechlike_noise(0.5)[None]
+    adapt_normalization(model, [(x, {"denoised": 0.5 * x})], cfg)
+    first = tmp_path / "denoiser" / "1"
+    export.export_denoiser(model, cfg, first, "card {export_errors}", {"source": "local run"})
+    assert export.main(["reexport", str(first)]) == 0
+    before, after = (json.loads((tmp_path / "denoiser" / v / "provenance.json").read_text()) for v in ("1", "2"))
+    assert after == {**before, "reexported_from_version": 1}  # the same model_sha256: the same weights
+
+
+def test_reexporting_an_export_outside_a_numbered_version_folder_is_one_line(tiny_export, tmp_path):
+    shutil.copytree(tiny_export, tmp_path / "my_denoiser")
+    with pytest.raises(export.UsageError, match="my_denoiser is not a version folder of a TF Serving base path"):
+        export.reexport(tmp_path / "my_denoiser")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["my_denoiser"]
+
+
+@pytest.mark.parametrize("text", ['{"source": "shipped",}', '["shipped"]'])
+def test_a_provenance_that_is_not_a_json_object_reads_as_none(tiny_export, tmp_path, caplog, text):
+    version = tmp_path / "denoiser" / "1"
+    shutil.copytree(tiny_export, version)
+    (version / "provenance.json").write_text(text)
+    assert export.versions(version.parent) == {1: {}} and export.will_publish(version.parent, "auto")
+    assert f"{version / 'provenance.json'} is not a JSON object: read as no provenance" in caplog.text
 
 
 def test_a_card_gets_the_new_export_checks_in_place_of_the_old():
@@ -268,11 +300,13 @@ def test_publish_without_base_goes_to_the_base_of_the_models_family(tiny_export,
     assert export.serving_inputs(Path("saved_models/melody/1")) == export.SERVING_INPUTS["melody"]
 
 
-def test_adding_int8_to_an_export_that_has_it_is_one_line_exit_2_and_changes_nothing(tiny_export, tmp_path, capsys):
+def test_adding_int8_to_an_export_that_has_it_is_one_line_exit_2_and_changes_nothing(tiny_export, tmp_path, capsys,
+                                                                                      monkeypatch):
     from audio_dl import cli
 
     version = tmp_path / "4"
     shutil.copytree(tiny_export, version)
+    monkeypatch.setattr(export, "denoiser_from_export", lambda path: pytest.fail("loaded before the check"))
     before = {p.name: p.read_bytes() for p in version.iterdir() if p.is_file()}
     assert cli.run_main(export.main, ["add-streaming-int8", str(version)]) == 2
     assert capsys.readouterr().err == (f"python -m audio_dl.export: error: {version} already has "

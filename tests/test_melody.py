@@ -57,11 +57,13 @@ def write_tempo_midi(path: Path, tempi: list[tuple[int, float]], voices: list[tu
 
 
 def write_line_tunes(folder: Path, count: int, pitches: dict[int, list[int]] | None = None) -> Path:
-    """`folder`/tune0.mid ... of sixteenth notes rising 60..72, tune i of `pitches`[i] instead."""
+    """`folder`/tune0.mid ... of sixteenth notes rising 60..72, tune i of `pitches`[i] instead; the
+    last note of tune i lasts i + 1 sixteenths, so no two tunes are the same."""
     folder.mkdir()
     for i in range(count):
-        line = (pitches or {}).get(i, range(60, 73))
-        write_midi(folder / f"tune{i}.mid", [(p, 0.125 * k, 0.125 * (k + 1)) for k, p in enumerate(line)])
+        line = list((pitches or {}).get(i, range(60, 73)))
+        write_midi(folder / f"tune{i}.mid", [(p, 0.125 * k, 0.125 * (k + 1 + i * (k == len(line) - 1)))
+                                             for k, p in enumerate(line)])
     return folder
 
 
@@ -263,7 +265,8 @@ def test_a_saved_run_config_reads_the_same_tunes_as_the_run_did(tmp_path):
     for i in range(12):
         name = f"tune{i}.mid"
         top = 84 if melody_data.is_validation(f"tunes/{name}", 0.1) else 72
-        write_midi(folder / name, [(p, 0.25 * k, 0.25 * (k + 1)) for k, p in enumerate(range(top - 12, top + 1))])
+        write_midi(folder / name, [(p, 0.25 * k, 0.25 * (k + 1 + i * (p == top)))  # last notes differ: 12 tunes
+                                   for k, p in enumerate(range(top - 12, top + 1))])
     first = melody_data.load_corpus(tiny_cfg(midi_dir=(str(folder),)))
     assert first.cfg.pitch_high == 72 and first.val
     again = melody_data.load_corpus(first.cfg)
@@ -293,6 +296,20 @@ def test_validation_tunes_wider_than_the_range_are_counted_as_skipped(tmp_path):
     assert [t.name for t in corpus.val] == ["tunes/tune11.mid"] and len(corpus.train) == 23
     assert corpus.report.kept == 24 and corpus.report.skipped == {"outside_pitch_range": 1}
     assert "(skipped: 1 outside pitch range;" in corpus.report.summary()
+
+
+def test_a_validation_tune_that_repeats_a_training_tune_is_left_out_and_counted(tmp_path):
+    folder = write_line_tunes(tmp_path / "tunes", 12)  # tune11 is held out
+    assert [t.name for t in melody_data.load_corpus(tiny_cfg(midi_dir=(str(folder),))).val] == ["tunes/tune11.mid"]
+    (tmp_path / "tunes" / "other").mkdir()
+    copy = write_midi(tmp_path / "tunes" / "other" / "tune24.mid",  # tune 0 up a fifth: the same tune in another key
+                      [(p + 7, 0.125 * k, 0.125 * (k + 1)) for k, p in enumerate(range(60, 73))])
+    assert melody_data.is_validation(f"other/{copy.name}", 0.1)
+    corpus = melody_data.load_corpus(tiny_cfg(midi_dir=(str(folder),)))
+    assert [t.name for t in corpus.val] == ["tunes/tune11.mid"] and len(corpus.train) == 11
+    assert corpus.report.kept == 12 and corpus.report.skipped == {"repeats_a_training_tune": 1}
+    assert ("(skipped: 1 repeats a training tune; dropped: nothing; first skipped: other/tune24.mid "
+            "(repeats a training tune: the notes of tunes/tune0.mid))") in corpus.report.summary()
 
 
 def test_training_batches_are_padded_masked_and_transposed_within_range():
@@ -532,6 +549,7 @@ def test_train_melody_writes_a_verified_export(trained):
     assert {"validation", "generation", "best_epoch"} <= set(metrics)
     card = (version / "MODEL_CARD.md").read_text()
     assert "tflite_one_step_max_abs_error" in card and "bits/note" in card
+    assert "up to 2 epochs of batch 4" in card and "after 2 epochs without" in card
     loaded = tf.saved_model.load(str(version))
     assert {"serving_default", "generate", "one_step", "score"} <= set(loaded.signatures)
     out = loaded.signatures["serving_default"](primer=tf.constant([9, 4, 9], tf.int32), temperature=tf.constant(1.0),
@@ -708,6 +726,24 @@ def test_evaluate_melody_cli(trained, tmp_path, capsys, caplog):
     assert "give the .json file" in capsys.readouterr().err and (copy / tune.name).read_bytes() == tune.read_bytes()
 
 
+@pytest.mark.slow
+def test_evaluate_melody_scores_the_models_own_validation_split(trained, tmp_path, capsys, caplog):
+    from audio_dl import cli, evaluate_melody
+
+    report = tmp_path / "report.json"
+    assert cli.run_main(evaluate_melody.main, ["--validation-split", "--model", str(trained / "export" / "1"),
+                                               "--train-midi-dir", str(FIXTURE), "--generate", "0",
+                                               "-o", str(report)]) == 0
+    held_out = melody_data.load_corpus(tiny_cfg()).val
+    result = json.loads(report.read_text())["scored"]
+    assert result["description"] == "the validation split" and result["training_tunes"] == 0
+    assert f"; scored {len(held_out)} of its {len(held_out)} validation tunes" in capsys.readouterr().out
+    assert "not held-out" not in caplog.text
+    with pytest.raises(SystemExit, match="2"):
+        evaluate_melody.main(["--validation-split", "--midi-dir", str(FIXTURE)])
+    assert "argument --midi-dir: not allowed with argument --validation-split" in capsys.readouterr().err
+
+
 def test_training_tunes_are_recognised_by_their_notes_in_any_key():
     from audio_dl.evaluate_melody import count_training_tunes
 
@@ -773,6 +809,15 @@ def test_rerunning_a_finished_run_only_evaluates_exports_and_publishes_it_once(t
     assert (trained / "export" / "1" / "saved_model.pb").is_file()
     assert sorted(p.name for p in (tmp_path / "base").iterdir()) == ["1"]  # each rerun exports anew: same model
     assert f"already published as {tmp_path / 'base' / '1'}" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_model_of_a_one_pitch_range_exports_and_passes_its_checks(tmp_path):
+    from audio_dl import export_melody
+
+    cfg = tiny_cfg(pitch_low=60, pitch_high=60)  # the check primer's two notes are then one
+    checks = export_melody.export_melody(melody_models.build_folknet(cfg), cfg, tmp_path / "1", "card", {})
+    assert checks["generate_matches_in_process"] and (tmp_path / "1" / "saved_model.pb").is_file()
 
 
 @pytest.mark.slow

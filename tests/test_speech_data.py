@@ -64,8 +64,17 @@ def test_examples_are_reproducible_from_the_seed(tiny_corpus):
     np.testing.assert_array_equal(first, again)
 
 
-def test_validation_set_is_fixed_and_sized(tiny_corpus):
-    cfg = _cfg(tiny_corpus)
+def test_a_stream_started_later_continues_the_stream(tiny_corpus):
+    cfg = _cfg(tiny_corpus, "augment=true")
+    train, context = speech.load_corpus(cfg).train, tf.distribute.InputContext()
+    whole = [e["noisy"].numpy() for e in speech._training_examples(train, cfg, context).take(7)]
+    resumed = [e["noisy"].numpy() for e in speech._training_examples(train, cfg, context, first_example=4).take(3)]
+    np.testing.assert_array_equal(np.stack(whole[4:]), np.stack(resumed))
+
+
+@pytest.mark.parametrize("seed", [0, 2**32 - 1])  # the largest seed a config takes
+def test_validation_set_is_fixed_and_sized(tiny_corpus, seed):
+    cfg = _cfg(tiny_corpus, f"seed={seed}")
     val = speech.load_corpus(cfg).val
     batches = [x.numpy() for x, _ in speech.validation_dataset(val, cfg)]
     assert sum(len(b) for b in batches) == cfg.val_examples

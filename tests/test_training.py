@@ -26,7 +26,15 @@ def test_interrupted_run_resumes_from_its_last_epoch(tmp_path, monkeypatch, tiny
     with pytest.raises(KeyboardInterrupt):
         train_denoiser(cfg, tmp_path / "run", verbose=0)
     monkeypatch.setattr(keras.callbacks.CSVLogger, "on_epoch_end", original)
+    streams, training_dataset = [], speech.training_dataset
+
+    def recording_training_dataset(split, cfg, context=None, first_example=0):
+        streams.append(first_example)
+        return training_dataset(split, cfg, context, first_example)
+
+    monkeypatch.setattr(speech, "training_dataset", recording_training_dataset)
     result = train_denoiser(cfg, tmp_path / "run", verbose=0)
+    assert streams[-1] == 1 * cfg.steps_per_epoch * cfg.batch_size  # new mixtures after the epoch it kept
     with open(tmp_path / "run" / "history.csv") as f:
         epochs = [int(row["epoch"]) for row in csv.DictReader(f)]
     assert epochs == [0, 1]  # epoch 0 was not trained again
@@ -103,8 +111,9 @@ def test_validation_mixtures_are_made_once_for_fit_and_the_final_metrics(tmp_pat
 
     monkeypatch.setattr(distribute, "fit", recording_fit)
     monkeypatch.setattr(training, "denoise_batches", recording_denoise_batches)
-    train_denoiser(cfg, tmp_path / "run", verbose=0)
+    result = train_denoiser(cfg, tmp_path / "run", verbose=0)
     assert seen["fit"] is seen["metrics"]  # one cached dataset: its mixtures are computed once
+    assert "- 1 epoch x 2 steps x batch 4" in (result.export_dir / "MODEL_CARD.md").read_text()
 
 
 def test_quiet_training_prints_one_line_per_epoch(tmp_path, capsys):
@@ -134,3 +143,71 @@ def test_train_denoiser_refuses_a_base_of_melody_models_before_training(tmp_path
                                               "--export-base", str(tmp_path / "melodies")]) == 2
     assert f"a denoiser model takes waveform; the models in {tmp_path / 'melodies'} take" in capsys.readouterr().err
     assert not run.exists()
+
+
+def test_a_path_spelled_another_way_is_the_same_config_to_the_rerun_check(tmp_path):
+    from audio_dl import training
+    from audio_dl.errors import UsageError
+    from audio_dl.training import prepare_run_dir
+
+    run = tmp_path / "run"
+    prepare_run_dir(run, make_config(DenoiserConfig, "tiny", overrides=["speech=data/x,bundled"]))
+    (run / training.EpochClock.FILE).write_text('{"train_seconds": 1.0, "epochs": 1}')  # a started run
+    for spelling in ("data/x/", "./data/x", "data//x"):
+        prepare_run_dir(run, make_config(DenoiserConfig, "tiny", overrides=[f"speech={spelling},bundled"]))
+    with pytest.raises(UsageError, match="holds a run of another config"):
+        prepare_run_dir(run, make_config(DenoiserConfig, "tiny", overrides=["speech=data/y,bundled"]))
+
+
+class _WorseFromEpoch(keras.callbacks.Callback):
+    """Sets the weights far off during every epoch from `epoch` on (0-based)."""
+
+    def __init__(self, epoch: int):
+        super().__init__()
+        self.worse_from, self.epoch = epoch, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.epoch >= self.worse_from:
+            self.model.layers[-1].kernel.assign(keras.ops.full_like(self.model.layers[-1].kernel, 5.0))
+
+
+class _InterruptAt(keras.callbacks.Callback):
+    def __init__(self, epoch: int):
+        super().__init__()
+        self.at = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.at:
+            raise KeyboardInterrupt
+
+
+def test_a_resumed_run_keeps_the_best_checkpoint_and_its_early_stopping_count(tmp_path):
+    import numpy as np
+
+    from audio_dl.training import ResumedEarlyStopping, best_epoch, run_callbacks
+
+    cfg = make_config(DenoiserConfig, "tiny", overrides=["learning_rate=0.05", "lr_decay_per_epoch=1.0"])
+    x = np.random.default_rng(0).standard_normal((64, 4)).astype(np.float32)
+    y = x @ np.ones((4, 1), np.float32)
+
+    def fit(epochs, *extra):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+        model.compile(keras.optimizers.SGD(0.05), "mse")
+        checkpoint, callbacks = run_callbacks(tmp_path, cfg)
+        stopping = ResumedEarlyStopping(tmp_path / "history.csv", monitor="val_loss", patience=2)
+        try:
+            model.fit(x, y, validation_data=(x, y), epochs=epochs, callbacks=[*callbacks, stopping, *extra], verbose=0)
+        except KeyboardInterrupt:
+            pass
+        return model, checkpoint
+
+    fit(8, _WorseFromEpoch(2), _InterruptAt(3))  # epochs 1-2 improve, epoch 3 is far worse, then it stops
+    model, checkpoint = fit(8, _WorseFromEpoch(2))  # resumed at epoch 4, as bad
+    best = best_epoch(tmp_path / "history.csv")
+    assert best.epoch == 1 and best.epochs_logged == 4  # patience 2 ran out at epoch 4: epoch 3 counted
+    model.load_weights(str(checkpoint))
+    assert model.evaluate(x, y, verbose=0) == pytest.approx(best.val_loss, rel=1e-5)

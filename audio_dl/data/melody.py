@@ -40,6 +40,11 @@ class Tune:
         pitches = [n.pitch for n in self.notes]
         return min(pitches), max(pitches)
 
+    @property
+    def melody(self) -> tuple:
+        """The notes in any key, whatever the file is called: equal for the same tune in two collections."""
+        return tuple((n.pitch - self.notes[0].pitch, n.start, n.duration) for n in self.notes)
+
 
 @dataclasses.dataclass
 class ReadReport:
@@ -114,7 +119,7 @@ def load_corpus(cfg: MelodyConfig) -> MelodyCorpus:
         cfg = dataclasses.replace(cfg, pitch_low=min(t.pitch_range[0] for t in train),
                                   pitch_high=max(t.pitch_range[1] for t in train))
         _warn_of_outliers(train, cfg)
-    val = _fit_validation(val, report, cfg)
+    val = _fit_validation(_without_training_tunes(val, train, report), report, cfg)
     if not val or len(tunes) < 2:
         raise UsageError(f"{report.summary()}: too few tunes for a training and a validation set")
     return MelodyCorpus(cfg, train, val, report)
@@ -130,6 +135,17 @@ def _inside_range(train: list[Tune], report: ReadReport, cfg: MelodyConfig) -> l
                          f"(pitch_low={cfg.pitch_low}, pitch_high={cfg.pitch_high}; {report.summary()}); "
                          "widen it, or leave both unset to take the training tunes' range")
     return inside
+
+
+def _without_training_tunes(val: list[Tune], train: list[Tune], report: ReadReport) -> list[Tune]:
+    """The validation tunes that are not a training tune in another file (collections share tunes);
+    those that are, are counted in `report` as skipped "repeats a training tune"."""
+    trained_on = {t.melody: t.name for t in train}
+    repeats = [t for t in val if t.melody in trained_on]
+    report.kept -= len(repeats)
+    for tune in repeats:
+        report.skip(tune.name, "repeats_a_training_tune", f"the notes of {trained_on[tune.melody]}")
+    return [t for t in val if t.melody not in trained_on]
 
 
 def _fit_validation(val: list[Tune], report: ReadReport, cfg: MelodyConfig) -> list[Tune]:

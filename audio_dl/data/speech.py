@@ -419,12 +419,15 @@ def _to_model_io(example):
     return example["noisy"], {"denoised": example["clean"], "magnitude": example["clean"]}
 
 
-def _training_examples(split: Split, cfg: DenoiserConfig, context: tf.distribute.InputContext) -> tf.data.Dataset:
-    """The endless stream of augmented examples, before the min_speech_dbfs filter."""
+def _training_examples(split: Split, cfg: DenoiserConfig, context: tf.distribute.InputContext,
+                       first_example: int = 0) -> tf.data.Dataset:
+    """The endless stream of augmented examples, before the min_speech_dbfs filter, from example
+    `first_example` of the stream (summed over the input pipelines) on."""
     shards, shard = context.num_input_pipelines, context.input_pipeline_id
-    indices = tf.data.Dataset.counter().map(lambda i: i * shards + shard)
+    start = first_example // shards
+    indices = tf.data.Dataset.counter(start).map(lambda i: i * shards + shard)
     if split.records:
-        indices = tf.data.Dataset.zip(indices, _record_crops(split, cfg, context, endless=True))
+        indices = tf.data.Dataset.zip(indices, _record_crops(split, cfg, context, endless=True, first_crop=start))
     return indices.map(make_example_fn(split, cfg, augmented=cfg.augment), num_parallel_calls=tf.data.AUTOTUNE)
 
 
@@ -444,15 +447,16 @@ def require_examples(corpus: Corpus, cfg: DenoiserConfig) -> None:
                              "to finite audio)")
 
 
-def training_dataset(split: Split, cfg: DenoiserConfig,
-                     context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+def training_dataset(split: Split, cfg: DenoiserConfig, context: tf.distribute.InputContext | None = None,
+                     first_example: int = 0) -> tf.data.Dataset:
     """Endless (noisy [B, N], {"denoised": clean, "magnitude": clean}) batches with augmentation.
 
     Under a distribution strategy (`context`), input pipeline k of K draws the example indices
-    k, K + k, 2K + k, ... and batches B / replicas.
+    k, K + k, 2K + k, ... and batches B / replicas. A resumed run starts at `first_example` (the
+    examples its finished epochs drew), so it does not draw the same mixtures again.
     """
     context = context or tf.distribute.InputContext()
-    return (_training_examples(split, cfg, context)
+    return (_training_examples(split, cfg, context, first_example)
             .filter(_loud_enough(cfg))
             .map(_to_model_io)
             .batch(context.get_per_replica_batch_size(cfg.batch_size), drop_remainder=True)
@@ -464,7 +468,7 @@ def validation_dataset(split: Split, cfg: DenoiserConfig,
     """The same `cfg.val_examples` mixtures every time (no augmentation), cached, batched
     (per replica under a strategy: every worker scores all of them, so all see the same mean)."""
     context = context or tf.distribute.InputContext()
-    val_cfg = dataclasses.replace(cfg, seed=cfg.seed + 7919)
+    val_cfg = dataclasses.replace(cfg, seed=(cfg.seed + 7919) % 2**32)  # a valid seed, also near 2**32
     batch = max(1, min(cfg.batch_size, cfg.val_examples) // context.num_replicas_in_sync)
     indices = tf.data.Dataset.range(20 * cfg.val_examples)  # bounded: silent files cannot stall it
     if split.records:
@@ -480,26 +484,28 @@ def validation_dataset(split: Split, cfg: DenoiserConfig,
 
 
 def _record_crops(split: Split, cfg: DenoiserConfig, context: tf.distribute.InputContext | None,
-                  endless: bool) -> tf.data.Dataset:
+                  endless: bool, first_crop: int = 0) -> tf.data.Dataset:
     """Clean crops [cfg.crop_samples] of the split's speakers from its TFRecord shards.
 
-    endless: shards in a new order every pass, interleaved, records shuffled (training); else
-    the records in a fixed order, repeated (validation: the same crops every time). A crop starts
-    at a random position of a longer recording; a shorter one lies at a random offset in zeros.
+    endless: shards in a new order every pass, interleaved, records shuffled (training; a resumed
+    run, first_crop > 0, in another order); else the records in a fixed order, repeated
+    (validation: the same crops every time). A crop starts at a random position of a longer
+    recording; a shorter one lies at a random offset in zeros.
     """
     context = context or tf.distribute.InputContext()
     speakers = tf.constant(split.record_speakers)
-    ds = records.read_shards(list(split.records), shuffle_seed=cfg.seed if endless else None,
+    shuffle_seed = cfg.seed + first_crop
+    ds = records.read_shards(list(split.records), shuffle_seed=shuffle_seed if endless else None,
                              shard_index=context.input_pipeline_id, shard_count=context.num_input_pipelines)
     ds = ds.filter(lambda r: tf.reduce_any(tf.equal(r["speaker"], speakers)))
-    ds = ds.shuffle(RECORD_SHUFFLE_BUFFER, seed=cfg.seed) if endless else ds.repeat()
+    ds = ds.shuffle(RECORD_SHUFFLE_BUFFER, seed=shuffle_seed) if endless else ds.repeat()
     length = cfg.crop_samples
 
     def crop(index, record):
         position = tf.random.stateless_uniform([], tf.stack([tf.constant(cfg.seed + 1, tf.int64), index]))
         return tf.ensure_shape(_crop_at(record["audio"], position, length), [length])
 
-    return ds.enumerate().map(crop, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.enumerate(first_crop).map(crop, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 RECORD_SHUFFLE_BUFFER = 512  # records (whole utterances) mixed across the interleaved shards

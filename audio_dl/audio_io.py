@@ -204,7 +204,8 @@ def probe(path: str | os.PathLike) -> AudioInfo | None:
 
 
 def probe_or_reason(path: str | os.PathLike) -> AudioInfo | str:
-    """Header of an audio file, or why it is unusable, in words ("format not recognised", "no samples")."""
+    """Header of an audio file, or why it is unusable, in words (libsndfile's reason, "no such file",
+    "no samples")."""
     try:
         with quiet_decoders():
             info = soundfile.info(str(path))

@@ -99,10 +99,23 @@ def average(rows: Iterable[dict[str, float]]) -> dict[str, float]:
 
 
 def compare(clean_list, noisy_list, denoised_list, sample_rate: int) -> dict[str, dict[str, float]]:
-    """Average metrics of the noisy input and the denoised output over paired [N] arrays."""
-    noisy = [speech_metrics(c, n, sample_rate) for c, n in zip(clean_list, noisy_list, strict=True)]
-    denoised = [speech_metrics(c, d, sample_rate) for c, d in zip(clean_list, denoised_list, strict=True)]
-    return {"noisy": average(noisy), "denoised": average(denoised)}
+    """Average metrics of the noisy input and the denoised output over paired [N] arrays (each
+    metric over the pairs where it is defined for both)."""
+    scores = []
+    for clean, noisy, denoised in zip(clean_list, noisy_list, denoised_list, strict=True):
+        scores.append(_defined_for_all({"noisy": speech_metrics(clean, noisy, sample_rate),
+                                        "denoised": speech_metrics(clean, denoised, sample_rate)}))
+    return {signal: average(s[signal] for s in scores) for signal in ("noisy", "denoised")}
+
+
+def _defined_for_all(scores: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """{signal: metrics} of one pair, with a metric undefined for one signal (say PESQ of a silent
+    output) made undefined for all: so every average, and every gain, covers the same pairs."""
+    for metric in METRICS:
+        if any(math.isnan(s[metric]) for s in scores.values()):
+            for s in scores.values():
+                s[metric] = math.nan
+    return scores
 
 
 def format_table(summary: dict[str, dict[str, float]]) -> str:
@@ -143,11 +156,8 @@ def evaluate_methods(items, methods: dict, sample_rate: int) -> list[dict]:
     """
     rows = []
     for name, snr_db, clean, noisy in items:
-        scores = {method: speech_metrics(clean, fn(noisy, sample_rate), sample_rate) for method, fn in methods.items()}
-        for metric in METRICS:  # undefined for one method (say PESQ of a silent output): left out for all,
-            if any(math.isnan(s[metric]) for s in scores.values()):  # so every average covers the same files
-                for s in scores.values():
-                    s[metric] = math.nan
+        scores = _defined_for_all({method: speech_metrics(clean, fn(noisy, sample_rate), sample_rate)
+                                   for method, fn in methods.items()})
         rows += [{"file": name, "snr_db": snr_db, "method": method, **s} for method, s in scores.items()]
     return rows
 

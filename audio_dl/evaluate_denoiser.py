@@ -91,13 +91,13 @@ def mixtures(clean_files, noises: list[tuple[str, np.ndarray]], snrs, seed: int,
             yield f"{path.parent.name}/{path.name}+{Path(noise_path).stem}", snr, clean, noisy.numpy()
 
 
-def noisy_pairs(clean_files, clean_root: str, noisy_root: Path) -> list[tuple[Path, Path, Path]]:
+def noisy_pairs(clean_files, clean_root: Path, noisy_root: Path) -> list[tuple[Path, Path, Path]]:
     """(clean path, its name relative to clean_root, noisy path) for every clean file: the noisy
     file at the same relative path, or of the same stem with any audio extension. UsageError,
     before any work, when some have none."""
     found, missing = [], []
     for path in clean_files:
-        relative = _relative(path, Path(clean_root))
+        relative = _relative(path, clean_root)
         noisy_path = _noisy_partner(noisy_root, relative)
         (missing.append(relative) if noisy_path is None else found.append((path, relative, noisy_path)))
     if missing:
@@ -123,7 +123,7 @@ def _noisy_partner(noisy_root: Path, relative: Path) -> Path | None:
     """The noisy file of the clean file at `relative`: at the same relative path, else the first
     (by name) of the same stem with any audio extension; None when there is none."""
     same_stem = sorted(c for c in (noisy_root / relative.parent).glob(glob.escape(relative.stem) + ".*")
-                       if c.suffix.lower() in audio_io.AUDIO_EXTENSIONS)
+                       if c.stem == relative.stem and c.suffix.lower() in audio_io.AUDIO_EXTENSIONS)  # not take.1.wav
     return next((c for c in [noisy_root / relative, *same_stem] if c.is_file()), None)
 
 
@@ -208,13 +208,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(f"no usable noise in {' '.join(args.noise)}")
         items = mixtures(clean_files, noises, args.snr, args.seed, rate, skipped)
     else:
-        if len(args.clean) != 1 or not args.noisy.is_dir():
+        clean_root, noisy_root = audio_io.given_path(args.clean[0]), audio_io.given_path(args.noisy)  # "~/x" too
+        if len(args.clean) != 1 or not noisy_root.is_dir():
             raise UsageError("--noisy takes one folder, paired with exactly one --clean folder")
-        items = pairs(noisy_pairs(clean_files, args.clean[0], args.noisy), rate, skipped)
-        unpaired = unpaired_noisy_files(Path(args.clean[0]), args.noisy)
+        items = pairs(noisy_pairs(clean_files, clean_root, noisy_root), rate, skipped)
+        unpaired = unpaired_noisy_files(clean_root, noisy_root)
         if unpaired:
             log.warning("%d noisy file(s) in %s are paired with no clean file (same relative path and stem) and "
-                        "are not scored, e.g. %s", len(unpaired), args.noisy, unpaired[0].relative_to(args.noisy))
+                        "are not scored, e.g. %s", len(unpaired), noisy_root, unpaired[0].relative_to(noisy_root))
     rows = evaluate.evaluate_methods(items, methods, rate)
     if not rows:
         raise UsageError(f"nothing to evaluate: all {len(skipped)} file(s) were skipped")

@@ -4,12 +4,12 @@
     python -m audio_dl.evaluate_melody --midi-dir airds          # Aird's Airs (never trained on; also: essen)
     python -m audio_dl.evaluate_melody --validation-split        # the tunes its training held out
 
-Reports, on the tunes of DIR: teacher-forced token NLL and accuracy; next-pitch accuracy and bits
-per note at note onsets; the same for smoothed (Witten-Bell) pitch n-grams of order 3 and 5 fitted
-on the model's training tunes; and for --generate N tunes generated from scratch: the share that
-end by themselves within 4x the training corpus' median length, pitch-class and interval
-distribution distances, and how much they copy from the training tunes next to the same for the
-real tunes of DIR. Text table + JSON.
+Reports, on the tunes of DIR (or of the model's validation split): teacher-forced token NLL and
+accuracy; next-pitch accuracy and bits per note at note onsets; the same for smoothed
+(Witten-Bell) pitch n-grams of order 3 and 5 fitted on the model's training tunes; and for
+--generate N tunes generated from scratch: the share that end by themselves within 4x the
+training corpus' median length, pitch-class and interval distribution distances, and how much
+they copy from the training tunes next to the same for the real tunes scored. Text table + JSON.
 """
 
 from __future__ import annotations

@@ -391,7 +391,7 @@ def publish(version_dir: Path, base: Path, version: int | None = None, shipped: 
     with staged_folder(target) as staging:
         shutil.copytree(version_dir, staging, dirs_exist_ok=True)
         if shipped:
-            provenance = {**read_provenance(staging), "source": "shipped", "published_from": str(version_dir)}
+            provenance = {**read_provenance(version_dir), "source": "shipped", "published_from": str(version_dir)}
             (staging / "provenance.json").write_text(json.dumps(provenance, indent=2) + "\n")
     return target
 

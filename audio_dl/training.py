@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import glob
 import json
 import logging
 import math
@@ -126,11 +127,11 @@ def check_divergence(callbacks: list[keras.callbacks.Callback], run_dir: Path, c
 
 @dataclasses.dataclass(frozen=True)
 class BestEpoch:
-    """The lowest finite val_loss in a run's history.csv, its 0-based epoch, and how many epochs
+    """The lowest finite val_loss in a run's history.csv, its 0-based epoch, and the last epoch
     the history logs (of every session of a resumed run)."""
     val_loss: float
     epoch: int
-    epochs_logged: int
+    last_epoch: int
 
 
 def best_epoch(history: Path) -> BestEpoch | None:
@@ -141,7 +142,7 @@ def best_epoch(history: Path) -> BestEpoch | None:
         rows = [row for row in csv.DictReader(f) if row.get("epoch")]
     losses = [(float(row["val_loss"]), int(row["epoch"])) for row in rows if row.get("val_loss")]
     losses = [(loss, epoch) for loss, epoch in losses if math.isfinite(loss)]  # a diverged epoch never wins
-    return BestEpoch(*min(losses), len(rows)) if losses else None
+    return BestEpoch(*min(losses), max(int(row["epoch"]) for row in rows)) if losses else None
 
 
 class ResumedEarlyStopping(keras.callbacks.EarlyStopping):
@@ -156,7 +157,7 @@ class ResumedEarlyStopping(keras.callbacks.EarlyStopping):
         super().on_train_begin(logs)
         best = best_epoch(self.history)
         if best is not None:
-            self.best, self.wait = best.val_loss, best.epochs_logged - 1 - best.epoch
+            self.best, self.wait = best.val_loss, best.last_epoch - best.epoch
 
 
 def run_callbacks(run_dir: Path, cfg) -> tuple[Path, list[keras.callbacks.Callback]]:
@@ -166,7 +167,7 @@ def run_callbacks(run_dir: Path, cfg) -> tuple[Path, list[keras.callbacks.Callba
     (EpochLines, after the LearningRateScheduler: it prints the learning rate the decay logs)."""
     checkpoint = Path(run_dir) / "checkpoints" / "best.weights.h5"
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    best = best_epoch(run_dir / "history.csv")
+    best = best_epoch(run_dir / "history.csv") if checkpoint.is_file() else None  # else any epoch is saved
     return checkpoint, [
         EpochClock(run_dir),
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
@@ -223,11 +224,14 @@ def refuse_other_config(run_dir: Path, cfg) -> None:
 
 
 def _comparable(value):
-    """A config value as refuse_other_config compares it: one path spelled two ways ("data/x/",
+    """A config value as refuse_other_config compares it: one folder spelled two ways ("data/x/",
     "./data/x", "data//x") is one value."""
     if isinstance(value, list):
         return [_comparable(item) for item in value]
-    return os.path.normpath(value) if isinstance(value, str) and os.sep in value else value
+    if not isinstance(value, str) or os.sep not in value or glob.has_magic(value):  # "data/*/" lists folders only
+        return value
+    normal = os.path.normpath(value)
+    return normal if os.sep in normal else os.path.join(".", normal)  # "./folk" is a folder, "folk" a collection
 
 
 def load_best_weights(model: keras.Model, checkpoint: Path) -> None:

@@ -32,6 +32,17 @@ def test_metrics_prefer_the_clean_signal(tiny_corpus):
     assert all(better[m] > worse[m] for m in evaluate.METRICS)
 
 
+def test_compare_averages_noisy_and_denoised_over_the_same_pairs():
+    rng = np.random.default_rng(0)
+    t = np.arange(16000) / 8000
+    clean = [(0.3 * np.sin(2 * np.pi * f * t) * (np.sin(2 * np.pi * 2 * t) > 0)).astype(np.float32) for f in (200, 300)]
+    noisy = [c + level * rng.standard_normal(c.size).astype(np.float32) for c, level in zip(clean, (0.3, 0.01))]
+    denoised = [np.zeros_like(clean[0]), clean[1] + 0.001 * rng.standard_normal(16000).astype(np.float32)]
+    summary = evaluate.compare(clean, noisy, denoised, 8000)  # a silent output: its PESQ and SI-SDR are undefined
+    for metric in ("pesq_nb", "si_sdr"):
+        assert summary["noisy"][metric] == evaluate.speech_metrics(clean[1], noisy[1], 8000)[metric]  # pair 2 alone
+
+
 def test_metrics_undefined_for_the_reference_are_nan_not_errors():
     rng = np.random.default_rng(2)
     silent = evaluate.speech_metrics(np.zeros(8000), rng.standard_normal(8000), 8000)
@@ -110,7 +121,18 @@ def test_without_snr_the_mixtures_are_made_at_the_default_snrs(tiny_export, tiny
     assert set(summary["summary"]) == {"all", "-5 dB", "0 dB", "5 dB", "10 dB"} and summary["pairs"] == 4
 
 
-def test_cli_pairs_clean_and_noisy_folders(tiny_export, tmp_path):
+def test_a_noisy_partner_has_the_clean_files_own_stem(tmp_path):
+    for folder, extension in (("clean", "wav"), ("noisy", "flac")):
+        (tmp_path / folder).mkdir()
+        for stem in ("take", "take.1"):
+            soundfile.write(tmp_path / folder / f"{stem}.{extension}", np.zeros(800, np.float32), 8000)
+    clean_files = sorted((tmp_path / "clean").iterdir())
+    paired = evaluate_denoiser.noisy_pairs(clean_files, tmp_path / "clean", tmp_path / "noisy")
+    assert [(c.name, n.name) for c, _, n in paired] == [("take.1.wav", "take.1.flac"), ("take.wav", "take.flac")]
+    assert evaluate_denoiser.unpaired_noisy_files(tmp_path / "clean", tmp_path / "noisy") == []
+
+
+def test_cli_pairs_clean_and_noisy_folders_also_given_with_a_tilde(tiny_export, tmp_path, monkeypatch):
     rate = 8000
     t = np.arange(rate) / rate
     clean = (0.3 * np.sin(2 * np.pi * 200 * t) * (np.sin(2 * np.pi * 2 * t) > 0)).astype(np.float32)
@@ -123,8 +145,8 @@ def test_cli_pairs_clean_and_noisy_folders(tiny_export, tmp_path):
     soundfile.write(tmp_path / "noisy" / "b.flac", clean, rate)  # b.wav is b's noisy file
     assert evaluate_denoiser.unpaired_noisy_files(tmp_path / "clean", tmp_path / "noisy") == [
         tmp_path / "noisy" / "b.flac", tmp_path / "noisy" / "later" / "a.wav"]
-    result = _cli("--clean", str(tmp_path / "clean"), "--noisy", str(tmp_path / "noisy"), "--model", str(tiny_export),
-                  "-o", str(tmp_path / "eval"))
+    monkeypatch.setenv("HOME", str(tmp_path))  # "~/clean": a quoted path the shell did not expand
+    result = _cli("--clean", "~/clean", "--noisy", "~/noisy", "--model", str(tiny_export), "-o", str(tmp_path / "eval"))
     assert result.returncode == 0, result.stderr[-2000:]
     assert "2 noisy file(s) in " in result.stderr and "are not scored, e.g. b.flac" in result.stderr
     assert "1 of 2 clean/noisy pairs have a metric that is undefined" in result.stdout  # b.wav

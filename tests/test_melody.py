@@ -312,6 +312,17 @@ def test_a_validation_tune_that_repeats_a_training_tune_is_left_out_and_counted(
             "(repeats a training tune: the notes of tunes/tune0.mid))") in corpus.report.summary()
 
 
+def test_validation_tunes_that_all_repeat_training_tunes_are_kept_with_a_warning(tmp_path, caplog):
+    folder = tmp_path / "tunes"
+    folder.mkdir()
+    for i in range(12):  # one tune, twelve files
+        write_midi(folder / f"tune{i}.mid", [(p, 0.125 * k, 0.125 * (k + 1)) for k, p in enumerate(range(60, 73))])
+    corpus = melody_data.load_corpus(tiny_cfg(midi_dir=(str(folder),)))
+    assert [t.name for t in corpus.val] == ["tunes/tune11.mid"] and not corpus.report.skipped
+    assert ("each of the 1 validation tunes repeats a training tune (e.g. tunes/tune11.mid: the notes of "
+            "tunes/tune") in caplog.text
+
+
 def test_training_batches_are_padded_masked_and_transposed_within_range():
     corpus = melody_data.load_corpus(tiny_cfg())
     cfg = corpus.cfg

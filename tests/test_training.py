@@ -153,10 +153,11 @@ def test_a_path_spelled_another_way_is_the_same_config_to_the_rerun_check(tmp_pa
     run = tmp_path / "run"
     prepare_run_dir(run, make_config(DenoiserConfig, "tiny", overrides=["speech=data/x,bundled"]))
     (run / training.EpochClock.FILE).write_text('{"train_seconds": 1.0, "epochs": 1}')  # a started run
-    for spelling in ("data/x/", "./data/x", "data//x"):
-        prepare_run_dir(run, make_config(DenoiserConfig, "tiny", overrides=[f"speech={spelling},bundled"]))
-    with pytest.raises(UsageError, match="holds a run of another config"):
-        prepare_run_dir(run, make_config(DenoiserConfig, "tiny", overrides=["speech=data/y,bundled"]))
+    for spelling in ("data/x/,bundled", "./data/x,bundled", "data//x,bundled"):
+        prepare_run_dir(run, make_config(DenoiserConfig, "tiny", overrides=[f"speech={spelling}"]))
+    for other in ("data/y,bundled", "data/x,./bundled", "data/x/*,bundled"):  # ./bundled: a folder, not the corpus
+        with pytest.raises(UsageError, match="holds a run of another config"):
+            prepare_run_dir(run, make_config(DenoiserConfig, "tiny", overrides=[f"speech={other}"]))
 
 
 class _WorseFromEpoch(keras.callbacks.Callback):
@@ -208,6 +209,20 @@ def test_a_resumed_run_keeps_the_best_checkpoint_and_its_early_stopping_count(tm
     fit(8, _WorseFromEpoch(2), _InterruptAt(3))  # epochs 1-2 improve, epoch 3 is far worse, then it stops
     model, checkpoint = fit(8, _WorseFromEpoch(2))  # resumed at epoch 4, as bad
     best = best_epoch(tmp_path / "history.csv")
-    assert best.epoch == 1 and best.epochs_logged == 4  # patience 2 ran out at epoch 4: epoch 3 counted
+    assert best.epoch == 1 and best.last_epoch == 3  # patience 2 ran out at epoch 4: epoch 3 counted
     model.load_weights(str(checkpoint))
     assert model.evaluate(x, y, verbose=0) == pytest.approx(best.val_loss, rel=1e-5)
+
+
+def test_a_run_whose_checkpoint_is_gone_saves_its_next_epoch(tmp_path):
+    from audio_dl.training import run_callbacks
+
+    (tmp_path / "history.csv").write_text("epoch,loss,val_loss\n0,1.0,0.5\n")
+
+    def threshold():
+        _, callbacks = run_callbacks(tmp_path, make_config(DenoiserConfig, "tiny"))
+        return next(c for c in callbacks if isinstance(c, keras.callbacks.ModelCheckpoint)).best
+
+    assert threshold() is None  # no weights to keep: any epoch replaces nothing
+    (tmp_path / "checkpoints" / "best.weights.h5").touch()
+    assert threshold() == 0.5

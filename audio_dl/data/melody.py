@@ -139,9 +139,14 @@ def _inside_range(train: list[Tune], report: ReadReport, cfg: MelodyConfig) -> l
 
 def _without_training_tunes(val: list[Tune], train: list[Tune], report: ReadReport) -> list[Tune]:
     """The validation tunes that are not a training tune in another file (collections share tunes);
-    those that are, are counted in `report` as skipped "repeats a training tune"."""
+    those that are, are counted in `report` as skipped "repeats a training tune". When every one
+    is, all are kept, with a warning: a validation set of repeats, not none."""
     trained_on = {t.melody: t.name for t in train}
     repeats = [t for t in val if t.melody in trained_on]
+    if val and len(repeats) == len(val):
+        log.warning("each of the %d validation tunes repeats a training tune (e.g. %s: the notes of %s): the "
+                    "validation loss is not held-out", len(val), val[0].name, trained_on[val[0].melody])
+        return val
     report.kept -= len(repeats)
     for tune in repeats:
         report.skip(tune.name, "repeats_a_training_tune", f"the notes of {trained_on[tune.melody]}")

@@ -140,6 +140,8 @@ def test_cli_pairs_clean_and_noisy_folders_also_given_with_a_tilde(tiny_export, 
         (tmp_path / folder).mkdir()
         soundfile.write(tmp_path / folder / "a.wav", signal, rate)
         soundfile.write(tmp_path / folder / "b.wav", np.zeros(rate // 4, np.float32), rate)  # silent reference
+        (tmp_path / folder / "sub").mkdir()  # a speaker's subfolder: paired by its path below --clean
+        soundfile.write(tmp_path / folder / "sub" / "c.wav", signal, rate)
     (tmp_path / "noisy" / "later").mkdir()
     soundfile.write(tmp_path / "noisy" / "later" / "a.wav", clean, rate)  # no clean later/a.wav
     soundfile.write(tmp_path / "noisy" / "b.flac", clean, rate)  # b.wav is b's noisy file
@@ -149,9 +151,9 @@ def test_cli_pairs_clean_and_noisy_folders_also_given_with_a_tilde(tiny_export, 
     result = _cli("--clean", "~/clean", "--noisy", "~/noisy", "--model", str(tiny_export), "-o", str(tmp_path / "eval"))
     assert result.returncode == 0, result.stderr[-2000:]
     assert "2 noisy file(s) in " in result.stderr and "are not scored, e.g. b.flac" in result.stderr
-    assert "1 of 2 clean/noisy pairs have a metric that is undefined" in result.stdout  # b.wav
+    assert "1 of 3 clean/noisy pairs have a metric that is undefined" in result.stdout  # b.wav
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())["summary"]["all"]
-    assert all(np.isfinite(summary["noisy"][m]) for m in evaluate.METRICS)  # from a.wav alone
+    assert all(np.isfinite(summary["noisy"][m]) for m in evaluate.METRICS)  # from a.wav and sub/c.wav
 
 
 @pytest.mark.parametrize("make_args, message", [

@@ -158,6 +158,17 @@ def test_a_path_spelled_another_way_is_the_same_config_to_the_rerun_check(tmp_pa
     for other in ("data/y,bundled", "data/x,./bundled", "data/x/*,bundled"):  # ./bundled: a folder, not the corpus
         with pytest.raises(UsageError, match="holds a run of another config"):
             prepare_run_dir(run, make_config(DenoiserConfig, "tiny", overrides=[f"speech={other}"]))
+    prepare_run_dir(tmp_path / "globbed", make_config(DenoiserConfig, "tiny", overrides=["speech=data/*/"]))
+    (tmp_path / "globbed" / training.EpochClock.FILE).write_text('{"train_seconds": 1.0, "epochs": 1}')
+    with pytest.raises(UsageError, match="holds a run of another config"):  # data/*/ lists folders, data/* files too
+        prepare_run_dir(tmp_path / "globbed", make_config(DenoiserConfig, "tiny", overrides=["speech=data/*"]))
+
+
+def test_the_best_epoch_of_a_history_with_a_repeated_and_an_empty_row(tmp_path):
+    from audio_dl.training import BestEpoch, best_epoch
+
+    (tmp_path / "history.csv").write_text("epoch,loss,val_loss\n0,1.0,0.5\n1,0.9,0.4\n1,0.9,0.45\n,,\n2,0.8,nan\n")
+    assert best_epoch(tmp_path / "history.csv") == BestEpoch(0.4, 1, 2)  # 5 rows, 3 epochs, the NaN one never best
 
 
 class _WorseFromEpoch(keras.callbacks.Callback):

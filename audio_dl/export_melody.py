@@ -70,7 +70,7 @@ def _run_steps(step_fn, tokens: np.ndarray, cfg: MelodyConfig) -> np.ndarray:
 
 
 def _check_primer(cfg: MelodyConfig) -> np.ndarray:
-    """Two notes (a third apart where the range holds one), held, then a rest: a primer of any vocabulary."""
+    """Two notes (a whole tone apart where the range holds one), held, then a rest: a primer of any vocabulary."""
     second = midi_io.FIRST_NOTE_TOKEN + min(2, vocab_size(cfg) - midi_io.FIRST_NOTE_TOKEN - 1)
     return np.array([midi_io.FIRST_NOTE_TOKEN, midi_io.HOLD, second, midi_io.REST], np.int32)
 

@@ -369,7 +369,8 @@ def published_as(version_dir: Path, base: Path) -> Path | None:
 
 def _model_identity(version_dir: Path) -> str | bytes | None:
     fingerprint = version_dir / "fingerprint.pb"
-    return read_provenance(version_dir).get("model_sha256") or (fingerprint.read_bytes() if fingerprint.is_file() else None)
+    digest = read_provenance(version_dir).get("model_sha256")
+    return digest or (fingerprint.read_bytes() if fingerprint.is_file() else None)
 
 
 def publish(version_dir: Path, base: Path, version: int | None = None, shipped: bool = False) -> Path:

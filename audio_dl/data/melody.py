@@ -142,15 +142,16 @@ def _without_training_tunes(val: list[Tune], train: list[Tune], report: ReadRepo
     those that are, are counted in `report` as skipped "repeats a training tune". When every one
     is, all are kept, with a warning: a validation set of repeats, not none."""
     trained_on = {t.melody: t.name for t in train}
-    repeats = [t for t in val if t.melody in trained_on]
-    if val and len(repeats) == len(val):
+    repeated = [trained_on.get(t.melody) for t in val]  # the training tune each one repeats, or None
+    if val and all(repeated):
         log.warning("each of the %d validation tunes repeats a training tune (e.g. %s: the notes of %s): the "
-                    "validation loss is not held-out", len(val), val[0].name, trained_on[val[0].melody])
+                    "validation loss is not held-out", len(val), val[0].name, repeated[0])
         return val
-    report.kept -= len(repeats)
-    for tune in repeats:
-        report.skip(tune.name, "repeats_a_training_tune", f"the notes of {trained_on[tune.melody]}")
-    return [t for t in val if t.melody not in trained_on]
+    for tune, training_tune in zip(val, repeated):
+        if training_tune:
+            report.kept -= 1
+            report.skip(tune.name, "repeats_a_training_tune", f"the notes of {training_tune}")
+    return [t for t, training_tune in zip(val, repeated) if not training_tune]
 
 
 def _fit_validation(val: list[Tune], report: ReadReport, cfg: MelodyConfig) -> list[Tune]:

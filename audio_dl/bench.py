@@ -37,6 +37,7 @@ from typing import Sequence
 import numpy as np
 
 from audio_dl import atomic, audio_io, bench_data, cli, inference
+from audio_dl.config import DenoiserConfig
 from audio_dl.errors import UsageError
 from audio_dl.data import corpora
 from audio_dl.streaming import STREAMING_INT8_TFLITE_NAME, STREAMING_TFLITE_NAME, StreamingDenoiser
@@ -135,7 +136,7 @@ def _report(results: dict, output: Path) -> None:
 
 
 def _denoiser_options(sub, flag: str = "--model") -> None:
-    sub.add_argument(flag, dest="model", type=Path, default=cli.shipped_model("denoiser"),
+    sub.add_argument(flag, dest="model", type=cli.given_path, default=cli.shipped_model("denoiser"),
                      help="denoiser export folder, TF Serving base path or training run folder; its "
                           "streaming .tflite files are timed too (default: %(default)s)")
     sub.add_argument("--seconds", type=float, default=60.0,
@@ -144,7 +145,7 @@ def _denoiser_options(sub, flag: str = "--model") -> None:
 
 
 def _melody_options(sub, flag: str = "--model") -> None:
-    sub.add_argument(flag, dest="melody_model", type=Path, default=cli.shipped_model("melody"),
+    sub.add_argument(flag, dest="melody_model", type=cli.given_path, default=cli.shipped_model("melody"),
                      help="melody export, base path or training run folder (default: %(default)s)")
     sub.add_argument("--tunes", type=int, default=20, help="tunes generated from scratch (default: %(default)s)")
 
@@ -171,7 +172,7 @@ def _scale_options(sub) -> None:
                      help="corpus sizes in files, comma-separated (default: %(default)s)")
     sub.add_argument("--file-seconds", type=float, default=0.25,
                      help="length of each synthetic file (default: %(default)s)")
-    sub.add_argument("--scale-cache", type=Path, help="where the synthetic corpora are kept (default: a temp folder)")
+    sub.add_argument("--scale-cache", type=cli.given_path, help="where the synthetic corpora are kept (default: a temp folder)")
     sub.add_argument("--scale-batch", type=int, default=64, help="batch size of the timed reads (default: %(default)s)")
 
 
@@ -205,6 +206,9 @@ def _check_arguments(args) -> list[int]:
         numbers("--batches, --loop-examples and --train-steps", args.batches, args.loop_examples, args.train_steps)
     if args.command in ("context", "all"):
         numbers("--batch and --context-seconds", args.batch, args.context_seconds)
+        hop_seconds = DenoiserConfig.hop_length / DenoiserConfig.sample_rate
+        if args.context_seconds < hop_seconds:
+            raise UsageError(f"--context-seconds must be at least one hop ({hop_seconds:g} s)")
     if args.command in ("scale", "all"):
         try:
             sizes = sorted({int(n) for n in args.files.split(",")})
@@ -231,17 +235,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("scale", _scale_options, "peak RSS of prepare + one epoch, small vs large corpus")):
         options(commands.add_parser(name, help=text))
     run = commands.add_parser("scale-run", help="(internal) one size of `scale`, in a fresh process")
-    run.add_argument("source", type=Path)
-    run.add_argument("work", type=Path)
+    run.add_argument("source", type=cli.given_path)
+    run.add_argument("work", type=cli.given_path)
     run.add_argument("--batch-size", type=int, default=64)
     for sub in commands.choices.values():
         if sub.prog.split()[-1] != "scale-run":
             name = sub.prog.split()[-1]
-            sub.add_argument("-o", "--output", type=Path,
+            sub.add_argument("-o", "--output", type=cli.given_path,
                              default=Path("bench.json" if name == "all" else f"bench_{name}.json"),
                              help="JSON file for the results (default: %(default)s)")
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not any(arg in COMMANDS or arg in ("-h", "--help") for arg in argv):
+    if not argv or argv[0] not in (*COMMANDS, "-h", "--help"):  # a command comes first; a value may be a command's name
         argv.insert(0, "all")
     args = parser.parse_args(argv)
     if args.command == "scale-run":

@@ -72,12 +72,18 @@ def flag_names(*keys: str) -> dict[str, str]:
     return {key: "--" + key.replace("_", "-") for key in keys}
 
 
+def given_path(text: str) -> Path:
+    """argparse type of a path: refused at once if it is empty (Path("") is the current folder, so
+    an unset shell variable would stand for it); a quoted ~ is expanded."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path")
+    return Path(text).expanduser()
+
+
 def folder_path(text: str) -> Path:
     """argparse type of a folder to write into: refused at once if it is empty or a file (not after
     a run)."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("an empty path")  # Path("") is the current folder
-    path = Path(text)
+    path = given_path(text)
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a file, not a folder")
     return path

@@ -32,9 +32,9 @@ def build_parser() -> cli.ArgumentParser:
     parser = cli.ArgumentParser(prog="python -m audio_dl.denoise", description=__doc__,
                                 formatter_class=cli.argparse.RawDescriptionHelpFormatter)
     parser.add_argument("inputs", nargs="+", help="audio files and/or folders (searched recursively)")
-    parser.add_argument("-o", "--output", type=Path, default=Path("denoised"),
+    parser.add_argument("-o", "--output", type=cli.given_path, default=Path("denoised"),
                         help="output folder, or a .wav path for a single input (default: %(default)s/)")
-    parser.add_argument("--model", type=Path, default=cli.shipped_model("denoiser"),
+    parser.add_argument("--model", type=cli.given_path, default=cli.shipped_model("denoiser"),
                         help="SavedModel folder, TF Serving base path or training run folder (the "
                              "highest version) or .tflite (default: %(default)s)")
     parser.add_argument("--strength", type=float, metavar="DB",
@@ -43,7 +43,7 @@ def build_parser() -> cli.ArgumentParser:
     parser.add_argument("--plot", action="store_true",
                         help=f"also write OUTPUT.png: waveform and spectrogram of noisy and denoised "
                              f"(the first {PLOT_SECONDS:g} s)")
-    parser.add_argument("--clean", type=Path,
+    parser.add_argument("--clean", type=cli.given_path,
                         help="clean reference added to the plot: a file (for one input), or a folder holding "
                              "the clean files at the same paths as inside the input folder")
     parser.add_argument("--chunk-seconds", type=float, default=30.0,
@@ -117,7 +117,7 @@ def _jobs(inputs: Sequence[str], output: Path, clean: Path | None) -> list[Job]:
         cli.writable_folder(output)
     found: dict[tuple[int, int], tuple[Path, Path, bool]] = {}  # the same file given twice counts once
     for spec in inputs:
-        path = Path(spec)
+        path = audio_io.given_path(spec)
         if not path.exists():
             raise UsageError(f"path does not exist: {spec}")
         if path.is_dir():

@@ -39,7 +39,7 @@ def build_parser() -> cli.ArgumentParser:
                                 formatter_class=cli.argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clean", required=True, nargs="+", help="folders (or globs/lists) of clean speech")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--noisy", type=Path, help="folder of noisy versions, same relative names as --clean")
+    source.add_argument("--noisy", type=cli.given_path, help="folder of noisy versions, same relative names as --clean")
     source.add_argument("--noise", nargs="+",
                         help="folders, files (or globs/lists) of noise recordings to mix with --clean "
                              "(each decoded once, up front)")
@@ -47,11 +47,11 @@ def build_parser() -> cli.ArgumentParser:
                         help=f"SNRs in dB for --noise, each in [-{MAX_SNR_DB:g}, {MAX_SNR_DB:g}] (default: "
                              f"{_numbers(DEFAULT_SNRS)})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the mixtures (default: %(default)s)")
-    parser.add_argument("--model", type=Path, default=cli.shipped_model("denoiser"),
+    parser.add_argument("--model", type=cli.given_path, default=cli.shipped_model("denoiser"),
                         help="the denoiser to judge (default: %(default)s)")
-    parser.add_argument("--fcn16", type=Path, help="an exported fcn16 model to compare with")
+    parser.add_argument("--fcn16", type=cli.given_path, help="an exported fcn16 model to compare with")
     parser.add_argument("--limit", type=int, help="use at most this many clean files of each --clean path")
-    parser.add_argument("-o", "--output", type=Path, default=Path("evaluation"),
+    parser.add_argument("-o", "--output", type=cli.given_path, default=Path("evaluation"),
                         help="folder for metrics.csv and summary.json (default: %(default)s)")
     return parser
 

@@ -44,7 +44,7 @@ def build_parser() -> cli.ArgumentParser:
     tunes.add_argument("--validation-split", action="store_true",
                        help="score the tunes the model's training held out for validation (of its corpus, or "
                             "of --train-midi-dir), as its model card does")
-    parser.add_argument("--model", type=Path, default=cli.shipped_model("melody"),
+    parser.add_argument("--model", type=cli.given_path, default=cli.shipped_model("melody"),
                         help="SavedModel folder, TF Serving base path or training run folder (the "
                              "highest version; default: %(default)s)")
     parser.add_argument("--train-midi-dir", action="append", metavar="DIR",
@@ -53,7 +53,7 @@ def build_parser() -> cli.ArgumentParser:
     parser.add_argument("--max-tunes", type=int, default=1000, help="score at most this many tunes (default: %(default)s)")
     parser.add_argument("--generate", type=int, default=100, help="tunes to generate (0: skip; default: %(default)s)")
     parser.add_argument("--temperature", type=float, default=1.0, help="of the generated tunes (default: %(default)s)")
-    parser.add_argument("-o", "--output", type=Path, default=Path("melody_evaluation.json"),
+    parser.add_argument("-o", "--output", type=cli.given_path, default=Path("melody_evaluation.json"),
                         help="JSON file for the metrics (default: %(default)s)")
     return parser
 
@@ -100,13 +100,16 @@ def training_corpus(cfg: MelodyConfig, train_midi_dir: list[str] | None, version
     """The corpus the model was trained on, split as in training: `train_midi_dir`, or the corpus
     its config.json names (a relative path there is relative to where it was trained: UsageError
     naming --train-midi-dir when it is not found from here)."""
-    if train_midi_dir:
-        return melody_data.load_corpus(dataclasses.replace(cfg, midi_dir=tuple(train_midi_dir)))
+    given = f"--train-midi-dir {' '.join(train_midi_dir)}" if train_midi_dir else f"midi_dir in {version / 'config.json'}"
     try:
-        return melody_data.load_corpus(cfg)
+        return melody_data.load_corpus(dataclasses.replace(cfg, midi_dir=tuple(train_midi_dir or cfg.midi_dir)))
+    except melody_data.NoTuneInRange as error:  # the range is the model's: not one to widen here
+        raise UsageError(f"no tune of {given} lies inside the model's pitch range {error.range_name} "
+                         f"({error.summary}); give the tunes it was trained on") from None
     except UsageError as error:
-        raise UsageError(f"the model's training tunes, midi_dir in {version / 'config.json'}: {error}; "
-                         "give them with --train-midi-dir") from None
+        if train_midi_dir:
+            raise
+        raise UsageError(f"the model's training tunes, {given}: {error}; give them with --train-midi-dir") from None
 
 
 def count_training_tunes(tunes: list[melody_data.Tune], train: list[melody_data.Tune]) -> int:

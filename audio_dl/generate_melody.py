@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -39,7 +40,7 @@ def build_parser() -> cli.ArgumentParser:
     parser.add_argument("-o", "--output", default="melody",
                         help="output path, with or without a .mid/.midi/.wav/.png suffix, or a folder: writes "
                              "PATH.mid, PATH.wav, PATH.png (default: %(default)s)")
-    parser.add_argument("--model", type=Path, default=cli.shipped_model("melody"),
+    parser.add_argument("--model", type=cli.given_path, default=cli.shipped_model("melody"),
                         help="SavedModel folder, TF Serving base path or training run folder (the "
                              "highest version; default: %(default)s)")
     parser.add_argument("--temperature", type=float, default=1.0,
@@ -56,16 +57,16 @@ def build_parser() -> cli.ArgumentParser:
 
 def output_paths(text: str, inputs: Sequence[Path]) -> dict[str, Path]:
     """{".mid"|".wav"|".png": path} for -o: a stem (a .mid/.midi/.wav/.png suffix is dropped, any
-    other suffix with a letter, such as .flac, is refused; "tune_0.7" keeps its dot) or a folder, one
-    that exists or one written with a trailing slash (then FOLDER/melody.*); each checked by
-    cli.output_file."""
+    other suffix of letters and digits, such as .flac, is refused; "tune_0.7" and "St. Patrick"
+    keep their dot) or a folder, one that exists or one written with a trailing slash (then
+    FOLDER/melody.*); each checked by cli.output_file."""
     if not text.strip():
         raise UsageError("-o needs a file name, e.g. out/tune")  # Path("") is the current folder
     output = Path(text)
     if output.is_dir() or text.endswith(("/", os.sep)):
         output = output / "melody"
     ending = output.suffix.lower()
-    if ending not in OUTPUT_SUFFIXES and any(c.isalpha() for c in ending):
+    if ending not in OUTPUT_SUFFIXES and re.fullmatch(r"\.\w*[a-z]\w*", ending):  # "St. Patrick" is a title
         raise UsageError(f"-o {text}: cannot write {output.suffix} files; give a name ending in "
                          f"{', '.join(OUTPUT_SUFFIXES)} or no suffix (each writes NAME.mid, NAME.wav and NAME.png)")
     stem = output.with_suffix("") if ending in OUTPUT_SUFFIXES else output

@@ -291,18 +291,24 @@ def _undecodable(source: Path, error: Exception) -> ValueError:
 
 
 def _finite_blocks(src: soundfile.SoundFile, source: Path, blocksize: int) -> Iterator[np.ndarray]:
-    """src's [blocksize, channels] float32 blocks; ValueError when decoding fails part-way or a
-    block holds NaN or infinite samples (they would spread through the model's context)."""
-    blocks = src.blocks(blocksize=blocksize, dtype="float32", always_2d=True)
+    """src's [<= blocksize, channels] float32 blocks, as many frames as decode; ValueError when
+    decoding fails part-way or a block holds NaN or infinite samples (they would spread through
+    the model's context). A file that decodes fewer frames than its header announces (an MP3 cut
+    short) ends where its audio does, with a warning (SoundFile.blocks would pad it with whatever
+    its buffer held)."""
+    decoded = 0
     while True:
         try:
-            block = next(blocks)
-        except StopIteration:
-            return
+            block = src.read(blocksize, dtype="float32", always_2d=True)
         except soundfile.LibsndfileError as error:
             raise _undecodable(source, error) from None
+        if not len(block):
+            break
         audio_io.require_finite(block, source)
+        decoded += len(block)
         yield block
+    if decoded < src.frames:
+        log.warning("%s: decoded %d of the %d frames its header announces (cut short?)", source, decoded, src.frames)
 
 
 class _WavOutput:

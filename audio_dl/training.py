@@ -22,6 +22,7 @@ import os
 import time
 import warnings
 from pathlib import Path
+from typing import Sequence
 
 import keras
 import numpy as np
@@ -199,10 +200,11 @@ def prepare_run_dir(run_dir: Path, cfg) -> None:
     save_config(cfg, run_dir / "config.json")
 
 
-def refuse_other_config(run_dir: Path, cfg) -> None:
+def refuse_other_config(run_dir: Path, cfg, unset: Sequence[str] = ()) -> None:
     """UsageError, naming the keys that differ, when `run_dir` already holds training of another
     config (keys outside RERUN_KEYS): its checkpoints were made for that config. One interrupted
-    before its first epoch ended holds none: it takes any. Cheap: call it before the data is read."""
+    before its first epoch ended holds none: it takes any. Cheap: call it before the data is read,
+    naming in `unset` the keys the data will set (checked again once it has)."""
     saved = run_dir / "config.json"
     started = any((run_dir / name).exists() for name in (EpochClock.FILE, TRAINED_MARKER)) or \
         any(any((run_dir / name).glob("*")) for name in ("backup", "checkpoints", "export"))
@@ -216,7 +218,7 @@ def refuse_other_config(run_dir: Path, cfg) -> None:
                          f"({', '.join(unknown[:3])}{', ...' if len(unknown) > 3 else ''}); give another --run-dir")
     previous = json.loads(json.dumps({**to_dict(type(cfg)()), **saved_values}))  # keys it lacks: defaults
     changed = [f"{key}: {previous.get(key)!r} -> {current[key]!r}" for key in current
-               if _comparable(previous.get(key)) != _comparable(current[key]) and key not in RERUN_KEYS]
+               if _comparable(previous.get(key)) != _comparable(current[key]) and key not in {*RERUN_KEYS, *unset}]
     if changed:
         raise UsageError(f"{run_dir} holds a run of another config ({'; '.join(changed[:3])}"
                          f"{'; ...' if len(changed) > 3 else ''}); continue it with --config {saved}, "

@@ -123,6 +123,8 @@ def test_the_melody_api_says_what_reading_a_typed_primer_changed(app):
                                            ({"notes": [{"pitch": 60.5, "start": 0, "end": 1}]}, "pitch, start and end"),
                                            ({"text": "G#9"}, "outside MIDI's range"),
                                            ({"text": "G4", "seed": -1}, "seed must be between 0 and 2147483647"),
+                                           ({"text": "G4", "seed": 10**400}, "seed must be between 0 and 2147483647"),
+                                           ({"text": "G4", "qpm": -10**400}, "qpm must be between 30 and 300"),
                                            ({"notes": {"pitch": 60}}, "notes must be a list of")])
 def test_melody_api_errors_are_one_line_json(app, body, message):
     reply = app.test_client().post("/api/melody", json=body)

@@ -70,6 +70,9 @@ def test_benchmark_misuse_is_one_line_exit_2():
     (["denoiser", "--model", "{tmp}/notes.txt"], "notes.txt is a file; give the export folder that holds it"),
     (["--melody-model", "{tmp}/missing"], "model not found: {tmp}/missing"),
     (["context", "-o", "{tmp}/notes.txt/bench.json"], "notes.txt is a file, not a folder"),
+    (["context", "--context-seconds", "0.005"], "--context-seconds must be at least one hop (0.008 s)"),
+    # a value that is a command's name is a value (a model folder named denoiser): `all` runs
+    (["--model", "denoiser", "--seconds", "5"], "--seconds must be in [10, 3600] (got 5)"),
 ])
 def test_bad_numbers_and_outputs_are_refused_before_any_measurement(tmp_path, args, message):
     (tmp_path / "notes.txt").write_text("a file\n")

@@ -216,3 +216,25 @@ def test_a_diverging_run_is_one_line_and_not_marked_trained(tmp_path):
     assert result.returncode == 2 and re.search(r"training diverged \(the loss became (nan|inf) at epoch 1", result.stderr)
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "run" / "trained.json").exists() and not (tmp_path / "run" / "export").exists()
+
+
+@pytest.mark.parametrize("tool, args", [
+    ("denoise", [""]), ("denoise", ["in.wav", "-o", ""]), ("denoise", ["in.wav", "--clean", " "]),
+    ("evaluate_denoiser", ["--clean", "c", "--noisy", ""]), ("generate_melody", ["G4", "--model", ""]),
+    ("export", ["reexport", ""]), ("export", ["publish", ""]), ("bench", ["denoiser", "--model", ""]),
+])
+def test_an_empty_path_is_refused_not_taken_for_the_current_folder(tool, args, tmp_path, monkeypatch, capsys):
+    """`python -m audio_dl.denoise "$UNSET"` would otherwise denoise the whole folder tree it runs in."""
+    import importlib
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in.wav").write_bytes(b"")
+    module = importlib.import_module(f"audio_dl.{tool}")
+    try:
+        code = cli.run_main(module.main, args)
+    except SystemExit as exit:  # argparse's own refusal
+        code = exit.code
+    assert code == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"python -m audio_dl.{tool}") and "an empty path" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]

@@ -307,6 +307,23 @@ def test_the_output_has_as_many_samples_as_the_input(tiny_export, tmp_path, rate
     assert soundfile.info(tmp_path / "out.wav").frames == frames
 
 
+@pytest.mark.parametrize("block_seconds", [1.0, 10.0])
+def test_a_cut_off_mp3_gives_the_audio_it_holds_and_no_more(tmp_path, caplog, block_seconds):
+    """An MP3 cut short (a partial download) announces more frames than it decodes: the output is
+    the decoded audio, sample for sample, with a warning, not a tail of stale buffer memory."""
+    soundfile.write(tmp_path / "full.mp3", _speechlike(4.0), 8000, format="MP3")
+    whole = (tmp_path / "full.mp3").read_bytes()
+    (tmp_path / "cut.mp3").write_bytes(whole[:len(whole) // 3])
+    decoded, _ = soundfile.read(tmp_path / "cut.mp3", dtype="float32")
+    assert len(decoded) < soundfile.info(tmp_path / "cut.mp3").frames
+    seconds = inference.denoise_file(_fake_denoiser(lambda x: x), tmp_path / "cut.mp3", tmp_path / "out.wav",
+                                     block_seconds=block_seconds)
+    out, _ = soundfile.read(tmp_path / "out.wav", dtype="float32")
+    np.testing.assert_allclose(out, decoded, atol=1e-4)  # the 16-bit output's rounding
+    assert seconds == len(decoded) / 8000
+    assert f"decoded {len(decoded)} of the" in caplog.text and "cut short?" in caplog.text
+
+
 def test_a_nan_sample_is_refused_not_spread_through_the_output(tiny_export, tmp_path):
     x = _speechlike(2.0)
     x[5000] = np.nan

@@ -200,6 +200,19 @@ def test_the_int8_streaming_model_can_be_added_to_an_earlier_export(tiny_dilated
     assert not [p for p in earlier.iterdir() if p.name.startswith(".")]  # no staging left
 
 
+def test_adding_int8_that_cannot_be_measured_leaves_no_int8_model(tiny_dilated_export, tmp_path):
+    """Its quality is measured against the float streaming model before the file is committed."""
+    earlier = tmp_path / "3"
+    shutil.copytree(tiny_dilated_export, earlier)
+    for name in (STREAMING_INT8_TFLITE_NAME, STREAMING_TFLITE_NAME):  # an export older than streaming
+        (earlier / name).unlink()
+    with pytest.raises(export.UsageError, match=f"model not found: .*{STREAMING_TFLITE_NAME}"):
+        export.add_streaming_int8(earlier)
+    assert sorted(p.name for p in earlier.iterdir()) == sorted(p.name for p in tiny_dilated_export.iterdir()
+                                                               if p.name not in (STREAMING_INT8_TFLITE_NAME,
+                                                                                 STREAMING_TFLITE_NAME))
+
+
 def test_adding_int8_to_a_folder_that_is_not_an_export_is_one_line_exit_2(tmp_path):
     result = subprocess.run([sys.executable, "-m", "audio_dl.export", "add-streaming-int8", str(tmp_path)],
                             capture_output=True, text=True, timeout=300)
@@ -341,3 +354,17 @@ def test_a_training_run_directory_stands_for_its_newest_export(exported, tmp_pat
     shutil.copytree("saved_models/melody/5", tmp_path / "melody-run" / "export" / "2")
     assert compose.resolve_export(tmp_path / "melody-run") == tmp_path / "melody-run" / "export" / "2"
     assert export.newest_export(tmp_path) is None
+
+
+def test_the_streaming_check_runs_past_the_models_memory_and_a_nan_output_fails_it(tiny_dilated_export,
+                                                                                   monkeypatch):
+    """The hop-by-hop run lasts the model's whole memory and 64 hops more (a state that rolls
+    wrong shows only once it is full); NaN fails the check, not max() of the errors."""
+    model, cfg = export.denoiser_from_export(tiny_dilated_export)
+    lengths, denoise = [], StreamingDenoiser.denoise
+    monkeypatch.setattr(StreamingDenoiser, "denoise", lambda self, w: lengths.append(len(w)) or denoise(self, w))
+    export.verify_denoiser_export(model, tiny_dilated_export, cfg)
+    assert min(lengths) >= (cfg.history_frames + 64) * cfg.hop_length
+    monkeypatch.setattr(StreamingDenoiser, "denoise", lambda self, w: np.full(len(w), np.nan, np.float32))
+    with pytest.raises(export.ExportError, match="does not match"):
+        export.verify_denoiser_export(model, tiny_dilated_export, cfg)

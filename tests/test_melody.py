@@ -420,7 +420,9 @@ def test_sampling_settings_are_named_as_the_caller_knows_them():
 
 
 @pytest.mark.parametrize("inputs, message", [
-    (dict(temperature=0.0), "temperature must be > 0"), (dict(temperature=float("nan")), "temperature must be > 0"),
+    (dict(temperature=0.0), "temperature must be a finite number > 0"),
+    (dict(temperature=float("nan")), "temperature must be a finite number > 0"),
+    (dict(temperature=float("inf")), "temperature must be a finite number > 0"),
     (dict(top_k=-1), "top_k must be >= 0"), (dict(max_steps=-5), "max_steps must be >= 0"),
     (dict(primer=[5, 999]), "primer tokens must be in [3, "), (dict(primer=[-1]), "primer tokens must be in [3, "),
     (dict(primer=[midi_io.END]), "primer tokens must be in [3, "),
@@ -440,6 +442,9 @@ def test_the_served_generate_graph_refuses_what_a_client_sends_wrong(small_model
 @pytest.mark.parametrize("primer, message", [
     ("G4 A4", "must be a list of midi_io.Note"), ([(67, 0, 4)], "must be a list of midi_io.Note"),
     ([N(67, -4, 4)], "a start >= 0"), ([N(67, 0, 0)], "a duration >= 1"), ([N(128, 0, 4)], "a pitch in 0..127"),
+    # encode() writes notes in list order: these would lose a note without a word
+    ([N(62, 4, 4), N(60, 0, 8)], "starts before the note listed before it"),
+    ([N(60, 0, 4), N(64, 0, 4)], "starts with the note listed before it"),
 ])
 def test_a_primer_that_is_not_notes_is_refused(small_model, primer, message):
     model, cfg = small_model
@@ -670,6 +675,8 @@ def test_generate_melody_refuses_an_output_suffix_it_cannot_write(tmp_path, caps
     assert not (tmp_path / "new").exists()
     assert generate_melody.output_paths(str(tmp_path / "tune_0.7"), [])[".wav"] == tmp_path / "tune_0.7.wav"
     assert generate_melody.output_paths(str(tmp_path / "tune.WAV"), [])[".mid"] == tmp_path / "tune.mid"
+    for title in ("St. Patrick", "op. 12 jig", "tune v1.0 final"):  # a dot in a title is no file type
+        assert generate_melody.output_paths(str(tmp_path / title), [])[".png"] == tmp_path / f"{title}.png"
 
 
 def test_generate_melody_rejects_a_model_that_is_not_a_melody_model(tiny_export, capsys):
@@ -683,7 +690,7 @@ def test_the_shipped_melody_export_names_a_bad_temperature_a_client_sends():
     from audio_dl.compose import load_melody_export
 
     loaded, _, _ = load_melody_export(Path(__file__).parents[1] / "saved_models" / "melody")
-    with pytest.raises(tf.errors.InvalidArgumentError, match="temperature must be > 0"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="temperature must be > 0"):  # shipped before "finite"
         loaded.signatures["generate"](primer=tf.constant([5], tf.int32), temperature=tf.constant(0.0),
                                       top_k=tf.constant(0), seed=tf.constant(0), max_steps=tf.constant(4))
 
@@ -704,7 +711,7 @@ def test_a_melody_reexport_scores_and_generates_as_the_version_it_came_from(trai
     request = dict(primer=tf.constant([5, 6], tf.int32), temperature=tf.constant(1.0), top_k=tf.constant(0),
                    seed=tf.constant(3), max_steps=tf.constant(40))
     np.testing.assert_array_equal(*(m.signatures["generate"](**request)["tokens"].numpy() for m in (old, new)))
-    with pytest.raises(tf.errors.InvalidArgumentError, match="temperature must be > 0"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="temperature must be a finite number > 0"):
         new.signatures["generate"](**(request | {"temperature": tf.constant(0.0)}))
     edited = tmp_path / "edited" / "1"
     shutil.copytree(earlier, edited)
@@ -920,6 +927,19 @@ def test_evaluate_melody_names_a_training_corpus_its_config_gives_as_a_relative_
     error = capsys.readouterr().err.strip()
     assert f"midi_dir in {model / 'config.json'}: path does not exist: mini; give them with --train-midi-dir" in error
     assert cli.run_main(evaluate_melody.main, [*args, "--train-midi-dir", str(FIXTURE)]) == 0
+
+
+def test_evaluate_melody_says_the_training_tunes_lie_outside_the_models_range(tmp_path, capsys):
+    """The range is the model's: no advice to widen it or leave it unset (evaluate_melody has no --set)."""
+    from audio_dl import cli, evaluate_melody
+
+    high = write_line_tunes(tmp_path / "high", 4, {i: range(96, 101) for i in range(4)})  # above F6
+    assert cli.run_main(evaluate_melody.main, ["--midi-dir", str(FIXTURE), "--train-midi-dir", str(high),
+                                               "--model", "saved_models/melody/5", "--generate", "0",
+                                               "-o", str(tmp_path / "r.json")]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f"no tune of --train-midi-dir {high} lies inside the model's pitch range G3..F6" in line
+    assert "widen" not in line and "unset" not in line
 
 
 def test_a_collection_is_also_found_by_its_own_name_unless_a_folder_has_that_name(tmp_path, monkeypatch):

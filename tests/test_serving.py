@@ -131,7 +131,7 @@ def _generate(**changes):
      "input 'seed' takes int32 values; got integers in [1099511627776, 1099511627776]"),
     ("/v1/models/melody:predict", _generate(primer=[17.7]), 400, "input 'primer' takes int32 values; got floats"),
     ("/v1/models/melody:predict", _generate(primer=[999]), 400, "primer tokens must be in [3, "),
-    ("/v1/models/melody:predict", _generate(temperature=-1.0), 400, "temperature must be > 0; got] [-1]"),
+    ("/v1/models/melody:predict", _generate(temperature=-1.0), 400, "temperature must be a finite number > 0; got] [-1]"),
 ])
 def test_rest_malformed_requests_get_tf_serving_errors(rest, path, body, status, message):
     reply = rest.post(path, json=body)

@@ -1,6 +1,7 @@
 """Training library: an interrupted run resumes where it stopped."""
 
 import csv
+import dataclasses
 import json
 
 import keras
@@ -237,3 +238,27 @@ def test_a_run_whose_checkpoint_is_gone_saves_its_next_epoch(tmp_path):
     assert threshold() is None  # no weights to keep: any epoch replaces nothing
     (tmp_path / "checkpoints" / "best.weights.h5").touch()
     assert threshold() == 0.5
+
+
+def test_a_melody_run_of_another_config_is_refused_before_the_tunes_are_read(tmp_path, monkeypatch):
+    """Its saved config holds the range the tunes set; an unset range (-1) is not a difference."""
+    from audio_dl import melody_training, training
+    from audio_dl.config import MelodyConfig, save_config
+    from audio_dl.data import melody as melody_data
+    from audio_dl.errors import UsageError
+
+    run = tmp_path / "run"
+    run.mkdir()
+    tiny = make_config(MelodyConfig, "tiny")
+    save_config(dataclasses.replace(tiny, pitch_low=55, pitch_high=79), run / "config.json")
+    (run / training.EpochClock.FILE).write_text('{"train_seconds": 1.0, "epochs": 1}')  # a started run
+    read = []
+    monkeypatch.setattr(melody_data, "load_corpus", lambda cfg: read.append(cfg) or pytest.fail("read the tunes"))
+    with pytest.raises(UsageError, match=r"holds a run of another config \(lstm_units: 16 -> 24\)"):
+        melody_training.train_melody(dataclasses.replace(tiny, lstm_units=24), run)
+    with pytest.raises(UsageError, match=r"another config \(pitch_high: 79 -> 80\)"):  # a range set by the user
+        melody_training.train_melody(dataclasses.replace(tiny, pitch_low=55, pitch_high=80), run)
+    monkeypatch.setattr(melody_data, "load_corpus", lambda cfg: read.append(cfg) or pytest.skip("reached"))
+    with pytest.raises(pytest.skip.Exception):  # the same config, its range still to be set by the tunes
+        melody_training.train_melody(tiny, run)
+    assert read == [tiny]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 import sys
-from pathlib import Path
 from typing import Sequence
 
 from audio_dl import cli
@@ -23,9 +22,9 @@ def build_parser() -> cli.ArgumentParser:
                                 formatter_class=cli.argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     parser.add_argument("--port", type=cli.port_number, default=8000, help="default: %(default)s")
-    parser.add_argument("--melody-model", type=Path, default=cli.shipped_model("melody"),
+    parser.add_argument("--melody-model", type=cli.given_path, default=cli.shipped_model("melody"),
                         help="melody export, base path or training run folder (default: %(default)s)")
-    parser.add_argument("--denoiser-model", type=Path, default=cli.shipped_model("denoiser"),
+    parser.add_argument("--denoiser-model", type=cli.given_path, default=cli.shipped_model("denoiser"),
                         help="denoiser export, base path, training run folder or .tflite (default: %(default)s)")
     return parser
 

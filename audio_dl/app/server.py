@@ -114,6 +114,8 @@ def _number(form, key: str, default: float, low: float, high: float) -> float:
         value = float(text)
     except (TypeError, ValueError):
         raise AppError(f"{key} must be a number") from None
+    except OverflowError:  # a JSON integer beyond any float: out of range
+        value = math.inf if text > 0 else -math.inf
     if not low <= value <= high:
         raise AppError(f"{key} must be between {_plain(low)} and {_plain(high)}")
     return value

@@ -125,15 +125,25 @@ def load_corpus(cfg: MelodyConfig) -> MelodyCorpus:
     return MelodyCorpus(cfg, train, val, report)
 
 
+class NoTuneInRange(UsageError):
+    """No training tune lies inside the pitch range the config sets: `range_name` (G3..F6) and the
+    corpus `summary` for callers whose range is not the user's to change (a trained model's)."""
+
+    def __init__(self, range_name: str, summary: str, message: str):
+        super().__init__(message)
+        self.range_name, self.summary = range_name, summary
+
+
 def _inside_range(train: list[Tune], report: ReadReport, cfg: MelodyConfig) -> list[Tune]:
     """The training tunes whose every pitch lies in [pitch_low, pitch_high]; the others are counted
     in `report` as skipped "outside pitch range". UsageError if none is left."""
     inside = [t for t in train if _within_range(t, cfg)]
     _skip_outside_range([t for t in train if not _within_range(t, cfg)], report, cfg)
     if not inside:
-        raise UsageError(f"no training tune lies inside the pitch range {midi_io.range_name(cfg.pitch_low, cfg.pitch_high)} "
-                         f"(pitch_low={cfg.pitch_low}, pitch_high={cfg.pitch_high}; {report.summary()}); "
-                         "widen it, or leave both unset to take the training tunes' range")
+        name = midi_io.range_name(cfg.pitch_low, cfg.pitch_high)
+        raise NoTuneInRange(name, report.summary(), f"no training tune lies inside the pitch range {name} "
+                            f"(pitch_low={cfg.pitch_low}, pitch_high={cfg.pitch_high}; {report.summary()}); "
+                            "widen it, or leave both unset to take the training tunes' range")
     return inside
 
 

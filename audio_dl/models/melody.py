@@ -96,7 +96,8 @@ class MelodySampler(tf.Module):
         """`primer`, once the inputs a TF Serving client sends are checked: an InvalidArgumentError
         naming the input, instead of an index error deep in the loop or a silently wrong tune."""
         checks = [
-            tf.debugging.Assert(temperature > 0.0, ["temperature must be > 0; got", temperature]),
+            tf.debugging.Assert((temperature > 0.0) & tf.math.is_finite(temperature),  # inf: every logit 0, top_k moot
+                                ["temperature must be a finite number > 0; got", temperature]),
             tf.debugging.Assert(top_k >= 0, ["top_k must be >= 0 (0: no limit); got", top_k]),
             tf.debugging.Assert(max_steps >= 0, ["max_steps must be >= 0; got", max_steps]),
             tf.debugging.Assert(tf.reduce_all((primer >= midi_io.REST) & (primer < self.vocab_size)),

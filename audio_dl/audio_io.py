@@ -21,6 +21,7 @@ import soxr
 import wurlitzer
 
 from audio_dl.errors import UsageError
+from audio_dl.paths import expand_home
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +72,11 @@ def find_files(specs: str | os.PathLike | Iterable[str | os.PathLike], extension
 
 
 def given_path(spec: str | os.PathLike) -> Path:
-    """Path(spec), expanded; UsageError for an empty string (Path("") is the current folder)."""
+    """Path(spec), a leading ~/ expanded (paths.expand_home); UsageError for an empty string
+    (Path("") is the current folder)."""
     if not str(spec).strip():
         raise UsageError("an empty path was given")
-    return Path(spec).expanduser()
+    return Path(expand_home(str(spec)))
 
 
 def _expand(spec: str, extensions) -> list[Path]:
@@ -97,7 +99,7 @@ def _expand(spec: str, extensions) -> list[Path]:
             return listed
         return [path]
     if glob.has_magic(spec):
-        matches = [Path(p) for p in glob.glob(os.path.expanduser(spec), recursive=True)]
+        matches = [Path(p) for p in glob.glob(expand_home(spec), recursive=True)]
         files = sorted(p for p in matches if p.suffix.lower() in extensions and p.is_file())
         if not files and any(p.is_dir() for p in matches):  # which folder is a speaker would be a guess
             example = ".wav" if ".wav" in extensions else min(extensions)

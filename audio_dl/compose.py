@@ -61,8 +61,8 @@ def check_sampling(temperature: float, top_k: int = 0, seed: int = 0, max_notes:
 
 def check_primer(primer) -> None:
     """UsageError unless `primer` is a list of midi_io.Note with whole pitches 0..127, starts >= 0
-    and durations >= 1, one line in time order (midi_io.parse_note_string makes one from text; a
-    note that overlaps the next ends where it starts)."""
+    and durations >= 1, one line in time order, each note ending by the time the next starts
+    (midi_io.parse_note_string makes one from text; midi_io.encode would garble others)."""
     if isinstance(primer, str) or not isinstance(primer, (list, tuple)) or \
             not all(isinstance(note, midi_io.Note) for note in primer):
         raise UsageError("the primer must be a list of midi_io.Note (parse_note_string('G4 A4:2') makes one)")
@@ -71,9 +71,9 @@ def check_primer(primer) -> None:
                 and 0 <= note.pitch <= 127 and note.start >= 0 and note.duration >= 1):
             raise UsageError(f"primer note {note} needs a pitch in 0..127, a start >= 0 and a duration >= 1 step")
     for before, note in zip(primer, primer[1:]):
-        if note.start <= before.start:
-            raise UsageError(f"primer note {note} starts {'with' if note.start == before.start else 'before'} the "
-                             f"note listed before it, {before}: give one line of notes in time order")
+        if note.start < before.start + before.duration:
+            raise UsageError(f"primer note {note} starts before the note listed before it, {before}, ends: give "
+                             "one line of notes in time order")
 
 
 @dataclasses.dataclass

@@ -238,3 +238,14 @@ def test_an_empty_path_is_refused_not_taken_for_the_current_folder(tool, args, t
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith(f"python -m audio_dl.{tool}") and "an empty path" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]
+
+
+def test_a_leading_tilde_is_the_home_folder_only_before_a_slash(monkeypatch):
+    """A shell glob can yield a file called ~$take.wav; Path.expanduser() would raise for it."""
+    from audio_dl import audio_io
+
+    monkeypatch.setenv("HOME", "/home/someone")
+    for read in (cli.given_path, audio_io.given_path):
+        assert read("~/rec") == Path("/home/someone/rec") and read("~") == Path("/home/someone")
+        for name in ("~$take.wav", "~nosuchuser_xyz/a.wav", "~root"):
+            assert read(name) == Path(name)

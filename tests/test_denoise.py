@@ -322,6 +322,10 @@ def test_a_cut_off_mp3_gives_the_audio_it_holds_and_no_more(tmp_path, caplog, bl
     np.testing.assert_allclose(out, decoded, atol=1e-4)  # the 16-bit output's rounding
     assert seconds == len(decoded) / 8000
     assert f"decoded {len(decoded)} of the" in caplog.text and "cut short?" in caplog.text
+    caplog.clear()
+    inference.denoise_file(_fake_denoiser(lambda x: x), tmp_path / "full.mp3", tmp_path / "whole.wav",
+                           block_seconds=block_seconds)
+    assert "cut short?" not in caplog.text  # an intact file decodes what its header announces
 
 
 def test_a_nan_sample_is_refused_not_spread_through_the_output(tiny_export, tmp_path):

@@ -200,13 +200,17 @@ def test_the_int8_streaming_model_can_be_added_to_an_earlier_export(tiny_dilated
     assert not [p for p in earlier.iterdir() if p.name.startswith(".")]  # no staging left
 
 
-def test_adding_int8_that_cannot_be_measured_leaves_no_int8_model(tiny_dilated_export, tmp_path):
-    """Its quality is measured against the float streaming model before the file is committed."""
+def test_adding_int8_that_cannot_be_measured_leaves_no_int8_model(tiny_dilated_export, tmp_path, monkeypatch):
+    """Its quality is measured against the float streaming model before the file is committed; an
+    export without that model is refused with the command that writes both."""
     earlier = tmp_path / "3"
     shutil.copytree(tiny_dilated_export, earlier)
-    for name in (STREAMING_INT8_TFLITE_NAME, STREAMING_TFLITE_NAME):  # an export older than streaming
-        (earlier / name).unlink()
-    with pytest.raises(export.UsageError, match=f"model not found: .*{STREAMING_TFLITE_NAME}"):
+    (earlier / STREAMING_INT8_TFLITE_NAME).unlink()
+    monkeypatch.setattr(export, "_snr_db", lambda *args: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        export.add_streaming_int8(earlier)
+    (earlier / STREAMING_TFLITE_NAME).unlink()  # an export older than streaming
+    with pytest.raises(export.UsageError, match=f"has no {STREAMING_TFLITE_NAME} to measure .* reexport {earlier}"):
         export.add_streaming_int8(earlier)
     assert sorted(p.name for p in earlier.iterdir()) == sorted(p.name for p in tiny_dilated_export.iterdir()
                                                                if p.name not in (STREAMING_INT8_TFLITE_NAME,

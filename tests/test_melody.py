@@ -442,9 +442,10 @@ def test_the_served_generate_graph_refuses_what_a_client_sends_wrong(small_model
 @pytest.mark.parametrize("primer, message", [
     ("G4 A4", "must be a list of midi_io.Note"), ([(67, 0, 4)], "must be a list of midi_io.Note"),
     ([N(67, -4, 4)], "a start >= 0"), ([N(67, 0, 0)], "a duration >= 1"), ([N(128, 0, 4)], "a pitch in 0..127"),
-    # encode() writes notes in list order: these would lose a note without a word
+    # encode() writes notes in list order: these would lose a note, or lengthen one, without a word
     ([N(62, 4, 4), N(60, 0, 8)], "starts before the note listed before it"),
-    ([N(60, 0, 4), N(64, 0, 4)], "starts with the note listed before it"),
+    ([N(60, 0, 4), N(64, 0, 4)], "starts before the note listed before it"),
+    ([N(60, 0, 8), N(62, 2, 2)], "starts before the note listed before it, Note(pitch=60, start=0, duration=8), ends"),
 ])
 def test_a_primer_that_is_not_notes_is_refused(small_model, primer, message):
     model, cfg = small_model
@@ -940,6 +941,15 @@ def test_evaluate_melody_says_the_training_tunes_lie_outside_the_models_range(tm
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert f"no tune of --train-midi-dir {high} lies inside the model's pitch range G3..F6" in line
     assert "widen" not in line and "unset" not in line
+    model = tmp_path / "model" / "5"
+    shutil.copytree("saved_models/melody/5", model)
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "midi_dir": [str(high)]}))  # its config's tunes
+    assert cli.run_main(evaluate_melody.main, ["--midi-dir", str(FIXTURE), "--model", str(model), "--generate", "0",
+                                               "-o", str(tmp_path / "r.json")]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f"no tune of midi_dir in {model / 'config.json'} lies inside the model's pitch range G3..F6" in line
+    assert "widen" not in line
 
 
 def test_a_collection_is_also_found_by_its_own_name_unless_a_folder_has_that_name(tmp_path, monkeypatch):

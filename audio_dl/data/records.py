@@ -31,6 +31,7 @@ from typing import Iterator
 
 from audio_dl import atomic, audio_io
 from audio_dl.errors import UsageError
+from audio_dl.paths import expand_home
 
 MANIFEST = "manifest.json"
 SKIPPED = "skipped.tsv"
@@ -40,11 +41,11 @@ SHARD_PATTERN = "shard-*.tfrecord"
 
 
 def is_prepared(path: str | os.PathLike) -> bool:
-    return (Path(path).expanduser() / MANIFEST).is_file()
+    return (Path(expand_home(str(path))) / MANIFEST).is_file()
 
 
 def read_manifest(path: str | os.PathLike) -> dict:
-    return json.loads((Path(path).expanduser() / MANIFEST).read_text())
+    return json.loads((Path(expand_home(str(path))) / MANIFEST).read_text())
 
 
 def speaker_of(path: Path, root: Path) -> str:
@@ -261,7 +262,7 @@ def _tsv_field(text: str) -> str:
 # --- reading -------------------------------------------------------------------------------
 
 def shard_paths(folder: str | os.PathLike) -> list[str]:
-    return sorted(str(p) for p in Path(folder).expanduser().glob(SHARD_PATTERN))
+    return sorted(str(p) for p in Path(expand_home(str(folder))).glob(SHARD_PATTERN))
 
 
 def shards_with_speakers(folder: str | os.PathLike, speakers) -> list[str]:

@@ -24,6 +24,7 @@ from audio_dl import audio_io
 from audio_dl.config import DenoiserConfig
 from audio_dl.data import augment, corpora, records
 from audio_dl.errors import UsageError
+from audio_dl.paths import expand_home
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ def _speech_files(specs: list[str]) -> list[tuple[Path, str]]:
 
 def _speaker(path: Path, root: str) -> str:
     """Speaker = first folder below the spec root; files lying directly in it are their own speaker."""
-    root_path = Path(root).expanduser()
+    root_path = Path(expand_home(root))
     if root_path.is_dir():
         return records.speaker_of(path, root_path)
     return path.parent.name or path.stem

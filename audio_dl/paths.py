@@ -1,0 +1,10 @@
+"""Path spelling shared by the CLIs and the data readers (no heavy imports: cli loads it first)."""
+
+import os
+
+
+def expand_home(text: str) -> str:
+    """`text` with a leading "~" or "~/" standing for the home folder (a path quoted in a shell or
+    written in a config keeps it); "~name" stays a name: a shell glob can yield a file called
+    "~$take.wav", and Path.expanduser() raises for a user that does not exist."""
+    return os.path.expanduser(text) if text == "~" or text.startswith("~" + os.sep) else text

@@ -9,7 +9,9 @@ __version__ = "0.1.0"
 import os as _os
 import sys as _sys
 
-_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ INFO/WARNING lines drown the progress bar
+# TensorFlow's C++ INFO/WARNING lines drown the progress bar; without an NVIDIA driver its CUDA build
+# also logs "failed call to cuInit" as an ERROR at every start, above a tool's one error line
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if _os.path.exists("/proc/driver/nvidia/version") else "3")
 
 if _sys.argv[:1] == ["-m"]:  # loaded to locate `python -m audio_dl.<tool>` (runpy's documented placeholder)
     from audio_dl import cli as _cli

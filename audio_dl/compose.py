@@ -73,7 +73,7 @@ def check_primer(primer) -> None:
     for before, note in zip(primer, primer[1:]):
         if note.start < before.start + before.duration:
             raise UsageError(f"primer note {note} starts before the note listed before it, {before}, ends: give "
-                             "one line of notes in time order")
+                             "one line of notes, each ending by the time the next starts")
 
 
 @dataclasses.dataclass

@@ -251,8 +251,8 @@ def add_streaming_int8(version_dir: Path) -> dict[str, float]:
     model, cfg = denoiser_from_export(version_dir)
     if not (version_dir / STREAMING_TFLITE_NAME).is_file():
         raise UsageError(f"{version_dir} has no {STREAMING_TFLITE_NAME} to measure the int8 model against "
-                         f"(an export older than streaming): `python -m audio_dl.export reexport {version_dir}` "
-                         "writes both")
+                         "(an export older than streaming); a new export holds both: `python -m audio_dl.export "
+                         "reexport` makes one from the newest version of a base path")
     with staged_file(target) as staging:  # measured before it is committed: a failure leaves none
         staging.write_bytes(convert_streaming(build_streaming_denoiser(cfg, weights_from=model), "dynamic_int8"))
         quality = streaming_int8_quality(version_dir, _past_memory_noise(np.random.default_rng(0), cfg)[0],

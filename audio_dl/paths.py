@@ -3,8 +3,9 @@
 import os
 
 
-def expand_home(text: str) -> str:
+def expand_home(text: str | os.PathLike) -> str:
     """`text` with a leading "~" or "~/" standing for the home folder (a path quoted in a shell or
     written in a config keeps it); "~name" stays a name: a shell glob can yield a file called
     "~$take.wav", and Path.expanduser() raises for a user that does not exist."""
+    text = os.fspath(text)
     return os.path.expanduser(text) if text == "~" or text.startswith("~" + os.sep) else text

@@ -249,3 +249,22 @@ def test_a_leading_tilde_is_the_home_folder_only_before_a_slash(monkeypatch):
         assert read("~/rec") == Path("/home/someone/rec") and read("~") == Path("/home/someone")
         for name in ("~$take.wav", "~nosuchuser_xyz/a.wav", "~root"):
             assert read(name) == Path(name)
+
+
+@pytest.mark.skipif(Path("/proc/driver/nvidia/version").exists(), reason="with an NVIDIA driver TF logs no cuInit error")
+def test_a_tool_that_loaded_tensorflow_refuses_in_one_line_on_a_machine_without_a_gpu_driver(tmp_path):
+    """TF's CUDA build logs "failed call to cuInit" as an ERROR at every start on such a machine:
+    the tool's one line would not be the only one."""
+    import os
+
+    import numpy as np
+    import soundfile
+
+    soundfile.write(tmp_path / "in.wav", np.zeros(800, np.float32), 8000)
+    melody = Path(__file__).parents[1] / "saved_models" / "melody" / "5"
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as a user's shell has it
+    result = subprocess.run([sys.executable, "-m", "audio_dl.denoise", str(tmp_path / "in.wav"), "--model", str(melody),
+                             "-o", str(tmp_path / "out")], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [f"python -m audio_dl.denoise: error: {melody} is not a denoiser SavedModel "
+                                          "(needs serving_default: waveform -> denoised)"]

@@ -34,6 +34,14 @@ def test_a_symlinked_speaker_folder_is_that_speaker(tiny_corpus, tmp_path):
     assert set(corpus.train.speakers) == {"allison", "menardi", "codec2"} and set(corpus.val.speakers) == {"armelle"}
 
 
+def test_a_corpus_under_a_quoted_home_folder_keeps_its_splits_json(tiny_corpus, monkeypatch):
+    monkeypatch.setenv("HOME", str(tiny_corpus.parent))
+    home = f"~/{tiny_corpus.name}"
+    corpus = speech.load_corpus(make_config(DenoiserConfig, "tiny", overrides=[f"speech={home}/speech",
+                                                                               f"noise={home}/noise"]))
+    assert set(corpus.val.speakers) == {"armelle"} and [i.path.endswith("birds.flac") for i in corpus.val.noise] == [True]
+
+
 def test_config_split_overrides_splits_json(tiny_corpus):
     corpus = speech.load_corpus(_cfg(tiny_corpus, "val_speakers=codec2", "val_noises=water"))
     assert set(corpus.val.speakers) == {"codec2"}

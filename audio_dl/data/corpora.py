@@ -32,6 +32,7 @@ import soundfile
 from audio_dl import audio_io
 from audio_dl.atomic import staged_folder
 from audio_dl.errors import UsageError
+from audio_dl.paths import expand_home
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +55,10 @@ def read_splits(specs: tuple[str, ...]) -> dict:
     it for a prepared TFRecord folder); {} when there is none."""
     splits: dict[str, list[str]] = {}
     for spec in specs:
-        candidates = [Path(spec) / "splits.json", Path(spec).parent / "splits.json"]
+        folder = Path(expand_home(spec))
+        candidates = [folder / "splits.json", folder.parent / "splits.json"]
         candidate = next((c for c in candidates if c.is_file()), None)
-        if Path(spec).is_dir() and candidate is not None:
+        if folder.is_dir() and candidate is not None:
             for key, values in json.loads(candidate.read_text()).items():
                 splits.setdefault(key, []).extend(values)
     return splits

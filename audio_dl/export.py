@@ -250,9 +250,11 @@ def add_streaming_int8(version_dir: Path) -> dict[str, float]:
         raise UsageError(f"{version_dir} already has {STREAMING_INT8_TFLITE_NAME}")
     model, cfg = denoiser_from_export(version_dir)
     if not (version_dir / STREAMING_TFLITE_NAME).is_file():
+        newest = version_dir.parent / str(max(versions(version_dir.parent))) if version_dir.name.isdigit() \
+            else "BASE/<newest version>"
         raise UsageError(f"{version_dir} has no {STREAMING_TFLITE_NAME} to measure the int8 model against "
-                         "(an export older than streaming); a new export holds both: `python -m audio_dl.export "
-                         "reexport` makes one from the newest version of a base path")
+                         "(an export older than streaming); a new export holds both: "
+                         f"`python -m audio_dl.export reexport {newest}` makes one")
     with staged_file(target) as staging:  # measured before it is committed: a failure leaves none
         staging.write_bytes(convert_streaming(build_streaming_denoiser(cfg, weights_from=model), "dynamic_int8"))
         quality = streaming_int8_quality(version_dir, _past_memory_noise(np.random.default_rng(0), cfg)[0],

@@ -210,7 +210,8 @@ def test_adding_int8_that_cannot_be_measured_leaves_no_int8_model(tiny_dilated_e
     with pytest.raises(ZeroDivisionError):
         export.add_streaming_int8(earlier)
     (earlier / STREAMING_TFLITE_NAME).unlink()  # an export older than streaming
-    with pytest.raises(export.UsageError, match=f"has no {STREAMING_TFLITE_NAME} to measure .* a new export holds both"):
+    with pytest.raises(export.UsageError, match=f"has no {STREAMING_TFLITE_NAME} to measure .* a new export holds both: "
+                       f"`python -m audio_dl.export reexport {earlier}` makes one"):
         export.add_streaming_int8(earlier)
     assert sorted(p.name for p in earlier.iterdir()) == sorted(p.name for p in tiny_dilated_export.iterdir()
                                                                if p.name not in (STREAMING_INT8_TFLITE_NAME,

@@ -76,7 +76,7 @@ def given_path(spec: str | os.PathLike) -> Path:
     (Path("") is the current folder)."""
     if not str(spec).strip():
         raise UsageError("an empty path was given")
-    return Path(expand_home(str(spec)))
+    return Path(expand_home(spec))
 
 
 def _expand(spec: str, extensions) -> list[Path]:

@@ -172,7 +172,8 @@ def _scale_options(sub) -> None:
                      help="corpus sizes in files, comma-separated (default: %(default)s)")
     sub.add_argument("--file-seconds", type=float, default=0.25,
                      help="length of each synthetic file (default: %(default)s)")
-    sub.add_argument("--scale-cache", type=cli.given_path, help="where the synthetic corpora are kept (default: a temp folder)")
+    sub.add_argument("--scale-cache", type=cli.given_path,
+                     help="where the synthetic corpora are kept (default: a temp folder)")
     sub.add_argument("--scale-batch", type=int, default=64, help="batch size of the timed reads (default: %(default)s)")
 
 

@@ -100,7 +100,8 @@ def training_corpus(cfg: MelodyConfig, train_midi_dir: list[str] | None, version
     """The corpus the model was trained on, split as in training: `train_midi_dir`, or the corpus
     its config.json names (a relative path there is relative to where it was trained: UsageError
     naming --train-midi-dir when it is not found from here)."""
-    given = f"--train-midi-dir {' '.join(train_midi_dir)}" if train_midi_dir else f"midi_dir in {version / 'config.json'}"
+    given = (f"--train-midi-dir {' '.join(train_midi_dir)}" if train_midi_dir
+             else f"midi_dir in {version / 'config.json'}")
     try:
         return melody_data.load_corpus(dataclasses.replace(cfg, midi_dir=tuple(train_midi_dir or cfg.midi_dir)))
     except melody_data.NoTuneInRange as error:  # the range is the model's: not one to widen here

@@ -546,10 +546,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                      help="mark it as the project's shipped model (maintainers; commit it with git add -f)")
     add = commands.add_parser("add-streaming-int8",
                               help="write denoiser_streaming_int8.tflite into an export made without it")
-    add.add_argument("version_dir", type=cli.given_path, help="an exported version folder, e.g. saved_models/denoiser/4")
+    add.add_argument("version_dir", type=cli.given_path,
+                     help="an exported version folder, e.g. saved_models/denoiser/4")
     again = commands.add_parser("reexport", help="export the newest version's weights again with this code, as "
                                                  "the next version beside it (no retraining)")
-    again.add_argument("version_dir", type=cli.given_path, help="the newest version folder under a base path, e.g. saved_models/melody/5")
+    again.add_argument("version_dir", type=cli.given_path,
+                       help="the newest version folder under a base path, e.g. saved_models/melody/5")
     args = parser.parse_args(argv)
     if args.command == "reexport":
         print(f"re-exported {args.version_dir} as {reexport(args.version_dir)}")

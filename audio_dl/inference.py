@@ -250,7 +250,8 @@ def denoise_file(denoiser: Denoiser, source: str | os.PathLike, target: str | os
                  strength_db: float | None = None, block_seconds: float = 10.0, chunk_seconds: float = 30.0) -> float:
     """Denoise any audio file (any rate, any channels; each channel on its own) into a WAV at the
     input's rate and resolution (`wav_subtype`) with as many samples as the input decodes to (a
-    file cut short: its decoded part, with a warning), streaming; written atomically. out = noisy*lim + denoised*(1-lim), noisy at the input's rate.
+    file cut short: its decoded part, with a warning), streaming; written atomically.
+    out = noisy*lim + denoised*(1-lim), noisy at the input's rate.
 
     Returns the duration in seconds. Raises FileNotFoundError for a missing source, ValueError
     when it cannot be decoded, holds no samples or samples that are not finite (audio_io.NonFiniteAudio),

@@ -41,11 +41,11 @@ SHARD_PATTERN = "shard-*.tfrecord"
 
 
 def is_prepared(path: str | os.PathLike) -> bool:
-    return (Path(expand_home(str(path))) / MANIFEST).is_file()
+    return (Path(expand_home(path)) / MANIFEST).is_file()
 
 
 def read_manifest(path: str | os.PathLike) -> dict:
-    return json.loads((Path(expand_home(str(path))) / MANIFEST).read_text())
+    return json.loads((Path(expand_home(path)) / MANIFEST).read_text())
 
 
 def speaker_of(path: Path, root: Path) -> str:
@@ -262,7 +262,7 @@ def _tsv_field(text: str) -> str:
 # --- reading -------------------------------------------------------------------------------
 
 def shard_paths(folder: str | os.PathLike) -> list[str]:
-    return sorted(str(p) for p in Path(expand_home(str(folder))).glob(SHARD_PATTERN))
+    return sorted(str(p) for p in Path(expand_home(folder)).glob(SHARD_PATTERN))
 
 
 def shards_with_speakers(folder: str | os.PathLike, speakers) -> list[str]:

@@ -21,7 +21,7 @@ import soxr
 import wurlitzer
 
 from audio_dl.errors import UsageError
-from audio_dl.paths import expand_home
+from audio_dl.paths import expand_home, given_path
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +69,6 @@ def find_files(specs: str | os.PathLike | Iterable[str | os.PathLike], extension
     for path in sorted(files, key=lambda p: (p.is_symlink(), p)):  # its own path before a link to it
         by_file.setdefault(os.path.realpath(path), path)
     return sorted(by_file.values())
-
-
-def given_path(spec: str | os.PathLike) -> Path:
-    """Path(spec), a leading ~/ expanded (paths.expand_home); UsageError for an empty string
-    (Path("") is the current folder)."""
-    if not str(spec).strip():
-        raise UsageError("an empty path was given")
-    return Path(expand_home(spec))
 
 
 def _expand(spec: str, extensions) -> list[Path]:

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 from audio_dl.atomic import WRITE_FAILURES  # a full disk or a failing device: one line, exit 1
 from audio_dl.errors import TERMINATION, Terminated, UsageError
-from audio_dl.paths import expand_home
+from audio_dl import paths
 
 _CHECKOUT = Path(__file__).resolve().parent.parent  # holds this package: the repository, for pip install -e
 
@@ -74,11 +74,11 @@ def flag_names(*keys: str) -> dict[str, str]:
 
 
 def given_path(text: str) -> Path:
-    """argparse type of a path: refused at once if it is empty (Path("") is the current folder, so
-    an unset shell variable would stand for it); a quoted ~/ is expanded (paths.expand_home)."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("an empty path")
-    return Path(expand_home(text))
+    """argparse type of paths.given_path: an empty path is refused at once, a quoted ~/ expanded."""
+    try:
+        return paths.given_path(text)
+    except UsageError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def folder_path(text: str) -> Path:

@@ -11,15 +11,14 @@ import dataclasses
 import glob
 import logging
 import os
-import threading
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 import soundfile
 import soxr
-import wurlitzer
 
+from audio_dl import native_logs
 from audio_dl.errors import UsageError
 from audio_dl.paths import expand_home, given_path
 
@@ -135,19 +134,11 @@ def _files_below(folder: Path) -> tuple[list[Path], list[Path]]:
     return files, broken_links
 
 
-_STDERR_REDIRECT = threading.Lock()
-
-
 @contextlib.contextmanager
 def quiet_decoders():
     """Discard what C decoders print to stderr while a file is opened (libsndfile's mpg123 writes
-    "Note: Illegal Audio-MPEG-Header ..." lines for a file that is not MP3); the caller's own
-    error or counted skip says what went wrong, in one line.
-
-    The redirect is of the process's file descriptor 2, so one thread at a time holds it: two
-    overlapping redirects (tf.data decodes in parallel) would restore each other's /dev/null and
-    silence stderr for the rest of the process."""
-    with _STDERR_REDIRECT, open(os.devnull, "w") as sink, wurlitzer.pipes(stdout=None, stderr=sink):
+    "Note: Illegal Audio-MPEG-Header ..." lines for a file that is not MP3)."""
+    with native_logs.discarded():
         yield
 
 

@@ -114,7 +114,8 @@ class DenoiserConfig:
             _check(low <= high, f"{name}: low must be <= high")
         _check(-30.0 <= self.snr_db[0] and self.snr_db[1] <= 60.0, "snr_db must lie in [-30, 60] dB")
         _check(0.5 <= self.speech_speed[0] and self.speech_speed[1] <= 2.0, "speech_speed must lie in [0.5, 2]")
-        _check(0.05 <= self.rt60_seconds[0] and self.rt60_seconds[1] <= 3.0, "rt60_seconds must lie in [0.05, 3] s")
+        _check(0.1 <= self.rt60_seconds[0] and self.rt60_seconds[1] <= 3.0,  # no simulated room rings shorter
+               "rt60_seconds must lie in [0.1, 3] s (fully absorbing walls of the smallest room ring for 0.074 s)")
         _check(-80.0 <= self.min_speech_dbfs <= 0.0, "min_speech_dbfs must lie in [-80, 0] dBFS")
         _check(self.bandpass_probability == 0 or self.high_cut_hz[1] < self.sample_rate / 2,
                "high_cut_hz must stay below Nyquist")

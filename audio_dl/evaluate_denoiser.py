@@ -180,6 +180,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UsageError(f"--snr repeats {_numbers(repeated)} dB: each SNR once (its mixtures would be scored twice)")
     if args.seed < 0:
         raise UsageError(f"--seed must be >= 0 (got {args.seed})")
+    if args.noisy is not None:  # before the model loads
+        if len(args.clean) != 1:
+            raise UsageError("--noisy takes one folder, paired with exactly one --clean folder")
+        cli.existing_folder(audio_io.given_path(args.noisy), "a folder of noisy files (--noisy)")
     cli.writable_folder(args.output)  # an unwritable place fails now, not after the evaluation; made when written
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     model = inference.load_denoiser(args.model)
@@ -209,8 +213,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         items = mixtures(clean_files, noises, args.snr, args.seed, rate, skipped)
     else:
         clean_root, noisy_root = audio_io.given_path(args.clean[0]), audio_io.given_path(args.noisy)  # "~/x" too
-        if len(args.clean) != 1 or not noisy_root.is_dir():
-            raise UsageError("--noisy takes one folder, paired with exactly one --clean folder")
         items = pairs(noisy_pairs(clean_files, clean_root, noisy_root), rate, skipped)
         unpaired = unpaired_noisy_files(clean_root, noisy_root)
         if unpaired:

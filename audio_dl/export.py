@@ -28,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from audio_dl import cli
+from audio_dl import cli, native_logs
 from audio_dl.atomic import staged_file, staged_folder
 from audio_dl.config import RERUN_KEYS, ConfigError, DenoiserConfig, json_text, load_config, save_config, to_dict
 from audio_dl.errors import UsageError
@@ -106,7 +106,8 @@ def convert_tflite(model: keras.Model, output_keys: Sequence[str] = ("denoised",
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
         if quantization == "float16":
             converter.target_spec.supported_types = [tf.float16]
-        return converter.convert()
+        with native_logs.log_lines_dropped():  # a dozen "Ignored output_format." lines a model
+            return converter.convert()
 
 
 def convert_streaming(streaming: keras.Model, quantization: str | None = None) -> bytes:

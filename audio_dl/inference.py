@@ -266,6 +266,8 @@ def denoise_file(denoiser: Denoiser, source: str | os.PathLike, target: str | os
         for block in _finite_blocks(src, source, max(1, int(block_seconds * src.samplerate))):
             out.frames_in += len(block)
             out.write([s.push(block[:, c]) for c, s in enumerate(streams)])
+        if not out.frames_in:  # a header that announces frames none of which decode: no empty WAV
+            raise ValueError(f"{source} holds no audio samples (its header announces {src.frames} frames; none decode)")
         out.write([s.flush() for s in streams], last=True)
     return out.frames_in / src.samplerate
 

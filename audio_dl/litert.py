@@ -6,13 +6,20 @@ from pathlib import Path
 
 import numpy as np
 
+from audio_dl import native_logs
+
 
 def _interpreter(model: str | Path | bytes, num_threads: int):
+    """An ai_edge_litert Interpreter of the model, its tensors allocated."""
     from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415 - heavy import, only when used
 
-    if isinstance(model, (bytes, bytearray)):
-        return Interpreter(model_content=bytes(model), num_threads=num_threads)
-    return Interpreter(model_path=str(model), num_threads=num_threads)
+    with native_logs.log_lines_dropped():  # the first allocation's "INFO: Created TensorFlow Lite XNNPACK ..."
+        if isinstance(model, (bytes, bytearray)):
+            interpreter = Interpreter(model_content=bytes(model), num_threads=num_threads)
+        else:
+            interpreter = Interpreter(model_path=str(model), num_threads=num_threads)
+        interpreter.allocate_tensors()  # before a signature runner exists: it pins the buffers
+    return interpreter
 
 
 def signature_runner(model: str | Path | bytes, num_threads: int = 1):
@@ -29,7 +36,6 @@ class FixedShapeRunner:
 
     def __init__(self, model: str | Path | bytes, num_threads: int = 1):
         self._interpreter = _interpreter(model, num_threads)
-        self._interpreter.allocate_tensors()  # before a signature runner exists: it pins the buffers
         runner = self._interpreter.get_signature_runner()
         self.input_details, self.output_details = runner.get_input_details(), runner.get_output_details()
         self._inputs = {name: d["index"] for name, d in self.input_details.items()}

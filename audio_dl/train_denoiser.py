@@ -11,6 +11,8 @@ path (--export-base) as a new version only while that holds no shipped model, or
 
 from __future__ import annotations
 
+import glob
+import itertools
 import logging
 import shlex
 import sys
@@ -34,10 +36,18 @@ def build_parser() -> cli.ArgumentParser:
     return parser
 
 
+def _before_glob(spec: str) -> str:
+    """The folders of a path before its first glob component (data/denoiser/speech of
+    data/denoiser/speech/*/*.flac); the path itself when it has none."""
+    parts = Path(spec).parts
+    return str(Path(*itertools.takewhile(lambda part: not glob.has_magic(part), parts))) if parts else spec
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cfg = make_config(DenoiserConfig, args.preset, args.config, args.overrides)
-    missing = [p for p in (*cfg.speech, *cfg.noise) if p.startswith("data/denoiser") and not Path(p).exists()]
+    missing = [p for p in map(_before_glob, (*cfg.speech, *cfg.noise))
+               if p.startswith("data/denoiser") and not Path(p).exists()]
     if missing:
         raise UsageError(f"{missing[0]} does not exist: build the corpus first with "
                          "`python -m audio_dl.datasets denoiser-corpus data/denoiser`")

@@ -333,16 +333,21 @@ def train_denoiser(cfg: DenoiserConfig, run_dir: Path, mixed_precision: bool = F
         copy_weights(model, float_model)
         model = float_model
 
-    metrics = evaluate.compare(*denoise_batches(model, val_ds), sample_rate=cfg.sample_rate)
+    clean, noisy, denoised = denoise_batches(model, val_ds)
+    metrics = evaluate.compare(clean, noisy, denoised, sample_rate=cfg.sample_rate)
+    if len(clean) < cfg.val_examples:  # validation_dataset draws a bounded number of crops
+        log.warning("only %d validation mixtures (val_examples=%d): the other crops drawn had speech quieter than "
+                    "min_speech_dbfs=%g dBFS", len(clean), cfg.val_examples, cfg.min_speech_dbfs)
     skipped = corpus.skipped + speech.read_failures()
     atomic.write_text(run_dir / "metrics.json", json_text(
-        {"validation": metrics, "train_seconds": train_seconds, "skipped_files": skipped}))
-    print(f"\nValidation ({cfg.val_examples} mixtures of held-out speakers and noises, "
+        {"validation": metrics, "validation_mixtures": len(clean), "train_seconds": train_seconds,
+         "skipped_files": skipped}))
+    print(f"\nValidation ({len(clean)} mixtures of held-out speakers and noises, "
           f"SNR {cfg.snr_db[0]:g}..{cfg.snr_db[1]:g} dB, PESQ narrowband):")
     print(evaluate.format_table(metrics))
 
     export_dir = run_dir / "export" / "1"
-    card = model_card(cfg, corpus, metrics, train_seconds, model, command)
+    card = model_card(cfg, corpus, metrics, len(clean), train_seconds, model, command)
     errors = export.export_denoiser(model, cfg, export_dir, card,
                                     {"source": "local run", "run_dir": str(run_dir.resolve())}, replace=True)
     return TrainResult(run_dir, export_dir, metrics, train_seconds, errors, skipped)
@@ -356,7 +361,7 @@ def _describe_corpus(corpus: speech.Corpus) -> str:
     return f"training: {part(corpus.train)}\nvalidation: {part(corpus.val)}{skipped}"
 
 
-def model_card(cfg: DenoiserConfig, corpus: speech.Corpus, metrics: dict, train_seconds: float,
+def model_card(cfg: DenoiserConfig, corpus: speech.Corpus, metrics: dict, val_mixtures: int, train_seconds: float,
                model: keras.Model, command: str) -> str:
     """MODEL_CARD.md text: data, command, time, held-out metrics, size and export checks."""
     table = evaluate.format_table(metrics)
@@ -388,7 +393,7 @@ noisy phase, all inside the graph. {model.count_params():,} parameters,
 - training time: {train_seconds / 60:.1f} min on {device_name()}
 - full config: config.json
 
-## Validation metrics ({counted(cfg.val_examples, 'mixture')} of those voices and noises, PESQ narrowband)
+## Validation metrics ({counted(val_mixtures, 'mixture')} of those voices and noises, PESQ narrowband)
 ```
 {table}
 ```

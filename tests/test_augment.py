@@ -47,6 +47,11 @@ def test_simulated_rooms_and_reverb_keep_level_and_add_a_tail():
     assert np.abs(wet[600:1500]).max() > 0  # reverberant tail after the click
 
 
+def test_the_shortest_rt60_the_config_allows_has_rooms():
+    """Under 0.074 s no simulated room rings short enough: the draw would loop for ever."""
+    assert len(augment.simulated_impulse_responses(4, 8000, (0.1, 0.1), seed=0)) == 4
+
+
 def test_fft_convolve_matches_numpy():
     rng = np.random.default_rng(0)
     x, h = rng.standard_normal(500).astype(np.float32), rng.standard_normal(37).astype(np.float32)

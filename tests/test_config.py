@@ -35,6 +35,7 @@ def test_overrides_are_typed():
     ("window=foo", "window must be one of"), ("seed=-1", "seed"), ("seed=4294967296", "seed"),
     ("speech=", "at least one path"),
     ("rt60_seconds=-1,-0.5", "rt60_seconds must lie in"), ("rt60_seconds=0,0", "rt60_seconds must lie in"),
+    ("rt60_seconds=0.05,0.07", r"rt60_seconds must lie in \[0.1, 3\] s"),  # no room rings that short
     ("min_speech_dbfs=10", "min_speech_dbfs must lie in"), ("context_frames=1", "context_frames must be >= 2"),
     ("noise_context_frames=1", "noise_context_frames must be >= 2"),
     ("loss=magnitude_mse", "loss=magnitude_mse needs architecture=fcn16"),

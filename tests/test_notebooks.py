@@ -37,3 +37,12 @@ def test_committed_notebooks_have_no_outputs_and_a_parameters_cell():
         assert all(not cell.outputs and cell.execution_count is None for cell in code), name
         assert sum("parameters" in cell.metadata.get("tags", []) for cell in code) == 1, name
         assert 'if "google.colab" in sys.modules' in code[0].source, name
+
+
+def test_audio_dl_is_imported_before_tensorflow():
+    """Its import sets TensorFlow's C++ log level (audio_dl/__init__.py), which TensorFlow reads when
+    it loads: after it, a CPU runtime shows "failed call to cuInit" and a page of INFO lines."""
+    for name in TINY:
+        source = "\n".join(cell.source for cell in nbformat.read(ROOT / "notebooks" / name, as_version=4).cells
+                           if cell.cell_type == "code")
+        assert -1 < source.find("import audio_dl") < source.find("import tensorflow"), name

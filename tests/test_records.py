@@ -135,11 +135,17 @@ def test_odd_file_names_are_skipped_or_listed_without_breaking_the_list(source, 
     (lambda tmp: "", "an empty path was given", []),
     (lambda tmp: tmp, "--sample-rate must be in [1000, 384000]", ["--sample-rate", "99999999999999"]),
 ])
-def test_prepare_misuse_is_one_line_exit_2(make_source, message, extra, tmp_path):
-    result = subprocess.run([sys.executable, "-m", "audio_dl.datasets", "prepare", str(make_source(tmp_path)),
-                             str(tmp_path / "out"), *extra], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+def test_prepare_misuse_is_one_line_exit_2_and_leaves_the_output_as_it_was(make_source, message, extra, tmp_path):
+    source = str(make_source(tmp_path))
+    (tmp_path / "prepared").mkdir()  # an earlier prepare's output
+    (tmp_path / "prepared" / records.MANIFEST).write_text("{}")
+    for out in ("new", "prepared"):
+        result = subprocess.run([sys.executable, "-m", "audio_dl.datasets", "prepare", source, str(tmp_path / out),
+                                 *extra], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "new").exists()
+    assert [p.name for p in (tmp_path / "prepared").iterdir()] == [records.MANIFEST]
 
 
 @pytest.mark.slow

@@ -47,6 +47,15 @@ def test_config_split_overrides_splits_json(tiny_corpus):
     assert set(corpus.val.speakers) == {"codec2"}
 
 
+@pytest.mark.parametrize("content", ['{"train_fraction": 0.8}', '["armelle"]', '{"val_speakers": "armelle"}',
+                                     '{"val_speakers": [1]}', "not json", b"\xff\xfe"])
+def test_a_splits_json_of_another_shape_is_one_error_naming_it(tiny_corpus, tmp_path, content):
+    corpus = shutil.copytree(tiny_corpus, tmp_path / "corpus")
+    (corpus / "splits.json").write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(UsageError, match=f"{corpus / 'splits.json'} is not a splits file"):
+        speech.load_corpus(_cfg(corpus))
+
+
 def test_batches_have_the_configured_shape_and_are_finite(tiny_corpus):
     cfg = _cfg(tiny_corpus, "augment=true", "reverb_probability=1", "bandpass_probability=1")
     noisy, targets = next(iter(speech.training_dataset(speech.load_corpus(cfg).train, cfg)))
@@ -225,9 +234,10 @@ def test_a_file_that_fails_to_decode_when_preloaded_is_counted_and_never_drawn(t
         return real_read(path, *args, **kwargs)
 
     monkeypatch.setattr(speech.audio_io, "read_audio", flaky_read)
-    speech.reset_read_failures()
-    table = speech._MemoryTable(infos, cfg.sample_rate + 1)  # a rate no other test cached
-    assert speech.read_failures() == 1
+    for _ in range(2):  # a second run in the process (decoded once, cached) counts it again
+        speech.reset_read_failures()
+        table = speech._MemoryTable(infos, cfg.sample_rate + 1)  # a rate no other test cached
+        assert speech.read_failures() == 1
     assert all(int(table.draw(tf.constant([k, 0], tf.int64))) != 0 for k in range(50))
 
 
@@ -239,9 +249,10 @@ def test_a_silent_noise_file_is_counted_and_never_drawn(tiny_corpus, tmp_path, n
     cfg = _cfg(corpus_copy)  # 8 kHz: not resampled (a resampler's edges would not be constant)
     infos = speech.load_corpus(cfg).train.noise
     silent = [i for i, info in enumerate(infos) if info.path.endswith(name)]
-    speech.reset_read_failures()
-    table = speech._MemoryTable(infos, cfg.sample_rate)
-    assert speech.read_failures() == 1
+    for _ in range(2):  # a second run in the process (decoded once, cached) counts it again
+        speech.reset_read_failures()
+        table = speech._MemoryTable(infos, cfg.sample_rate)
+        assert speech.read_failures() == 1
     assert all(int(table.draw(tf.constant([k, 0], tf.int64))) not in silent for k in range(50))
 
 

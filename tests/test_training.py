@@ -3,6 +3,7 @@
 import csv
 import dataclasses
 import json
+from pathlib import Path
 
 import keras
 import pytest
@@ -94,7 +95,8 @@ def test_a_run_interrupted_before_its_first_epoch_ended_takes_another_config(tmp
 
 
 @pytest.mark.slow
-def test_validation_mixtures_are_made_once_for_fit_and_the_final_metrics(tmp_path, monkeypatch, tiny_corpus):
+def test_validation_mixtures_are_made_once_for_fit_and_the_final_metrics_say_how_many(tmp_path, monkeypatch,
+                                                                                      tiny_corpus, capsys, caplog):
     from audio_dl import distribute, training
 
     cfg = make_config(DenoiserConfig, "tiny", overrides=["epochs=1", f"speech={tiny_corpus / 'speech'}",
@@ -108,13 +110,17 @@ def test_validation_mixtures_are_made_once_for_fit_and_the_final_metrics(tmp_pat
 
     def recording_denoise_batches(model, dataset):
         seen["metrics"] = dataset
-        return denoise_batches(model, dataset)
+        return tuple(part[:-1] for part in denoise_batches(model, dataset))  # as if one crop were too quiet
 
     monkeypatch.setattr(distribute, "fit", recording_fit)
     monkeypatch.setattr(training, "denoise_batches", recording_denoise_batches)
     result = train_denoiser(cfg, tmp_path / "run", verbose=0)
     assert seen["fit"] is seen["metrics"]  # one cached dataset: its mixtures are computed once
-    assert "- 1 epoch x 2 steps x batch 4" in (result.export_dir / "MODEL_CARD.md").read_text()
+    card = (result.export_dir / "MODEL_CARD.md").read_text()
+    assert "- 1 epoch x 2 steps x batch 4" in card
+    assert "## Validation metrics (3 mixtures of" in card and "Validation (3 mixtures of" in capsys.readouterr().out
+    assert "only 3 validation mixtures (val_examples=4)" in caplog.text
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["validation_mixtures"] == 3
 
 
 def test_quiet_training_prints_one_line_per_epoch(tmp_path, capsys):
@@ -144,6 +150,22 @@ def test_train_denoiser_refuses_a_base_of_melody_models_before_training(tmp_path
                                               "--export-base", str(tmp_path / "melodies")]) == 2
     assert f"a denoiser model takes waveform; the models in {tmp_path / 'melodies'} take" in capsys.readouterr().err
     assert not run.exists()
+
+
+def test_a_glob_in_the_built_corpus_is_not_taken_for_a_missing_corpus(tmp_path, capsys, monkeypatch):
+    import shutil
+
+    from audio_dl import cli, train_denoiser
+
+    monkeypatch.chdir(tmp_path)
+    glob_args = ["--preset", "tiny", "--set", "speech=data/denoiser/speech/*/*.flac", "--set", "noise=data/denoiser/noise"]
+    assert cli.run_main(train_denoiser.main, glob_args) == 2
+    assert "data/denoiser/speech does not exist: build the corpus first" in capsys.readouterr().err
+    (tmp_path / "data" / "denoiser" / "speech").mkdir(parents=True)
+    (tmp_path / "data" / "denoiser" / "noise").mkdir()
+    shutil.copytree(Path(__file__).parents[1] / "saved_models" / "melody" / "5", tmp_path / "melodies" / "1")
+    assert cli.run_main(train_denoiser.main, [*glob_args, "--export-base", "melodies"]) == 2  # the next check
+    assert "a denoiser model takes waveform; the models in melodies take" in capsys.readouterr().err
 
 
 def test_a_path_spelled_another_way_is_the_same_config_to_the_rerun_check(tmp_path):

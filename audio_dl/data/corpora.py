@@ -59,8 +59,21 @@ def read_splits(specs: tuple[str, ...]) -> dict:
         candidates = [folder / "splits.json", folder.parent / "splits.json"]
         candidate = next((c for c in candidates if c.is_file()), None)
         if folder.is_dir() and candidate is not None:
-            for key, values in json.loads(candidate.read_text()).items():
+            for key, values in _splits_file(candidate).items():
                 splits.setdefault(key, []).extend(values)
+    return splits
+
+
+def _splits_file(path: Path) -> dict[str, list[str]]:
+    """A splits.json's {"val_speakers": [names], "val_noises": [names]} (either may be missing);
+    UsageError naming the file for anything else."""
+    try:
+        splits = json.loads(path.read_bytes())
+    except ValueError:  # not JSON, or not UTF-8
+        splits = None
+    if not (isinstance(splits, dict) and splits.keys() <= {"val_speakers", "val_noises"} and all(
+            isinstance(names, list) and all(isinstance(name, str) for name in names) for names in splits.values())):
+        raise UsageError(f'{path} is not a splits file: it holds {{"val_speakers": [names], "val_noises": [names]}}')
     return splits
 
 

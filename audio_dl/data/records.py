@@ -172,6 +172,8 @@ def prepare(source: str | os.PathLike, out: str | os.PathLike, sample_rate: int 
         raise UsageError(f"not a folder: {source}")
     if not 1000 <= sample_rate <= MAX_SAMPLE_RATE or files_per_shard < 1:
         raise UsageError(f"--sample-rate must be in [1000, {MAX_SAMPLE_RATE}] and --files-per-shard >= 1")
+    if next(walk_audio_files(root), None) is None:  # refused before OUT is touched (an earlier prepare's)
+        raise UsageError(f"no audio files (of {', '.join(sorted(audio_io.AUDIO_EXTENSIONS))}) in {source}")
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MANIFEST).unlink(missing_ok=True)  # present again only when every shard is done
     workers = max(1, workers or os.cpu_count() or 1)
@@ -209,8 +211,7 @@ def prepare(source: str | os.PathLike, out: str | os.PathLike, sample_rate: int 
             with contextlib.suppress(OSError):  # never in place of the error that ended the run
                 partial.unlink()
     if manifest["files"] == 0:
-        raise UsageError(f"no decodable audio files in {source}" if manifest["skipped"] else
-                         f"no audio files (of {', '.join(sorted(audio_io.AUDIO_EXTENSIONS))}) in {source}")
+        raise UsageError(f"no decodable audio files in {source} (why: {out_dir / SKIPPED})")
     for stale in out_dir.iterdir():  # shards of a larger earlier source
         numbered = re.fullmatch(r"shard-(\d{5})\.(tfrecord|json)", stale.name)
         if numbered and int(numbered[1]) >= manifest["shards"]:

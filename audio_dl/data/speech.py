@@ -244,13 +244,19 @@ class _FileTable:
 class _MemoryTable:
     """Every file decoded once at the model rate into one int16 tensor: a crop is a slice (or a
     gather, when looped), all in graph ops, with the same draws and positions as _FileTable, and
-    the same samples (float audio above full scale keeps its level: see audio_io.to_pcm16).
+    for files at the model rate the same samples (float audio above full scale keeps its level:
+    see audio_io.to_pcm16); a file at another rate is resampled whole here but crop by crop there,
+    so its crops start up to a sample apart and their edges differ: a resumed run whose new
+    preload_mb (a RERUN_KEYS key) moves the corpus across the limit trains on crops shifted that
+    little.
     Files that fail to decode or are silent (audio_io.is_silent) are counted once and never drawn
     (_FileTable, which decodes crop by crop, draws a silent noise file: its mixtures are the clean
     speech, plus a constant offset for a constant file)."""
 
     def __init__(self, infos, sample_rate: int):
-        flat, lengths, gains = _decode_all(tuple(i.path for i in infos), sample_rate)
+        flat, lengths, gains, failures = _decode_all(tuple(i.path for i in infos), sample_rate)
+        for path, what, detail in failures:  # counted by each table: a later run in this process resets the count
+            _count_skip(path, what, detail)
         if not lengths.sum():  # nothing could be drawn: say so, not an index error mid-training
             names = ", ".join(Path(i.path).name for i in infos[:3]) + (", ..." if len(infos) > 3 else "")
             raise UsageError(f"none of {names} decodes to usable audio (undecodable, not finite or digitally silent)")
@@ -293,22 +299,25 @@ def _draw(cumulative, seed):
 
 
 @functools.lru_cache(maxsize=4)
-def _decode_all(paths: tuple[str, ...], sample_rate: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(all files at sample_rate as one int16 array, [K] lengths, [K] gains: see audio_io.to_pcm16); length
-    0 for a file that is undecodable or silent as stored (audio_io.is_silent: every sample rounds to
-    the same value; as noise it would add nothing but a constant), both counted."""
+def _decode_all(paths: tuple[str, ...], sample_rate: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple]:
+    """(all files at sample_rate as one int16 array, [K] lengths, [K] gains: see audio_io.to_pcm16,
+    (path, what, detail) of each file left out); length 0 for a file that is undecodable or silent
+    as stored (audio_io.is_silent: every sample rounds to the same value; as noise it would add
+    nothing but a constant)."""
 
     def decode(path):
-        pcm, gain = audio_io.to_pcm16(_read_or_count(path, sample_rate))
+        try:
+            pcm, gain = audio_io.to_pcm16(audio_io.read_audio(path, sample_rate))
+        except ValueError as error:
+            return np.zeros(0, np.int16), 1.0, (path, "an undecodable file", error)
         if pcm.size and audio_io.is_silent(pcm / audio_io.PCM16_SCALE):
-            _count_skip(path, "a silent file (digital silence or a constant offset)", path)
-            return np.zeros(0, np.int16), 1.0
-        return pcm, gain
+            return np.zeros(0, np.int16), 1.0, (path, "a silent file (digital silence or a constant offset)", path)
+        return pcm, gain, None
 
     with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # soundfile and soxr release the GIL
         decoded = list(pool.map(decode, paths))
-    return (np.concatenate([pcm for pcm, _ in decoded]), np.array([pcm.size for pcm, _ in decoded], np.int64),
-            np.array([gain for _, gain in decoded]))
+    return (np.concatenate([pcm for pcm, _, _ in decoded]), np.array([pcm.size for pcm, _, _ in decoded], np.int64),
+            np.array([gain for _, gain, _ in decoded]), tuple(failure for _, _, failure in decoded if failure))
 
 
 def _table(infos, cfg: DenoiserConfig):

@@ -6,7 +6,6 @@ All arrays are float32 in [-1, 1], shape [samples] (mono) unless stated.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import glob
 import logging
@@ -134,14 +133,6 @@ def _files_below(folder: Path) -> tuple[list[Path], list[Path]]:
     return files, broken_links
 
 
-@contextlib.contextmanager
-def quiet_decoders():
-    """Discard what C decoders print to stderr while a file is opened (libsndfile's mpg123 writes
-    "Note: Illegal Audio-MPEG-Header ..." lines for a file that is not MP3)."""
-    with native_logs.discarded():
-        yield
-
-
 def decode_failure(path: str | os.PathLike, error: Exception) -> str:
     """Why `path` could not be decoded, in words: libsndfile's reason, except the "File does not
     exist or is not a regular file" it gives for an existing file in a format it does not know."""
@@ -155,7 +146,7 @@ def decode_failure(path: str | os.PathLike, error: Exception) -> str:
 
 def open_audio(path: str | os.PathLike) -> soundfile.SoundFile:
     """soundfile.SoundFile(path) for reading, without the decoders' stderr chatter."""
-    with quiet_decoders():
+    with native_logs.discarded():
         return soundfile.SoundFile(str(path))
 
 
@@ -192,7 +183,7 @@ def probe_or_reason(path: str | os.PathLike) -> AudioInfo | str:
     """Header of an audio file, or why it is unusable, in words (libsndfile's reason, "no such file",
     "no samples")."""
     try:
-        with quiet_decoders():
+        with native_logs.discarded():
             info = soundfile.info(str(path))
         frames = info.frames
     except Exception as error:  # noqa: BLE001 - any decoder failure means "unreadable"

@@ -266,8 +266,6 @@ def denoise_file(denoiser: Denoiser, source: str | os.PathLike, target: str | os
         for block in _finite_blocks(src, source, max(1, int(block_seconds * src.samplerate))):
             out.frames_in += len(block)
             out.write([s.push(block[:, c]) for c, s in enumerate(streams)])
-        if not out.frames_in:  # a header that announces frames none of which decode: no empty WAV
-            raise ValueError(f"{source} holds no audio samples (its header announces {src.frames} frames; none decode)")
         out.write([s.flush() for s in streams], last=True)
     return out.frames_in / src.samplerate
 
@@ -296,9 +294,9 @@ def _undecodable(source: Path, error: Exception) -> ValueError:
 def _finite_blocks(src: soundfile.SoundFile, source: Path, blocksize: int) -> Iterator[np.ndarray]:
     """src's [<= blocksize, channels] float32 blocks, as many frames as decode; ValueError when
     decoding fails part-way or a block holds NaN or infinite samples (they would spread through
-    the model's context). A file that decodes fewer frames than its header announces (an MP3 cut
-    short) ends where its audio does, with a warning (SoundFile.blocks would pad it with whatever
-    its buffer held)."""
+    the model's context) or none decode. A file that decodes fewer frames than its header
+    announces (an MP3 cut short) ends where its audio does, with a warning (SoundFile.blocks would
+    pad it with whatever its buffer held)."""
     decoded = 0
     while True:
         try:
@@ -310,6 +308,8 @@ def _finite_blocks(src: soundfile.SoundFile, source: Path, blocksize: int) -> It
         audio_io.require_finite(block, source)
         decoded += len(block)
         yield block
+    if not decoded:  # raised inside denoise_file's staged output: no empty WAV is left
+        raise ValueError(f"{source} holds no audio samples (its header announces {src.frames} frames; none decode)")
     if decoded < src.frames:
         log.warning("%s: decoded %d of the %d frames its header announces (cut short?)", source, decoded, src.frames)
 

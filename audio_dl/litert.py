@@ -10,7 +10,8 @@ from audio_dl import native_logs
 
 
 def _interpreter(model: str | Path | bytes, num_threads: int):
-    """An ai_edge_litert Interpreter of the model, its tensors allocated."""
+    """An ai_edge_litert Interpreter of the model, its tensors allocated when its inputs have
+    fixed shapes (one with a dynamic dimension is allocated once its inputs are resized)."""
     from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415 - heavy import, only when used
 
     with native_logs.log_lines_dropped():  # the first allocation's "INFO: Created TensorFlow Lite XNNPACK ..."
@@ -18,7 +19,8 @@ def _interpreter(model: str | Path | bytes, num_threads: int):
             interpreter = Interpreter(model_content=bytes(model), num_threads=num_threads)
         else:
             interpreter = Interpreter(model_path=str(model), num_threads=num_threads)
-        interpreter.allocate_tensors()  # before a signature runner exists: it pins the buffers
+        if all(-1 not in detail["shape_signature"] for detail in interpreter.get_input_details()):
+            interpreter.allocate_tensors()
     return interpreter
 
 
@@ -36,6 +38,7 @@ class FixedShapeRunner:
 
     def __init__(self, model: str | Path | bytes, num_threads: int = 1):
         self._interpreter = _interpreter(model, num_threads)
+        self._interpreter.allocate_tensors()  # before a signature runner exists: it pins the buffers
         runner = self._interpreter.get_signature_runner()
         self.input_details, self.output_details = runner.get_input_details(), runner.get_output_details()
         self._inputs = {name: d["index"] for name, d in self.input_details.items()}

@@ -39,8 +39,7 @@ def build_parser() -> cli.ArgumentParser:
 def _before_glob(spec: str) -> str:
     """The folders of a path before its first glob component (data/denoiser/speech of
     data/denoiser/speech/*/*.flac); the path itself when it has none."""
-    parts = Path(spec).parts
-    return str(Path(*itertools.takewhile(lambda part: not glob.has_magic(part), parts))) if parts else spec
+    return str(Path(*itertools.takewhile(lambda part: not glob.has_magic(part), Path(spec).parts)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -337,7 +337,7 @@ def train_denoiser(cfg: DenoiserConfig, run_dir: Path, mixed_precision: bool = F
     metrics = evaluate.compare(clean, noisy, denoised, sample_rate=cfg.sample_rate)
     if len(clean) < cfg.val_examples:  # validation_dataset draws a bounded number of crops
         log.warning("only %d validation mixtures (val_examples=%d): the other crops drawn had speech quieter than "
-                    "min_speech_dbfs=%g dBFS", len(clean), cfg.val_examples, cfg.min_speech_dbfs)
+                    "min_speech_dbfs=%g dBFS, or did not decode", len(clean), cfg.val_examples, cfg.min_speech_dbfs)
     skipped = corpus.skipped + speech.read_failures()
     atomic.write_text(run_dir / "metrics.json", json_text(
         {"validation": metrics, "validation_mixtures": len(clean), "train_seconds": train_seconds,

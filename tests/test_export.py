@@ -115,6 +115,16 @@ def test_fixed_shape_runner_answers_as_the_signature_runner_does(exported):
         fixed(samples=inputs["samples"])
 
 
+def test_a_tflite_of_any_input_length_runs_through_the_signature_runner():
+    """A dynamic dimension ([1, -1]) is allocated at the caller's length, not before it is known."""
+    import keras
+
+    inputs = keras.Input((None,), batch_size=1, name="x")
+    model = keras.Model(inputs, {"denoised": keras.layers.Reshape((-1, 16))(inputs) * 2.0})
+    out = signature_runner(export.convert_tflite(model))(x=np.ones((1, 64), np.float32))
+    np.testing.assert_array_equal(out["denoised"], np.full((1, 4, 16), 2.0, np.float32))
+
+
 def test_gru_and_lookahead_export_and_stream(tiny_gru_lookahead_export):
     errors = json.loads((tiny_gru_lookahead_export.parent / "export_errors.json").read_text())
     assert max(errors["tflite_max_abs_error"], errors["streaming_tflite_max_abs_error"]) <= export.TFLITE_TOLERANCE

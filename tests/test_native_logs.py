@@ -3,6 +3,8 @@
 import os
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
@@ -34,6 +36,32 @@ def _write_in_block(monkeypatch, level: str | None) -> None:
 def test_log_lines_below_the_level_are_dropped_the_rest_passed_on(monkeypatch, capfd, level, shown):
     _write_in_block(monkeypatch, level)
     assert capfd.readouterr().err == "".join(shown)
+
+
+def test_lines_pass_on_as_they_come_whole_and_not_just_like_tflites(monkeypatch, capfd):
+    """Live (a crash inside the block would not take them with it), a character split between two
+    reads of the pipe intact, a Python logger's "INFO: ..." line kept."""
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+    long_line = "x" * 1023 + "\u00e9\n"
+    with native_logs.log_lines_dropped():
+        os.write(2, f"{long_line}INFO: a tool's own log line\n{TFLITE_INFO}".encode())
+        time.sleep(1.0)  # wurlitzer forwards every 0.2 s
+        assert capfd.readouterr().err == long_line + "INFO: a tool's own log line\n"
+        os.write(2, b"no newline at the end")
+    assert capfd.readouterr().err == "no newline at the end"
+
+
+def test_nested_redirects_in_one_thread_do_not_wait_for_each_other(capfd):
+    def nested():
+        with native_logs.log_lines_dropped():
+            with native_logs.discarded():
+                os.write(2, b"a decoder's chatter\n")
+            os.write(2, OTHER.encode())
+
+    thread = threading.Thread(target=nested, daemon=True)
+    thread.start()
+    thread.join(timeout=20)
+    assert not thread.is_alive() and capfd.readouterr().err == OTHER
 
 
 def test_discarded_drops_everything(capfd):

@@ -14,6 +14,7 @@ import soundfile
 from audio_dl import audio_io
 from audio_dl.config import DenoiserConfig, make_config
 from audio_dl.data import records, speech
+from audio_dl.errors import UsageError
 
 
 @pytest.fixture
@@ -47,6 +48,15 @@ def test_prepare_writes_resampled_shards_and_lists_bad_files(source, tmp_path):
     # int16 both ways at one scale: only the rounding to 16 bits is lost
     np.testing.assert_allclose(got["bob/u2.wav"]["audio"].numpy(), expected, atol=0.5 / audio_io.PCM16_SCALE + 1e-7)
     assert got["bob/u2.wav"]["speaker"].numpy() == b"bob"
+
+
+def test_a_source_of_only_undecodable_files_says_where_to_read_why(tmp_path):
+    (tmp_path / "src" / "ann").mkdir(parents=True)
+    (tmp_path / "src" / "ann" / "garbage.wav").write_bytes(b"not audio")
+    out = tmp_path / "out"
+    with pytest.raises(UsageError, match=f"no decodable audio files in .*src \\(why: {out / records.SKIPPED}\\)"):
+        records.prepare(tmp_path / "src", out, workers=1)
+    assert (out / records.SKIPPED).read_text().splitlines()[1].startswith("ann/garbage.wav\t")
 
 
 def test_prepare_walks_the_files_that_training_from_the_folder_reads(source):

@@ -300,16 +300,16 @@ def _draw(cumulative, seed):
 
 @functools.lru_cache(maxsize=4)
 def _decode_all(paths: tuple[str, ...], sample_rate: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple]:
-    """(all files at sample_rate as one int16 array, [K] lengths, [K] gains: see audio_io.to_pcm16,
-    (path, what, detail) of each file left out); length 0 for a file that is undecodable or silent
-    as stored (audio_io.is_silent: every sample rounds to the same value; as noise it would add
-    nothing but a constant)."""
+    """(samples, lengths, gains, failures): all files at sample_rate as one int16 array, [K]
+    lengths, [K] gains (see audio_io.to_pcm16), and the (path, what, detail) of each file left
+    out, with length 0: one that is undecodable or silent as stored (audio_io.is_silent: every
+    sample rounds to the same value; as noise it would add nothing but a constant)."""
 
     def decode(path):
         try:
             pcm, gain = audio_io.to_pcm16(audio_io.read_audio(path, sample_rate))
         except ValueError as error:
-            return np.zeros(0, np.int16), 1.0, (path, "an undecodable file", error)
+            return np.zeros(0, np.int16), 1.0, (path, "an undecodable file", str(error))  # kept: not its frames
         if pcm.size and audio_io.is_silent(pcm / audio_io.PCM16_SCALE):
             return np.zeros(0, np.int16), 1.0, (path, "a silent file (digital silence or a constant offset)", path)
         return pcm, gain, None

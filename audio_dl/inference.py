@@ -120,15 +120,17 @@ def _load_tflite(path: Path):
             return np.stack([stream.denoise(row) for row in _batch(waveform, None)])
 
         return run_streaming, None
-    shape = inputs["waveform"]["shape"] if "waveform" in inputs else ()
-    if not ("denoised" in outputs and len(shape) == 2 and shape[0] == 1):
+    shape = inputs["waveform"]["shape_signature"] if "waveform" in inputs else ()  # -1: any length
+    if not ("denoised" in outputs and len(shape) == 2 and shape[0] in (1, -1)):
         raise UsageError(f"{path} is not a denoiser TFLite model (needs waveform [1, N] -> denoised, "
                          "or a streaming model)")
+    length = None if shape[1] == -1 else int(shape[1])
 
-    def run(waveform: np.ndarray) -> np.ndarray:
-        return np.array(runner(waveform=_batch(waveform, int(shape[1])))["denoised"], copy=True)
+    def run(waveform: np.ndarray) -> np.ndarray:  # a row at a time: [1, n] is what every such model takes
+        return np.concatenate([np.array(runner(waveform=row[np.newaxis])["denoised"], copy=True)
+                               for row in _batch(waveform, length)])
 
-    return run, int(shape[1])
+    return run, length
 
 
 def _batch(waveform: np.ndarray, fixed_length: int | None) -> np.ndarray:

@@ -11,7 +11,8 @@ from audio_dl import native_logs
 
 def _interpreter(model: str | Path | bytes, num_threads: int):
     """An ai_edge_litert Interpreter of the model, its tensors allocated when its inputs have
-    fixed shapes (one with a dynamic dimension is allocated once its inputs are resized)."""
+    fixed shapes, as this package's exports do (one with a dynamic dimension is allocated at its
+    first call, once its inputs are resized: TFLite's XNNPACK line then shows, once a process)."""
     from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415 - heavy import, only when used
 
     with native_logs.log_lines_dropped():  # the first allocation's "INFO: Created TensorFlow Lite XNNPACK ..."

@@ -53,19 +53,19 @@ class _LineFilter:
         return self
 
     def __exit__(self, *exc_info):
-        self._emit(self.pending)
-        os.close(self.fd)
+        try:
+            self._emit(self.pending)
+        finally:
+            os.close(self.fd)
+            self.fd = -1  # a write after this (wurlitzer's forwarder cut short by Ctrl-C) goes nowhere
 
     def write(self, data: bytes) -> None:
         *lines, self.pending = (self.pending + data).split(b"\n")
         for line in lines:
             self._emit(line + b"\n")
 
-    def flush(self) -> None:
-        pass
-
     def _emit(self, line: bytes) -> None:
-        if not any(severity < self.hidden and pattern.match(line) for severity, pattern in _LOG_LINES):
+        if self.fd >= 0 and not any(severity < self.hidden and pattern.match(line) for severity, pattern in _LOG_LINES):
             while line:  # a pipe may take part of it
                 line = line[os.write(self.fd, line):]
 

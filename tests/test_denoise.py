@@ -293,6 +293,23 @@ def _not_mp3(folder: Path) -> Path:
     return fake
 
 
+def test_a_tflite_of_any_input_length_denoises_whole_chunks(tiny_export, tmp_path):
+    """A denoiser TFLite whose waveform input is [1, -1] (not this package's exports) takes each
+    chunk at its own length, one row at a time."""
+    import keras
+
+    from audio_dl import export
+
+    waveform = keras.Input((None,), batch_size=1, name="waveform")
+    halving = keras.Model(waveform, {"denoised": keras.layers.Rescaling(0.5)(waveform)})
+    (tmp_path / "denoiser.tflite").write_bytes(export.convert_tflite(halving))
+    (tmp_path / "config.json").write_bytes((tiny_export / "config.json").read_bytes())
+    denoiser = inference.load_denoiser(tmp_path / "denoiser.tflite")
+    x = _speechlike(3.0)
+    assert denoiser.fixed_length is None
+    np.testing.assert_allclose(inference.denoise_array(denoiser, x, chunk_seconds=1.0), 0.5 * x, atol=1e-6)
+
+
 def test_a_tflite_without_its_config_is_a_usage_error(tiny_export, tmp_path):
     lonely = tmp_path / "denoiser.tflite"
     lonely.write_bytes((tiny_export / "denoiser.tflite").read_bytes())

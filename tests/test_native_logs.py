@@ -39,13 +39,13 @@ def test_log_lines_below_the_level_are_dropped_the_rest_passed_on(monkeypatch, c
 
 
 def test_lines_pass_on_as_they_come_whole_and_not_just_like_tflites(monkeypatch, capfd):
-    """Live (a crash inside the block would not take them with it), a character split between two
-    reads of the pipe intact, a Python logger's "INFO: ..." line kept."""
+    """Live (a crash inside the block loses only what the forwarder had not read yet), a character
+    split between two reads of the pipe intact, a Python logger's "INFO: ..." line kept."""
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
     long_line = "x" * 1023 + "\u00e9\n"
     with native_logs.log_lines_dropped():
         os.write(2, f"{long_line}INFO: a tool's own log line\n{TFLITE_INFO}".encode())
-        time.sleep(1.0)  # wurlitzer forwards every 0.2 s
+        time.sleep(1.0)  # wurlitzer's forwarder thread passes on what it reads
         assert capfd.readouterr().err == long_line + "INFO: a tool's own log line\n"
         os.write(2, b"no newline at the end")
     assert capfd.readouterr().err == "no newline at the end"

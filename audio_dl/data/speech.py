@@ -309,7 +309,7 @@ def _decode_all(paths: tuple[str, ...], sample_rate: int) -> tuple[np.ndarray, n
         try:
             pcm, gain = audio_io.to_pcm16(audio_io.read_audio(path, sample_rate))
         except ValueError as error:
-            return np.zeros(0, np.int16), 1.0, (path, "an undecodable file", str(error))  # kept: not its frames
+            return np.zeros(0, np.int16), 1.0, (path, "an undecodable file", str(error))  # the text: the error would keep its frames, the decoded audio too, cached
         if pcm.size and audio_io.is_silent(pcm / audio_io.PCM16_SCALE):
             return np.zeros(0, np.int16), 1.0, (path, "a silent file (digital silence or a constant offset)", path)
         return pcm, gain, None

@@ -158,7 +158,8 @@ def test_a_glob_in_the_built_corpus_is_not_taken_for_a_missing_corpus(tmp_path, 
     from audio_dl import cli, train_denoiser
 
     monkeypatch.chdir(tmp_path)
-    glob_args = ["--preset", "tiny", "--set", "speech=data/denoiser/speech/*/*.flac", "--set", "noise=data/denoiser/noise"]
+    glob_args = ["--preset", "tiny", "--set", "speech=data/denoiser/speech/*/*.flac",
+                 "--set", "noise=data/denoiser/noise"]
     assert cli.run_main(train_denoiser.main, glob_args) == 2
     assert "data/denoiser/speech does not exist: build the corpus first" in capsys.readouterr().err
     (tmp_path / "data" / "denoiser" / "speech").mkdir(parents=True)

@@ -308,8 +308,8 @@ def _decode_all(paths: tuple[str, ...], sample_rate: int) -> tuple[np.ndarray, n
     def decode(path):
         try:
             pcm, gain = audio_io.to_pcm16(audio_io.read_audio(path, sample_rate))
-        except ValueError as error:
-            return np.zeros(0, np.int16), 1.0, (path, "an undecodable file", str(error))  # the text: the error would keep its frames, the decoded audio too, cached
+        except ValueError as error:  # its text: the cached error would keep read_audio's frames, audio and all
+            return np.zeros(0, np.int16), 1.0, (path, "an undecodable file", str(error))
         if pcm.size and audio_io.is_silent(pcm / audio_io.PCM16_SCALE):
             return np.zeros(0, np.int16), 1.0, (path, "a silent file (digital silence or a constant offset)", path)
         return pcm, gain, None

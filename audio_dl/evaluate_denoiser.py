@@ -183,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.noisy is not None:  # before the model loads
         if len(args.clean) != 1:
             raise UsageError("--noisy takes one folder, paired with exactly one --clean folder")
-        cli.existing_folder(audio_io.given_path(args.noisy), "a folder of noisy files (--noisy)")
+        cli.existing_folder(args.noisy, "a folder of noisy files (--noisy)")
     cli.writable_folder(args.output)  # an unwritable place fails now, not after the evaluation; made when written
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     model = inference.load_denoiser(args.model)
@@ -212,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(f"no usable noise in {' '.join(args.noise)}")
         items = mixtures(clean_files, noises, args.snr, args.seed, rate, skipped)
     else:
-        clean_root, noisy_root = audio_io.given_path(args.clean[0]), audio_io.given_path(args.noisy)  # "~/x" too
+        clean_root, noisy_root = audio_io.given_path(args.clean[0]), args.noisy  # "~/x" too (--noisy: its argparse type)
         items = pairs(noisy_pairs(clean_files, clean_root, noisy_root), rate, skipped)
         unpaired = unpaired_noisy_files(clean_root, noisy_root)
         if unpaired:

@@ -116,6 +116,8 @@ class DenoiserConfig:
         _check(0.5 <= self.speech_speed[0] and self.speech_speed[1] <= 2.0, "speech_speed must lie in [0.5, 2]")
         _check(0.1 <= self.rt60_seconds[0] and self.rt60_seconds[1] <= 3.0,  # no simulated room rings shorter
                "rt60_seconds must lie in [0.1, 3] s (fully absorbing walls of the smallest room ring for 0.074 s)")
+        _check(not self.impulse_responses or (self.augment and self.reverb_probability > 0),
+               "impulse_responses are only used for reverb: set augment=true and reverb_probability > 0")
         _check(-80.0 <= self.min_speech_dbfs <= 0.0, "min_speech_dbfs must lie in [-80, 0] dBFS")
         _check(self.bandpass_probability == 0 or self.high_cut_hz[1] < self.sample_rate / 2,
                "high_cut_hz must stay below Nyquist")

@@ -38,6 +38,15 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
     return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
 
 
+def require_even_batches(strategy: tf.distribute.Strategy, batch_size: int) -> None:
+    """UsageError unless batch_size splits evenly over the strategy's replicas (every replica
+    takes batch_size / replicas examples a step)."""
+    replicas = strategy.num_replicas_in_sync
+    if batch_size % replicas:
+        raise UsageError(f"batch_size={batch_size} does not split over the {replicas} replicas of this strategy: "
+                         f"use a multiple of {replicas}")
+
+
 def _check_tf_config() -> None:
     text = os.environ.get("TF_CONFIG")
     if not text:

@@ -45,6 +45,14 @@ def test_bad_values_raise_config_error(override, message):
         make_config(DenoiserConfig, "default", overrides=[override])
 
 
+@pytest.mark.parametrize("reverb_off", ["augment=false", "reverb_probability=0"])
+def test_impulse_responses_without_reverb_are_refused_not_ignored(reverb_off):
+    assert make_config(DenoiserConfig, "default", overrides=["impulse_responses=rooms"]).impulse_responses == ("rooms",)
+    with pytest.raises(ConfigError, match="^impulse_responses are only used for reverb: set augment=true and "
+                                          "reverb_probability > 0$"):
+        make_config(DenoiserConfig, "default", overrides=["impulse_responses=rooms", reverb_off])
+
+
 @pytest.mark.parametrize("override", ["recurrent_units=32", "noise_minimum=true"])
 def test_mask_model_options_need_the_mask_model(override):
     with pytest.raises(ConfigError, match=f"{override.split('=')[0]} needs architecture=mask"):

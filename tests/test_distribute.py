@@ -110,3 +110,28 @@ def test_running_out_of_memory_while_training_is_one_usage_error():
 
     with pytest.raises(UsageError, match="out of memory while training: make batch_size or the model smaller"):
         distribute.fit(TooBig(), tf.distribute.get_strategy())
+
+
+def test_a_batch_that_does_not_split_over_the_replicas_is_one_usage_error():
+    from audio_dl import distribute
+    from audio_dl.errors import UsageError
+
+    class TwoReplicas:
+        num_replicas_in_sync = 2
+
+    distribute.require_even_batches(TwoReplicas(), 4)
+    with pytest.raises(UsageError, match="batch_size=3 does not split over the 2 replicas of this strategy: "
+                                         "use a multiple of 2"):
+        distribute.require_even_batches(TwoReplicas(), 3)
+
+
+@pytest.mark.slow
+def test_two_workers_refuse_an_odd_batch_before_the_run_dir_is_made(tmp_path):
+    run_dir = tmp_path / "run"
+    results = _train_two_workers("audio_dl.train_melody", ["--preset", "tiny", "--midi-dir", str(FOLK_FIXTURE),
+                                                           "--set", "batch_size=3"], run_dir)
+    for result in results:
+        assert result.returncode == 2, result.stderr[-3000:]
+        assert "Traceback" not in result.stderr
+        assert "batch_size=3 does not split over the 2 replicas" in result.stderr
+    assert not run_dir.exists()

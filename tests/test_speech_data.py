@@ -256,6 +256,21 @@ def test_a_silent_noise_file_is_counted_and_never_drawn(tiny_corpus, tmp_path, n
     assert all(int(table.draw(tf.constant([k, 0], tf.int64))) not in silent for k in range(50))
 
 
+@pytest.mark.parametrize("level", [0.0, 0.2])  # digital silence, a constant
+def test_noise_read_per_crop_that_is_silent_mixes_no_example(tiny_corpus, tmp_path, level):
+    corpus_copy = tmp_path / "c"
+    shutil.copytree(tiny_corpus, corpus_copy)
+    for path in (corpus_copy / "noise").iterdir():
+        soundfile.write(path.with_suffix(".wav"), np.full(40000, level, np.float32), 8000)
+        path.unlink()
+    cfg = _cfg(corpus_copy, "preload_mb=0")  # per crop: a silent file cannot be known before it is read
+    corpus = speech.load_corpus(cfg)
+    examples = speech._training_examples(corpus.train, cfg, tf.distribute.InputContext()).take(8)
+    assert [bool(e["ok"]) for e in examples] == [False] * 8  # not the clean speech "mixed" with nothing
+    with pytest.raises(UsageError, match=r"no training mixture has speech louder than .* or its noise is silent\)$"):
+        speech.require_examples(corpus, cfg)
+
+
 @pytest.fixture
 def one_source_corpus(tmp_path, monkeypatch):
     """corpora.SOURCES cut to one speaker and one noise, 'downloaded' from a local folder."""
@@ -341,7 +356,7 @@ def test_impulse_responses_that_do_not_decode_or_are_silent_are_skipped_named_an
     soundfile.write(folder / "zeros.wav", np.zeros(800, np.float32), 8000)
     soundfile.write(folder / "offset.wav", np.full(800, 0.3, np.float32), 8000)
     shutil.copy(broken_files["garbage"], folder / "garbage.wav")
-    cfg = _cfg(tiny_corpus, f"impulse_responses={folder}")
+    cfg = _cfg(tiny_corpus, f"impulse_responses={folder}", "augment=true", "reverb_probability=0.5")
     speech.reset_read_failures()
     responses = speech._load_impulse_responses(cfg).numpy()
     assert responses.shape[0] == 1 and np.abs(responses).max() == pytest.approx(1.0)

@@ -21,6 +21,12 @@ def power(x):
     return tf.reduce_mean(tf.square(x), axis=-1)
 
 
+def audible(x):
+    """[..., N] -> bool [...]: more than digital silence or a constant offset (power about the
+    mean above the level mix_at_snr takes for silence)."""
+    return power(x - tf.reduce_mean(x, axis=-1, keepdims=True)) > _TINY
+
+
 def mix_at_snr(clean, noise, snr_db):
     """clean + noise scaled so that 10 log10(P_clean / P_noise) = snr_db. Returns (noisy, scaled noise).
 

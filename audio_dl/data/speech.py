@@ -250,8 +250,8 @@ class _MemoryTable:
     preload_mb (a RERUN_KEYS key) moves the corpus across the limit trains on crops shifted that
     little.
     Files that fail to decode or are silent (audio_io.is_silent) are counted once and never drawn
-    (_FileTable, which decodes crop by crop, draws a silent noise file: its mixtures are the clean
-    speech, plus a constant offset for a constant file)."""
+    (_FileTable, which decodes crop by crop, draws a silent noise file, uncounted: the examples
+    whose noise crop is silent are dropped)."""
 
     def __init__(self, infos, sample_rate: int):
         flat, lengths, gains, failures = _decode_all(tuple(i.path for i in infos), sample_rate)
@@ -368,6 +368,7 @@ def make_example_fn(split: Split, cfg: DenoiserConfig, augmented: bool):
             clean = speech.read(speech.draw(seeds[0]), seconds, uniform[1], rate, loop=False)
         noise_clip = noise.read(noise.draw(seeds[2]), seconds, uniform[3], rate, loop=True)
         ok = tf.logical_and(tf.size(clean) == cfg.crop_samples, tf.size(noise_clip) == cfg.crop_samples)
+        ok = tf.logical_and(ok, augment.audible(noise_clip))  # silent noise (a file read per crop) mixes nothing
         clean = tf.cond(ok, lambda: clean, lambda: tf.zeros([cfg.crop_samples]))
         noise_clip = tf.cond(ok, lambda: noise_clip, lambda: tf.zeros([cfg.crop_samples]))
         if augmented:
@@ -453,8 +454,8 @@ def require_examples(corpus: Corpus, cfg: DenoiserConfig) -> None:
                            ("validation", validation_dataset(corpus.val, cfg))):
         if not any(True for _ in examples.take(1)):
             raise UsageError(f"no {name} mixture has speech louder than min_speech_dbfs={cfg.min_speech_dbfs:g} "
-                             "dBFS (the split's speech is silent, or its speech or noise files do not decode "
-                             "to finite audio)")
+                             "dBFS (the split's speech is silent, its speech or noise files do not decode "
+                             "to finite audio, or its noise is silent)")
 
 
 def training_dataset(split: Split, cfg: DenoiserConfig, context: tf.distribute.InputContext | None = None,

@@ -181,3 +181,20 @@ def test_training_reads_prepared_shards_with_the_corpus_split(tiny_corpus, tmp_p
                                                            f"noise={tiny_corpus / 'noise'}"])
     with pytest.raises(Exception, match="either prepared TFRecord folders or audio folders"):
         speech.load_corpus(mixed)
+
+
+def test_validation_from_shards_spans_every_held_out_speaker(tiny_corpus, tmp_path):
+    source = tmp_path / "src"
+    for speaker, hz in (("ann", 300), ("bob", 1000), ("cy", 2000)):  # a tone per speaker tells them apart
+        for i in range(12):
+            path = source / speaker / f"u{i:02d}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            soundfile.write(path, (0.3 * np.sin(2 * np.pi * hz * np.arange(4000) / 8000)).astype(np.float32), 8000)
+    out = tmp_path / "prepared"
+    records.prepare(source, out, sample_rate=8000, files_per_shard=100, workers=1)  # one shard, in file order
+    cfg = make_config(DenoiserConfig, "tiny", overrides=[f"speech={out}", f"noise={tiny_corpus / 'noise'}",
+                                                         "val_speakers=ann,bob", "val_examples=6"])
+    corpus = speech.load_corpus(cfg)
+    clean = np.concatenate([targets["denoised"].numpy() for _, targets in speech.validation_dataset(corpus.val, cfg)])
+    tones = [int(np.argmax(np.abs(np.fft.rfft(crop))) * 8000 / crop.size) for crop in clean]
+    assert len(tones) == 6 and sorted(set(tones)) == [300, 1000]  # both held-out voices, not the first 6 files

@@ -464,7 +464,9 @@ def training_dataset(split: Split, cfg: DenoiserConfig, context: tf.distribute.I
 
     Under a distribution strategy (`context`), input pipeline k of K draws the example indices
     k, K + k, 2K + k, ... and batches B / replicas. A resumed run starts at `first_example` (the
-    examples its finished epochs drew), so it does not draw the same mixtures again.
+    examples its finished epochs trained on), so it does not train on the same mixtures again but
+    for a few: the indices of the examples the min_speech_dbfs filter dropped are not counted, so
+    that many of the last drawn are drawn again.
     """
     context = context or tf.distribute.InputContext()
     return (_training_examples(split, cfg, context, first_example)
@@ -499,9 +501,10 @@ def _record_crops(split: Split, cfg: DenoiserConfig, context: tf.distribute.Inpu
     """Clean crops [cfg.crop_samples] of the split's speakers from its TFRecord shards.
 
     endless: shards in a new order every pass, interleaved, records shuffled (training; a resumed
-    run, first_crop > 0, in another order); else the records in a fixed order, repeated
-    (validation: the same crops every time). A crop starts at a random position of a longer
-    recording; a shorter one lies at a random offset in zeros.
+    run, first_crop > 0, in another order); else every (record_files // val_examples)-th record
+    in a fixed order, repeated (validation: the same crops every time, from all over the split). A
+    crop starts at a random position of a longer recording; a shorter one lies at a random offset
+    in zeros.
     """
     context = context or tf.distribute.InputContext()
     speakers = tf.constant(split.record_speakers)
@@ -509,7 +512,10 @@ def _record_crops(split: Split, cfg: DenoiserConfig, context: tf.distribute.Inpu
     ds = records.read_shards(list(split.records), shuffle_seed=shuffle_seed if endless else None,
                              shard_index=context.input_pipeline_id, shard_count=context.num_input_pipelines)
     ds = ds.filter(lambda r: tf.reduce_any(tf.equal(r["speaker"], speakers)))
-    ds = ds.shuffle(RECORD_SHUFFLE_BUFFER, seed=shuffle_seed) if endless else ds.repeat()
+    if endless:
+        ds = ds.shuffle(RECORD_SHUFFLE_BUFFER, seed=shuffle_seed)
+    else:  # every k-th record: the first val_examples crops span every speaker and file, not the first few
+        ds = ds.shard(max(1, split.record_files // cfg.val_examples), 0).repeat()
     length = cfg.crop_samples
 
     def crop(index, record):

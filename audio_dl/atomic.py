@@ -69,6 +69,12 @@ def _naming(target: Path):
         raise OSError(error.errno, error.strerror, str(target)) from error
 
 
+def _staging_prefix(target: Path) -> str:
+    """The hidden staging name's start: the target's name cut to 40 characters (160 bytes at most),
+    so that a target name a file system takes still leaves room for the rest."""
+    return f".{target.name[:40]}-partial-"
+
+
 def staged_folder(target: Path, replace: bool = False):
     """Context manager yielding a hidden temporary folder beside `target`, renamed to `target` only
     if the block completes and removed otherwise (an interrupted write leaves nothing); it lands
@@ -76,7 +82,7 @@ def staged_folder(target: Path, replace: bool = False):
     replaced only then, so a failed rewrite keeps the old one."""
     target.parent.mkdir(parents=True, exist_ok=True)
     with _naming(target):
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-partial-", dir=target.parent))
+        staging = Path(tempfile.mkdtemp(prefix=_staging_prefix(target), dir=target.parent))
     return _staged(staging, target, 0o777, shutil.rmtree, replace_folder=replace)
 
 
@@ -84,7 +90,7 @@ def staged_file(target: Path):
     """The same for a file path (it lands with the permissions open() would give it)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     with _naming(target):
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}-partial-", suffix=target.suffix, dir=target.parent)
+        fd, name = tempfile.mkstemp(prefix=_staging_prefix(target), suffix=target.suffix, dir=target.parent)
     os.close(fd)
     return _staged(Path(name), target, 0o666, Path.unlink)
 

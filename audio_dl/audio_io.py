@@ -144,10 +144,16 @@ def decode_failure(path: str | os.PathLike, error: Exception) -> str:
     return detail
 
 
+def native_path(path: str | os.PathLike) -> str | bytes:
+    """`path` as soundfile opens any name the file system holds: its bytes (soundfile encodes a
+    str strictly as UTF-8, so a Latin-1 name would fail), a str on Windows (opened as wide chars)."""
+    return str(path) if os.name == "nt" else os.fsencode(path)
+
+
 def open_audio(path: str | os.PathLike) -> soundfile.SoundFile:
     """soundfile.SoundFile(path) for reading, without the decoders' stderr chatter."""
     with native_logs.discarded():
-        return soundfile.SoundFile(str(path))
+        return soundfile.SoundFile(native_path(path))
 
 
 def is_silent(x: np.ndarray) -> bool:
@@ -184,7 +190,7 @@ def probe_or_reason(path: str | os.PathLike) -> AudioInfo | str:
     "no samples")."""
     try:
         with native_logs.discarded():
-            info = soundfile.info(str(path))
+            info = soundfile.info(native_path(path))
         frames = info.frames
     except Exception as error:  # noqa: BLE001 - any decoder failure means "unreadable"
         info = _tfio_info(path)

@@ -205,7 +205,8 @@ def add_strategy_option(parser: argparse.ArgumentParser) -> None:
 
 
 # a path that is missing, of the wrong kind or not writable: the user's to fix
-_PATH_MISUSE = {errno.ENOENT, errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM, errno.EROFS}
+_PATH_MISUSE = {errno.ENOENT, errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM, errno.EROFS,
+                errno.ENAMETOOLONG}
 
 
 def _terminate(signum, frame):

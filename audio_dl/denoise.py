@@ -141,9 +141,11 @@ def _jobs(inputs: Sequence[str], output: Path, clean: Path | None) -> list[Job]:
     clash = next((t for t, n in collections.Counter(job.target for job in jobs).items() if n > 1), None)
     if clash is not None:
         raise UsageError(f"two inputs would both be written to {clash}; rename one or denoise them separately")
-    overwrite = next((job.target for job in jobs if job.target.exists() and cli.file_id(job.target) in found), None)
+    references = {cli.file_id(job.clean) for job in jobs if job.clean is not None}
+    overwrite = next((job.target for job in jobs
+                      if job.target.exists() and cli.file_id(job.target) in found.keys() | references), None)
     if overwrite is not None:
-        raise UsageError(f"the output {overwrite} would overwrite an input; give another -o")
+        raise UsageError(f"the output {overwrite} would overwrite an input or a --clean reference; give another -o")
     return jobs
 
 

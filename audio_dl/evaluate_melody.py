@@ -25,6 +25,7 @@ from audio_dl.config import MelodyConfig, json_text
 from audio_dl.data import melody as melody_data
 from audio_dl.errors import UsageError
 from audio_dl.melody_training import (
+    count_training_tunes,
     evaluate_tunes,
     format_report,
     generation_statistics,
@@ -111,13 +112,6 @@ def training_corpus(cfg: MelodyConfig, train_midi_dir: list[str] | None, version
         if train_midi_dir:
             raise
         raise UsageError(f"the model's training tunes, {given}: {error}; give them with --train-midi-dir") from None
-
-
-def count_training_tunes(tunes: list[melody_data.Tune], train: list[melody_data.Tune]) -> int:
-    """How many of `tunes` are tunes of `train`, by their notes in any key (whatever the file or
-    folder is called)."""
-    trained_on = {t.melody for t in train}
-    return sum(t.melody in trained_on for t in tunes)
 
 
 main.prog = "python -m audio_dl.evaluate_melody"

@@ -566,8 +566,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     source = args.source
     if not source.exists():
         raise UsageError(f"path does not exist: {source}")
-    if not (source / "saved_model.pb").is_file():  # a training run: its newest export
-        newest = newest_export(source / "export")
+    if not (source / "saved_model.pb").is_file():  # a training run or its export/: the newest export
+        newest = newest_export(source)
         if newest is None:
             raise UsageError(f"{source} holds no exported model")
         source = newest

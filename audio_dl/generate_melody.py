@@ -20,7 +20,7 @@ from typing import Sequence
 
 import soundfile
 
-from audio_dl import cli, midi_io, plots
+from audio_dl import audio_io, cli, midi_io, plots
 from audio_dl.atomic import staged_file
 from audio_dl.compose import MAX_NOTES, TEMPERATURES, MelodyGenerator, check_sampling
 from audio_dl.data.melody import MIDI_SUFFIXES
@@ -133,8 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:  # all three land together, or none
         staged = {suffix: stack.enter_context(staged_file(path)) for suffix, path in paths.items()}
         midi_io.to_pretty_midi(notes, cfg.steps_per_quarter, qpm).write(str(staged[".mid"]))
-        soundfile.write(staged[".wav"], midi_io.render_audio(notes, cfg.steps_per_quarter, qpm, RENDER_RATE),
-                        RENDER_RATE)
+        soundfile.write(audio_io.native_path(staged[".wav"]),
+                        midi_io.render_audio(notes, cfg.steps_per_quarter, qpm, RENDER_RATE), RENDER_RATE)
         plots.piano_roll(result.primer, generated, cfg.steps_per_quarter, staged[".png"],
                          title=f"temperature {args.temperature:g}, seed {args.seed}", continued_from=result.primer_steps)
     how = ("ended by itself" if ended else f"stopped at --max-notes {args.max_notes}"

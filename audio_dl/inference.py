@@ -326,8 +326,8 @@ class _WavOutput:
         self.target, self.frames_in, self.frames_out, self.clipped = target, 0, 0, 0
         subtype = wav_subtype(src.subtype)
         self.clips = subtype != "FLOAT"
-        self.dst = self._guard(lambda: soundfile.SoundFile(path, "w", src.samplerate, src.channels,
-                                                           subtype=subtype, format="WAV"))
+        self.dst = self._guard(lambda: soundfile.SoundFile(audio_io.native_path(path), "w", src.samplerate,
+                                                           src.channels, subtype=subtype, format="WAV"))
 
     def __enter__(self):
         return self

@@ -106,19 +106,22 @@ def jensen_shannon(p: np.ndarray, q: np.ndarray) -> float:
 
 
 class CopyChecker:
-    """Which pitch runs of tunes also occur somewhere in the training tunes.
+    """Which pitch runs of tunes also occur somewhere in the training tunes, in any key.
 
-    Runs are compared through 64-bit polynomial rolling hashes of every window (numpy), one run
-    length at a time, so memory stays a few arrays of the corpus' size whatever the run length.
+    A run of n notes is its n - 1 intervals: training transposes tunes into every key, so a tune
+    generated from it copies in any key, and folk tunes borrow in any key too. Runs are compared
+    through 64-bit polynomial rolling hashes of every window of intervals (numpy), one run length
+    at a time, so memory stays a few arrays of the corpus' size whatever the run length.
     """
 
     BASE = np.uint64(1_000_003)
 
     def __init__(self, train: list[list[int]]):
-        self.train = _flatten(train)
+        self.train = _flatten(_intervals(train))
 
     def _windows(self, flat: np.ndarray, owner: np.ndarray):
-        """(n, hashes [N-n+1], valid [N-n+1]) for n = 1, 2, ...: windows inside one tune are valid."""
+        """(n, hashes [N-n+1], valid [N-n+1]) for windows of n = 1, 2, ... intervals: those inside
+        one tune are valid."""
         hashes = flat.astype(np.uint64)
         n = 1
         while len(hashes):
@@ -127,15 +130,17 @@ class CopyChecker:
             hashes = hashes[:-1] * self.BASE + flat[n - 1:].astype(np.uint64)
 
     def _matches(self, tunes: list[list[int]]):
-        """(n, owner of each window, window matched in training?) for n = 1, 2, ..."""
-        flat, owner = _flatten(tunes)
+        """(notes in the run, owner of each window, window valid?, matched in training?) for runs
+        of 2, 3, ... notes."""
+        flat, owner = _flatten(_intervals(tunes))
         for (n, train_hashes, train_valid), (_, hashes, valid) in zip(self._windows(*self.train),
                                                                      self._windows(flat, owner)):
             found = np.isin(hashes, np.unique(train_hashes[train_valid])) & valid
-            yield n, owner[: len(hashes)], valid, found
+            yield n + 1, owner[: len(hashes)], valid, found
 
     def copied_shares(self, tunes: list[list[int]], n: int = 16) -> list[float | None]:
-        """Per tune: share of its n-note runs found in training (None if the tune is shorter)."""
+        """Per tune: share of its n-note runs (n >= 2) found in training in some key (None if the
+        tune is shorter)."""
         for length, owner, valid, found in self._matches(tunes):
             if length == n:
                 total = np.bincount(owner[valid], minlength=len(tunes))
@@ -144,14 +149,20 @@ class CopyChecker:
         return [None] * len(tunes)
 
     def longest_copied_runs(self, tunes: list[list[int]]) -> list[int]:
-        """Per tune: the length of its longest run of consecutive pitches also found in training."""
-        best = np.zeros(len(tunes), int)
+        """Per tune: the length of its longest run of consecutive notes also found in training in
+        some key (1 for a tune of notes none of whose intervals is; 0 for one without notes)."""
+        best = np.array([min(len(t), 1) for t in tunes], int)
         for n, owner, _, found in self._matches(tunes):
             hit = np.unique(owner[found])
             if not len(hit):
                 break
             best[hit] = n
         return best.tolist()
+
+
+def _intervals(tunes: list[list[int]]) -> list[np.ndarray]:
+    """Each tune's pitch steps in semitones, offset to stay non-negative for the hashes."""
+    return [np.diff(np.asarray(t, np.int64)) + 128 for t in tunes]
 
 
 def _flatten(tunes: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import math
 import time
 import warnings
@@ -29,6 +30,8 @@ from audio_dl import distribute
 from audio_dl.training import (EpochClock, ResumedEarlyStopping, best_epoch, check_divergence, counted, device_name,
                                finished_training, load_best_weights, mark_trained, prepare_run_dir, refuse_other_config,
                                run_callbacks)
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -60,6 +63,13 @@ def held_out_tunes(specs: tuple[str, ...], cfg: MelodyConfig) -> tuple[list[melo
     fitted = [f for t in chosen if (f := melody_data.fit_to_range(t, cfg)) is not None]
     note = f"{report.summary()}; scored {len(fitted)} (of {len(chosen)} drawn; {len(chosen) - len(fitted)} span more than the range)"
     return fitted, note
+
+
+def count_training_tunes(tunes: list[melody_data.Tune], train: list[melody_data.Tune]) -> int:
+    """How many of `tunes` are tunes of `train`, by their notes in any key (whatever the file or
+    folder is called)."""
+    trained_on = {t.melody for t in train}
+    return sum(t.melody in trained_on for t in tunes)
 
 
 def evaluate_tunes(score_fn, cfg: MelodyConfig, train: list[melody_data.Tune], test: list[melody_data.Tune]) -> dict:
@@ -180,7 +190,12 @@ def train_melody(cfg: MelodyConfig, run_dir: Path, verbose: int = 1, command: st
     metrics = {"validation": {"description": f"{len(corpus.val)} held-out tunes of the training collections",
                               **evaluate_tunes(keras_scorer(model), cfg, corpus.train, corpus.val)}}
     for spec, (tunes, note) in held_out.items():
-        metrics[f"held_out_{spec}"] = {"description": f"{spec} (collection never trained on): {note}",
+        seen = count_training_tunes(tunes, corpus.train)  # the same notes in any key, under another name
+        if seen:
+            log.warning("%d of the %d tunes of %s scored are training tunes: their scores are not held-out",
+                        seen, len(tunes), spec)
+        what = f"{spec}: {note}" if seen else f"{spec} (collection never trained on): {note}"
+        metrics[f"held_out_{spec}"] = {"description": what, "training_tunes": seen,
                                        **evaluate_tunes(keras_scorer(model), cfg, corpus.train, tunes)}
     metrics["generation"] = generation_statistics(MelodyGenerator.from_keras(model, cfg), cfg, corpus.train,
                                                   corpus.val)

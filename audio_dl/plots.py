@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -42,8 +43,14 @@ def waveform_and_spectrogram(signals: dict[str, np.ndarray], sample_rate: int, p
     axes[-1, 0].set_xlabel("time (s)")
     axes[-1, 1].set_xlabel("time (s)")
     if title:
-        fig.suptitle(title)
+        fig.suptitle(_shown(title), parse_math=False)
     _save(fig, path)
+
+
+def _shown(title: str) -> str:
+    """A title (often a file name) as matplotlib can draw it: the bytes of a name that is not
+    UTF-8 (held as surrogates) shown as U+FFFD; set with parse_math=False, "$" is not math text."""
+    return title.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 PRIMER_COLOR, GENERATED_COLOR = "tab:red", "tab:blue"
@@ -77,7 +84,8 @@ def piano_roll(primer: list, generated: list, steps_per_quarter: int, path: str 
         ax.set_ylim(low - 1.5, high + 1.5)
         ax.set_xlim(0, _beats(notes, steps_per_quarter) + 0.5)
         ax.legend(loc="upper right")
-    ax.set(xlabel="beats (quarter notes)", ylabel="pitch", title=title or "piano roll")
+    ax.set(xlabel="beats (quarter notes)", ylabel="pitch")
+    ax.set_title(_shown(title) or "piano roll", parse_math=False)
     ax.grid(axis="x", alpha=0.3)
     _save(fig, path)
 
@@ -115,10 +123,13 @@ def training_curves(history_csv: str | Path, path: str | Path, metrics: str | Se
 
 
 def _save(fig, path) -> None:
-    """Lay out, write the PNG atomically (never a half-written image at `path`) and close."""
-    fig.tight_layout()
+    """Lay out, write the PNG atomically (never a half-written image at `path`) and close. A
+    character the font lacks (a title in CJK) is drawn as a box without a warning per glyph."""
     try:
-        with staged_file(Path(path)) as staging:
-            fig.savefig(staging, dpi=100)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", r"Glyph \d+ .* missing from font", UserWarning)
+            fig.tight_layout()
+            with staged_file(Path(path)) as staging:
+                fig.savefig(staging, dpi=100)
     finally:
         plt.close(fig)

@@ -1,5 +1,6 @@
 """File denoising: chunked == whole-file, formats/rates/channels, strength, CLI errors and skips."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -198,7 +199,7 @@ def test_denoise_file_takes_string_paths_and_names_a_missing_file(tiny_export, t
 
 def _cli(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "audio_dl.denoise", *args], capture_output=True, text=True,
-                          timeout=300, cwd=cwd)
+                          errors="replace", timeout=300, cwd=cwd)  # a file name need not be UTF-8
 
 
 def test_cli_denoises_a_folder_skipping_bad_files_and_plots(tiny_export, tmp_path, broken_files):
@@ -238,12 +239,21 @@ def test_plot_title_says_when_the_figure_shows_only_the_start():
      "the output is WAV"),
     (lambda tmp, model, broken: [str(_a_wav(tmp)), "--clean", str(_a_wav(tmp)), "--model", str(model)],
      "use it with --plot"),
+    (lambda tmp, model, broken: [str(_a_wav(tmp)), "-o", str(tmp / ("x" * 300 + ".wav")), "--model", str(model)],
+     "File name too long"),
     (lambda tmp, model, broken: [str(tmp.parent / "nest"), "--plot", "--clean", str(_nested_takes(tmp)), "-o",
                                  str(tmp / "out"), "--model", str(model)], "clean reference not found"),
     (lambda tmp, model, broken: [str(_a_wav(tmp)), "--plot", "--clean", str(broken["garbage"]), "--model",
                                  str(model)], "--clean reference: cannot decode"),
     (lambda tmp, model, broken: [str(_a_wav(tmp)), "-o", str(tmp.parent), "--model", str(model)],
      "would overwrite an input"),
+    (lambda tmp, model, broken: [str(_noisy_and_clean(tmp) / "noisy"), "-o", str(tmp.parent / "clean"), "--plot",
+                                 "--clean", str(tmp.parent / "clean"), "--model", str(model)],
+     "would overwrite an input or a --clean reference"),
+    (lambda tmp, model, broken: [str(_noisy_and_clean(tmp) / "noisy" / "a.wav"), "-o",
+                                 str(tmp.parent / "clean" / "a.wav"), "--plot", "--clean",
+                                 str(tmp.parent / "clean" / "a.wav"), "--model", str(model)],
+     "would overwrite an input or a --clean reference"),
     (lambda tmp, model, broken: [str(tmp.parent / "nest"), "--plot", "--clean",
                                  str(_nested_takes(tmp) / "x" / "take.wav"), "-o", str(tmp / "out"),
                                  "--model", str(model)], "the reference of one input but there are 2"),
@@ -259,11 +269,35 @@ def test_cli_bad_input_is_one_line_exit_2(tiny_export, tmp_path, broken_files, m
     assert not (empty / "out").exists() and not (empty / "denoised").exists()  # refused before any work
 
 
+def test_cli_takes_any_name_the_file_system_holds(tiny_export, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    names = [os.fsdecode(b"caf\xe9.wav"),  # Latin-1, not UTF-8: from an old archive
+             "録音" * 40 + ".flac",  # 245 bytes: a legal name, too long for a staging name built on all of it
+             "Money $$ talks.wav"]  # not math text in the plot's title
+    for name in names:
+        soundfile.write(os.fsencode(folder / name), _speechlike(0.5), 8000)
+    result = _cli(str(folder), "-o", str(tmp_path / "out"), "--plot", "--model", str(tiny_export))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "warning" not in result.stderr.lower() and "denoised 3 file(s)" in result.stdout
+    for name in names:
+        assert soundfile.info(os.fsencode(tmp_path / "out" / Path(name).with_suffix(".wav"))).frames == 4000
+        assert (tmp_path / "out" / Path(name).with_suffix(".png")).stat().st_size > 1000
+
+
 def _a_wav(folder: Path) -> Path:
     """A recording beside `folder`: `-o folder.parent` would write its output over it."""
     take = folder.parent / "take.wav"
     soundfile.write(take, sine(300, 0.5, 8000), 8000)
     return take
+
+
+def _noisy_and_clean(folder: Path) -> Path:
+    """noisy/a.wav and its reference clean/a.wav beside `folder`; returns their parent."""
+    for kind in ("noisy", "clean"):
+        (folder.parent / kind).mkdir()
+        soundfile.write(folder.parent / kind / "a.wav", sine(300, 0.5, 8000), 8000)
+    return folder.parent
 
 
 def _same_stem(folder: Path) -> list[Path]:

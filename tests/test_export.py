@@ -383,3 +383,10 @@ def test_the_streaming_check_runs_past_the_models_memory_and_a_nan_output_fails_
     monkeypatch.setattr(StreamingDenoiser, "denoise", lambda self, w: np.full(len(w), np.nan, np.float32))
     with pytest.raises(export.ExportError, match="does not match"):
         export.verify_denoiser_export(model, tiny_dilated_export, cfg)
+
+
+@pytest.mark.parametrize("given", ["run", "run/export"])
+def test_publish_takes_a_run_or_its_export_folder(tiny_export, tmp_path, capsys, given):
+    shutil.copytree(tiny_export, tmp_path / "run" / "export" / "3")
+    assert export.main(["publish", str(tmp_path / given), "--base", str(tmp_path / "base")]) == 0
+    assert f"published {tmp_path / 'run' / 'export' / '3'} as {tmp_path / 'base' / '1'};" in capsys.readouterr().out

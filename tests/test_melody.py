@@ -526,8 +526,17 @@ def test_ngram_learns_a_repeated_scale():
 
 def test_copy_checker():
     checker = mm.CopyChecker([[1, 2, 3, 4, 5, 6], [9, 9, 9]])
-    assert checker.longest_copied_runs([[7, 2, 3, 4, 8], [6, 9, 9], [7], [3, 4, 5, 6, 9, 9, 9]]) == [3, 2, 0, 4]
+    assert checker.longest_copied_runs([[7, 2, 3, 4, 8], [6, 9, 9], [7], [3, 4, 5, 6, 9, 9, 9], []]) == [3, 2, 1, 4, 0]
     assert checker.copied_shares([[1, 2, 3, 4, 5, 6], [1, 2], [5, 6, 9, 1]], n=3) == [1.0, None, 0.0]
+
+
+def test_copies_are_found_in_any_key():  # training transposes: a generated copy may be in any key
+    tune = [67, 69, 71, 72, 74, 72, 71, 69, 67, 66, 67, 69, 71, 67, 62, 67, 71, 74]
+    checker = mm.CopyChecker([tune])
+    copies = [tune, [p + 2 for p in tune], [p - 5 for p in tune]]
+    assert checker.copied_shares(copies) == [1.0] * 3
+    assert checker.longest_copied_runs(copies) == [len(tune)] * 3
+    assert checker.copied_shares([[p + (i == 8) for i, p in enumerate(tune)]]) == [0.0]  # one note moved
     assert mm.jensen_shannon(mm.interval_histogram([[60, 62]]), mm.interval_histogram([[60, 62]])) == 0.0
 
 
@@ -764,12 +773,25 @@ def test_evaluate_melody_scores_the_models_own_validation_split(trained, tmp_pat
 
 
 def test_training_tunes_are_recognised_by_their_notes_in_any_key():
-    from audio_dl.evaluate_melody import count_training_tunes
+    from audio_dl.melody_training import count_training_tunes
 
     tune = melody_data.Tune("folk/a.mid", [N(67, 0, 2), N(69, 2, 2), N(71, 4, 4)])
     moved = melody_data.Tune("airds/other_name.mid", [dataclasses.replace(n, pitch=n.pitch - 5) for n in tune.notes])
     other = melody_data.Tune("folk/a.mid", [N(67, 0, 2), N(69, 2, 2), N(72, 4, 4)])  # same name, other tune
     assert count_training_tunes([moved, other], [tune]) == 1
+
+
+@pytest.mark.slow
+def test_a_held_out_collection_holding_training_tunes_is_not_called_never_trained_on(tmp_path, caplog):
+    from audio_dl import train_melody
+
+    run = tmp_path / "run"
+    assert train_melody.main(["--preset", "tiny", "--midi-dir", str(FIXTURE), "--set", f"eval_midi_dir={FIXTURE}",
+                              "--run-dir", str(run), "--publish", "never", "--quiet"]) in (0, None)
+    held_out = json.loads((run / "metrics.json").read_text())[f"held_out_{FIXTURE}"]
+    assert held_out["training_tunes"] > 0 and "never trained on" not in held_out["description"]
+    assert f"tunes of {FIXTURE} scored are training tunes: their scores are not held-out" in caplog.text
+    assert "of these tunes are training tunes of the model: not held-out" in (run / "export" / "1" / "MODEL_CARD.md").read_text()
 
 
 def test_report_says_n_a_for_a_copy_share_no_tune_defines():

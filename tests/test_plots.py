@@ -76,3 +76,12 @@ def test_a_figure_that_fails_to_save_leaves_no_file(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         plots.waveform_and_spectrogram({"noisy": sine(300, 0.5, 8000)}, 8000, tmp_path / "w.png")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["Money $$ talks.wav", "price $5_$6.wav"])  # not math text: it would fail
+def test_titles_show_file_names_as_they_are_not_as_math(tmp_path, name):
+    from audio_dl.midi_io import Note
+
+    plots.waveform_and_spectrogram({"noisy": sine(300, 0.5, 8000)}, 8000, tmp_path / "w.png", title=name)
+    plots.piano_roll([], [Note(64, 0, 4)], 4, tmp_path / "roll.png", title=name)
+    assert (tmp_path / "w.png").stat().st_size > 1000 and (tmp_path / "roll.png").stat().st_size > 1000

@@ -50,7 +50,7 @@ def _staged(staging: Path, target: Path, mode: int, remove, replace_folder: bool
 def _swap_folder(staging: Path, target: Path) -> None:
     """Put `staging` in place of the existing folder `target` (renamed aside first, restored if
     the second rename fails, removed after)."""
-    old = target.with_name(f".{target.name}-old-{secrets.token_hex(6)}")
+    old = target.with_name(f"{_hidden_name(target, 'old')}{secrets.token_hex(6)}")
     os.rename(target, old)
     try:
         os.rename(staging, target)
@@ -69,10 +69,11 @@ def _naming(target: Path):
         raise OSError(error.errno, error.strerror, str(target)) from error
 
 
-def _staging_prefix(target: Path) -> str:
-    """The hidden staging name's start: the target's name cut to 40 characters (160 bytes at most),
-    so that a target name a file system takes still leaves room for the rest."""
-    return f".{target.name[:40]}-partial-"
+def _hidden_name(target: Path, kind: str) -> str:
+    """The start of a hidden name beside `target` ("partial": being written; "old": being replaced):
+    its name cut to 40 characters (160 bytes at most), so that any name the file system takes
+    leaves room for the random rest."""
+    return f".{target.name[:40]}-{kind}-"
 
 
 def staged_folder(target: Path, replace: bool = False):
@@ -82,7 +83,7 @@ def staged_folder(target: Path, replace: bool = False):
     replaced only then, so a failed rewrite keeps the old one."""
     target.parent.mkdir(parents=True, exist_ok=True)
     with _naming(target):
-        staging = Path(tempfile.mkdtemp(prefix=_staging_prefix(target), dir=target.parent))
+        staging = Path(tempfile.mkdtemp(prefix=_hidden_name(target, "partial"), dir=target.parent))
     return _staged(staging, target, 0o777, shutil.rmtree, replace_folder=replace)
 
 
@@ -90,7 +91,7 @@ def staged_file(target: Path):
     """The same for a file path (it lands with the permissions open() would give it)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     with _naming(target):
-        fd, name = tempfile.mkstemp(prefix=_staging_prefix(target), suffix=target.suffix, dir=target.parent)
+        fd, name = tempfile.mkstemp(prefix=_hidden_name(target, "partial"), suffix=target.suffix, dir=target.parent)
     os.close(fd)
     return _staged(Path(name), target, 0o666, Path.unlink)
 

@@ -104,6 +104,17 @@ def writable_folder(path: Path) -> Path:
     return path
 
 
+def name_too_long(path: Path) -> bool:
+    """Whether the file system would refuse `path`'s name as too long: over its NAME_MAX bytes
+    (asked of the nearest existing folder; 255 where it cannot be asked)."""
+    folder = next((p for p in path.parents if p.exists()), Path("."))
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows), or no answer
+        limit = 255
+    return len(os.fsencode(path.name)) > limit
+
+
 def existing_folder(path: Path, what: str) -> Path:
     """`path` if it is a folder; UsageError saying it is missing or a file (`what` names the folder)."""
     if not path.is_dir():
@@ -234,6 +245,8 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
     a write that fails for lack of space or a failing device, that line and exit code 1.
     Ctrl-C and SIGTERM end it with one line (exit codes 130 and 143) after partial outputs are removed."""
     prog = getattr(main, "prog", None) or sys.argv[0]
+    if getattr(sys.stdout, "errors", None) == "strict":  # a UTF-8 locale's: a file name that is not UTF-8
+        sys.stdout.reconfigure(errors="backslashreplace")  # prints escaped (as stderr does), not a traceback
     TERMINATION.clear()
     try:
         with _sigterm_unwinds():

@@ -230,7 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\n{len(undefined)} of {len(rows) // len(methods)} clean/noisy pairs have a metric that is undefined there "
               "(a silent reference, no utterance for PESQ, under 0.4 s of sound for STOI): that metric's "
               "averages leave them out for every method")
-    with staged_file(args.output / "metrics.csv") as staging, open(staging, "w", newline="") as f:
+    with (staged_file(args.output / "metrics.csv") as staging,  # a name that is not UTF-8 keeps its bytes
+          open(staging, "w", newline="", errors="surrogateescape") as f):
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)

@@ -537,8 +537,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                                             "add the int8 streaming model to an earlier export, or export "
                                             "an earlier version's weights again with this code.")
     commands = parser.add_subparsers(dest="command", required=True)
-    pub = commands.add_parser("publish", help="copy RUN_DIR/export/1 (or a version folder) to BASE/<N>")
-    pub.add_argument("source", type=cli.given_path, help="a run directory or an exported version folder")
+    pub = commands.add_parser("publish", help="copy a run's newest export (or a version folder) to BASE/<N>")
+    pub.add_argument("source", type=cli.given_path,
+                     help="a run directory, its export/ folder, a TF Serving base path (its newest version) "
+                          "or an exported version folder")
     pub.add_argument("--base", type=cli.folder_path,
                      help="TF Serving base path (default: saved_models/denoiser for a denoiser, "
                           "saved_models/melody for a melody model)")

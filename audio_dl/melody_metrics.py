@@ -166,7 +166,8 @@ def _intervals(tunes: list[list[int]]) -> list[np.ndarray]:
 
 
 def _flatten(tunes: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-    """All pitches in one array, and the index of the tune each belongs to."""
+    """All values of the sequences (a tune's pitches or intervals) in one array, and the index of
+    the sequence each belongs to."""
     lengths = [len(t) for t in tunes]
     flat = np.concatenate([np.asarray(t, np.int64) for t in tunes]) if sum(lengths) else np.zeros(0, np.int64)
     return flat, np.repeat(np.arange(len(tunes)), lengths)

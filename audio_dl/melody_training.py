@@ -229,7 +229,8 @@ dropout {cfg.dropout:g} -> dense softmax over {vocab_size(cfg)} tokens ({midi_io
 - corpus: {", ".join(cfg.midi_dir)} — {corpus.report.summary()}
 - training {len(corpus.train)} tunes, validation {len(corpus.val)} tunes (by file-name hash,
   {100 * cfg.val_fraction:g} %); random transposition {cfg.transpose[0]}..{cfg.transpose[1]} semitones within the range
-- held-out collections never trained on: {", ".join(cfg.eval_midi_dir) or "none"}
+- collections scored after training (not the training corpus; under Metrics, a count of any tune
+  of theirs that repeats a training tune): {", ".join(cfg.eval_midi_dir) or "none"}
 
 ## Training
 - command: `{command}`

@@ -48,9 +48,10 @@ def waveform_and_spectrogram(signals: dict[str, np.ndarray], sample_rate: int, p
 
 
 def _shown(title: str) -> str:
-    """A title (often a file name) as matplotlib can draw it: the bytes of a name that is not
-    UTF-8 (held as surrogates) shown as U+FFFD; set with parse_math=False, "$" is not math text."""
-    return title.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    """A title (often a file name) as matplotlib can draw it: each surrogate (a byte of a name that
+    is not UTF-8, a lone half of a Windows name) shown as U+FFFD; set with parse_math=False, "$" is
+    not math text."""
+    return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in title)
 
 
 PRIMER_COLOR, GENERATED_COLOR = "tab:red", "tab:blue"

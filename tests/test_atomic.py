@@ -65,3 +65,14 @@ def test_a_full_disk_names_the_target_and_leaves_nothing(tmp_path):
         raise OSError(errno.ENOSPC, "No space left on device")  # as Python's own write raises it: no file name
     assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(tmp_path / "metrics.json")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["録音" * 40, "x" * 250])  # legal names, 240 and 250 bytes
+def test_any_legal_name_can_be_written_and_replaced(tmp_path, name):
+    with staged_file(tmp_path / f"{name}.wav") as staging:
+        staging.write_text("take")
+    for text in ("first", "second"):  # the second replaces the first: set aside under a hidden name
+        with staged_folder(tmp_path / name, replace=True) as staging:
+            (staging / "a.txt").write_text(text)
+    assert (tmp_path / name / "a.txt").read_text() == "second"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"{name}.wav", name])

@@ -197,9 +197,9 @@ def test_denoise_file_takes_string_paths_and_names_a_missing_file(tiny_export, t
     assert not (tmp_path / "out2.wav").exists()
 
 
-def _cli(*args, cwd=None):
+def _cli(*args, cwd=None, env=None):
     return subprocess.run([sys.executable, "-m", "audio_dl.denoise", *args], capture_output=True, text=True,
-                          errors="replace", timeout=300, cwd=cwd)  # a file name need not be UTF-8
+                          errors="replace", timeout=300, cwd=cwd, env=env)  # a file name need not be UTF-8
 
 
 def test_cli_denoises_a_folder_skipping_bad_files_and_plots(tiny_export, tmp_path, broken_files):
@@ -241,6 +241,8 @@ def test_plot_title_says_when_the_figure_shows_only_the_start():
      "use it with --plot"),
     (lambda tmp, model, broken: [str(_a_wav(tmp)), "-o", str(tmp / ("x" * 300 + ".wav")), "--model", str(model)],
      "File name too long"),
+    (lambda tmp, model, broken: [str(_a_name_too_long_as_wav(tmp)), "-o", str(tmp / "out"), "--model", str(model)],
+     "is too long for the file system"),
     (lambda tmp, model, broken: [str(tmp.parent / "nest"), "--plot", "--clean", str(_nested_takes(tmp)), "-o",
                                  str(tmp / "out"), "--model", str(model)], "clean reference not found"),
     (lambda tmp, model, broken: [str(_a_wav(tmp)), "--plot", "--clean", str(broken["garbage"]), "--model",
@@ -277,9 +279,11 @@ def test_cli_takes_any_name_the_file_system_holds(tiny_export, tmp_path):
              "Money $$ talks.wav"]  # not math text in the plot's title
     for name in names:
         soundfile.write(os.fsencode(folder / name), _speechlike(0.5), 8000)
-    result = _cli(str(folder), "-o", str(tmp_path / "out"), "--plot", "--model", str(tiny_export))
+    result = _cli(str(folder), "-o", str(tmp_path / "out"), "--plot", "--model", str(tiny_export),
+                  env=dict(os.environ, PYTHONIOENCODING="utf-8:strict"))  # stdout as a UTF-8 locale sets it
     assert result.returncode == 0, result.stderr[-2000:]
     assert "warning" not in result.stderr.lower() and "denoised 3 file(s)" in result.stdout
+    assert "caf\\udce9.wav ->" in result.stdout  # the name's byte, escaped
     for name in names:
         assert soundfile.info(os.fsencode(tmp_path / "out" / Path(name).with_suffix(".wav"))).frames == 4000
         assert (tmp_path / "out" / Path(name).with_suffix(".png")).stat().st_size > 1000
@@ -290,6 +294,15 @@ def _a_wav(folder: Path) -> Path:
     take = folder.parent / "take.wav"
     soundfile.write(take, sine(300, 0.5, 8000), 8000)
     return take
+
+
+def _a_name_too_long_as_wav(folder: Path) -> Path:
+    """A folder beside `folder` with a.wav and a 255-byte x...x.au, whose .wav would be 256 bytes."""
+    takes = folder.parent / "takes"
+    takes.mkdir()
+    for name in ("a.wav", "x" * 252 + ".au"):
+        soundfile.write(takes / name, sine(300, 0.5, 8000), 8000)
+    return takes
 
 
 def _noisy_and_clean(folder: Path) -> Path:

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import subprocess
 import sys
 import warnings
@@ -97,7 +98,7 @@ def test_mixtures_are_deterministic(tiny_corpus):
 
 def _cli(*args):
     return subprocess.run([sys.executable, "-m", "audio_dl.evaluate_denoiser", *args], capture_output=True,
-                          text=True, timeout=600)
+                          text=True, errors="replace", timeout=600)  # a file name need not be UTF-8
 
 
 def test_cli_compares_methods_per_snr_and_writes_csv_and_json(tiny_export, tiny_corpus, tmp_path):
@@ -111,6 +112,18 @@ def test_cli_compares_methods_per_snr_and_writes_csv_and_json(tiny_export, tiny_
     assert len(rows) == 1 * 2 * 4
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())["summary"]
     assert set(summary) == {"all", "0 dB", "5 dB"}
+
+
+def test_a_clean_file_whose_name_is_not_utf8_is_scored_and_named_in_the_csv(tiny_export, tiny_corpus, tmp_path):
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    speech, rate = soundfile.read(sorted((tiny_corpus / "speech" / "armelle").iterdir())[0], dtype="float32")
+    soundfile.write(os.fsencode(clean) + b"/caf\xe9.wav", speech, rate)  # Latin-1: from an old archive
+    result = _cli("--clean", str(clean), "--noise", str(tiny_corpus / "noise" / "birds.flac"), "--snr", "0",
+                  "--model", str(tiny_export), "-o", str(tmp_path / "eval"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = (tmp_path / "eval" / "metrics.csv").read_bytes().splitlines()[1:]
+    assert len(rows) == 4 and all(row.startswith(b"clean/caf\xe9.wav+birds,0.0,") for row in rows)
 
 
 def test_without_snr_the_mixtures_are_made_at_the_default_snrs(tiny_export, tiny_corpus, tmp_path):

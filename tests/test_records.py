@@ -183,18 +183,20 @@ def test_training_reads_prepared_shards_with_the_corpus_split(tiny_corpus, tmp_p
         speech.load_corpus(mixed)
 
 
-def test_validation_from_shards_spans_every_held_out_speaker(tiny_corpus, tmp_path):
+@pytest.mark.parametrize("files_per_shard", [100, 8])  # all in one shard; a shard per speaker, interleaved
+def test_validation_from_shards_spans_every_held_out_speaker(tiny_corpus, tmp_path, files_per_shard):
     source = tmp_path / "src"
-    for speaker, hz in (("ann", 300), ("bob", 1000), ("cy", 2000)):  # a tone per speaker tells them apart
-        for i in range(12):
+    tones = {"ann": 300, "bob": 700, "cy": 1100, "dan": 1500, "eve": 1900}  # a tone per speaker tells them apart
+    for speaker, hz in tones.items():
+        for i in range(8):
             path = source / speaker / f"u{i:02d}.wav"
             path.parent.mkdir(parents=True, exist_ok=True)
             soundfile.write(path, (0.3 * np.sin(2 * np.pi * hz * np.arange(4000) / 8000)).astype(np.float32), 8000)
     out = tmp_path / "prepared"
-    records.prepare(source, out, sample_rate=8000, files_per_shard=100, workers=1)  # one shard, in file order
+    records.prepare(source, out, sample_rate=8000, files_per_shard=files_per_shard, workers=1)
     cfg = make_config(DenoiserConfig, "tiny", overrides=[f"speech={out}", f"noise={tiny_corpus / 'noise'}",
-                                                         "val_speakers=ann,bob", "val_examples=6"])
+                                                         "val_speakers=ann,bob,cy,dan", "val_examples=8"])
     corpus = speech.load_corpus(cfg)
     clean = np.concatenate([targets["denoised"].numpy() for _, targets in speech.validation_dataset(corpus.val, cfg)])
-    tones = [int(np.argmax(np.abs(np.fft.rfft(crop))) * 8000 / crop.size) for crop in clean]
-    assert len(tones) == 6 and sorted(set(tones)) == [300, 1000]  # both held-out voices, not the first 6 files
+    found = [int(np.argmax(np.abs(np.fft.rfft(crop))) * 8000 / crop.size) for crop in clean]
+    assert len(found) == 8 and sorted(set(found)) == [300, 700, 1100, 1500]  # every held-out voice, not the first

@@ -1,3 +1,4 @@
+import os
 import shutil
 
 import numpy as np
@@ -214,6 +215,16 @@ def test_crops_from_memory_match_crops_decoded_from_files(tiny_corpus, kind):
         a, b = (tf.function(table.read, reduce_retracing=False)(*args).numpy() for table in (from_files, from_memory))
         assert a.shape == b.shape == (4000,)
         np.testing.assert_allclose(a[200:-200], b[200:-200], atol=2e-3)
+
+
+def test_a_file_whose_name_is_not_utf8_is_read_per_crop(tiny_corpus, tmp_path):
+    speech_file = sorted((tiny_corpus / "speech" / "allison").iterdir())[0]
+    latin1 = os.fsencode(tmp_path) + b"/caf\xe9.flac"  # a name from an old archive
+    shutil.copy(speech_file, latin1)
+    infos = [speech.audio_io.probe(os.fsdecode(latin1))]
+    table = speech._FileTable(infos)
+    crop = tf.function(table.read)(tf.constant(0), 0.5, tf.constant(0.5), 8000, False).numpy()
+    assert crop.shape == (4000,) and np.abs(crop).max() > 0.01
 
 
 def test_a_corpus_larger_than_preload_mb_is_read_per_crop(tiny_corpus):

@@ -227,7 +227,8 @@ def _extract_sources(out: Path, bundle: bool, cache: Path) -> dict:
             folder = out / source.kind / (source.name if source.kind == "speech" else "")
             target = _unused_name(folder, path.stem if source.kind == "speech" else source.name, path)
             target.parent.mkdir(parents=True, exist_ok=True)
-            soundfile.write(target, audio / max(1.0, float(np.abs(audio).max())), rate, subtype="PCM_16")
+            soundfile.write(audio_io.native_path(target), audio / max(1.0, float(np.abs(audio).max())), rate,
+                            subtype="PCM_16")
             counts[f"{source.kind}_files"] += 1
             counts["seconds"] += len(audio) / rate
             credit = path.with_suffix(".txt").read_text().strip() if source.catalogue else ""

@@ -208,9 +208,9 @@ def _read_crop(path: bytes, seconds: float, native_seconds: float, position: flo
     """
     length = int(round(sample_rate * seconds))
     if native_seconds > seconds:
-        audio = _read_or_count(path.decode(), sample_rate, position * (native_seconds - seconds), seconds)
+        audio = _read_or_count(os.fsdecode(path), sample_rate, position * (native_seconds - seconds), seconds)
     else:
-        audio = _read_or_count(path.decode(), sample_rate)
+        audio = _read_or_count(os.fsdecode(path), sample_rate)
     if audio.size == 0:
         return audio
     if audio.size < length:
@@ -227,7 +227,7 @@ class _FileTable:
     and decodes only the crop it needs, per example (soundfile + soxr through numpy_function)."""
 
     def __init__(self, infos):
-        self.paths = tf.constant([i.path for i in infos])
+        self.paths = tf.constant([os.fsencode(i.path) for i in infos])  # bytes: any name the file system holds
         self.seconds = tf.constant([i.seconds for i in infos], tf.float32)
         self.cumulative = tf.constant(np.cumsum([i.seconds for i in infos]), tf.float32)
 
@@ -510,7 +510,8 @@ def _record_crops(split: Split, cfg: DenoiserConfig, context: tf.distribute.Inpu
     speakers = tf.constant(split.record_speakers)
     shuffle_seed = cfg.seed + first_crop
     ds = records.read_shards(list(split.records), shuffle_seed=shuffle_seed if endless else None,
-                             shard_index=context.input_pipeline_id, shard_count=context.num_input_pipelines)
+                             shard_index=context.input_pipeline_id, shard_count=context.num_input_pipelines,
+                             cycle_length=8 if endless else 1)  # validation: in file order, for the stride
     ds = ds.filter(lambda r: tf.reduce_any(tf.equal(r["speaker"], speakers)))
     if endless:
         ds = ds.shuffle(RECORD_SHUFFLE_BUFFER, seed=shuffle_seed)

@@ -91,7 +91,8 @@ def staged_file(target: Path):
     """The same for a file path (it lands with the permissions open() would give it)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     with _naming(target):
-        fd, name = tempfile.mkstemp(prefix=_hidden_name(target, "partial"), suffix=target.suffix, dir=target.parent)
+        fd, name = tempfile.mkstemp(prefix=_hidden_name(target, "partial"), suffix=target.suffix[:16],
+                                    dir=target.parent)
     os.close(fd)
     return _staged(Path(name), target, 0o666, Path.unlink)
 

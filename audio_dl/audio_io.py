@@ -144,6 +144,21 @@ def decode_failure(path: str | os.PathLike, error: Exception) -> str:
     return detail
 
 
+def is_utf8_name(name: str) -> bool:
+    """Whether a file name (as Python holds it) is valid UTF-8: one that is not holds its
+    undecodable bytes as surrogates, which cannot be stored as text (TFRecords, hashes, cards)."""
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable_name(name: str) -> str:
+    """A file name as UTF-8 text: the bytes of a name that is not UTF-8 shown as \\xe9."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def native_path(path: str | os.PathLike) -> str | bytes:
     """`path` as soundfile opens any name the file system holds: its bytes (soundfile encodes a
     str strictly as UTF-8, so a Latin-1 name would fail), a str on Windows (opened as wide chars)."""

@@ -230,11 +230,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\n{len(undefined)} of {len(rows) // len(methods)} clean/noisy pairs have a metric that is undefined there "
               "(a silent reference, no utterance for PESQ, under 0.4 s of sound for STOI): that metric's "
               "averages leave them out for every method")
-    with (staged_file(args.output / "metrics.csv") as staging,  # a name that is not UTF-8 keeps its bytes
-          open(staging, "w", newline="", errors="surrogateescape") as f):
+    with staged_file(args.output / "metrics.csv") as staging, open(staging, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({**row, "file": audio_io.printable_name(row["file"])} for row in rows)
     scored = {"model": str(model.path), "pairs": len(rows) // len(methods), "skipped": len(skipped)}
     atomic.write_text(args.output / "summary.json", json_text({**scored, "summary": summary}))
     print(f"\nwrote {args.output / 'metrics.csv'} and {args.output / 'summary.json'}")

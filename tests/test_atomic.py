@@ -71,8 +71,10 @@ def test_a_full_disk_names_the_target_and_leaves_nothing(tmp_path):
 def test_any_legal_name_can_be_written_and_replaced(tmp_path, name):
     with staged_file(tmp_path / f"{name}.wav") as staging:
         staging.write_text("take")
+    with staged_file(tmp_path / f"a.{name}") as staging:  # all suffix
+        staging.write_text("take")
     for text in ("first", "second"):  # the second replaces the first: set aside under a hidden name
         with staged_folder(tmp_path / name, replace=True) as staging:
             (staging / "a.txt").write_text(text)
     assert (tmp_path / name / "a.txt").read_text() == "second"
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"{name}.wav", name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"{name}.wav", f"a.{name}", name])

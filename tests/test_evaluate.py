@@ -123,7 +123,7 @@ def test_a_clean_file_whose_name_is_not_utf8_is_scored_and_named_in_the_csv(tiny
                   "--model", str(tiny_export), "-o", str(tmp_path / "eval"))
     assert result.returncode == 0, result.stderr[-2000:]
     rows = (tmp_path / "eval" / "metrics.csv").read_bytes().splitlines()[1:]
-    assert len(rows) == 4 and all(row.startswith(b"clean/caf\xe9.wav+birds,0.0,") for row in rows)
+    assert len(rows) == 4 and all(row.startswith(b"clean/caf\\xe9.wav+birds,0.0,") for row in rows)  # escaped
 
 
 def test_without_snr_the_mixtures_are_made_at_the_default_snrs(tiny_export, tiny_corpus, tmp_path):

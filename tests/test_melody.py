@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -164,6 +165,15 @@ def test_the_corpus_report_names_the_first_skipped_file_and_its_reason(tmp_path)
     folder = write_line_tunes(tmp_path / "tunes", 12, {3: [48, 60]})
     corpus = melody_data.load_corpus(tiny_cfg(midi_dir=(str(folder),), pitch_low=60, pitch_high=72))
     assert "; first skipped: tunes/tune3.mid (outside pitch range: notes C3..C4, range C4..C5))" in corpus.report.summary()
+
+
+def test_a_tune_whose_file_name_is_not_utf8_is_skipped_and_named_printably(tmp_path):
+    write_midi(tmp_path / "good.mid", [(60, 0, 0.5), (62, 0.5, 1.0)])
+    write_midi(Path(os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9.mid")), [(60, 0, 0.5), (62, 0.5, 1.0)])
+    tunes, report = melody_data.read_tunes((str(tmp_path),), tiny_cfg())
+    assert [t.name for t in tunes] == [f"{tmp_path.name}/good.mid"] and report.skipped == {"unreadable": 1}
+    assert (f"first skipped: {tmp_path.name}/caf\\xe9.mid (unreadable: the file name is not valid UTF-8 "
+            "(rename it))") in report.summary()
 
 
 def test_empty_folder_is_a_usage_error(tmp_path):

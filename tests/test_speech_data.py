@@ -227,6 +227,20 @@ def test_a_file_whose_name_is_not_utf8_is_read_per_crop(tiny_corpus, tmp_path):
     assert crop.shape == (4000,) and np.abs(crop).max() > 0.01
 
 
+def test_corpus_files_whose_names_are_not_utf8_are_skipped_and_counted(tiny_corpus, tmp_path, caplog):
+    corpus_copy = tmp_path / "c"
+    shutil.copytree(tiny_corpus, corpus_copy)
+    latin1 = [os.fsdecode(os.fsencode(corpus_copy / folder) + name) for folder, name in
+              (("noise", b"/caf\xe9.flac"), ("speech", b"/jos\xe9"))]  # from an old archive
+    shutil.copy(corpus_copy / "noise" / "water.flac", latin1[0])
+    shutil.copytree(corpus_copy / "speech" / "codec2", latin1[1])
+    corpus = speech.load_corpus(_cfg(corpus_copy))
+    assert corpus.skipped == 3 + 1 and "jos" not in "".join(corpus.train.speakers + corpus.val.speakers)
+    assert "skipped 3 speech file(s) whose name is not valid UTF-8 (rename them), e.g. " in caplog.text
+    assert "skipped 1 noise file(s) whose name is not valid UTF-8 (rename them), e.g. " in caplog.text
+    assert "caf\\xe9.flac" in caplog.text
+
+
 def test_a_corpus_larger_than_preload_mb_is_read_per_crop(tiny_corpus):
     cfg = _cfg(tiny_corpus, "preload_mb=0")
     assert isinstance(speech._table(speech.load_corpus(cfg).train.speech, cfg), speech._FileTable)

@@ -106,7 +106,7 @@ def write_shard(index: int, paths: list[str], root: str, out: str, sample_rate: 
     with tf.io.TFRecordWriter(str(partial)) as writer:
         for relative in paths:
             path = Path(root) / relative
-            if not _is_utf8(relative):  # the records store names as UTF-8
+            if not audio_io.is_utf8_name(relative):  # the records store names as UTF-8
                 summary["skipped"].append([relative, "the file name is not valid UTF-8"])
                 continue
             try:
@@ -246,18 +246,10 @@ def _add(manifest: dict, summary: dict, skipped_file) -> None:
         stats[0], stats[1] = stats[0] + n, stats[1] + seconds
 
 
-def _is_utf8(name: str) -> bool:
-    try:
-        name.encode()
-    except UnicodeEncodeError:  # undecodable bytes of the file system name, kept as surrogates
-        return False
-    return True
-
-
 def _tsv_field(text: str) -> str:
     """One TSV field: tabs, newlines and undecodable bytes escaped."""
     text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return audio_io.printable_name(text)
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -289,19 +281,21 @@ def read_shards(shards: list[str], shuffle_seed: int | None = None, shard_index:
     """Records of `shards` (this input pipeline's share: every shard_count-th shard from
     shard_index, or every shard_count-th record when there are fewer shards than pipelines), parsed.
 
-    shuffle_seed: None reads in order, once; else an endless stream whose shard order reshuffles
-    every pass and whose `cycle_length` shards are interleaved. Deterministic either way: the
-    same seed gives the same records in the same order on every worker and rerun.
+    shuffle_seed: None reads in order, once (shard after shard); else an endless stream whose
+    shard order reshuffles every pass and whose `cycle_length` shards are interleaved.
+    Deterministic either way: the same seed gives the same records in the same order on every
+    worker and rerun.
     """
     import tensorflow as tf  # noqa: PLC0415
 
     files = tf.data.Dataset.from_tensor_slices(shards)
+    cycle_length = min(cycle_length, len(shards)) if shuffle_seed is not None else 1  # in order: shard by shard
     by_shard = len(shards) >= shard_count
     if by_shard:
         files = files.shard(shard_count, shard_index)
     if shuffle_seed is not None:
         files = files.shuffle(len(shards), seed=shuffle_seed, reshuffle_each_iteration=True).repeat()
-    records = files.interleave(tf.data.TFRecordDataset, cycle_length=min(cycle_length, len(shards)),
+    records = files.interleave(tf.data.TFRecordDataset, cycle_length=cycle_length,
                                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if not by_shard:
         records = records.shard(shard_count, shard_index)

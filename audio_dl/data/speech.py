@@ -74,10 +74,12 @@ def load_corpus(cfg: DenoiserConfig) -> Corpus:
         raise UsageError("speech: give either prepared TFRecord folders or audio folders, not both "
                          f"({prepared[0]} is prepared; {sorted(set(speech_specs) - set(prepared))[0]} is not)")
     record_stats, skipped_records = _record_speakers(prepared, cfg)
-    speech_files = _speech_files([spec for spec in speech_specs if spec not in prepared])
+    speech_files, misnamed_speech = _utf8_named(_speech_files([spec for spec in speech_specs if spec not in prepared]),
+                                                "speech", lambda item: item[0])
     speech_infos, skipped_speech = audio_io.probe_all([p for p, _ in speech_files])
     speaker_of = dict((str(p), s) for p, s in speech_files)
-    noise_infos, skipped_noise = audio_io.probe_all(audio_io.find_audio_files(noise_specs))
+    noise_files, misnamed_noise = _utf8_named(audio_io.find_audio_files(noise_specs), "noise")
+    noise_infos, skipped_noise = audio_io.probe_all(noise_files)
     if not (speech_infos or record_stats) or not noise_infos:
         raise UsageError(f"no readable {'noise' if not noise_infos else 'speech'} files in "
                          f"{', '.join(noise_specs if not noise_infos else speech_specs)}")
@@ -108,7 +110,7 @@ def load_corpus(cfg: DenoiserConfig) -> Corpus:
                      record_speakers=in_records, record_files=sum(record_stats[n][0] for n in in_records),
                      record_seconds=sum(record_stats[n][1] for n in in_records))
 
-    skipped = len(skipped_speech) + len(skipped_noise) + skipped_records
+    skipped = len(skipped_speech) + len(skipped_noise) + skipped_records + misnamed_speech + misnamed_noise
     corpus = Corpus(split(False), split(True), skipped)
     for name, part in (("training", corpus.train), ("validation", corpus.val)):
         if not part.speech_files or not part.noise:
@@ -150,6 +152,17 @@ def _speaker(path: Path, root: str) -> str:
     if root_path.is_dir():
         return records.speaker_of(path, root_path)
     return path.parent.name or path.stem
+
+
+def _utf8_named(items: list, what: str, path_of=lambda item: item) -> tuple[list, int]:
+    """(the items whose file name is valid UTF-8, how many are not): a split is chosen by a hash
+    of the names, and cards and logs write them as text. The others are logged by the first."""
+    kept = [item for item in items if audio_io.is_utf8_name(str(path_of(item)))]
+    if len(kept) < len(items):
+        first = next(path_of(item) for item in items if not audio_io.is_utf8_name(str(path_of(item))))
+        log.warning("skipped %d %s file(s) whose name is not valid UTF-8 (rename them), e.g. %s",
+                    len(items) - len(kept), what, audio_io.printable_name(str(first)))
+    return kept, len(items) - len(kept)
 
 
 def _held_out(names: list[str], fraction: float) -> list[str]:
@@ -510,8 +523,7 @@ def _record_crops(split: Split, cfg: DenoiserConfig, context: tf.distribute.Inpu
     speakers = tf.constant(split.record_speakers)
     shuffle_seed = cfg.seed + first_crop
     ds = records.read_shards(list(split.records), shuffle_seed=shuffle_seed if endless else None,
-                             shard_index=context.input_pipeline_id, shard_count=context.num_input_pipelines,
-                             cycle_length=8 if endless else 1)  # validation: in file order, for the stride
+                             shard_index=context.input_pipeline_id, shard_count=context.num_input_pipelines)
     ds = ds.filter(lambda r: tf.reduce_any(tf.equal(r["speaker"], speakers)))
     if endless:
         ds = ds.shuffle(RECORD_SHUFFLE_BUFFER, seed=shuffle_seed)

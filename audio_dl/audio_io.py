@@ -155,8 +155,9 @@ def is_utf8_name(name: str) -> bool:
 
 
 def printable_name(name: str) -> str:
-    """A file name as UTF-8 text: the bytes of a name that is not UTF-8 shown as \\xe9."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    """A file name as UTF-8 text, one text per name: "\\" doubled, the bytes of a name that is
+    not UTF-8 shown as \\xe9."""
+    return name.replace("\\", "\\\\").encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def native_path(path: str | os.PathLike) -> str | bytes:

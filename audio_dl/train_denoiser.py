@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"this worker finished training ({result.run_dir}); the chief evaluates and exports")
         return 0
     if result.skipped_files:
-        print(f"skipped {result.skipped_files} unreadable, corrupt or empty audio files")
+        print(f"skipped {result.skipped_files} unreadable, corrupt, empty or misnamed (not UTF-8) audio files")
     print(f"\nexported and verified {result.export_dir} "
           f"(SavedModel max error {result.export_errors['saved_model_max_abs_error']:.1e}, "
           f"TFLite {result.export_errors['tflite_max_abs_error']:.1e})")

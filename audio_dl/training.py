@@ -358,7 +358,7 @@ def _describe_corpus(corpus: speech.Corpus) -> str:
     def part(split):
         return (f"{split.speech_files} speech files ({split.speech_seconds / 60:.1f} min, "
                 f"{len(split.speaker_names)} speakers), {len(split.noise)} noise files")
-    skipped = f"; skipped {corpus.skipped} unreadable/empty files" if corpus.skipped else ""
+    skipped = f"; skipped {corpus.skipped} unreadable, empty or misnamed files" if corpus.skipped else ""
     return f"training: {part(corpus.train)}\nvalidation: {part(corpus.val)}{skipped}"
 
 

@@ -139,3 +139,10 @@ def test_a_broken_link_in_a_folder_is_left_out_with_a_warning(tmp_path, caplog):
     (tmp_path / "gone.txt").symlink_to(tmp_path / "moved" / "gone.txt")  # not audio: nothing to say
     assert audio_io.find_audio_files(tmp_path) == [tmp_path / "good.wav"]
     assert f"left out 1 broken link(s) in {tmp_path}, e.g. gone.wav -> {tmp_path / 'moved' / 'gone.wav'}" in caplog.text
+
+
+def test_printable_names_are_utf8_text_one_per_name():
+    latin1, backslashed = os.fsdecode(b"caf\xe9.wav"), "caf\\xe9.wav"  # two names a file system can hold
+    assert audio_io.printable_name(latin1) == "caf\\xe9.wav"
+    assert audio_io.printable_name(backslashed) == "caf\\\\xe9.wav"
+    assert not audio_io.is_utf8_name(latin1) and audio_io.is_utf8_name(backslashed)

@@ -168,6 +168,8 @@ def test_the_corpus_report_names_the_first_skipped_file_and_its_reason(tmp_path)
 
 
 def test_a_tune_whose_file_name_is_not_utf8_is_skipped_and_named_printably(tmp_path):
+    tmp_path = tmp_path / os.fsdecode(b"M\xe4rz") / "tunes"  # a folder above the tunes may be called anything
+    tmp_path.mkdir(parents=True)
     write_midi(tmp_path / "good.mid", [(60, 0, 0.5), (62, 0.5, 1.0)])
     write_midi(Path(os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9.mid")), [(60, 0, 0.5), (62, 0.5, 1.0)])
     tunes, report = melody_data.read_tunes((str(tmp_path),), tiny_cfg())

@@ -84,9 +84,9 @@ def read_tunes(specs: tuple[str, ...], cfg: MelodyConfig) -> tuple[list[Tune], R
     tunes = []
     for path in audio_io.find_files(specs, MIDI_SUFFIXES, "MIDI"):
         report.files += 1
-        if not audio_io.is_utf8_name(str(path)):  # its name picks its split and is written as text
-            report.skip(audio_io.printable_name(f"{path.parent.name}/{path.name}"), "unreadable",
-                        "the file name is not valid UTF-8 (rename it)")
+        name = f"{path.parent.name}/{path.name}"
+        if not audio_io.is_utf8_name(name):  # the tune's name picks its split and is written as text
+            report.skip(audio_io.printable_name(name), "unreadable", "the file name is not valid UTF-8 (rename it)")
             continue
         try:
             notes, stats = midi_io.read_melody(path, cfg.steps_per_quarter, cfg.max_steps, cfg.max_chord_share)

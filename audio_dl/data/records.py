@@ -248,8 +248,7 @@ def _add(manifest: dict, summary: dict, skipped_file) -> None:
 
 def _tsv_field(text: str) -> str:
     """One TSV field: tabs, newlines and undecodable bytes escaped."""
-    text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-    return audio_io.printable_name(text)
+    return audio_io.printable_name(text).replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
 # --- reading -------------------------------------------------------------------------------

@@ -59,7 +59,7 @@ class Split:
 class Corpus:
     train: Split
     val: Split
-    skipped: int  # unreadable, corrupt or empty files left out
+    skipped: int  # unreadable, corrupt or empty files, and those whose names are not UTF-8, left out
 
 
 def load_corpus(cfg: DenoiserConfig) -> Corpus:
@@ -75,10 +75,10 @@ def load_corpus(cfg: DenoiserConfig) -> Corpus:
                          f"({prepared[0]} is prepared; {sorted(set(speech_specs) - set(prepared))[0]} is not)")
     record_stats, skipped_records = _record_speakers(prepared, cfg)
     speech_files, misnamed_speech = _utf8_named(_speech_files([spec for spec in speech_specs if spec not in prepared]),
-                                                "speech", lambda item: item[0])
+                                                "speech", lambda item: f"{item[1]}/{item[0].name}")
     speech_infos, skipped_speech = audio_io.probe_all([p for p, _ in speech_files])
     speaker_of = dict((str(p), s) for p, s in speech_files)
-    noise_files, misnamed_noise = _utf8_named(audio_io.find_audio_files(noise_specs), "noise")
+    noise_files, misnamed_noise = _utf8_named(audio_io.find_audio_files(noise_specs), "noise", lambda path: path.name)
     noise_infos, skipped_noise = audio_io.probe_all(noise_files)
     if not (speech_infos or record_stats) or not noise_infos:
         raise UsageError(f"no readable {'noise' if not noise_infos else 'speech'} files in "
@@ -154,14 +154,15 @@ def _speaker(path: Path, root: str) -> str:
     return path.parent.name or path.stem
 
 
-def _utf8_named(items: list, what: str, path_of=lambda item: item) -> tuple[list, int]:
-    """(the items whose file name is valid UTF-8, how many are not): a split is chosen by a hash
-    of the names, and cards and logs write them as text. The others are logged by the first."""
-    kept = [item for item in items if audio_io.is_utf8_name(str(path_of(item)))]
+def _utf8_named(items: list, what: str, name_of) -> tuple[list, int]:
+    """(the items whose name_of(item) is valid UTF-8, how many are not): the names a split is
+    chosen by (a hash of speaker or noise names) and a card writes as text. The others are logged
+    by the first (the folders above the corpus may be called anything)."""
+    kept = [item for item in items if audio_io.is_utf8_name(name_of(item))]
     if len(kept) < len(items):
-        first = next(path_of(item) for item in items if not audio_io.is_utf8_name(str(path_of(item))))
+        first = next(name_of(item) for item in items if not audio_io.is_utf8_name(name_of(item)))
         log.warning("skipped %d %s file(s) whose name is not valid UTF-8 (rename them), e.g. %s",
-                    len(items) - len(kept), what, audio_io.printable_name(str(first)))
+                    len(items) - len(kept), what, audio_io.printable_name(first))
     return kept, len(items) - len(kept)
 
 

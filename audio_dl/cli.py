@@ -93,7 +93,7 @@ def folder_path(text: str) -> Path:
 def writable_folder(path: Path) -> Path:
     """`path` if it is a folder this process can write into, or one it can create (checked before
     a long run by making and removing a probe folder in it, or in its nearest existing parent)."""
-    existing = next(p for p in (path, *path.parents) if p.exists())
+    existing = _nearest_existing(path)
     if not existing.is_dir():
         raise UsageError(f"cannot write into {path}: {existing} is a file, not a folder")
     try:
@@ -104,12 +104,16 @@ def writable_folder(path: Path) -> Path:
     return path
 
 
+def _nearest_existing(path: Path) -> Path:
+    """`path` or its nearest parent that exists (the current folder for a relative path)."""
+    return next((p for p in (path, *path.parents) if p.exists()), Path("."))
+
+
 def name_too_long(path: Path) -> bool:
     """Whether the file system would refuse `path`'s name as too long: over its NAME_MAX bytes
     (asked of the nearest existing folder; 255 where it cannot be asked)."""
-    folder = next((p for p in path.parents if p.exists()), Path("."))
     try:
-        limit = os.pathconf(folder, "PC_NAME_MAX")
+        limit = os.pathconf(_nearest_existing(path.parent), "PC_NAME_MAX")
     except (OSError, ValueError, AttributeError):  # no pathconf (Windows), or no answer
         limit = 255
     return len(os.fsencode(path.name)) > limit

@@ -25,17 +25,21 @@ from audio_dl.errors import UsageError
 STRATEGIES = ("auto", "mirrored", "multiworker")
 
 
-def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
-    """The tf.distribute strategy called `name` (one of STRATEGIES)."""
+def make_strategy(name: str, batch_size: int) -> tf.distribute.Strategy:
+    """The tf.distribute strategy called `name` (one of STRATEGIES); UsageError when batch_size
+    does not split over its replicas (require_even_batches)."""
     if name == "multiworker":
         _check_tf_config()
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name != "auto":
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    elif name == "mirrored":
+        strategy = tf.distribute.MirroredStrategy()
+    elif name != "auto":
         raise UsageError(f"unknown strategy {name!r}; choose from {', '.join(STRATEGIES)}")
-    gpus = tf.config.list_logical_devices("GPU")
-    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+    else:
+        gpus = tf.config.list_logical_devices("GPU")
+        strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+    require_even_batches(strategy, batch_size)
+    return strategy
 
 
 def require_even_batches(strategy: tf.distribute.Strategy, batch_size: int) -> None:

@@ -149,8 +149,7 @@ def train_melody(cfg: MelodyConfig, run_dir: Path, verbose: int = 1, command: st
     refuse_other_config(Path(run_dir), cfg, unset=range_keys)  # before the tunes are read (seconds)
     corpus = melody_data.load_corpus(cfg)
     cfg = corpus.cfg
-    tf_strategy = distribute.make_strategy(strategy)
-    distribute.require_even_batches(tf_strategy, cfg.batch_size)
+    tf_strategy = distribute.make_strategy(strategy, cfg.batch_size)
     run_dir = distribute.worker_dir(Path(run_dir), tf_strategy)
     keras.utils.set_random_seed(cfg.seed)
     with tf_strategy.scope():

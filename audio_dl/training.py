@@ -295,8 +295,7 @@ def train_denoiser(cfg: DenoiserConfig, run_dir: Path, mixed_precision: bool = F
     if mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
 
-    tf_strategy = distribute.make_strategy(strategy)  # before any TF op (multi-worker collectives)
-    distribute.require_even_batches(tf_strategy, cfg.batch_size)
+    tf_strategy = distribute.make_strategy(strategy, cfg.batch_size)  # before any TF op (multi-worker collectives)
     speech.reset_read_failures()  # before the probe: files it cannot decode count as skipped
     speech.require_examples(corpus, cfg)
     run_dir = distribute.worker_dir(Path(run_dir), tf_strategy)

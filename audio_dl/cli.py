@@ -134,10 +134,13 @@ def file_id(path: Path) -> tuple[int, int]:
 
 def output_file(path: Path, inputs: Sequence[Path] = ()) -> Path:
     """An output file checked before any work: not a folder, not one of `inputs` (the same file
-    under any spelling), in a folder this process can write or create (created only when the
-    file is written, so a run that fails later leaves no new folder); raises UsageError."""
+    under any spelling), a name the file system takes (asked even where the folder is still to be
+    made), in a folder this process can write or create (created only when the file is written,
+    so a run that fails later leaves no new folder); raises UsageError."""
     if path.is_dir():
         raise UsageError(f"{path} is a folder; give a file name")
+    if name_too_long(path):
+        raise UsageError(f"the output name {path.name} is too long for the file system; give a shorter name")
     if path.exists() and file_id(path) in {file_id(i) for i in inputs if i.exists()}:
         raise UsageError(f"{path} would overwrite an input; give another output")
     writable_folder(path.parent)

@@ -25,7 +25,7 @@ import tensorflow as tf
 from audio_dl import atomic, audio_io, cli, evaluate, inference
 from audio_dl.atomic import staged_file
 from audio_dl.config import json_text
-from audio_dl.data.augment import mix_at_snr
+from audio_dl.data.augment import audible, mix_at_snr
 from audio_dl.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -74,20 +74,30 @@ def load_noises(noise_files, rate: int, skipped: list) -> list[tuple[str, np.nda
     return noises
 
 
+_CROP_DRAWS = 1000  # a noise crop drawn this often, all silent: the noise files hardly sound
+
+
 def mixtures(clean_files, noises: list[tuple[str, np.ndarray]], snrs, seed: int, rate: int, skipped: list):
     """(folder/file+noise, snr, clean, noisy) for each clean file at each SNR (the folder is the
     speaker in a speaker-per-folder corpus), with `noises` from load_noises; deterministic from
-    `seed`. Clean files that cannot be decoded are appended to `skipped`."""
+    `seed`. A noise crop that is digital silence or a constant (a silent stretch of a recording)
+    is drawn again. Clean files that cannot be decoded are appended to `skipped`."""
     rng = np.random.default_rng(seed)
     for path in clean_files:
         clean = _read_or_skip(path, rate, skipped)
         if clean is None:
             continue
         for snr in snrs:
-            noise_path, noise = noises[rng.integers(len(noises))]
-            offset = int(rng.integers(max(1, len(noise))))
-            noise = np.resize(np.roll(noise, -offset), len(clean))  # looped when short
-            noisy, _ = mix_at_snr(tf.constant(clean), tf.constant(noise), tf.constant(snr, tf.float32))
+            for _ in range(_CROP_DRAWS):
+                noise_path, noise = noises[rng.integers(len(noises))]
+                offset = int(rng.integers(max(1, len(noise))))
+                crop = tf.constant(np.resize(np.roll(noise, -offset), len(clean)))  # looped when short
+                if audible(crop):
+                    break
+            else:
+                raise UsageError(f"{_CROP_DRAWS} crops of {len(clean) / rate:.1f} s from the noise files were all "
+                                 "silence or a constant: give noise files that sound most of the time")
+            noisy, _ = mix_at_snr(tf.constant(clean), crop, tf.constant(snr, tf.float32))
             yield f"{path.parent.name}/{path.name}+{Path(noise_path).stem}", snr, clean, noisy.numpy()
 
 

@@ -86,12 +86,37 @@ def load_denoiser(path: str | os.PathLike) -> Denoiser:
         path = newest
     run, fixed_length = _load_saved_model(path) if path.is_dir() else _load_tflite(path)
     cfg = load_config(DenoiserConfig, (path if path.is_dir() else path.parent) / "config.json")
-    return Denoiser(cfg, run, fixed_length, path)
+    denoiser = Denoiser(cfg, run, fixed_length, path)
+    _try_on_a_test_signal(denoiser)
+    return denoiser
+
+
+def _try_on_a_test_signal(denoiser: Denoiser) -> None:
+    """UsageError unless the model turns about a second of noise (its fixed length, if it has one)
+    into as many finite samples: a damaged file can load with the right signature and still fail
+    in its kernels or compute NaN, which would end a run with a traceback, or be written to a WAV
+    as full-scale noise."""
+    length = denoiser.fixed_length or denoiser.sample_rate + 37  # + 37: not a whole number of hops
+    probe = (0.1 * np.random.default_rng(0).standard_normal((1, length))).astype(np.float32)
+    try:
+        out = denoiser.run(probe)
+    except Exception as error:  # noqa: BLE001 - whatever the runtime raises, the model is unusable
+        first_line = next(iter(str(error).splitlines()), "")
+        reason = f"fails on a test signal: {type(error).__name__}: {first_line}"
+    else:
+        if out.shape == probe.shape and np.all(np.isfinite(out)):
+            return
+        reason = ("gives samples that are not finite" if out.shape == probe.shape
+                  else f"gives shape {out.shape} for {probe.shape} samples")
+    raise UsageError(f"{denoiser.path} is not a working denoiser: it {reason}")
 
 
 def _load_saved_model(path: Path):
     import tensorflow as tf  # noqa: PLC0415 - only SavedModels need TensorFlow here
 
+    if not audio_io.is_utf8_name(str(path)):  # TF encodes the path as UTF-8, even given bytes
+        raise UsageError(f"{audio_io.printable_name(str(path))}: TensorFlow loads a SavedModel only from a UTF-8 "
+                         "path; move it, or give one of its .tflite files")
     try:
         signature = tf.saved_model.load(str(path)).signatures["serving_default"]
         inputs = signature.structured_input_signature[1]

@@ -15,11 +15,10 @@ def _interpreter(model: str | Path | bytes, num_threads: int):
     first call, once its inputs are resized: TFLite's XNNPACK line then shows, once a process)."""
     from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415 - heavy import, only when used
 
+    if not isinstance(model, (bytes, bytearray)):
+        model = Path(model).read_bytes()  # read here: LiteRT would take the path as UTF-8, and a name need not be
     with native_logs.log_lines_dropped():  # the first allocation's "INFO: Created TensorFlow Lite XNNPACK ..."
-        if isinstance(model, (bytes, bytearray)):
-            interpreter = Interpreter(model_content=bytes(model), num_threads=num_threads)
-        else:
-            interpreter = Interpreter(model_path=str(model), num_threads=num_threads)
+        interpreter = Interpreter(model_content=bytes(model), num_threads=num_threads)
         if all(-1 not in detail["shape_signature"] for detail in interpreter.get_input_details()):
             interpreter.allocate_tensors()
     return interpreter

@@ -182,6 +182,19 @@ def test_writable_folder_probes_and_leaves_nothing(tmp_path):
         cli.writable_folder(tmp_path / "file" / "base")
 
 
+@pytest.mark.parametrize("tool, args, suffix", [
+    ("audio_dl.generate_melody", ["C4 D4 E4", "--model", "saved_models/melody", "-o"], ""),
+    ("audio_dl.evaluate_melody", ["--validation-split", "--model", "saved_models/melody", "-o"], ".json"),
+    ("audio_dl.bench", ["melody", "-o"], ".json")])
+def test_an_output_name_too_long_in_a_folder_still_to_make_is_refused_before_the_work(tool, args, suffix, tmp_path):
+    """The missing folder hides the name from the file system until the write: the check asks it."""
+    result = _run(tool, *args, str(tmp_path / "new" / ("x" * 300 + suffix)))
+    lines = [line for line in result.stderr.splitlines() if line.startswith(f"python -m {tool}: error:")]
+    assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0].endswith("is too long for the file system; give a shorter name") and not result.stdout
+    assert not (tmp_path / "new").exists()
+
+
 def test_empty_audio_folder_is_one_line_exit_2(tmp_path):
     (tmp_path / "nothing").mkdir()
     result = _run("audio_dl.train_denoiser", "--set", f"noise={tmp_path / 'nothing'}", "--run-dir", str(tmp_path / "r"))

@@ -1,6 +1,7 @@
 """File denoising: chunked == whole-file, formats/rates/channels, strength, CLI errors and skips."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -138,6 +139,54 @@ def test_a_file_that_is_not_a_denoiser_is_a_usage_error(tmp_path):
         inference.load_denoiser(bogus)
     with pytest.raises(UsageError, match="no model in"):
         inference.load_denoiser(tmp_path)
+
+
+def _damaged_copy(folder: Path, model_file: str, operator: str, fill: float, target: Path) -> Path:
+    """`model_file` of an export, copied to `target` (with its config) after the constant second
+    input of its first `operator` (GATHER: frame indices; MUL: the analysis window) is set to `fill`:
+    a flatbuffer that loads and has the right signature but fails, or computes NaN, when run."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(str(folder / model_file))
+    graph, code = model.subgraphs[0], getattr(schema.BuiltinOperator, operator)
+    op = next(op for op in graph.operators if model.operatorCodes[op.opcodeIndex].builtinCode == code
+              and model.buffers[graph.tensors[op.inputs[1]].buffer].data is not None)
+    buffer = model.buffers[graph.tensors[op.inputs[1]].buffer]
+    dtype = np.int32 if operator == "GATHER" else np.float32
+    buffer.data = np.full(len(buffer.data) // 4, fill, dtype).view(np.uint8)
+    target.mkdir()
+    flatbuffer_utils.write_model(model, str(target / model_file))
+    (target / "config.json").write_bytes((folder / "config.json").read_bytes())
+    return target / model_file
+
+
+@pytest.mark.parametrize("model_file, operator, fill, message", [
+    ("denoiser.tflite", "GATHER", 10**6, "fails on a test signal: .*gather"),
+    ("denoiser.tflite", "MUL", np.nan, "gives samples that are not finite"),
+    ("denoiser_streaming.tflite", "MUL", np.nan, "gives samples that are not finite")])
+def test_a_damaged_model_that_loads_is_refused_before_any_file(tiny_export, tmp_path, model_file, operator, fill,
+                                                               message):
+    damaged = _damaged_copy(tiny_export, model_file, operator, fill, tmp_path / "damaged")
+    with pytest.raises(UsageError, match=f"{damaged} is not a working denoiser: it {message}"):
+        inference.load_denoiser(damaged)
+    soundfile.write(tmp_path / "in.wav", _speechlike(1.0), 8000)
+    result = subprocess.run([sys.executable, "-m", "audio_dl.denoise", str(tmp_path / "in.wav"), "-o",
+                             str(tmp_path / "out"), "--model", str(damaged)], capture_output=True, text=True)
+    assert result.returncode == 2 and not (tmp_path / "out").exists()
+    assert result.stderr.count("\n") == 1 and "is not a working denoiser" in result.stderr
+
+
+def test_a_model_in_a_folder_whose_name_is_not_utf8_loads_or_says_why(tiny_export, tmp_path):
+    import shutil
+
+    copy = tmp_path / os.fsdecode(b"mod\xe8les") / "1"  # Latin-1
+    shutil.copytree(tiny_export, copy)
+    for model_file in ("denoiser.tflite", "denoiser_streaming.tflite"):  # LiteRT is given the bytes
+        assert inference.load_denoiser(copy / model_file).run(np.zeros((1, 12000), np.float32)).shape == (1, 12000)
+    with pytest.raises(UsageError, match=re.escape(f"{tmp_path}/mod\\xe8les/1: TensorFlow loads a SavedModel only "
+                                                   "from a UTF-8 path; move it, or give one of its .tflite files")):
+        inference.load_denoiser(copy.parent)
 
 
 @pytest.mark.parametrize("waveform, message", [

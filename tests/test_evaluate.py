@@ -14,6 +14,7 @@ import soundfile
 
 from audio_dl import evaluate, evaluate_denoiser
 from audio_dl.config import json_text
+from audio_dl.errors import UsageError
 
 
 def test_si_sdr_of_known_mixtures():
@@ -94,6 +95,26 @@ def test_mixtures_are_deterministic(tiny_corpus):
     for (_, snr, c, n), (_, _, _, n2) in zip(a, b):
         np.testing.assert_array_equal(n, n2)
         assert 10 * np.log10(np.mean(c**2) / np.mean((n - c) ** 2)) == pytest.approx(snr, abs=0.1)
+
+
+def test_a_noise_with_long_silent_stretches_is_mixed_where_it_sounds(tiny_corpus, tmp_path):
+    """A crop of digital silence (or a constant) would leave the speech "mixed" at no SNR."""
+    clean = sorted((tiny_corpus / "speech" / "armelle").glob("*.flac"))[:3]
+    gaps = np.zeros(480000, np.float32)  # 60 s: silence, then a constant, each beside a 0.5 s burst
+    gaps[200000:204000] = 0.1 * np.random.default_rng(0).standard_normal(4000)
+    gaps[240000:] = 0.25
+    soundfile.write(tmp_path / "gaps.wav", gaps, 8000, subtype="FLOAT")
+    noises = evaluate_denoiser.load_noises([tmp_path / "gaps.wav"], 8000, skipped := [])
+    made = list(evaluate_denoiser.mixtures(clean, noises, [0.0, 5.0, 10.0], 0, 8000, skipped))
+    assert len(made) == 9 and skipped == []
+    for _, snr, c, n in made:
+        assert 10 * np.log10(np.mean(c**2) / np.mean((n - c) ** 2)) == pytest.approx(snr, abs=0.1)
+        assert np.var(n - c) > 1e-6  # not a constant offset either
+    faint = 1e-6 * np.random.default_rng(1).standard_normal(80000).astype(np.float32)  # kept, never above silence
+    soundfile.write(tmp_path / "faint.wav", faint, 8000, subtype="FLOAT")
+    with pytest.raises(UsageError, match="1000 crops of 7.3 s from the noise files were all silence or a constant"):
+        next(evaluate_denoiser.mixtures(clean, evaluate_denoiser.load_noises([tmp_path / "faint.wav"], 8000, []),
+                                        [0.0], 0, 8000, []))
 
 
 def _cli(*args):

@@ -183,6 +183,16 @@ def test_training_reads_prepared_shards_with_the_corpus_split(tiny_corpus, tmp_p
         speech.load_corpus(mixed)
 
 
+def test_a_prepared_folder_whose_own_name_is_not_utf8_is_written_and_trained_from(tiny_corpus, tmp_path):
+    out = tmp_path / os.fsdecode(b"pr\xe9pared")  # Latin-1, as an old archive's folder names are
+    manifest = records.prepare(tiny_corpus / "speech", out, sample_rate=8000, files_per_shard=4, workers=1)
+    assert manifest["files"] == 12 and len(records.shard_paths(out)) == 3
+    assert len(list(records.read_shards(records.shard_paths(out)))) == 12
+    cfg = make_config(DenoiserConfig, "tiny", overrides=[f"speech={out}", f"noise={tiny_corpus / 'noise'}"])
+    noisy, _ = next(iter(speech.training_dataset(speech.load_corpus(cfg).train, cfg)))
+    assert noisy.shape == (cfg.batch_size, cfg.crop_samples)
+
+
 @pytest.mark.parametrize("files_per_shard", [100, 8])  # all in one shard; a shard per speaker, interleaved
 def test_validation_from_shards_spans_every_held_out_speaker(tiny_corpus, tmp_path, files_per_shard):
     source = tmp_path / "src"

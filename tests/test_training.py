@@ -3,6 +3,8 @@
 import csv
 import dataclasses
 import json
+import os
+import re
 from pathlib import Path
 
 import keras
@@ -285,3 +287,21 @@ def test_a_melody_run_of_another_config_is_refused_before_the_tunes_are_read(tmp
     with pytest.raises(pytest.skip.Exception):  # the same config, its range still to be set by the tunes
         melody_training.train_melody(tiny, run)
     assert read == [tiny]
+
+
+def test_a_run_folder_whose_path_is_not_utf8_is_refused_before_the_data_is_read(tmp_path, monkeypatch):
+    """TensorBoard and BackupAndRestore take the path as a TF string, which must be UTF-8."""
+    from audio_dl import melody_training, training
+    from audio_dl.config import MelodyConfig
+    from audio_dl.data import melody as melody_data
+    from audio_dl.errors import UsageError
+
+    run = tmp_path / os.fsdecode(b"caf\xe9") / "run"
+    monkeypatch.setattr(speech, "load_corpus", lambda cfg: pytest.fail("read the corpus"))
+    monkeypatch.setattr(melody_data, "load_corpus", lambda cfg: pytest.fail("read the tunes"))
+    message = re.escape(f"run folder {tmp_path}/caf\\xe9/run: TensorFlow writes there and takes only UTF-8 paths")
+    with pytest.raises(UsageError, match=message):
+        training.train_denoiser(make_config(DenoiserConfig, "tiny"), run)
+    with pytest.raises(UsageError, match=message):
+        melody_training.train_melody(make_config(MelodyConfig, "tiny"), run)
+    assert not run.parent.exists()

@@ -103,7 +103,7 @@ def write_shard(index: int, paths: list[str], root: str, out: str, sample_rate: 
     name, out_dir = _shard_name(index), Path(out)
     summary = {"shard": name, "digest": digest, "files": 0, "seconds": 0.0, "speakers": {}, "skipped": []}
     partial = out_dir / f".{name}.tfrecord.partial"
-    with tf.io.TFRecordWriter(str(partial)) as writer:
+    with tf.io.TFRecordWriter(os.fsencode(partial)) as writer:  # bytes: a folder name need not be UTF-8
         for relative in paths:
             path = Path(root) / relative
             if not audio_io.is_utf8_name(relative):  # the records store names as UTF-8
@@ -287,7 +287,7 @@ def read_shards(shards: list[str], shuffle_seed: int | None = None, shard_index:
     """
     import tensorflow as tf  # noqa: PLC0415
 
-    files = tf.data.Dataset.from_tensor_slices(shards)
+    files = tf.data.Dataset.from_tensor_slices([os.fsencode(shard) for shard in shards])  # any folder name
     cycle_length = min(cycle_length, len(shards)) if shuffle_seed is not None else 1  # in order: shard by shard
     by_shard = len(shards) >= shard_count
     if by_shard:

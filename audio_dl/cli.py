@@ -92,10 +92,14 @@ def folder_path(text: str) -> Path:
 
 def writable_folder(path: Path) -> Path:
     """`path` if it is a folder this process can write into, or one it can create (checked before
-    a long run by making and removing a probe folder in it, or in its nearest existing parent)."""
+    a long run by making and removing a probe folder in it, or in its nearest existing parent, and
+    by asking the file system whether it takes the names of the folders still to be made)."""
     existing = _nearest_existing(path)
     if not existing.is_dir():
         raise UsageError(f"cannot write into {path}: {existing} is a file, not a folder")
+    long_name = too_long_name(path)
+    if long_name is not None:
+        raise UsageError(f"cannot write into {path}: the name {long_name} is too long for the file system")
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".write-check-", dir=existing))
     except OSError as error:
@@ -109,14 +113,17 @@ def _nearest_existing(path: Path) -> Path:
     return next((p for p in (path, *path.parents) if p.exists()), Path("."))
 
 
-def name_too_long(path: Path) -> bool:
-    """Whether the file system would refuse `path`'s name as too long: over its NAME_MAX bytes
-    (asked of the nearest existing folder; 255 where it cannot be asked)."""
+def too_long_name(path: Path) -> str | None:
+    """The first name in `path`, of the folders still to be made and its own, that the file system
+    would refuse as too long: over its NAME_MAX bytes (asked of the nearest existing folder; 255
+    where it cannot be asked). None when it takes them all (or `path` exists)."""
+    existing = _nearest_existing(path)
     try:
-        limit = os.pathconf(_nearest_existing(path.parent), "PC_NAME_MAX")
+        limit = os.pathconf(existing, "PC_NAME_MAX")
     except (OSError, ValueError, AttributeError):  # no pathconf (Windows), or no answer
         limit = 255
-    return len(os.fsencode(path.name)) > limit
+    to_make = [p.name for p in reversed([path, *path.parents]) if existing in p.parents]
+    return next((name for name in to_make if len(os.fsencode(name)) > limit), None)
 
 
 def existing_folder(path: Path, what: str) -> Path:
@@ -139,8 +146,9 @@ def output_file(path: Path, inputs: Sequence[Path] = ()) -> Path:
     so a run that fails later leaves no new folder); raises UsageError."""
     if path.is_dir():
         raise UsageError(f"{path} is a folder; give a file name")
-    if name_too_long(path):
-        raise UsageError(f"the output name {path.name} is too long for the file system; give a shorter name")
+    long_name = too_long_name(path)
+    if long_name is not None:
+        raise UsageError(f"the output name {long_name} is too long for the file system; give a shorter name")
     if path.exists() and file_id(path) in {file_id(i) for i in inputs if i.exists()}:
         raise UsageError(f"{path} would overwrite an input; give another output")
     writable_folder(path.parent)

@@ -19,7 +19,7 @@ import tensorflow as tf
 from audio_dl import midi_io
 from audio_dl.config import MelodyConfig, load_config
 from audio_dl.errors import UsageError
-from audio_dl.export import newest_export
+from audio_dl.export import newest_export, require_utf8_saved_model_path
 from audio_dl.models.melody import MelodySampler, one_step_from
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,7 @@ def resolve_export(path: str | Path) -> Path:
 def load_melody_export(path: str | Path):
     """(loaded SavedModel, its MelodyConfig, version folder); UsageError if it is not a melody model."""
     version = resolve_export(path)
+    require_utf8_saved_model_path(version)
     try:
         loaded = tf.saved_model.load(str(version))
         ok = {"generate", "score"} <= set(loaded.signatures)

@@ -58,8 +58,8 @@ def build_parser() -> cli.ArgumentParser:
 
 def load_noises(noise_files, rate: int, skipped: list) -> list[tuple[str, np.ndarray]]:
     """(path, float32 [n] at `rate`) for every noise file that decodes to finite sound; the rest
-    (unreadable, NaN, digital silence: it would leave the speech "mixed" at no SNR) are appended
-    to `skipped` and logged."""
+    (unreadable, NaN, silence or a constant: it would leave the speech "mixed" at no SNR) are
+    appended to `skipped` and logged."""
     noises = []
     for path in noise_files:
         try:
@@ -67,8 +67,8 @@ def load_noises(noise_files, rate: int, skipped: list) -> list[tuple[str, np.nda
         except ValueError as error:
             _skip(skipped, path, error)
             continue
-        if audio_io.is_silent(noise):
-            _skip(skipped, path, "digital silence: nothing to mix at an SNR")
+        if not audible(tf.constant(noise)):  # the level mix_at_snr takes for silence
+            _skip(skipped, path, "silence or a constant: nothing to mix at an SNR")
             continue
         noises.append((str(path), noise))
     return noises

@@ -28,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from audio_dl import cli, native_logs
+from audio_dl import audio_io, cli, native_logs
 from audio_dl.atomic import staged_file, staged_folder
 from audio_dl.config import RERUN_KEYS, ConfigError, DenoiserConfig, json_text, load_config, save_config, to_dict
 from audio_dl.errors import UsageError
@@ -209,6 +209,7 @@ def denoiser_from_export(version_dir: Path) -> tuple[keras.Model, DenoiserConfig
         cfg = load_config(DenoiserConfig, version_dir / "config.json")
     except ConfigError as error:
         raise UsageError(f"{version_dir} is not a denoiser export: {error}") from None
+    require_utf8_saved_model_path(version_dir)
     try:
         loaded = tf.saved_model.load(str(version_dir))
         served = loaded.signatures["serving_default"]
@@ -328,6 +329,15 @@ def read_provenance(version_dir: Path) -> dict:
         log.warning("%s is not a JSON object: read as no provenance", path)
         return {}
     return provenance
+
+
+def require_utf8_saved_model_path(path: Path, alternative: str = "") -> None:
+    """UsageError for a SavedModel path that is not UTF-8 (a Latin-1 folder of an old archive):
+    TensorFlow takes the path as UTF-8 text, even given bytes, and would fail with an encoding
+    error. `alternative` ends the message (what to give instead)."""
+    if not audio_io.is_utf8_name(str(path)):
+        raise UsageError(f"{audio_io.printable_name(str(path))}: TensorFlow loads a SavedModel only from a UTF-8 "
+                         f"path; move it{alternative}")
 
 
 def newest_export(path: Path) -> Path | None:

@@ -100,6 +100,8 @@ def _try_on_a_test_signal(denoiser: Denoiser) -> None:
     probe = (0.1 * np.random.default_rng(0).standard_normal((1, length))).astype(np.float32)
     try:
         out = denoiser.run(probe)
+    except MemoryError:  # this machine's, not the model's
+        raise
     except Exception as error:  # noqa: BLE001 - whatever the runtime raises, the model is unusable
         first_line = next(iter(str(error).splitlines()), "")
         reason = f"fails on a test signal: {type(error).__name__}: {first_line}"
@@ -108,15 +110,13 @@ def _try_on_a_test_signal(denoiser: Denoiser) -> None:
             return
         reason = ("gives samples that are not finite" if out.shape == probe.shape
                   else f"gives shape {out.shape} for {probe.shape} samples")
-    raise UsageError(f"{denoiser.path} is not a working denoiser: it {reason}")
+    raise UsageError(f"{audio_io.printable_name(str(denoiser.path))} is not a working denoiser: it {reason}")
 
 
 def _load_saved_model(path: Path):
     import tensorflow as tf  # noqa: PLC0415 - only SavedModels need TensorFlow here
 
-    if not audio_io.is_utf8_name(str(path)):  # TF encodes the path as UTF-8, even given bytes
-        raise UsageError(f"{audio_io.printable_name(str(path))}: TensorFlow loads a SavedModel only from a UTF-8 "
-                         "path; move it, or give one of its .tflite files")
+    export.require_utf8_saved_model_path(path, ", or give one of its .tflite files")
     try:
         signature = tf.saved_model.load(str(path)).signatures["serving_default"]
         inputs = signature.structured_input_signature[1]

@@ -16,7 +16,7 @@ def _interpreter(model: str | Path | bytes, num_threads: int):
     from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415 - heavy import, only when used
 
     if not isinstance(model, (bytes, bytearray)):
-        model = Path(model).read_bytes()  # read here: LiteRT would take the path as UTF-8, and a name need not be
+        model = Path(model).read_bytes()  # LiteRT would take the path as UTF-8 text; on the heap, not mapped: a few MB
     with native_logs.log_lines_dropped():  # the first allocation's "INFO: Created TensorFlow Lite XNNPACK ..."
         interpreter = Interpreter(model_content=bytes(model), num_threads=num_threads)
         if all(-1 not in detail["shape_signature"] for detail in interpreter.get_input_details()):

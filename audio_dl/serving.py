@@ -37,7 +37,7 @@ from tensorflow_serving.apis import get_model_metadata_pb2, model_pb2, predict_p
 
 from audio_dl import cli
 from audio_dl.errors import UsageError
-from audio_dl.export import saved_model_signatures, versions
+from audio_dl.export import require_utf8_saved_model_path, saved_model_signatures, versions
 
 DEFAULT_SIGNATURE = "serving_default"
 
@@ -330,6 +330,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 
 def _load(version_dir: Path):
+    require_utf8_saved_model_path(version_dir)
     try:
         return tf.saved_model.load(str(version_dir))
     except Exception as error:  # noqa: BLE001 - a corrupt or foreign SavedModel: say which, in one line

@@ -195,6 +195,15 @@ def test_an_output_name_too_long_in_a_folder_still_to_make_is_refused_before_the
     assert not (tmp_path / "new").exists()
 
 
+def test_a_folder_name_too_long_still_to_make_is_refused_before_the_work(tmp_path):
+    long = "y" * 300
+    with pytest.raises(cli.UsageError, match=f"the output name {long} is too long for the file system"):
+        cli.output_file(tmp_path / "new" / long / "out.json")
+    with pytest.raises(cli.UsageError, match=f"cannot write into .*: the name {long} is too long for the file system"):
+        cli.writable_folder(tmp_path / "new" / long / "deeper")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_empty_audio_folder_is_one_line_exit_2(tmp_path):
     (tmp_path / "nothing").mkdir()
     result = _run("audio_dl.train_denoiser", "--set", f"noise={tmp_path / 'nothing'}", "--run-dir", str(tmp_path / "r"))

@@ -110,11 +110,11 @@ def test_a_noise_with_long_silent_stretches_is_mixed_where_it_sounds(tiny_corpus
     for _, snr, c, n in made:
         assert 10 * np.log10(np.mean(c**2) / np.mean((n - c) ** 2)) == pytest.approx(snr, abs=0.1)
         assert np.var(n - c) > 1e-6  # not a constant offset either
-    faint = 1e-6 * np.random.default_rng(1).standard_normal(80000).astype(np.float32)  # kept, never above silence
+    faint = 1e-6 * np.random.default_rng(1).standard_normal(80000).astype(np.float32)  # below mix_at_snr's silence
     soundfile.write(tmp_path / "faint.wav", faint, 8000, subtype="FLOAT")
+    assert evaluate_denoiser.load_noises([tmp_path / "faint.wav"], 8000, skipped) == [] and len(skipped) == 1
     with pytest.raises(UsageError, match="1000 crops of 7.3 s from the noise files were all silence or a constant"):
-        next(evaluate_denoiser.mixtures(clean, evaluate_denoiser.load_noises([tmp_path / "faint.wav"], 8000, []),
-                                        [0.0], 0, 8000, []))
+        next(evaluate_denoiser.mixtures(clean, [("faint", faint)], [0.0], 0, 8000, []))
 
 
 def _cli(*args):

@@ -1,6 +1,7 @@
 """Exports: SavedModel signature, TFLite under ai_edge_litert, parity, atomic writes, versions."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -390,3 +391,21 @@ def test_publish_takes_a_run_or_its_export_folder(tiny_export, tmp_path, capsys,
     shutil.copytree(tiny_export, tmp_path / "run" / "export" / "3")
     assert export.main(["publish", str(tmp_path / given), "--base", str(tmp_path / "base")]) == 0
     assert f"published {tmp_path / 'run' / 'export' / '3'} as {tmp_path / 'base' / '1'};" in capsys.readouterr().out
+
+
+def test_every_savedmodel_loader_says_why_a_folder_whose_name_is_not_utf8_does_not_load(tiny_export, tiny_melody_run,
+                                                                                          tmp_path):
+    """TensorFlow takes a path as UTF-8 text, even given bytes: one line that says so, not "not a model"."""
+    from audio_dl import compose, inference, serving
+    from audio_dl.errors import UsageError
+
+    base = tmp_path / os.fsdecode(b"caf\xe9")  # Latin-1, as an old archive's folder names are
+    shutil.copytree(tiny_export, base / "denoiser" / "1")
+    shutil.copytree(tiny_melody_run / "export" / "1", base / "melody" / "1")
+    why = re.escape(f"{tmp_path}/caf\\xe9/") + r".*: TensorFlow loads a SavedModel only from a UTF-8 path; move it"
+    for load in (lambda: inference.load_denoiser(base / "denoiser"),
+                 lambda: export.denoiser_from_export(base / "denoiser" / "1"),
+                 lambda: serving.ModelRegistry({"d": base / "denoiser"}),
+                 lambda: compose.load_melody_export(base / "melody")):
+        with pytest.raises(UsageError, match=why):
+            load()

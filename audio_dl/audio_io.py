@@ -154,6 +154,11 @@ def is_utf8_name(name: str) -> bool:
     return True
 
 
+def shown_path(path: str | os.PathLike) -> str:
+    """A path for a message: as given, the bytes of a name that is not UTF-8 shown as \\xe9."""
+    return os.fspath(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def printable_name(name: str) -> str:
     """A file name as UTF-8 text, one text per name: "\\" doubled, the bytes of a name that is
     not UTF-8 shown as \\xe9."""

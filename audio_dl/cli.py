@@ -99,7 +99,8 @@ def writable_folder(path: Path) -> Path:
         raise UsageError(f"cannot write into {path}: {existing} is a file, not a folder")
     long_name = too_long_name(path)
     if long_name is not None:
-        raise UsageError(f"cannot write into {path}: the name {long_name} is too long for the file system")
+        raise UsageError(f"cannot write into {path}: the name {long_name} is too long for the file system; give a "
+                         "shorter name")
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".write-check-", dir=existing))
     except OSError as error:
@@ -109,21 +110,36 @@ def writable_folder(path: Path) -> Path:
 
 
 def _nearest_existing(path: Path) -> Path:
-    """`path` or its nearest parent that exists (the current folder for a relative path)."""
-    return next((p for p in (path, *path.parents) if p.exists()), Path("."))
+    """`path` or its nearest parent that exists (the current folder for a relative path). A name
+    the file system cannot even look up (too long: ENAMETOOLONG) does not exist."""
+    return next((p for p in (path, *path.parents) if _exists(p)), Path("."))
+
+
+def _exists(path: Path) -> bool:
+    try:
+        path.stat()
+    except OSError:  # Path.exists() raises for ENAMETOOLONG
+        return False
+    return True
 
 
 def too_long_name(path: Path) -> str | None:
     """The first name in `path`, of the folders still to be made and its own, that the file system
     would refuse as too long: over its NAME_MAX bytes (asked of the nearest existing folder; 255
-    where it cannot be asked). None when it takes them all (or `path` exists)."""
+    where it cannot be asked), or 255 UTF-16 units on Windows. None when it takes them all (or
+    `path` exists)."""
     existing = _nearest_existing(path)
     try:
         limit = os.pathconf(existing, "PC_NAME_MAX")
     except (OSError, ValueError, AttributeError):  # no pathconf (Windows), or no answer
         limit = 255
     to_make = [p.name for p in reversed([path, *path.parents]) if existing in p.parents]
-    return next((name for name in to_make if len(os.fsencode(name)) > limit), None)
+    return next((name for name in to_make if _name_length(name) > limit), None)
+
+
+def _name_length(name: str) -> int:
+    """A name's length as the file system counts it: bytes, or UTF-16 units on Windows (NTFS)."""
+    return len(name.encode("utf-16-le")) // 2 if os.name == "nt" else len(os.fsencode(name))
 
 
 def existing_folder(path: Path, what: str) -> Path:
@@ -144,11 +160,12 @@ def output_file(path: Path, inputs: Sequence[Path] = ()) -> Path:
     under any spelling), a name the file system takes (asked even where the folder is still to be
     made), in a folder this process can write or create (created only when the file is written,
     so a run that fails later leaves no new folder); raises UsageError."""
+    long_name = too_long_name(path)  # first: looking such a name up raises
+    if long_name is not None and _nearest_existing(path).is_dir():  # (under a file: writable_folder says so)
+        raise UsageError(f"cannot write {path}: the name {long_name} is too long for the file system; give a "
+                         "shorter name")
     if path.is_dir():
         raise UsageError(f"{path} is a folder; give a file name")
-    long_name = too_long_name(path)
-    if long_name is not None:
-        raise UsageError(f"the output name {long_name} is too long for the file system; give a shorter name")
     if path.exists() and file_id(path) in {file_id(i) for i in inputs if i.exists()}:
         raise UsageError(f"{path} would overwrite an input; give another output")
     writable_folder(path.parent)

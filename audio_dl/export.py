@@ -331,13 +331,14 @@ def read_provenance(version_dir: Path) -> dict:
     return provenance
 
 
-def require_utf8_saved_model_path(path: Path, alternative: str = "") -> None:
+def require_utf8_saved_model_path(path: Path, alternative: str = "", writes: bool = False) -> None:
     """UsageError for a SavedModel path that is not UTF-8 (a Latin-1 folder of an old archive):
     TensorFlow takes the path as UTF-8 text, even given bytes, and would fail with an encoding
-    error. `alternative` ends the message (what to give instead)."""
+    error. `alternative` ends the message (what to do instead of moving it)."""
     if not audio_io.is_utf8_name(str(path)):
-        raise UsageError(f"{audio_io.printable_name(str(path))}: TensorFlow loads a SavedModel only from a UTF-8 "
-                         f"path; move it{alternative}")
+        doing = "writes a SavedModel only to" if writes else "loads a SavedModel only from"
+        raise UsageError(f"{audio_io.shown_path(path)}: TensorFlow {doing} a UTF-8 path; move "
+                         f"{'the base path' if writes else 'it'}{alternative}")
 
 
 def newest_export(path: Path) -> Path | None:
@@ -513,6 +514,8 @@ def reexport(version_dir: Path) -> Path:
     if folder.name != str(newest):
         raise UsageError(f"{version_dir} is not the newest version under {folder.parent} (that is {newest}); "
                          "a re-export becomes the version served, so only the newest is re-exported")
+    target = (version_dir.parent if version_dir.name == folder.name else folder.parent) / str(newest + 1)
+    require_utf8_saved_model_path(target, writes=True)  # "." loads from any folder; the next version is written
     model, cfg = denoiser_from_export(version_dir) if denoiser else melody_from_export(version_dir)
     provenance = read_provenance(version_dir)
     digest = model_digest(model, cfg)
@@ -523,7 +526,6 @@ def reexport(version_dir: Path) -> Path:
             f"(model_sha256 in provenance.json), written and checked by a later version of the exporter.")
     card = _card_with_new_checks(card_file.read_text() if card_file.is_file() else "# Model\n", note,
                                  "{export_errors}" if denoiser else "{export_checks}")
-    target = (version_dir.parent if version_dir.name == folder.name else folder.parent) / str(newest + 1)
     write = export_denoiser if denoiser else export_melody
     write(model, cfg, target, card, {**provenance, "reexported_from_version": newest})
     return target

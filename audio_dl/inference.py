@@ -100,9 +100,9 @@ def _try_on_a_test_signal(denoiser: Denoiser) -> None:
     probe = (0.1 * np.random.default_rng(0).standard_normal((1, length))).astype(np.float32)
     try:
         out = denoiser.run(probe)
-    except MemoryError:  # this machine's, not the model's
-        raise
     except Exception as error:  # noqa: BLE001 - whatever the runtime raises, the model is unusable
+        if isinstance(error, MemoryError) or type(error).__name__ == "ResourceExhaustedError":
+            raise  # the machine's, not the model's
         first_line = next(iter(str(error).splitlines()), "")
         reason = f"fails on a test signal: {type(error).__name__}: {first_line}"
     else:
@@ -110,7 +110,7 @@ def _try_on_a_test_signal(denoiser: Denoiser) -> None:
             return
         reason = ("gives samples that are not finite" if out.shape == probe.shape
                   else f"gives shape {out.shape} for {probe.shape} samples")
-    raise UsageError(f"{audio_io.printable_name(str(denoiser.path))} is not a working denoiser: it {reason}")
+    raise UsageError(f"{audio_io.shown_path(denoiser.path)} is not a working denoiser: it {reason}")
 
 
 def _load_saved_model(path: Path):

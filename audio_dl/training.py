@@ -204,7 +204,7 @@ def require_utf8_run_dir(run_dir: Path) -> None:
     """UsageError when `run_dir` is not UTF-8: Keras' TensorBoard and BackupAndRestore hand it to
     TensorFlow as a string tensor, which fails only once training starts, after the data is read."""
     if not audio_io.is_utf8_name(str(run_dir)):
-        raise UsageError(f"run folder {audio_io.printable_name(str(run_dir))}: TensorFlow writes there and takes "
+        raise UsageError(f"run folder {audio_io.shown_path(run_dir)}: TensorFlow writes there and takes "
                          "only UTF-8 paths; give another --run-dir")
 
 

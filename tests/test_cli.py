@@ -195,12 +195,18 @@ def test_an_output_name_too_long_in_a_folder_still_to_make_is_refused_before_the
     assert not (tmp_path / "new").exists()
 
 
-def test_a_folder_name_too_long_still_to_make_is_refused_before_the_work(tmp_path):
-    long = "y" * 300
-    with pytest.raises(cli.UsageError, match=f"the output name {long} is too long for the file system"):
-        cli.output_file(tmp_path / "new" / long / "out.json")
+@pytest.mark.parametrize("under", ["new", ""])  # in a folder to make (the lookup stops there), or in one that exists
+def test_a_name_too_long_is_refused_before_the_work_wherever_it_is(tmp_path, under):
+    """Where its folder exists, looking the name up fails with ENAMETOOLONG: that is the answer, not an error."""
+    long, folder = "y" * 300, tmp_path / under
+    for output in (folder / long / "out.json", folder / long):
+        with pytest.raises(cli.UsageError, match=f"cannot write {re.escape(str(output))}: the name {long} is too "
+                                                 "long for the file system; give a shorter name"):
+            cli.output_file(output)
     with pytest.raises(cli.UsageError, match=f"cannot write into .*: the name {long} is too long for the file system"):
-        cli.writable_folder(tmp_path / "new" / long / "deeper")
+        cli.writable_folder(folder / long / "deeper")
+    with pytest.raises(cli.UsageError, match=f"cannot write into .*: the name {long} is too long for the file system"):
+        cli.writable_folder(folder / long)
     assert list(tmp_path.iterdir()) == []
 
 

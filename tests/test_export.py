@@ -394,7 +394,7 @@ def test_publish_takes_a_run_or_its_export_folder(tiny_export, tmp_path, capsys,
 
 
 def test_every_savedmodel_loader_says_why_a_folder_whose_name_is_not_utf8_does_not_load(tiny_export, tiny_melody_run,
-                                                                                          tmp_path):
+                                                                                          tmp_path, monkeypatch):
     """TensorFlow takes a path as UTF-8 text, even given bytes: one line that says so, not "not a model"."""
     from audio_dl import compose, inference, serving
     from audio_dl.errors import UsageError
@@ -409,3 +409,8 @@ def test_every_savedmodel_loader_says_why_a_folder_whose_name_is_not_utf8_does_n
                  lambda: compose.load_melody_export(base / "melody")):
         with pytest.raises(UsageError, match=why):
             load()
+    monkeypatch.chdir(base / "denoiser" / "1")  # "." loads (a relative path is UTF-8); the next version would not be written
+    with pytest.raises(UsageError, match=re.escape(f"{tmp_path}/caf\\xe9/denoiser/2: TensorFlow writes a SavedModel "
+                                                   "only to a UTF-8 path; move the base path")):
+        export.reexport(Path("."))
+    assert sorted(os.listdir(base / "denoiser")) == ["1"]

@@ -97,10 +97,9 @@ def writable_folder(path: Path) -> Path:
     existing = _nearest_existing(path)
     if not existing.is_dir():
         raise UsageError(f"cannot write into {path}: {existing} is a file, not a folder")
-    long_name = too_long_name(path)
-    if long_name is not None:
-        raise UsageError(f"cannot write into {path}: the name {long_name} is too long for the file system; give a "
-                         "shorter name")
+    reason = too_long(path)
+    if reason is not None:
+        raise UsageError(f"cannot write into {path}: {reason}; give a shorter name")
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".write-check-", dir=existing))
     except OSError as error:
@@ -123,18 +122,25 @@ def _exists(path: Path) -> bool:
     return True
 
 
-def too_long_name(path: Path) -> str | None:
-    """The first name in `path`, of the folders still to be made and its own, that the file system
-    would refuse as too long: over its NAME_MAX bytes (asked of the nearest existing folder; 255
-    where it cannot be asked), or 255 UTF-16 units on Windows. None when it takes them all (or
-    `path` exists)."""
+def too_long(path: Path) -> str | None:
+    """Why the file system would refuse `path` as too long, or None: a name of the folders still to
+    be made or its own over NAME_MAX bytes (255 UTF-16 units on Windows), or the whole path over
+    PATH_MAX bytes (each asked of the nearest existing folder; 255 and no path limit where they
+    cannot be asked). None too when `path` exists."""
     existing = _nearest_existing(path)
-    try:
-        limit = os.pathconf(existing, "PC_NAME_MAX")
-    except (OSError, ValueError, AttributeError):  # no pathconf (Windows), or no answer
-        limit = 255
+    name_max, path_max = _limit(existing, "PC_NAME_MAX", 255), _limit(existing, "PC_PATH_MAX", None)
+    if path_max is not None and len(os.fsencode(os.path.abspath(path))) >= path_max:  # the limit counts its NUL
+        return f"the path is longer than the file system's {path_max} bytes"
     to_make = [p.name for p in reversed([path, *path.parents]) if existing in p.parents]
-    return next((name for name in to_make if _name_length(name) > limit), None)
+    long_name = next((name for name in to_make if _name_length(name) > name_max), None)
+    return None if long_name is None else f"the name {long_name} is too long for the file system"
+
+
+def _limit(folder: Path, name: str, default: int | None) -> int | None:
+    try:
+        return os.pathconf(folder, name)
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows), or no answer
+        return default
 
 
 def _name_length(name: str) -> int:
@@ -160,10 +166,9 @@ def output_file(path: Path, inputs: Sequence[Path] = ()) -> Path:
     under any spelling), a name the file system takes (asked even where the folder is still to be
     made), in a folder this process can write or create (created only when the file is written,
     so a run that fails later leaves no new folder); raises UsageError."""
-    long_name = too_long_name(path)  # first: looking such a name up raises
-    if long_name is not None and _nearest_existing(path).is_dir():  # (under a file: writable_folder says so)
-        raise UsageError(f"cannot write {path}: the name {long_name} is too long for the file system; give a "
-                         "shorter name")
+    reason = too_long(path)  # first: looking such a path up raises
+    if reason is not None and _nearest_existing(path).is_dir():  # (under a file: writable_folder says so)
+        raise UsageError(f"cannot write {path}: {reason}; give a shorter name")
     if path.is_dir():
         raise UsageError(f"{path} is a folder; give a file name")
     if path.exists() and file_id(path) in {file_id(i) for i in inputs if i.exists()}:

@@ -141,10 +141,10 @@ def _jobs(inputs: Sequence[str], output: Path, clean: Path | None) -> list[Job]:
     clash = next((t for t, n in collections.Counter(job.target for job in jobs).items() if n > 1), None)
     if clash is not None:
         raise UsageError(f"two inputs would both be written to {clash}; rename one or denoise them separately")
-    too_long = next((name for job in jobs if (name := cli.too_long_name(job.target))), None)
+    too_long = next(((job.target, reason) for job in jobs if (reason := cli.too_long(job.target))), None)
     if too_long is not None:  # found now, not at its rename after other files are written
-        raise UsageError(f"the output name {too_long} is too long for the file system; rename its input "
-                         "or give -o a shorter file name")
+        raise UsageError(f"cannot write {too_long[0]}: {too_long[1]}; rename its input or give -o a shorter "
+                         "file name")
     references = {cli.file_id(job.clean) for job in jobs if job.clean is not None}
     overwrite = next((job.target for job in jobs
                       if job.target.exists() and cli.file_id(job.target) in found.keys() | references), None)

@@ -515,7 +515,7 @@ def reexport(version_dir: Path) -> Path:
         raise UsageError(f"{version_dir} is not the newest version under {folder.parent} (that is {newest}); "
                          "a re-export becomes the version served, so only the newest is re-exported")
     target = (version_dir.parent if version_dir.name == folder.name else folder.parent) / str(newest + 1)
-    require_utf8_saved_model_path(target, writes=True)  # "." loads from any folder; the next version is written
+    require_utf8_saved_model_path(folder.parent / str(newest + 1), writes=True)  # "." loads from any folder
     model, cfg = denoiser_from_export(version_dir) if denoiser else melody_from_export(version_dir)
     provenance = read_provenance(version_dir)
     digest = model_digest(model, cfg)

@@ -207,6 +207,11 @@ def test_a_name_too_long_is_refused_before_the_work_wherever_it_is(tmp_path, und
         cli.writable_folder(folder / long / "deeper")
     with pytest.raises(cli.UsageError, match=f"cannot write into .*: the name {long} is too long for the file system"):
         cli.writable_folder(folder / long)
+    deep = folder.joinpath(*["d" * 200] * 25)  # each name fits; the path is longer than PATH_MAX (4096 on Linux)
+    with pytest.raises(cli.UsageError, match=r"cannot write .*: the path is longer than the file system's \d+ bytes"):
+        cli.output_file(deep / "out.json")
+    with pytest.raises(cli.UsageError, match=r"cannot write into .*: the path is longer than the file system's"):
+        cli.writable_folder(deep)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -289,7 +289,7 @@ def test_plot_title_says_when_the_figure_shows_only_the_start():
     (lambda tmp, model, broken: [str(_a_wav(tmp)), "--clean", str(_a_wav(tmp)), "--model", str(model)],
      "use it with --plot"),
     (lambda tmp, model, broken: [str(_a_wav(tmp)), "-o", str(tmp / ("x" * 300 + ".wav")), "--model", str(model)],
-     "File name too long"),
+     "the name " + "x" * 300 + ".wav is too long for the file system; give a shorter name"),
     (lambda tmp, model, broken: [str(_a_name_too_long_as_wav(tmp)), "-o", str(tmp / "out"), "--model", str(model)],
      "is too long for the file system"),
     (lambda tmp, model, broken: [str(tmp.parent / "nest"), "--plot", "--clean", str(_nested_takes(tmp)), "-o",

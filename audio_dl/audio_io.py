@@ -159,10 +159,17 @@ def shown_path(path: str | os.PathLike) -> str:
     return os.fspath(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
+def require_utf8_path(path: str | os.PathLike, refusal: str) -> None:
+    """UsageError `refusal` (its {path} filled with shown_path) when `path` is not UTF-8: TensorFlow
+    takes a path as UTF-8 text, even given bytes, and would fail with an encoding error."""
+    if not is_utf8_name(os.fspath(path)):
+        raise UsageError(refusal.format(path=shown_path(path)))
+
+
 def printable_name(name: str) -> str:
     """A file name as UTF-8 text, one text per name: "\\" doubled, the bytes of a name that is
     not UTF-8 shown as \\xe9."""
-    return name.replace("\\", "\\\\").encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return shown_path(name.replace("\\", "\\\\"))
 
 
 def native_path(path: str | os.PathLike) -> str | bytes:

@@ -332,13 +332,11 @@ def read_provenance(version_dir: Path) -> dict:
 
 
 def require_utf8_saved_model_path(path: Path, alternative: str = "", writes: bool = False) -> None:
-    """UsageError for a SavedModel path that is not UTF-8 (a Latin-1 folder of an old archive):
-    TensorFlow takes the path as UTF-8 text, even given bytes, and would fail with an encoding
-    error. `alternative` ends the message (what to do instead of moving it)."""
-    if not audio_io.is_utf8_name(str(path)):
-        doing = "writes a SavedModel only to" if writes else "loads a SavedModel only from"
-        raise UsageError(f"{audio_io.shown_path(path)}: TensorFlow {doing} a UTF-8 path; move "
-                         f"{'the base path' if writes else 'it'}{alternative}")
+    """UsageError for a SavedModel path that TensorFlow cannot take (not UTF-8, as a Latin-1 folder
+    of an old archive). `alternative` ends the message (what to do instead of moving it)."""
+    doing = "writes a SavedModel only to" if writes else "loads a SavedModel only from"
+    audio_io.require_utf8_path(path, f"{{path}}: TensorFlow {doing} a UTF-8 path; move "
+                                     f"{'the base path' if writes else 'it'}{alternative}")
 
 
 def newest_export(path: Path) -> Path | None:
@@ -515,7 +513,7 @@ def reexport(version_dir: Path) -> Path:
         raise UsageError(f"{version_dir} is not the newest version under {folder.parent} (that is {newest}); "
                          "a re-export becomes the version served, so only the newest is re-exported")
     target = (version_dir.parent if version_dir.name == folder.name else folder.parent) / str(newest + 1)
-    require_utf8_saved_model_path(folder.parent / str(newest + 1), writes=True)  # "." loads from any folder
+    require_utf8_saved_model_path(folder.parent / target.name, writes=True)  # absolute: "." loads from any folder
     model, cfg = denoiser_from_export(version_dir) if denoiser else melody_from_export(version_dir)
     provenance = read_provenance(version_dir)
     digest = model_digest(model, cfg)

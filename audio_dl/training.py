@@ -203,9 +203,8 @@ def prepare_run_dir(run_dir: Path, cfg) -> None:
 def require_utf8_run_dir(run_dir: Path) -> None:
     """UsageError when `run_dir` is not UTF-8: Keras' TensorBoard and BackupAndRestore hand it to
     TensorFlow as a string tensor, which fails only once training starts, after the data is read."""
-    if not audio_io.is_utf8_name(str(run_dir)):
-        raise UsageError(f"run folder {audio_io.shown_path(run_dir)}: TensorFlow writes there and takes "
-                         "only UTF-8 paths; give another --run-dir")
+    audio_io.require_utf8_path(run_dir, "run folder {path}: TensorFlow writes there and takes only UTF-8 paths; "
+                                        "give another --run-dir")
 
 
 def refuse_other_config(run_dir: Path, cfg, unset: Sequence[str] = ()) -> None:

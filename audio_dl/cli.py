@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 from audio_dl.atomic import WRITE_FAILURES  # a full disk or a failing device: one line, exit 1
 from audio_dl.errors import TERMINATION, Terminated, UsageError
-from audio_dl import paths
+from audio_dl import audio_io, paths
 
 _CHECKOUT = Path(__file__).resolve().parent.parent  # holds this package: the repository, for pip install -e
 
@@ -108,18 +108,25 @@ def writable_folder(path: Path) -> Path:
     return path
 
 
+# what a lookup fails with where the path does not exist (ENAMETOOLONG: a name the file system cannot hold)
+_MISSING = {errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG}
+
+
 def _nearest_existing(path: Path) -> Path:
     """`path` or its nearest parent that exists (the current folder for a relative path). A name
-    the file system cannot even look up (too long: ENAMETOOLONG) does not exist."""
-    return next((p for p in (path, *path.parents) if _exists(p)), Path("."))
-
-
-def _exists(path: Path) -> bool:
-    try:
-        path.stat()
-    except OSError:  # Path.exists() raises for ENAMETOOLONG
-        return False
-    return True
+    the file system cannot even look up (too long: ENAMETOOLONG) does not exist; one it cannot
+    look up for another reason (a symbolic link loop, a folder this process may not search) is a
+    UsageError naming it, as the write would fail after the work."""
+    nearest = Path(".")
+    for folder in reversed((path, *path.parents)):  # from the top: the first that fails is the one to name
+        try:
+            folder.stat()
+        except OSError as error:
+            if error.errno in _MISSING:
+                break
+            raise UsageError(f"cannot write {path}: {folder}: {error.strerror}") from None
+        nearest = folder
+    return nearest
 
 
 def too_long(path: Path) -> str | None:
@@ -252,9 +259,9 @@ def add_strategy_option(parser: argparse.ArgumentParser) -> None:
                              "(default: %(default)s)")
 
 
-# a path that is missing, of the wrong kind or not writable: the user's to fix
+# a path that is missing, of the wrong kind, not writable or a symbolic link loop: the user's to fix
 _PATH_MISUSE = {errno.ENOENT, errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM, errno.EROFS,
-                errno.ENAMETOOLONG}
+                errno.ENAMETOOLONG, errno.ELOOP}
 
 
 def _terminate(signum, frame):
@@ -276,6 +283,14 @@ def _sigterm_unwinds():
         signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
+def require_utf8_temporary_folder() -> None:
+    """UsageError when the temporary folder (TMPDIR) is not a UTF-8 path: TensorFlow's autograph
+    and TFLite converter write there and would fail with a traceback, at the first traced function."""
+    audio_io.require_utf8_path(tempfile.gettempdir(), "the temporary folder {path} is not a UTF-8 path, and "
+                                                      "TensorFlow writes temporary files there; set TMPDIR to "
+                                                      "another folder")
+
+
 def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
     """Run a CLI entry point; a UsageError, or an OSError on a path the user gave (an output folder
     that is a file, a folder that cannot be written), becomes `prog: error: message` and exit code 2;
@@ -286,6 +301,7 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
         sys.stdout.reconfigure(errors="backslashreplace")  # prints escaped (as stderr does), not a traceback
     TERMINATION.clear()
     try:
+        require_utf8_temporary_folder()
         with _sigterm_unwinds():
             code = main(argv) or 0
         if TERMINATION.is_set():  # Python printed "Exception ignored in ... __del__" and went on

@@ -140,7 +140,9 @@ class CopyChecker:
 
     def copied_shares(self, tunes: list[list[int]], n: int = 16) -> list[float | None]:
         """Per tune: share of its n-note runs (n >= 2) found in training in some key (None if the
-        tune is shorter)."""
+        tune is shorter); ValueError for n < 2 (a run of 1 note has no interval to find)."""
+        if n < 2:
+            raise ValueError(f"copied_shares counts runs of n >= 2 notes; got n={n}")
         for length, owner, valid, found in self._matches(tunes):
             if length == n:
                 total = np.bincount(owner[valid], minlength=len(tunes))

@@ -106,7 +106,8 @@ def run_signature(signature, inputs: dict[str, np.ndarray], exact_dtypes: bool =
             raise ServingError(f"input {key!r} takes {spec.dtype.name} values; got {_describe(value)}")
         if not spec.shape.is_compatible_with(value.shape):
             raise ServingError(f"input {key!r} has shape {list(value.shape)}, the signature takes {spec.shape}")
-        tensors[key] = tf.constant(value, dtype=spec.dtype)
+        tensors[key] = tf.constant(value.astype(spec.dtype.as_numpy_dtype) if value.dtype.kind == "O" else value,
+                                   dtype=spec.dtype)
     try:
         outputs = signature(**tensors)
     except (tf.errors.OpError, ValueError, TypeError) as error:
@@ -121,6 +122,11 @@ def _fits(value: np.ndarray, dtype: tf.DType) -> bool:
     for numeric inputs. An empty array fits any dtype."""
     if value.size == 0:
         return True
+    if value.dtype.kind == "O":  # JSON numbers of two kinds (_json_array): each kind must fit
+        items = value.ravel().tolist()
+        kinds = {type(item) for item in items}
+        return kinds <= {int, float} and all(_fits(np.asarray([item for item in items if type(item) is kind]), dtype)
+                                             for kind in kinds)
     if dtype.is_integer:
         limits = np.iinfo(dtype.as_numpy_dtype)
         return value.dtype.kind in "iu" and limits.min <= value.min() and value.max() <= limits.max
@@ -142,6 +148,9 @@ def _describe(value: np.ndarray) -> str:
         return f"integers in [{value.min()}, {value.max()}]"
     if value.dtype.kind == "O":
         leaves = {type(item) for item in value.flat}
+        if leaves == {int, float}:
+            integers = [item for item in value.flat if type(item) is int]
+            return f"integers in [{min(integers)}, {max(integers)}] among floats"
         return ("nulls" if type(None) in leaves else "booleans among numbers" if bool in leaves
                 else "values of mixed types or integers beyond 64 bits")
     kinds = {"b": "booleans", "f": "floats", "U": "strings", "S": "strings"}
@@ -149,14 +158,18 @@ def _describe(value: np.ndarray) -> str:
 
 
 def _json_array(value) -> np.ndarray:
-    """A JSON value as an array; kept as objects where numpy would turn booleans among numbers
-    into numbers ([1, true] -> [1, 1]), so that _fits refuses it. ValueError if it is ragged."""
+    """A JSON value as an array; kept as objects where numpy would change a number's kind, so that
+    _fits checks each as TF Serving does: booleans among numbers ([1, true] -> [1, 1]) and integers
+    among floats ([0.5, 16777217] -> float64, which float32 rounds). ValueError if it is ragged."""
     array = np.asarray(value)
-    return np.asarray(value, dtype=object) if array.dtype.kind in "iuf" and _holds_a_boolean(value) else array
+    if array.dtype.kind not in "iuf":
+        return array
+    kinds = _leaf_types(value)
+    return np.asarray(value, dtype=object) if bool in kinds or (array.dtype.kind == "f" and int in kinds) else array
 
 
-def _holds_a_boolean(value) -> bool:
-    return any(map(_holds_a_boolean, value)) if isinstance(value, list) else isinstance(value, bool)
+def _leaf_types(value) -> set[type]:
+    return set().union(*map(_leaf_types, value)) if isinstance(value, list) else {type(value)}
 
 
 def _op_error_message(error: Exception) -> str:

@@ -2,7 +2,9 @@
 
 import errno
 import json
+import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -215,6 +217,21 @@ def test_a_name_too_long_is_refused_before_the_work_wherever_it_is(tmp_path, und
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_output_under_a_symbolic_link_loop_is_refused_before_the_work(tmp_path):
+    """The loop is named, as the write would fail there after the work."""
+    (tmp_path / "loop").symlink_to("loop")
+    for output in (tmp_path / "loop" / "out.wav", tmp_path / "loop" / "deeper" / "out.wav"):
+        with pytest.raises(cli.UsageError, match=f"cannot write {re.escape(str(output))}: {re.escape(str(tmp_path))}"
+                                                 "/loop: Too many levels of symbolic links"):
+            cli.output_file(output)
+        with pytest.raises(cli.UsageError, match="/loop: Too many levels of symbolic links"):
+            cli.writable_folder(output)
+    result = _run("audio_dl.train_denoiser", "--run-dir", str(tmp_path / "loop" / "run"))  # its first write
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == (f"python -m audio_dl.train_denoiser: error: {tmp_path}/loop/run: "
+                                              "Too many levels of symbolic links")
+
+
 def test_empty_audio_folder_is_one_line_exit_2(tmp_path):
     (tmp_path / "nothing").mkdir()
     result = _run("audio_dl.train_denoiser", "--set", f"noise={tmp_path / 'nothing'}", "--run-dir", str(tmp_path / "r"))
@@ -326,3 +343,18 @@ def test_a_tool_that_loaded_tensorflow_refuses_in_one_line_where_no_gpu_can_be_o
                            env={**_without_tf_log_level(), "TF_CPP_MIN_LOG_LEVEL": "2"})
     if "cuInit" not in shown.stderr:
         pytest.skip("this TensorFlow logs no cuInit error: nothing to hide")
+
+
+def test_a_temporary_folder_whose_path_is_not_utf8_is_refused_before_the_work(tiny_export, tmp_path):
+    """TensorFlow's autograph and the TFLite converter write under TMPDIR and take only UTF-8 paths."""
+    temporary = tmp_path / os.fsdecode(b"t\xe9mp")  # Latin-1
+    temporary.mkdir()
+    shutil.copytree(tiny_export, tmp_path / "denoiser" / "1")
+    result = subprocess.run([sys.executable, "-m", "audio_dl.export", "reexport", str(tmp_path / "denoiser" / "1")],
+                            capture_output=True, text=True, errors="backslashreplace",
+                            env={**os.environ, "TMPDIR": os.fsencode(temporary)})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"python -m audio_dl.export: error: the temporary folder {tmp_path}/t\\xe9mp is not a UTF-8 path, and "
+        "TensorFlow writes temporary files there; set TMPDIR to another folder")
+    assert sorted(p.name for p in (tmp_path / "denoiser").iterdir()) == ["1"]

@@ -540,6 +540,8 @@ def test_copy_checker():
     checker = mm.CopyChecker([[1, 2, 3, 4, 5, 6], [9, 9, 9]])
     assert checker.longest_copied_runs([[7, 2, 3, 4, 8], [6, 9, 9], [7], [3, 4, 5, 6, 9, 9, 9], []]) == [3, 2, 1, 4, 0]
     assert checker.copied_shares([[1, 2, 3, 4, 5, 6], [1, 2], [5, 6, 9, 1]], n=3) == [1.0, None, 0.0]
+    with pytest.raises(ValueError, match="n >= 2 notes; got n=1"):
+        checker.copied_shares([[1, 2, 3]], n=1)  # not None for every tune, as if none were long enough
 
 
 def test_copies_are_found_in_any_key():  # training transposes: a generated copy may be in any key

@@ -124,6 +124,8 @@ def _generate(**changes):
     ("/v1/models/denoiser:predict", {"instances": [[0.5, True]]}, 400, "takes float32 values; got booleans among"),
     ("/v1/models/melody:predict", _generate(primer=[5, True]), 400, "'primer' takes int32 values; got booleans among"),
     ("/v1/models/denoiser:predict", {"instances": [[16777216, 0]]}, 400, "takes float32 values; got integers in"),
+    ("/v1/models/denoiser:predict", {"instances": [[0.5, 16777217]]}, 400,
+     "takes float32 values; got integers in [16777217, 16777217] among floats"),
     ("/v1/models/denoiser:predict", {"instances": [[1e39, 0.0]]}, 400, "takes float32 values; got floats"),
     ("/v1/models/denoiser:predict", {"signature_name": ["a"], "instances": [[0.0]]}, 400,
      "'signature_name' must be a string"),
@@ -136,6 +138,19 @@ def _generate(**changes):
 def test_rest_malformed_requests_get_tf_serving_errors(rest, path, body, status, message):
     reply = rest.post(path, json=body)
     assert reply.status_code == status and set(reply.json) == {"error"} and message in reply.json["error"]
+
+
+def test_rest_reads_integers_among_floats_as_the_numbers_they_are(rest, registry):
+    """[0, 0.5, 16777215]: JSON writers spell whole numbers as integers; each kind is checked, none rounded."""
+    x = waveforms(1)
+    x[0, ::7], x[0, 3] = 0.0, 16777215.0  # below 2**24: float32 holds it exactly
+    body = [[int(v) if v in (0.0, 16777215.0) else v for v in row] for row in x.tolist()]
+    assert {type(v) for v in body[0]} == {int, float}
+    reply = rest.post("/v1/models/denoiser:predict", json={"instances": body})
+    assert reply.status_code == 200, reply.json
+    np.testing.assert_allclose(np.array(reply.json["predictions"]),
+                               direct(registry, "denoiser", "serving_default", waveform=x)["denoised"], atol=1e-6,
+                               rtol=1e-6)
 
 
 def test_rest_accepts_a_json_body_sent_as_a_form_like_curl_d(rest, registry):

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 from audio_dl.atomic import WRITE_FAILURES  # a full disk or a failing device: one line, exit 1
 from audio_dl.errors import TERMINATION, Terminated, UsageError
-from audio_dl import audio_io, paths
+from audio_dl import paths
 
 _CHECKOUT = Path(__file__).resolve().parent.parent  # holds this package: the repository, for pip install -e
 
@@ -82,10 +82,14 @@ def given_path(text: str) -> Path:
 
 
 def folder_path(text: str) -> Path:
-    """argparse type of a folder to write into: refused at once if it is empty or a file (not after
-    a run)."""
+    """argparse type of a folder to write into: refused at once if it is empty, a file or under a
+    path that cannot be looked up (not after a run)."""
     path = given_path(text)
-    if path.exists() and not path.is_dir():
+    try:
+        nearest = _nearest_existing(path)
+    except UsageError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if nearest == path and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a file, not a folder")
     return path
 
@@ -108,8 +112,10 @@ def writable_folder(path: Path) -> Path:
     return path
 
 
-# what a lookup fails with where the path does not exist (ENAMETOOLONG: a name the file system cannot hold)
+# what a lookup fails with where the path does not exist (ENAMETOOLONG: a name the file system cannot hold),
+# and where the user must fix it (a symbolic link loop, a folder this process may not search)
 _MISSING = {errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG}
+_UNREACHABLE = {errno.ELOOP, errno.EACCES, errno.EPERM}
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -118,13 +124,17 @@ def _nearest_existing(path: Path) -> Path:
     look up for another reason (a symbolic link loop, a folder this process may not search) is a
     UsageError naming it, as the write would fail after the work."""
     nearest = Path(".")
-    for folder in reversed((path, *path.parents)):  # from the top: the first that fails is the one to name
+    walked = Path(os.path.normpath(path)) if os.name == "nt" else path  # Windows resolves "a\..\b" by name
+    for folder in reversed((walked, *walked.parents)):  # from the top: the first that fails is the one to name
         try:
             folder.stat()
         except OSError as error:
             if error.errno in _MISSING:
                 break
-            raise UsageError(f"cannot write {path}: {folder}: {error.strerror}") from None
+            if error.errno not in _UNREACHABLE:  # a failing device: run_main's one line, exit 1
+                raise
+            where = "" if folder == walked else f" {folder}:"
+            raise UsageError(f"cannot write {path}:{where} {error.strerror}") from None
         nearest = folder
     return nearest
 
@@ -284,11 +294,18 @@ def _sigterm_unwinds():
 
 
 def require_utf8_temporary_folder() -> None:
-    """UsageError when the temporary folder (TMPDIR) is not a UTF-8 path: TensorFlow's autograph
-    and TFLite converter write there and would fail with a traceback, at the first traced function."""
-    audio_io.require_utf8_path(tempfile.gettempdir(), "the temporary folder {path} is not a UTF-8 path, and "
-                                                      "TensorFlow writes temporary files there; set TMPDIR to "
-                                                      "another folder")
+    """UsageError when there is no temporary folder, or its path (TMPDIR) is not UTF-8: TensorFlow's
+    autograph and TFLite converter write there and would fail with a traceback, at the first traced
+    function (a training's, after its data is read)."""
+    from audio_dl import audio_io  # noqa: PLC0415 - numpy and soundfile: not before run_main catches Ctrl-C
+
+    try:
+        folder = tempfile.gettempdir()
+    except FileNotFoundError:  # none of TMPDIR, /tmp, ... can be written
+        raise UsageError("no temporary folder can be written (TensorFlow writes temporary files there); "
+                         "set TMPDIR to a folder this process can write") from None
+    audio_io.require_utf8_path(folder, "the temporary folder {path} is not a UTF-8 path, and TensorFlow writes "
+                                       "temporary files there; set TMPDIR to another folder")
 
 
 def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
@@ -301,7 +318,8 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
         sys.stdout.reconfigure(errors="backslashreplace")  # prints escaped (as stderr does), not a traceback
     TERMINATION.clear()
     try:
-        require_utf8_temporary_folder()
+        if "tensorflow" in sys.modules and not {"-h", "--help"} & set(sys.argv[1:] if argv is None else argv):
+            require_utf8_temporary_folder()
         with _sigterm_unwinds():
             code = main(argv) or 0
         if TERMINATION.is_set():  # Python printed "Exception ignored in ... __del__" and went on

@@ -103,7 +103,7 @@ def run_signature(signature, inputs: dict[str, np.ndarray], exact_dtypes: bool =
             raise ServingError(f"input {key!r} has dtype {tf.as_dtype(value.dtype).name}; "
                                f"the signature takes {spec.dtype.name}")
         if not _fits(value, spec.dtype):
-            raise ServingError(f"input {key!r} takes {spec.dtype.name} values; got {_describe(value)}")
+            raise ServingError(f"input {key!r} takes {spec.dtype.name} values; got {_describe(value, spec.dtype)}")
         if not spec.shape.is_compatible_with(value.shape):
             raise ServingError(f"input {key!r} has shape {list(value.shape)}, the signature takes {spec.shape}")
         tensors[key] = tf.constant(value.astype(spec.dtype.as_numpy_dtype) if value.dtype.kind == "O" else value,
@@ -123,36 +123,53 @@ def _fits(value: np.ndarray, dtype: tf.DType) -> bool:
     if value.size == 0:
         return True
     if value.dtype.kind == "O":  # JSON numbers of two kinds (_json_array): each kind must fit
-        items = value.ravel().tolist()
-        kinds = {type(item) for item in items}
-        return kinds <= {int, float} and all(_fits(np.asarray([item for item in items if type(item) is kind]), dtype)
-                                             for kind in kinds)
-    if dtype.is_integer:
-        limits = np.iinfo(dtype.as_numpy_dtype)
-        return value.dtype.kind in "iu" and limits.min <= value.min() and value.max() <= limits.max
+        numbers = _split_numbers(value)
+        return numbers is not None and _integers_fit(numbers[0], dtype) and _fits(numbers[1], dtype)
+    if value.dtype.kind in "iu":
+        return _integers_fit([int(value.min()), int(value.max())], dtype)
     if dtype.is_floating:
-        limits = np.finfo(dtype.as_numpy_dtype)
-        if value.dtype.kind in "iu":
-            return max(-int(value.min()), int(value.max())) < 2 ** (limits.nmant + 1)
         if value.dtype.kind != "f":
             return False
         finite = value[np.isfinite(value)]  # NaN and infinity are kept, as TF Serving keeps them
-        return finite.size == 0 or np.abs(finite).max() <= limits.max
+        return finite.size == 0 or np.abs(finite).max() <= np.finfo(dtype.as_numpy_dtype).max
     if dtype == tf.string:
         return value.dtype.kind in "US"
-    return value.dtype == dtype.as_numpy_dtype
+    return not dtype.is_integer and value.dtype == dtype.as_numpy_dtype
 
 
-def _describe(value: np.ndarray) -> str:
+def _integers_fit(integers: list[int], dtype: tf.DType) -> bool:
+    """Whether these integers are all values of a numeric `dtype` (float32: |n| < 2**24)."""
+    if not integers:
+        return True
+    if dtype.is_integer:
+        limits = np.iinfo(dtype.as_numpy_dtype)
+        return limits.min <= min(integers) and max(integers) <= limits.max
+    return dtype.is_floating and max(map(abs, integers)) < 2 ** (np.finfo(dtype.as_numpy_dtype).nmant + 1)
+
+
+def _split_numbers(value: np.ndarray) -> tuple[list[int], np.ndarray] | None:
+    """(its integers, its floats as float64) of an object array of JSON values; None where it
+    holds anything else (booleans, nulls, strings)."""
+    items = value.ravel().tolist()
+    integers = [item for item in items if type(item) is int]
+    floats = np.array([item for item in items if type(item) is float], np.float64)
+    return (integers, floats) if len(integers) + floats.size == len(items) else None
+
+
+def _describe(value: np.ndarray, dtype: tf.DType) -> str:
+    """What `value` holds that does not fit `dtype` (_fits), in words."""
     if value.dtype.kind in "iu":
         return f"integers in [{value.min()}, {value.max()}]"
     if value.dtype.kind == "O":
+        numbers = _split_numbers(value)
+        if numbers is not None:
+            integers, floats = numbers
+            if not _fits(floats, dtype):
+                return _describe(floats, dtype)
+            return f"integers in [{min(integers)}, {max(integers)}]{' among floats' if floats.size else ''}"
         leaves = {type(item) for item in value.flat}
-        if leaves == {int, float}:
-            integers = [item for item in value.flat if type(item) is int]
-            return f"integers in [{min(integers)}, {max(integers)}] among floats"
         return ("nulls" if type(None) in leaves else "booleans among numbers" if bool in leaves
-                else "values of mixed types or integers beyond 64 bits")
+                else "values of mixed types")
     kinds = {"b": "booleans", "f": "floats", "U": "strings", "S": "strings"}
     return kinds.get(value.dtype.kind, value.dtype.name)
 
@@ -160,16 +177,14 @@ def _describe(value: np.ndarray) -> str:
 def _json_array(value) -> np.ndarray:
     """A JSON value as an array; kept as objects where numpy would change a number's kind, so that
     _fits checks each as TF Serving does: booleans among numbers ([1, true] -> [1, 1]) and integers
-    among floats ([0.5, 16777217] -> float64, which float32 rounds). ValueError if it is ragged."""
+    that became floats ([0.5, 16777217] or [-1, 2**63] -> float64, which float32 rounds). ValueError
+    if it is ragged."""
     array = np.asarray(value)
     if array.dtype.kind not in "iuf":
         return array
-    kinds = _leaf_types(value)
-    return np.asarray(value, dtype=object) if bool in kinds or (array.dtype.kind == "f" and int in kinds) else array
-
-
-def _leaf_types(value) -> set[type]:
-    return set().union(*map(_leaf_types, value)) if isinstance(value, list) else {type(value)}
+    objects = np.asarray(value, dtype=object)
+    kinds = set(map(type, objects.ravel().tolist()))
+    return objects if bool in kinds or (array.dtype.kind == "f" and int in kinds) else array
 
 
 def _op_error_message(error: Exception) -> str:

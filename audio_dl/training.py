@@ -28,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from audio_dl import atomic, audio_io, distribute, evaluate, export
+from audio_dl import atomic, audio_io, cli, distribute, evaluate, export
 from audio_dl import layers as L
 from audio_dl.config import RERUN_KEYS, DenoiserConfig, json_text, read_json_object, save_config, to_dict
 from audio_dl.errors import UsageError
@@ -200,9 +200,11 @@ def prepare_run_dir(run_dir: Path, cfg) -> None:
     save_config(cfg, run_dir / "config.json")
 
 
-def require_utf8_run_dir(run_dir: Path) -> None:
-    """UsageError when `run_dir` is not UTF-8: Keras' TensorBoard and BackupAndRestore hand it to
-    TensorFlow as a string tensor, which fails only once training starts, after the data is read."""
+def require_utf8_write_paths(run_dir: Path) -> None:
+    """UsageError when `run_dir` or the temporary folder is not UTF-8: Keras' TensorBoard and
+    BackupAndRestore hand the run folder to TensorFlow as a string tensor, and autograph writes
+    into the temporary folder; both fail only once training starts, after the data is read."""
+    cli.require_utf8_temporary_folder()
     audio_io.require_utf8_path(run_dir, "run folder {path}: TensorFlow writes there and takes only UTF-8 paths; "
                                         "give another --run-dir")
 
@@ -295,7 +297,7 @@ def train_denoiser(cfg: DenoiserConfig, run_dir: Path, mixed_precision: bool = F
     strategy: one of distribute.STRATEGIES. Under `multiworker`, only the chief evaluates and
     exports; the other workers return after training (export_dir None, empty metrics).
     """
-    require_utf8_run_dir(Path(run_dir))
+    require_utf8_write_paths(Path(run_dir))
     refuse_other_config(Path(run_dir), cfg)  # before the corpus is read and probed
     corpus = speech.load_corpus(cfg)
     keras.utils.set_random_seed(cfg.seed)

@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -226,10 +227,13 @@ def test_an_output_under_a_symbolic_link_loop_is_refused_before_the_work(tmp_pat
             cli.output_file(output)
         with pytest.raises(cli.UsageError, match="/loop: Too many levels of symbolic links"):
             cli.writable_folder(output)
-    result = _run("audio_dl.train_denoiser", "--run-dir", str(tmp_path / "loop" / "run"))  # its first write
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.splitlines()[-1] == (f"python -m audio_dl.train_denoiser: error: {tmp_path}/loop/run: "
-                                              "Too many levels of symbolic links")
+    result = _run("audio_dl.train_denoiser", "--run-dir", str(tmp_path / "loop" / "run"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr and not result.stdout  # before the data
+    assert result.stderr.splitlines()[-1] == (
+        f"python -m audio_dl.train_denoiser: error: argument --run-dir: cannot write {tmp_path}/loop/run: "
+        f"{tmp_path}/loop: Too many levels of symbolic links")
+    with pytest.raises(cli.UsageError, match="^cannot write .*/loop: Too many levels of symbolic links$"):
+        cli.writable_folder(tmp_path / "loop")  # the loop itself: named once
 
 
 def test_empty_audio_folder_is_one_line_exit_2(tmp_path):
@@ -350,11 +354,27 @@ def test_a_temporary_folder_whose_path_is_not_utf8_is_refused_before_the_work(ti
     temporary = tmp_path / os.fsdecode(b"t\xe9mp")  # Latin-1
     temporary.mkdir()
     shutil.copytree(tiny_export, tmp_path / "denoiser" / "1")
+    env = {**os.environ, "TMPDIR": os.fsencode(temporary)}
     result = subprocess.run([sys.executable, "-m", "audio_dl.export", "reexport", str(tmp_path / "denoiser" / "1")],
-                            capture_output=True, text=True, errors="backslashreplace",
-                            env={**os.environ, "TMPDIR": os.fsencode(temporary)})
+                            capture_output=True, text=True, errors="backslashreplace", env=env)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.splitlines()[-1] == (
         f"python -m audio_dl.export: error: the temporary folder {tmp_path}/t\\xe9mp is not a UTF-8 path, and "
         "TensorFlow writes temporary files there; set TMPDIR to another folder")
     assert sorted(p.name for p in (tmp_path / "denoiser").iterdir()) == ["1"]
+    helped = subprocess.run([sys.executable, "-m", "audio_dl.export", "--help"], capture_output=True, text=True, env=env)
+    assert helped.returncode == 0 and "reexport" in helped.stdout  # --help still answers there
+
+
+def test_no_temporary_folder_is_one_line_exit_2(monkeypatch, capsys):
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    monkeypatch.setattr(tempfile, "_candidate_tempdir_list", lambda: ["/nonexistent/folder"])
+
+    def main(argv):
+        raise AssertionError("not reached")
+
+    main.prog = "python -m audio_dl.example"
+    assert cli.run_main(main, []) == 2  # tensorflow is loaded in this process: its tools check
+    assert capsys.readouterr().err == ("python -m audio_dl.example: error: no temporary folder can be written "
+                                       "(TensorFlow writes temporary files there); set TMPDIR to a folder this "
+                                       "process can write\n")

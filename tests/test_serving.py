@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
+from audio_dl import serving
 from audio_dl.config import MelodyConfig, make_config
 from audio_dl.serving import ModelRegistry, create_rest_app, start_grpc_server
 from conftest import SIGNALS, free_port, stop_server
@@ -126,6 +127,10 @@ def _generate(**changes):
     ("/v1/models/denoiser:predict", {"instances": [[16777216, 0]]}, 400, "takes float32 values; got integers in"),
     ("/v1/models/denoiser:predict", {"instances": [[0.5, 16777217]]}, 400,
      "takes float32 values; got integers in [16777217, 16777217] among floats"),
+    ("/v1/models/denoiser:predict", {"instances": [[-1, 9223372036854775809]]}, 400,  # numpy: float64
+     "takes float32 values; got integers in [-1, 9223372036854775809]"),
+    ("/v1/models/denoiser:predict", {"instances": [[1e39, 0]]}, 400, "takes float32 values; got floats"),
+    ("/v1/models/melody:predict", _generate(primer=[5, 0.5]), 400, "input 'primer' takes int32 values; got floats"),
     ("/v1/models/denoiser:predict", {"instances": [[1e39, 0.0]]}, 400, "takes float32 values; got floats"),
     ("/v1/models/denoiser:predict", {"signature_name": ["a"], "instances": [[0.0]]}, 400,
      "'signature_name' must be a string"),
@@ -151,6 +156,13 @@ def test_rest_reads_integers_among_floats_as_the_numbers_they_are(rest, registry
     np.testing.assert_allclose(np.array(reply.json["predictions"]),
                                direct(registry, "denoiser", "serving_default", waveform=x)["denoised"], atol=1e-6,
                                rtol=1e-6)
+
+
+def test_integers_numpy_cannot_hold_are_checked_as_integers():
+    """A caller's own list may hold what JSON would not give: 2**70 is refused, not recursed on."""
+    value = serving._json_array([0.0, 2 ** 70])
+    assert not serving._fits(value, tf.float32)
+    assert serving._describe(value, tf.float32) == f"integers in [{2 ** 70}, {2 ** 70}] among floats"
 
 
 def test_rest_accepts_a_json_body_sent_as_a_form_like_curl_d(rest, registry):

@@ -5,6 +5,7 @@ import dataclasses
 import json
 import os
 import re
+import tempfile
 from pathlib import Path
 
 import keras
@@ -289,7 +290,7 @@ def test_a_melody_run_of_another_config_is_refused_before_the_tunes_are_read(tmp
     assert read == [tiny]
 
 
-def test_a_run_folder_whose_path_is_not_utf8_is_refused_before_the_data_is_read(tmp_path, monkeypatch):
+def test_a_run_or_temporary_folder_whose_path_is_not_utf8_is_refused_before_the_data_is_read(tmp_path, monkeypatch):
     """TensorBoard and BackupAndRestore take the path as a TF string, which must be UTF-8."""
     from audio_dl import melody_training, training
     from audio_dl.config import MelodyConfig
@@ -305,3 +306,12 @@ def test_a_run_folder_whose_path_is_not_utf8_is_refused_before_the_data_is_read(
     with pytest.raises(UsageError, match=message):
         melody_training.train_melody(make_config(MelodyConfig, "tiny"), run)
     assert not run.parent.exists()
+    temporary = tmp_path / os.fsdecode(b"t\xe9mp")  # autograph writes there
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    message = re.escape(f"the temporary folder {tmp_path}/t\\xe9mp is not a UTF-8 path")
+    with pytest.raises(UsageError, match=message):
+        training.train_denoiser(make_config(DenoiserConfig, "tiny"), tmp_path / "run")
+    with pytest.raises(UsageError, match=message):
+        melody_training.train_melody(make_config(MelodyConfig, "tiny"), tmp_path / "run")
+    assert not (tmp_path / "run").exists()

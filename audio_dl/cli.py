@@ -112,28 +112,27 @@ def writable_folder(path: Path) -> Path:
     return path
 
 
-# what a lookup fails with where the path does not exist (ENAMETOOLONG: a name the file system cannot hold),
-# and where the user must fix it (a symbolic link loop, a folder this process may not search)
+# what a lookup fails with where the path does not exist (ENAMETOOLONG: a name the file system cannot hold;
+# Windows: 21 "device not ready", 123 "invalid name"), and where the write would fail (1921: a link loop)
 _MISSING = {errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG}
-_UNREACHABLE = {errno.ELOOP, errno.EACCES, errno.EPERM}
+_WINDOWS_MISSING = {21, 123}
 
 
 def _nearest_existing(path: Path) -> Path:
     """`path` or its nearest parent that exists (the current folder for a relative path). A name
     the file system cannot even look up (too long: ENAMETOOLONG) does not exist; one it cannot
     look up for another reason (a symbolic link loop, a folder this process may not search) is a
-    UsageError naming it, as the write would fail after the work."""
+    UsageError naming it, as the write would fail after the work (a failing device: its OSError)."""
     nearest = Path(".")
-    walked = Path(os.path.normpath(path)) if os.name == "nt" else path  # Windows resolves "a\..\b" by name
-    for folder in reversed((walked, *walked.parents)):  # from the top: the first that fails is the one to name
+    for folder in reversed((path, *path.parents)):  # from the top: the first that fails is the one to name
         try:
             folder.stat()
         except OSError as error:
-            if error.errno in _MISSING:
+            if error.errno in _MISSING or getattr(error, "winerror", None) in _WINDOWS_MISSING:
                 break
-            if error.errno not in _UNREACHABLE:  # a failing device: run_main's one line, exit 1
+            if error.errno in WRITE_FAILURES:  # run_main's one line, exit 1
                 raise
-            where = "" if folder == walked else f" {folder}:"
+            where = "" if folder == path else f" {folder}:"
             raise UsageError(f"cannot write {path}:{where} {error.strerror}") from None
         nearest = folder
     return nearest
@@ -311,14 +310,17 @@ def require_utf8_temporary_folder() -> None:
 def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
     """Run a CLI entry point; a UsageError, or an OSError on a path the user gave (an output folder
     that is a file, a folder that cannot be written), becomes `prog: error: message` and exit code 2;
-    a write that fails for lack of space or a failing device, that line and exit code 1.
+    a write that fails for lack of space or a failing device, that line and exit code 1. A tool that
+    has loaded TensorFlow is refused where TensorFlow cannot trace functions (require_utf8_temporary_folder)
+    unless its main says main.traces_functions = False.
     Ctrl-C and SIGTERM end it with one line (exit codes 130 and 143) after partial outputs are removed."""
     prog = getattr(main, "prog", None) or sys.argv[0]
     if getattr(sys.stdout, "errors", None) == "strict":  # a UTF-8 locale's: a file name that is not UTF-8
         sys.stdout.reconfigure(errors="backslashreplace")  # prints escaped (as stderr does), not a traceback
     TERMINATION.clear()
     try:
-        if "tensorflow" in sys.modules and not {"-h", "--help"} & set(sys.argv[1:] if argv is None else argv):
+        if "tensorflow" in sys.modules and getattr(main, "traces_functions", True) and \
+                not {"-h", "--help"} & set(sys.argv[1:] if argv is None else argv):
             require_utf8_temporary_folder()
         with _sigterm_unwinds():
             code = main(argv) or 0

@@ -29,7 +29,7 @@ from audio_dl.models.melody import build_folknet, vocab_size
 from audio_dl import distribute
 from audio_dl.training import (EpochClock, ResumedEarlyStopping, best_epoch, check_divergence, counted, device_name,
                                finished_training, load_best_weights, mark_trained, prepare_run_dir, refuse_other_config,
-                               require_utf8_write_paths, run_callbacks)
+                               check_write_paths, run_callbacks)
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ def train_melody(cfg: MelodyConfig, run_dir: Path, verbose: int = 1, command: st
     from audio_dl.export_melody import export_melody  # noqa: PLC0415 - keeps the import graph one-way
 
     range_keys = () if cfg.pitch_range_is_set else ("pitch_low", "pitch_high")  # set by the training tunes
-    require_utf8_write_paths(Path(run_dir))
+    check_write_paths(Path(run_dir))
     refuse_other_config(Path(run_dir), cfg, unset=range_keys)  # before the tunes are read (seconds)
     corpus = melody_data.load_corpus(cfg)
     cfg = corpus.cfg

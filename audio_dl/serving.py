@@ -418,6 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 main.prog = "python -m audio_dl.serving"
+main.traces_functions = False  # it calls the SavedModels' signatures: no autograph, no TMPDIR
 
 if __name__ == "__main__":
     raise SystemExit(cli.run_main(main))

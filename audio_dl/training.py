@@ -200,13 +200,15 @@ def prepare_run_dir(run_dir: Path, cfg) -> None:
     save_config(cfg, run_dir / "config.json")
 
 
-def require_utf8_write_paths(run_dir: Path) -> None:
-    """UsageError when `run_dir` or the temporary folder is not UTF-8: Keras' TensorBoard and
-    BackupAndRestore hand the run folder to TensorFlow as a string tensor, and autograph writes
-    into the temporary folder; both fail only once training starts, after the data is read."""
+def check_write_paths(run_dir: Path) -> None:
+    """UsageError, before the data is read, where training would fail only once it starts: a run
+    folder this process cannot write or make (cli.writable_folder) or whose path is not UTF-8
+    (Keras' TensorBoard and BackupAndRestore hand it to TensorFlow as a string tensor), or a
+    temporary folder whose path is not UTF-8 (autograph writes there)."""
     cli.require_utf8_temporary_folder()
     audio_io.require_utf8_path(run_dir, "run folder {path}: TensorFlow writes there and takes only UTF-8 paths; "
                                         "give another --run-dir")
+    cli.writable_folder(run_dir)
 
 
 def refuse_other_config(run_dir: Path, cfg, unset: Sequence[str] = ()) -> None:
@@ -297,7 +299,7 @@ def train_denoiser(cfg: DenoiserConfig, run_dir: Path, mixed_precision: bool = F
     strategy: one of distribute.STRATEGIES. Under `multiworker`, only the chief evaluates and
     exports; the other workers return after training (export_dir None, empty metrics).
     """
-    require_utf8_write_paths(Path(run_dir))
+    check_write_paths(Path(run_dir))
     refuse_other_config(Path(run_dir), cfg)  # before the corpus is read and probed
     corpus = speech.load_corpus(cfg)
     keras.utils.set_random_seed(cfg.seed)

@@ -314,4 +314,27 @@ def test_a_run_or_temporary_folder_whose_path_is_not_utf8_is_refused_before_the_
         training.train_denoiser(make_config(DenoiserConfig, "tiny"), tmp_path / "run")
     with pytest.raises(UsageError, match=message):
         melody_training.train_melody(make_config(MelodyConfig, "tiny"), tmp_path / "run")
+    with pytest.raises(UsageError, match=message):  # a notebook builds its data before it trains
+        speech.validation_dataset(None, make_config(DenoiserConfig, "tiny"))
     assert not (tmp_path / "run").exists()
+
+
+def test_a_run_folder_that_cannot_be_made_is_refused_before_the_data_is_read(tmp_path, monkeypatch):
+    """Under a file, under a symbolic link loop, or a name too long: also the default runs/<preset>."""
+    from audio_dl import melody_training, training
+    from audio_dl.config import MelodyConfig
+    from audio_dl.data import melody as melody_data
+    from audio_dl.errors import UsageError
+
+    monkeypatch.setattr(speech, "load_corpus", lambda cfg: pytest.fail("read the corpus"))
+    monkeypatch.setattr(melody_data, "load_corpus", lambda cfg: pytest.fail("read the tunes"))
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "loop").symlink_to("loop")
+    for run, message in ((tmp_path / "file" / "run", "file is a file, not a folder"),
+                         (tmp_path / "loop" / "run", "loop: Too many levels of symbolic links"),
+                         (tmp_path / ("r" * 300), "is too long for the file system")):
+        with pytest.raises(UsageError, match=message):
+            training.train_denoiser(make_config(DenoiserConfig, "tiny"), run)
+        with pytest.raises(UsageError, match=message):
+            melody_training.train_melody(make_config(MelodyConfig, "tiny"), run)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "loop"]

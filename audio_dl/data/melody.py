@@ -19,7 +19,7 @@ import logging
 import numpy as np
 import tensorflow as tf
 
-from audio_dl import audio_io, midi_io
+from audio_dl import audio_io, cli, midi_io
 from audio_dl.config import MelodyConfig
 from audio_dl.data import corpora
 from audio_dl.errors import UsageError
@@ -265,6 +265,7 @@ def training_dataset(tunes: list[Tune], cfg: MelodyConfig, context: tf.distribut
     batches per replica. Length buckets give workers different batch counts per pass, so
     distributed training uses `endless`.
     """
+    cli.require_utf8_temporary_folder()
     context = context or tf.distribute.InputContext()
     if len(tunes) < context.num_input_pipelines:
         raise UsageError(f"{len(tunes)} training tunes cannot feed {context.num_input_pipelines} workers")
@@ -287,6 +288,7 @@ def validation_dataset(tunes: list[Tune], cfg: MelodyConfig,
                        context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
     """The held-out tunes untransposed, in a fixed order, cached (all of them on every worker,
     batched per replica)."""
+    cli.require_utf8_temporary_folder()  # its maps are traced: a clear refusal, not pybind's cast error
     context = context or tf.distribute.InputContext()
     batch = max(1, cfg.batch_size // context.num_replicas_in_sync)
     return _batched(_ragged(tunes, cfg), cfg, batch).cache().prefetch(tf.data.AUTOTUNE)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from audio_dl import audio_io
+from audio_dl import audio_io, cli
 from audio_dl.config import DenoiserConfig
 from audio_dl.data import augment, corpora, records
 from audio_dl.errors import UsageError
@@ -482,6 +482,7 @@ def training_dataset(split: Split, cfg: DenoiserConfig, context: tf.distribute.I
     for a few: the indices of the examples the min_speech_dbfs filter dropped are not counted, so
     that many of the last drawn are drawn again.
     """
+    cli.require_utf8_temporary_folder()  # its maps are traced: a clear refusal, not pybind's cast error
     context = context or tf.distribute.InputContext()
     return (_training_examples(split, cfg, context, first_example)
             .filter(_loud_enough(cfg))
@@ -494,6 +495,7 @@ def validation_dataset(split: Split, cfg: DenoiserConfig,
                        context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
     """The same `cfg.val_examples` mixtures every time (no augmentation), cached, batched
     (per replica under a strategy: every worker scores all of them, so all see the same mean)."""
+    cli.require_utf8_temporary_folder()
     context = context or tf.distribute.InputContext()
     val_cfg = dataclasses.replace(cfg, seed=(cfg.seed + 7919) % 2**32)  # a valid seed, also near 2**32
     batch = max(1, min(cfg.batch_size, cfg.val_examples) // context.num_replicas_in_sync)

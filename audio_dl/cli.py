@@ -112,10 +112,8 @@ def writable_folder(path: Path) -> Path:
     return path
 
 
-# what a lookup fails with where the path does not exist (ENAMETOOLONG: a name the file system cannot hold;
-# Windows: 21 "device not ready", 123 "invalid name"), and where the write would fail (1921: a link loop)
+# what a lookup fails with where the path does not exist (ENAMETOOLONG: a name the file system cannot hold)
 _MISSING = {errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG}
-_WINDOWS_MISSING = {21, 123}
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -128,7 +126,7 @@ def _nearest_existing(path: Path) -> Path:
         try:
             folder.stat()
         except OSError as error:
-            if error.errno in _MISSING or getattr(error, "winerror", None) in _WINDOWS_MISSING:
+            if error.errno in _MISSING:
                 break
             if error.errno in WRITE_FAILURES:  # run_main's one line, exit 1
                 raise
@@ -307,6 +305,11 @@ def require_utf8_temporary_folder() -> None:
                                        "temporary files there; set TMPDIR to another folder")
 
 
+def _asks_for_help(arg: str) -> bool:
+    """-h, --help, or an abbreviation of it that argparse takes (--he)."""
+    return arg == "-h" or (len(arg) > 2 and "--help".startswith(arg))
+
+
 def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
     """Run a CLI entry point; a UsageError, or an OSError on a path the user gave (an output folder
     that is a file, a folder that cannot be written), becomes `prog: error: message` and exit code 2;
@@ -320,7 +323,7 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
     TERMINATION.clear()
     try:
         if "tensorflow" in sys.modules and getattr(main, "traces_functions", True) and \
-                not {"-h", "--help"} & set(sys.argv[1:] if argv is None else argv):
+                not any(_asks_for_help(arg) for arg in (sys.argv[1:] if argv is None else argv)):
             require_utf8_temporary_folder()
         with _sigterm_unwinds():
             code = main(argv) or 0

@@ -236,6 +236,26 @@ def test_an_output_under_a_symbolic_link_loop_is_refused_before_the_work(tmp_pat
         cli.writable_folder(tmp_path / "loop")  # the loop itself: named once
 
 
+@pytest.mark.parametrize("code, exit_code", [(errno.EINVAL, 2), (errno.EIO, 1)])
+def test_a_path_the_file_system_cannot_look_up_is_one_line(tmp_path, monkeypatch, capsys, code, exit_code):
+    """An invalid name is the user's to fix (exit 2); a failing device is not (exit 1)."""
+    real_stat = Path.stat
+
+    def stat(path, *args, **kwargs):
+        if path == tmp_path / "bad":
+            raise OSError(code, os.strerror(code), str(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", stat)
+
+    def main(argv):
+        cli.output_file(tmp_path / "bad" / "out.wav")
+
+    main.prog = "python -m audio_dl.example"
+    assert cli.run_main(main, []) == exit_code
+    assert len(capsys.readouterr().err.splitlines()) == 1
+
+
 def test_empty_audio_folder_is_one_line_exit_2(tmp_path):
     (tmp_path / "nothing").mkdir()
     result = _run("audio_dl.train_denoiser", "--set", f"noise={tmp_path / 'nothing'}", "--run-dir", str(tmp_path / "r"))
@@ -362,8 +382,8 @@ def test_a_temporary_folder_whose_path_is_not_utf8_is_refused_before_the_work(ti
         f"python -m audio_dl.export: error: the temporary folder {tmp_path}/t\\xe9mp is not a UTF-8 path, and "
         "TensorFlow writes temporary files there; set TMPDIR to another folder")
     assert sorted(p.name for p in (tmp_path / "denoiser").iterdir()) == ["1"]
-    helped = subprocess.run([sys.executable, "-m", "audio_dl.export", "--help"], capture_output=True, text=True, env=env)
-    assert helped.returncode == 0 and "reexport" in helped.stdout  # --help still answers there
+    helped = subprocess.run([sys.executable, "-m", "audio_dl.export", "--hel"], capture_output=True, text=True, env=env)
+    assert helped.returncode == 0 and "reexport" in helped.stdout  # --help (here abbreviated) still answers there
 
 
 def test_no_temporary_folder_is_one_line_exit_2(monkeypatch, capsys):

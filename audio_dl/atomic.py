@@ -20,9 +20,10 @@ def _umask() -> int:
     return mask
 
 
-# failures of the disk rather than of the program: named after the target when Python's write
-# raised them without a file name (cli.run_main reports them in one line)
-WRITE_FAILURES = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO})
+# failures of the storage rather than of the program or the user (a full disk, a failing device, a
+# network or FUSE mount gone: ENOTCONN, ESTALE, ETIMEDOUT): named after the target when Python's
+# write raised them without a file name (cli.run_main reports them in one line, exit 1)
+WRITE_FAILURES = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOTCONN, errno.ESTALE, errno.ETIMEDOUT})
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Callable, Sequence
 
-from audio_dl.atomic import WRITE_FAILURES  # a full disk or a failing device: one line, exit 1
+from audio_dl.atomic import WRITE_FAILURES  # a full disk, a failing device or mount: one line, exit 1
 from audio_dl.errors import TERMINATION, Terminated, UsageError
 from audio_dl import paths
 
@@ -313,9 +313,10 @@ def _asks_for_help(arg: str) -> bool:
 def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
     """Run a CLI entry point; a UsageError, or an OSError on a path the user gave (an output folder
     that is a file, a folder that cannot be written), becomes `prog: error: message` and exit code 2;
-    a write that fails for lack of space or a failing device, that line and exit code 1. A tool that
-    has loaded TensorFlow is refused where TensorFlow cannot trace functions (require_utf8_temporary_folder)
-    unless its main says main.traces_functions = False.
+    a write or lookup that fails for lack of space, on a failing device or on a mount gone
+    (WRITE_FAILURES), that line and exit code 1. A tool that has loaded TensorFlow is refused where
+    TensorFlow cannot trace functions (require_utf8_temporary_folder) unless its main says
+    main.traces_functions = False.
     Ctrl-C and SIGTERM end it with one line (exit codes 130 and 143) after partial outputs are removed."""
     prog = getattr(main, "prog", None) or sys.argv[0]
     if getattr(sys.stdout, "errors", None) == "strict":  # a UTF-8 locale's: a file name that is not UTF-8

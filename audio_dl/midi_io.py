@@ -14,7 +14,6 @@ Tokens, one per grid step (see `MelodyConfig`)::
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import logging
 import math
@@ -61,7 +60,7 @@ class ReadStats:
 
     dropped_voices: int = 0
     dropped_chord_notes: int = 0
-    merged_by_grid: int = 0  # onsets that fell on an occupied grid step (e.g. triplets)
+    merged_by_grid: int = 0  # notes dropped where two onsets fell on one grid step (e.g. triplets)
 
     def add(self, other: ReadStats) -> None:
         for field in dataclasses.fields(ReadStats):
@@ -128,7 +127,9 @@ def _pitched_voices(midi: pretty_midi.PrettyMIDI) -> list[pretty_midi.Instrument
 
 def read_melody(path: str | Path, steps_per_quarter: int = 4, max_steps: int = 1536,
                 max_chord_share: float = 0.1) -> tuple[list[Note], ReadStats]:
-    """The melody of a MIDI file: its first non-drum voice, chords reduced to their top note.
+    """The melody of a MIDI file: its first non-drum voice, chords (`_chords`: notes struck less than
+    a quarter grid step apart while the others still sound) reduced to their top note, on the grid
+    by `snap_to_grid`.
 
     Raises MelodySkipped when the file cannot be read, has no notes, only drums, more than
     `max_chord_share` of its onsets are chords (polyphonic), or it is longer than `max_steps`.
@@ -136,20 +137,18 @@ def read_melody(path: str | Path, steps_per_quarter: int = 4, max_steps: int = 1
     midi = _parse(path, steps_per_quarter, max_steps)
     pitched = _pitched_voices(midi)
     stats = ReadStats(dropped_voices=len(pitched) - 1)
-    ticks_per_step = midi.resolution / steps_per_quarter
-
-    by_onset: dict[int, list[pretty_midi.Note]] = collections.defaultdict(list)
-    for note in pitched[0].notes:
-        by_onset[midi.time_to_tick(note.start)].append(note)
-    chords = sum(len(notes) > 1 for notes in by_onset.values())
-    if chords > max_chord_share * len(by_onset):
-        raise MelodySkipped("polyphonic", f"{chords} of {len(by_onset)} onsets are chords")
+    chords = _chords(midi, pitched[0].notes, within_ticks=Fraction(midi.resolution, 4 * steps_per_quarter))
+    struck_together = sum(len(notes) > 1 for _, notes in chords)
+    if struck_together > max_chord_share * len(chords):
+        raise MelodySkipped("polyphonic", f"{struck_together} of {len(chords)} onsets are chords")
 
     timed = []
-    for tick in sorted(by_onset):
-        top = max(by_onset[tick], key=lambda n: n.pitch)
-        stats.dropped_chord_notes += len(by_onset[tick]) - 1
-        timed.append((top.pitch, tick / ticks_per_step, midi.time_to_tick(top.end) / ticks_per_step))
+    for tick, notes in chords:
+        top = max(notes, key=lambda n: n.pitch)
+        stats.dropped_chord_notes += len(notes) - 1
+        end_tick = int(midi.time_to_tick(top.end))
+        timed.append((top.pitch, Fraction(tick * steps_per_quarter, midi.resolution),  # exact: halves round up
+                      Fraction(end_tick * steps_per_quarter, midi.resolution)))
     notes, stats.merged_by_grid = snap_to_grid(timed)
     origin = notes[0].start  # tunes start at step 0 (drop a leading silence)
     notes = [dataclasses.replace(n, start=n.start - origin) for n in notes]
@@ -158,22 +157,55 @@ def read_melody(path: str | Path, steps_per_quarter: int = 4, max_steps: int = 1
     return notes, stats
 
 
+def _chords(midi: pretty_midi.PrettyMIDI, notes: list[pretty_midi.Note],
+            within_ticks: Fraction) -> list[tuple[int, list[pretty_midi.Note]]]:
+    """(first onset tick, notes) of the notes struck together, in order of onset (a single note is a
+    chord of one): a note starting less than `within_ticks` after a chord's first onset belongs to
+    it while one of the chord's notes sounds at least `within_ticks` past its onset. So a chord
+    struck by hand or rolled is one chord, while a quick note let go as the next one starts (a
+    grace note, legato or not) is not part of it."""
+    chords: list[tuple[int, list[pretty_midi.Note]]] = []
+    last_end = 0  # tick where the current chord's last note ends
+    for note in sorted(notes, key=lambda n: n.start):
+        tick, end = int(midi.time_to_tick(note.start)), int(midi.time_to_tick(note.end))
+        if chords and tick - chords[-1][0] < within_ticks and last_end - tick >= within_ticks:
+            chords[-1][1].append(note)
+            last_end = max(last_end, end)
+        else:
+            chords.append((tick, [note]))
+            last_end = end
+    return chords
+
+
+def grid_step(position: Real) -> int:
+    """The grid step nearest to `position` (in steps), halves rounded up: the same figure reads
+    alike wherever it starts (Python's round() sends halves to the even step)."""
+    return int(math.floor(Fraction(position) + Fraction(1, 2)))  # exact for floats; a Python int for numpy's
+
+
 def snap_to_grid(timed: Iterable[tuple[int, Real, Real]]) -> tuple[list[Note], int]:
     """Notes from (pitch, start, end) in grid steps (fractions allowed), in order of start, and how
     many onsets were dropped: the one grid rule of MIDI files and note strings. Start and end go to
-    the nearest step (a note keeps at least one); an onset on a step already taken is dropped; a
-    note still sounding at the next onset is cut there."""
+    the nearest step (`grid_step`; a note keeps at least one). Of notes starting on one step, the
+    one that sounds longest is kept, of equals the one that starts nearest the step, then the
+    first: a short ornament before a long note, or before a note on the beat, leaves that note.
+    A note still sounding at the next onset is cut there."""
     notes: list[Note] = []
     merged = 0
+    kept_rank = None  # (exact length, -distance to its step) of notes[-1]
     for pitch, exact_start, exact_end in timed:
-        start = int(round(exact_start))
-        end = max(start + 1, int(round(exact_end)))
-        if notes and notes[-1].start >= start:  # two onsets on one grid step: keep the first
+        start = grid_step(exact_start)
+        end = max(start + 1, grid_step(exact_end))
+        rank = (exact_end - exact_start, -abs(exact_start - start))
+        if notes and notes[-1].start >= start:  # two onsets on one grid step: one stays
             merged += 1
+            if rank > kept_rank:
+                notes[-1], kept_rank = Note(pitch, start, end - start), rank
             continue
         if notes and notes[-1].start + notes[-1].duration > start:  # legato overlap: cut the previous
             notes[-1] = dataclasses.replace(notes[-1], duration=start - notes[-1].start)
         notes.append(Note(pitch, start, end - start))
+        kept_rank = rank
     return notes, merged
 
 
@@ -241,7 +273,7 @@ class NoteStringFit:
     """What reading a note string changed to fit the grid and a Note list."""
 
     moved_to_grid: int = 0  # notes that started or ended between grid steps (e.g. triplets)
-    merged_by_grid: int = 0  # of those, onsets dropped on a step already taken
+    merged_by_grid: int = 0  # of those, notes dropped where two fell on one grid step
     rest_dropped: bool = False  # the string ended with a rest (a Note list ends with its last note)
 
     def warnings(self, steps_per_quarter: int) -> list[str]:
@@ -263,7 +295,7 @@ def _quoted(word: str, limit: int = 40) -> str:
 
 
 def _word_steps(word: str, beats: str, steps_per_quarter: int) -> Fraction:
-    """The exact length in grid steps of a note word's BEATS; UsageError unless it is at least one step."""
+    """The exact length in grid steps of a note word's BEATS; UsageError unless it is at least half a step."""
     if len(beats) > MAX_BEATS_CHARACTERS or not _BEATS.match(beats):
         raise UsageError(f"note {_quoted(word)}: write its length in beats as a positive number such as 2, 0.5 or 1/2 "
                          f"(at most {MAX_BEATS_CHARACTERS} characters)")
@@ -272,8 +304,8 @@ def _word_steps(word: str, beats: str, steps_per_quarter: int) -> Fraction:
     if denominator == 0:
         raise UsageError(f"note {_quoted(word)} has a zero denominator")
     steps = numerator / denominator * steps_per_quarter
-    if round(steps) < 1:
-        raise UsageError(f"note {_quoted(word)} is shorter than one grid step")
+    if grid_step(steps) < 1:
+        raise UsageError(f"note {_quoted(word)} is shorter than half a grid step")
     return steps
 
 

@@ -236,9 +236,11 @@ def test_an_output_under_a_symbolic_link_loop_is_refused_before_the_work(tmp_pat
         cli.writable_folder(tmp_path / "loop")  # the loop itself: named once
 
 
-@pytest.mark.parametrize("code, exit_code", [(errno.EINVAL, 2), (errno.EIO, 1)])
+@pytest.mark.parametrize("code, exit_code", [(errno.EINVAL, 2), (errno.EIO, 1), (errno.ENOTCONN, 1),
+                                             (errno.ESTALE, 1), (errno.ETIMEDOUT, 1)])
 def test_a_path_the_file_system_cannot_look_up_is_one_line(tmp_path, monkeypatch, capsys, code, exit_code):
-    """An invalid name is the user's to fix (exit 2); a failing device is not (exit 1)."""
+    """An invalid name is the user's to fix (exit 2); a failing device or a mount gone (a FUSE
+    process ended, a stale NFS handle, a network timeout) is not (exit 1)."""
     real_stat = Path.stat
 
     def stat(path, *args, **kwargs):

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+from fractions import Fraction
 from pathlib import Path
 
 import mido
@@ -107,6 +108,69 @@ def test_read_melody_quantises_to_sixteenths(tmp_path):
     notes, stats = midi_io.read_melody(path)
     assert notes == [N(67, 0, 4), N(67, 4, 2), N(69, 8, 8)]
     assert stats.dropped_voices == 0
+
+
+def test_an_ornament_rounded_onto_a_long_notes_step_leaves_the_long_note(tmp_path):
+    # a 32nd-ish note at step 3.6 and a half note at step 4 round to one step: the longer one stays
+    path = write_midi(tmp_path / "t.mid", [(67, 0.0, 0.45), (69, 0.45, 0.5), (71, 0.5, 1.5)])
+    notes, stats = midi_io.read_melody(path)
+    assert notes == [N(67, 0, 4), N(71, 4, 8)] and stats.merged_by_grid == 1
+    assert json.dumps([dataclasses.asdict(note) for note in notes])  # Python ints (a reply to the app holds them)
+    # a 32nd before a 16th on the beat: both last one step on the grid, the 16th sounds longer
+    assert midi_io.snap_to_grid([(60, 0, 0.5), (62, 0.5, 1), (64, 1, 2)]) == ([N(60, 0, 1), N(64, 1, 1)], 1)
+    # as long, the one nearer its step stays; as near too, the first
+    fifths = [Fraction(k, 5) for k in range(11)]
+    assert midi_io.snap_to_grid([(60, fifths[3], fifths[7]), (62, fifths[6], fifths[10])]) == ([N(62, 1, 1)], 1)
+    assert midi_io.snap_to_grid([(60, fifths[4], fifths[8]), (62, fifths[6], fifths[10])]) == ([N(60, 1, 1)], 1)
+
+
+def test_halves_of_a_step_round_up_wherever_the_figure_starts(tmp_path):
+    for offset in range(4):  # round() would send 0.5 and 2.5 down, 1.5 and 3.5 up
+        notes, merged = midi_io.snap_to_grid([(60, offset, offset + 0.5), (62, offset + 0.5, offset + 2)])
+        assert [(n.start - offset, n.duration) for n in notes] == [(0, 1), (1, 1)] and merged == 0
+    assert midi_io.read_note_string("C4:1/8 D4:3/8")[0] == [N(60, 0, 1), N(62, 1, 1)]  # half a step is one
+    with pytest.raises(UsageError, match="shorter than half a grid step"):
+        midi_io.read_note_string("C4:1/9")
+    # 100 ticks per quarter, 3 steps per quarter: tick 250 is step 7.5 exactly, not 7.4999...
+    midi = pretty_midi.PrettyMIDI(resolution=100, initial_tempo=120)
+    voice = pretty_midi.Instrument(0)
+    voice.notes = [pretty_midi.Note(80, 60, 0.0, 0.5), pretty_midi.Note(80, 62, 1.25, 1.5)]
+    midi.instruments.append(voice)
+    midi.write(str(tmp_path / "t.mid"))
+    assert [n.start for n in midi_io.read_melody(tmp_path / "t.mid", steps_per_quarter=3)[0]] == [0, 8]
+
+
+def test_a_chord_struck_by_hand_keeps_its_top_note_and_counts_as_a_chord(tmp_path):
+    rolled = [(60, 0.0, 1.0), (64, 0.01, 1.0), (67, 0.02, 1.0)]  # 0.08 and 0.16 of a step apart
+    tune = rolled + [(65 + k, 1.0 + 0.25 * k, 1.25 + 0.25 * k) for k in range(10)]
+    notes, stats = midi_io.read_melody(write_midi(tmp_path / "rolled.mid", tune))
+    assert notes[0] == N(67, 0, 8) and len(notes) == 11 and stats.dropped_chord_notes == 2
+    assert stats.merged_by_grid == 0
+    with pytest.raises(midi_io.MelodySkipped, match="polyphonic: 2 of 2 onsets are chords"):
+        midi_io.read_melody(write_midi(tmp_path / "strummed.mid", rolled + [(p, 1.0 + 0.01 * k, 2.0)
+                                                                           for k, p in enumerate((62, 65, 69))]))
+    # a quarter step apart (31.25 ms at 120 qpm, 480 ticks per quarter) is not a chord: two notes on one step
+    midi = pretty_midi.PrettyMIDI(resolution=480, initial_tempo=120)
+    midi.instruments.append(pretty_midi.Instrument(0))
+    midi.instruments[0].notes = [pretty_midi.Note(80, 60, 0.0, 1.0), pretty_midi.Note(80, 64, 0.03125, 1.0)]
+    midi.write(str(tmp_path / "apart.mid"))
+    assert midi_io.read_melody(tmp_path / "apart.mid")[1] == midi_io.ReadStats(merged_by_grid=1)
+
+
+def test_a_grace_note_or_a_quick_run_is_not_a_chord(tmp_path):
+    # a high grace note (20 ms) just before a long note, let go as it starts or 10 ms after (legato):
+    # the long note stays, no chord is counted
+    for grace_end in (0.47, 0.48):
+        grace = [(67, 0.0, 0.45), (72, 0.45, grace_end), (71, 0.47, 1.5), (69, 1.5, 2.0)]
+        notes, stats = midi_io.read_melody(write_midi(tmp_path / "grace.mid", grace), max_chord_share=0.0)
+        assert notes == [N(67, 0, 4), N(71, 4, 8), N(69, 12, 4)] and stats.dropped_chord_notes == 0
+    # a rolled chord whose first note is let go early keeps its top note
+    rolled = [(60, 0.0, 0.015), (64, 0.005, 1.0), (67, 0.02, 1.0), (69, 1.0, 2.0)]
+    notes, _ = midi_io.read_melody(write_midi(tmp_path / "rolled.mid", rolled), max_chord_share=1.0)
+    assert notes == [N(67, 0, 8), N(69, 8, 8)]
+    run = [(60 + k, 0.02 * k, 0.02 * (k + 1)) for k in range(6)]  # six 128th-ish notes, each ended
+    notes, stats = midi_io.read_melody(write_midi(tmp_path / "run.mid", run), max_chord_share=0.0)
+    assert stats.dropped_chord_notes == 0 and stats.merged_by_grid == len(run) - len(notes)
 
 
 @pytest.mark.parametrize("kind, reason", [("corrupt", "unreadable"), ("drums", "drums_only"),
@@ -227,8 +291,8 @@ def test_a_midi_primer_names_the_voices_and_chord_notes_it_drops(tmp_path, caplo
 def test_the_primer_warning_and_the_corpus_report_word_what_they_drop_alike(tmp_path, caplog):
     from audio_dl.generate_melody import read_primer
 
-    # two voices; the second onset 10 ms after the first, on the same 16th step
-    path = write_midi(tmp_path / "duet.mid", [(60, 0.0, 0.5), (62, 0.01, 1.0), (64, 1.0, 1.5)], voices=2)
+    # two voices; the second onset 50 ms (0.4 of a step) after the first, on the same 16th step
+    path = write_midi(tmp_path / "duet.mid", [(60, 0.0, 0.5), (62, 0.05, 1.0), (64, 1.0, 1.5)], voices=2)
     read_primer(str(path), 4)
     _, report = melody_data.read_tunes((str(tmp_path),), tiny_cfg())
     words = "dropped: 1 extra voice, 1 onset sharing a grid step"

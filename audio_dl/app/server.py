@@ -185,12 +185,12 @@ def primer_from_request(body: dict, steps_per_quarter: int, step: float) -> tupl
     origin = timed[0][0]
     notes: list[midi_io.Note] = []
     for start, end, pitch in (_top_note(chord) for chord in chords):
-        first = int(round((start - origin) / step))
+        first = midi_io.grid_step((start - origin) / step)
         if notes and first <= notes[-1].start:  # a quick run: one note per grid step
             first = notes[-1].start + 1
         if notes and notes[-1].start + notes[-1].duration > first:  # cut an overlapped predecessor
             notes[-1] = dataclasses.replace(notes[-1], duration=first - notes[-1].start)
-        notes.append(midi_io.Note(pitch, first, max(1, int(round((end - start) / step)))))
+        notes.append(midi_io.Note(pitch, first, max(1, midi_io.grid_step((end - start) / step))))
     return notes, _notices(chord_notes_left_out=sum(len({pitch for *_, pitch in chord}) - 1 for chord in chords))
 
 

@@ -130,7 +130,7 @@ $("make-tune").addEventListener("click", async () => {
       `, ${tune.chord_notes_left_out} note(s) under the top of a chord left out (the network plays one line)` : "";
     const grid = tune.notes_moved_to_grid ?
       `, ${tune.notes_moved_to_grid} note(s) moved onto the 1/${4 * tune.steps_per_quarter}-note grid` +
-      (tune.notes_dropped_by_grid ? ` (${tune.notes_dropped_by_grid} dropped: they shared a step with the note before)` : "") : "";
+      (tune.notes_dropped_by_grid ? ` (${tune.notes_dropped_by_grid} dropped: of notes sharing a step the longest is kept)` : "") : "";
     const rest = tune.rest_dropped ? ", the rest at the end of your notes dropped (the network goes on from your last note)" : "";
     $("tune-summary").textContent = `${tune.primer.length} notes of yours (red) + ${tune.generated.length} by the network (blue)` +
       (tune.ended ? ", which ended the tune by itself" : "") + shifted + chords + grid + rest + ".";

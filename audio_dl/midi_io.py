@@ -19,7 +19,7 @@ import logging
 import math
 import re
 from fractions import Fraction
-from numbers import Real
+from numbers import Rational, Real
 from pathlib import Path
 from typing import Iterable
 
@@ -127,9 +127,9 @@ def _pitched_voices(midi: pretty_midi.PrettyMIDI) -> list[pretty_midi.Instrument
 
 def read_melody(path: str | Path, steps_per_quarter: int = 4, max_steps: int = 1536,
                 max_chord_share: float = 0.1) -> tuple[list[Note], ReadStats]:
-    """The melody of a MIDI file: its first non-drum voice, chords (`_chords`: notes struck less than
-    a quarter grid step apart while the others still sound) reduced to their top note, on the grid
-    by `snap_to_grid`.
+    """The melody of a MIDI file: its first non-drum voice, chords (`_chords`: notes struck together,
+    or rolled a few ticks one after another while an earlier one sounds) reduced to their top note,
+    on the grid by `snap_to_grid`.
 
     Raises MelodySkipped when the file cannot be read, has no notes, only drums, more than
     `max_chord_share` of its onsets are chords (polyphonic), or it is longer than `max_steps`.
@@ -137,7 +137,7 @@ def read_melody(path: str | Path, steps_per_quarter: int = 4, max_steps: int = 1
     midi = _parse(path, steps_per_quarter, max_steps)
     pitched = _pitched_voices(midi)
     stats = ReadStats(dropped_voices=len(pitched) - 1)
-    chords = _chords(midi, pitched[0].notes, within_ticks=Fraction(midi.resolution, 4 * steps_per_quarter))
+    chords = _chords(midi, pitched[0].notes, step_ticks=Fraction(midi.resolution, steps_per_quarter))
     struck_together = sum(len(notes) > 1 for _, notes in chords)
     if struck_together > max_chord_share * len(chords):
         raise MelodySkipped("polyphonic", f"{struck_together} of {len(chords)} onsets are chords")
@@ -158,29 +158,36 @@ def read_melody(path: str | Path, steps_per_quarter: int = 4, max_steps: int = 1
 
 
 def _chords(midi: pretty_midi.PrettyMIDI, notes: list[pretty_midi.Note],
-            within_ticks: Fraction) -> list[tuple[int, list[pretty_midi.Note]]]:
+            step_ticks: Fraction) -> list[tuple[int, list[pretty_midi.Note]]]:
     """(first onset tick, notes) of the notes struck together, in order of onset (a single note is a
-    chord of one): a note starting less than `within_ticks` after a chord's first onset belongs to
-    it while one of the chord's notes sounds at least `within_ticks` past its onset. So a chord
-    struck by hand or rolled is one chord, while a quick note let go as the next one starts (a
-    grace note, legato or not) is not part of it."""
+    chord of one). Notes struck on one tick are a chord; a note starting less than a quarter step
+    after the chord's latest onset and less than half a step after its first belongs to it if one
+    of the chord's notes still sounds a quarter step after the new note starts. So a chord struck by
+    hand or rolled (abc2midi spreads a chord's notes about 10 ticks apart: up to 6 notes at 480
+    ticks per quarter) is one chord, while a quick note let go as the next one starts (a grace
+    note, legato or not) is not part of it, and a run of such notes is not one chord."""
+    quarter_step = step_ticks / 4
     chords: list[tuple[int, list[pretty_midi.Note]]] = []
-    last_end = 0  # tick where the current chord's last note ends
+    latest_onset = last_end = 0  # ticks: the current chord's latest onset, and where its last note ends
     for note in sorted(notes, key=lambda n: n.start):
         tick, end = int(midi.time_to_tick(note.start)), int(midi.time_to_tick(note.end))
-        if chords and tick - chords[-1][0] < within_ticks and last_end - tick >= within_ticks:
+        rolled_on = chords and tick - latest_onset < quarter_step and tick - chords[-1][0] < step_ticks / 2 and \
+            last_end - tick >= quarter_step
+        if chords and (tick == latest_onset or rolled_on):
             chords[-1][1].append(note)
             last_end = max(last_end, end)
         else:
             chords.append((tick, [note]))
             last_end = end
+        latest_onset = tick
     return chords
 
 
 def grid_step(position: Real) -> int:
     """The grid step nearest to `position` (in steps), halves rounded up: the same figure reads
     alike wherever it starts (Python's round() sends halves to the even step)."""
-    return int(math.floor(Fraction(position) + Fraction(1, 2)))  # exact for floats; a Python int for numpy's
+    exact = Fraction(position if isinstance(position, (Rational, float)) else float(position))  # numpy's float32 too
+    return int(math.floor(exact + Fraction(1, 2)))  # a Python int, whatever type came in
 
 
 def snap_to_grid(timed: Iterable[tuple[int, Real, Real]]) -> tuple[list[Note], int]:

@@ -129,6 +129,8 @@ def test_halves_of_a_step_round_up_wherever_the_figure_starts(tmp_path):
         notes, merged = midi_io.snap_to_grid([(60, offset, offset + 0.5), (62, offset + 0.5, offset + 2)])
         assert [(n.start - offset, n.duration) for n in notes] == [(0, 1), (1, 1)] and merged == 0
     assert midi_io.read_note_string("C4:1/8 D4:3/8")[0] == [N(60, 0, 1), N(62, 1, 1)]  # half a step is one
+    assert [type(midi_io.grid_step(x)) for x in (np.float32(0.5), np.int64(2), 0.49999999999999994)] == [int] * 3
+    assert [midi_io.grid_step(x) for x in (np.float32(0.5), np.int64(2), 0.49999999999999994)] == [1, 2, 0]
     with pytest.raises(UsageError, match="shorter than half a grid step"):
         midi_io.read_note_string("C4:1/9")
     # 100 ticks per quarter, 3 steps per quarter: tick 250 is step 7.5 exactly, not 7.4999...
@@ -155,6 +157,23 @@ def test_a_chord_struck_by_hand_keeps_its_top_note_and_counts_as_a_chord(tmp_pat
     midi.instruments[0].notes = [pretty_midi.Note(80, 60, 0.0, 1.0), pretty_midi.Note(80, 64, 0.03125, 1.0)]
     midi.write(str(tmp_path / "apart.mid"))
     assert midi_io.read_melody(tmp_path / "apart.mid")[1] == midi_io.ReadStats(merged_by_grid=1)
+    # abc2midi's roll: 10 ticks between notes, five notes past the quarter step from the first; then a tune
+    midi.instruments[0].notes = [pretty_midi.Note(80, 60 + 3 * k, k * 10 / 960, 1.0) for k in range(5)] + \
+        [pretty_midi.Note(80, 62 + k, 1.0 + 0.25 * k, 1.25 + 0.25 * k) for k in range(12)]
+    midi.write(str(tmp_path / "roll.mid"))
+    notes, stats = midi_io.read_melody(tmp_path / "roll.mid")
+    assert notes[0] == N(72, 0, 8) and stats == midi_io.ReadStats(dropped_chord_notes=4)
+    # struck on one tick: a chord, whichever of its notes comes first and however short
+    midi.instruments[0].notes = [pretty_midi.Note(80, 72, 0.0, 0.01), pretty_midi.Note(80, 60, 0.0, 1.0)]
+    midi.write(str(tmp_path / "stab.mid"))
+    assert midi_io.read_melody(tmp_path / "stab.mid", max_chord_share=1.0) == \
+        ([N(72, 0, 1)], midi_io.ReadStats(dropped_chord_notes=1))
+    step = Fraction(120)  # ticks
+    for order in (1, -1):  # pretty_midi reads notes back in its own order: ask _chords itself
+        assert [len(c) for _, c in midi_io._chords(midi, midi.instruments[0].notes[::order], step)] == [2]
+    # a roll of 7 notes 10 ticks apart: the 7th, half a step after the first, starts a chord of its own
+    roll = [pretty_midi.Note(80, 60 + k, k * 10 / 960, 1.0) for k in range(7)]
+    assert [len(c) for _, c in midi_io._chords(midi, roll, step)] == [6, 1]
 
 
 def test_a_grace_note_or_a_quick_run_is_not_a_chord(tmp_path):

@@ -27,14 +27,21 @@ WRITE_FAILURES = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOTCON
 
 
 @contextlib.contextmanager
+def write_failures_named(target: Path):
+    """A WRITE_FAILURES OSError raised inside without a file name is raised again naming `target`."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is None and error.errno in WRITE_FAILURES:
+            raise OSError(error.errno, error.strerror, str(target)) from error
+        raise
+
+
+@contextlib.contextmanager
 def _staged(staging: Path, target: Path, mode: int, remove, replace_folder: bool = False):
     try:
-        try:
+        with write_failures_named(target):
             yield staging
-        except OSError as error:
-            if error.filename is None and error.errno in WRITE_FAILURES:
-                raise OSError(error.errno, error.strerror, str(target)) from error
-            raise
         if TERMINATION.is_set():  # a SIGTERM whose raise Python dropped (inside a __del__): not this one either
             raise Terminated
         os.chmod(staging, mode & ~_umask())  # mkdtemp/mkstemp make it owner-only

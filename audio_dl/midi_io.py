@@ -89,7 +89,7 @@ def _parse(path: str | Path, steps_per_quarter: int = 4, max_steps: int | None =
         data = mido.MidiFile(str(path))  # afresh: pretty_midi made the event times absolute in place
         last_event, first_note, last_note = _event_ticks(data)
         if max_steps is not None and data.ticks_per_beat > 0 and last_event > pretty_midi.pretty_midi.MAX_TICK:
-            steps = round((last_note - first_note) / data.ticks_per_beat * steps_per_quarter)
+            steps = grid_step(Fraction((last_note - first_note) * steps_per_quarter, data.ticks_per_beat))
             if steps > max_steps:
                 raise MelodySkipped("too_long", f"its notes span {steps} steps > {max_steps}") from None
         raise _unreadable(path, error) from None
@@ -127,7 +127,7 @@ def _pitched_voices(midi: pretty_midi.PrettyMIDI) -> list[pretty_midi.Instrument
 
 def read_melody(path: str | Path, steps_per_quarter: int = 4, max_steps: int = 1536,
                 max_chord_share: float = 0.1) -> tuple[list[Note], ReadStats]:
-    """The melody of a MIDI file: its first non-drum voice, chords (`_chords`: notes struck together,
+    """The melody of a MIDI file: its first non-drum voice, chords (`group_chords`: notes struck together,
     or rolled a few ticks one after another while an earlier one sounds) reduced to their top note,
     on the grid by `snap_to_grid`.
 
@@ -137,18 +137,17 @@ def read_melody(path: str | Path, steps_per_quarter: int = 4, max_steps: int = 1
     midi = _parse(path, steps_per_quarter, max_steps)
     pitched = _pitched_voices(midi)
     stats = ReadStats(dropped_voices=len(pitched) - 1)
-    chords = _chords(midi, pitched[0].notes, step_ticks=Fraction(midi.resolution, steps_per_quarter))
-    struck_together = sum(len(notes) > 1 for _, notes in chords)
+
+    def in_steps(tick: int) -> Fraction:  # exact: halves round up
+        return Fraction(tick * steps_per_quarter, midi.resolution)
+
+    chords = group_chords((note.pitch, in_steps(int(midi.time_to_tick(note.start))),
+                           in_steps(int(midi.time_to_tick(note.end)))) for note in pitched[0].notes)
+    struck_together = sum(len(chord) > 1 for chord in chords)
     if struck_together > max_chord_share * len(chords):
         raise MelodySkipped("polyphonic", f"{struck_together} of {len(chords)} onsets are chords")
-
-    timed = []
-    for tick, notes in chords:
-        top = max(notes, key=lambda n: n.pitch)
-        stats.dropped_chord_notes += len(notes) - 1
-        end_tick = int(midi.time_to_tick(top.end))
-        timed.append((top.pitch, Fraction(tick * steps_per_quarter, midi.resolution),  # exact: halves round up
-                      Fraction(end_tick * steps_per_quarter, midi.resolution)))
+    stats.dropped_chord_notes = sum(len(chord) - 1 for chord in chords)
+    timed = [top_note(chord) for chord in chords]
     notes, stats.merged_by_grid = snap_to_grid(timed)
     origin = notes[0].start  # tunes start at step 0 (drop a leading silence)
     notes = [dataclasses.replace(n, start=n.start - origin) for n in notes]
@@ -157,30 +156,34 @@ def read_melody(path: str | Path, steps_per_quarter: int = 4, max_steps: int = 1
     return notes, stats
 
 
-def _chords(midi: pretty_midi.PrettyMIDI, notes: list[pretty_midi.Note],
-            step_ticks: Fraction) -> list[tuple[int, list[pretty_midi.Note]]]:
-    """(first onset tick, notes) of the notes struck together, in order of onset (a single note is a
-    chord of one). Notes struck on one tick are a chord; a note starting less than a quarter step
-    after the chord's latest onset and less than half a step after its first belongs to it if one
-    of the chord's notes still sounds a quarter step after the new note starts. So a chord struck by
-    hand or rolled (abc2midi spreads a chord's notes about 10 ticks apart: up to 6 notes at 480
-    ticks per quarter) is one chord, while a quick note let go as the next one starts (a grace
-    note, legato or not) is not part of it, and a run of such notes is not one chord."""
-    quarter_step = step_ticks / 4
-    chords: list[tuple[int, list[pretty_midi.Note]]] = []
-    latest_onset = last_end = 0  # ticks: the current chord's latest onset, and where its last note ends
-    for note in sorted(notes, key=lambda n: n.start):
-        tick, end = int(midi.time_to_tick(note.start)), int(midi.time_to_tick(note.end))
-        rolled_on = chords and tick - latest_onset < quarter_step and tick - chords[-1][0] < step_ticks / 2 and \
-            last_end - tick >= quarter_step
-        if chords and (tick == latest_onset or rolled_on):
-            chords[-1][1].append(note)
+def group_chords(timed: Iterable[tuple[int, Real, Real]]) -> list[list[tuple[int, Real, Real]]]:
+    """(pitch, start, end) notes in grid steps grouped into the notes struck together, in order of
+    onset (a single note is a chord of one): the one chord rule of MIDI files and the app's piano.
+    Notes starting together are a chord; a note starting less than a quarter step after the chord's
+    latest onset and less than half a step after its first belongs to it if one of the chord's
+    notes still sounds a quarter step after the new note starts. So a chord struck by hand or
+    rolled (abc2midi spreads a chord's notes about 10 ticks apart: up to 6 notes at 480 ticks per
+    quarter) is one chord, while a quick note let go as the next one starts (a grace note, legato
+    or not) is not part of it, and a run of such notes is not one chord."""
+    chords: list[list[tuple[int, Real, Real]]] = []
+    latest_onset = last_end = 0  # the current chord's latest onset, and where its last note ends
+    for note in sorted(timed, key=lambda n: n[1]):
+        _, start, end = note
+        if chords and (start == latest_onset or start - latest_onset < 0.25 and start - chords[-1][0][1] < 0.5
+                       and last_end - start >= 0.25):
+            chords[-1].append(note)
             last_end = max(last_end, end)
         else:
-            chords.append((tick, [note]))
+            chords.append([note])
             last_end = end
-        latest_onset = tick
+        latest_onset = start
     return chords
+
+
+def top_note(chord: list[tuple[int, Real, Real]]) -> tuple[int, Real, Real]:
+    """(pitch, start, end) of a chord's top note, from the chord's first onset."""
+    pitch, _, end = max(chord, key=lambda note: note[0])
+    return pitch, chord[0][1], end
 
 
 def grid_step(position: Real) -> int:

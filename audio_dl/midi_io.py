@@ -138,7 +138,7 @@ def read_melody(path: str | Path, steps_per_quarter: int = 4, max_steps: int = 1
     pitched = _pitched_voices(midi)
     stats = ReadStats(dropped_voices=len(pitched) - 1)
 
-    def in_steps(tick: int) -> Fraction:  # exact: halves round up
+    def in_steps(tick: int) -> Fraction:  # exact Fractions, so that grid_step rounds halves up
         return Fraction(tick * steps_per_quarter, midi.resolution)
 
     chords = group_chords((note.pitch, in_steps(int(midi.time_to_tick(note.start))),
@@ -181,9 +181,10 @@ def group_chords(timed: Iterable[tuple[int, Real, Real]]) -> list[list[tuple[int
 
 
 def top_note(chord: list[tuple[int, Real, Real]]) -> tuple[int, Real, Real]:
-    """(pitch, start, end) of a chord's top note, from the chord's first onset."""
-    pitch, _, end = max(chord, key=lambda note: note[0])
-    return pitch, chord[0][1], end
+    """(pitch, start, end) of a chord's top note, from the chord's first onset to where the last
+    of its strikes ends (a top key struck twice within the chord is one note)."""
+    top = max(pitch for pitch, _, _ in chord)
+    return top, chord[0][1], max(end for pitch, _, end in chord if pitch == top)
 
 
 def grid_step(position: Real) -> int:
@@ -193,22 +194,27 @@ def grid_step(position: Real) -> int:
     return int(math.floor(exact + Fraction(1, 2)))  # a Python int, whatever type came in
 
 
-def snap_to_grid(timed: Iterable[tuple[int, Real, Real]]) -> tuple[list[Note], int]:
+def snap_to_grid(timed: Iterable[tuple[int, Real, Real]], spread: bool = False) -> tuple[list[Note], int]:
     """Notes from (pitch, start, end) in grid steps (fractions allowed), in order of start, and how
-    many onsets were dropped: the one grid rule of MIDI files and note strings. Start and end go to
-    the nearest step (`grid_step`; a note keeps at least one). Of notes starting on one step, the
-    one that sounds longest is kept, of equals the one that starts nearest the step, then the
-    first: a short ornament before a long note, or before a note on the beat, leaves that note.
-    A note still sounding at the next onset is cut there."""
+    many onsets were dropped: the one grid rule of MIDI files, note strings and the app's piano.
+    Start and end go to the nearest step (`grid_step`; a note keeps at least one). Of notes
+    starting on one step, the one that sounds longest is kept, of equals the one that starts
+    nearest the step, then the first: a short ornament before a long note, or before a note on the
+    beat, leaves that note. With spread=True such a note is moved to the next step instead (a run
+    played faster than the grid keeps every note) and the count is of notes moved. A note still
+    sounding at the next onset is cut there."""
     notes: list[Note] = []
-    merged = 0
+    collisions = 0
     kept_rank = None  # (exact length, -distance to its step) of notes[-1]
     for pitch, exact_start, exact_end in timed:
         start = grid_step(exact_start)
+        collides = bool(notes) and notes[-1].start >= start  # two onsets on one grid step
+        collisions += collides
+        if collides and spread:
+            start = notes[-1].start + 1
         end = max(start + 1, grid_step(exact_end))
         rank = (exact_end - exact_start, -abs(exact_start - start))
-        if notes and notes[-1].start >= start:  # two onsets on one grid step: one stays
-            merged += 1
+        if collides and not spread:  # one stays
             if rank > kept_rank:
                 notes[-1], kept_rank = Note(pitch, start, end - start), rank
             continue
@@ -216,7 +222,7 @@ def snap_to_grid(timed: Iterable[tuple[int, Real, Real]]) -> tuple[list[Note], i
             notes[-1] = dataclasses.replace(notes[-1], duration=start - notes[-1].start)
         notes.append(Note(pitch, start, end - start))
         kept_rank = rank
-    return notes, merged
+    return notes, collisions
 
 
 def starting_qpm(path: str | Path) -> float:

@@ -353,17 +353,25 @@ def test_the_denoiser_corpus_is_not_built_over_other_files(one_source_corpus, tm
     assert len(list(prepared.iterdir())) == 3
 
 
-def test_a_full_package_cache_is_named_as_the_cache_not_the_corpus(tmp_path, monkeypatch):
+@pytest.mark.parametrize("failing", ["download", "catalogue"])
+def test_a_full_package_cache_is_named_as_the_cache_not_the_corpus(failing, tmp_path, monkeypatch):
     from audio_dl.data import corpora
 
     def disk_full(*args, **kwargs):  # a write's OSError carries no file name
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(corpora, "SOURCES", (corpora.Source("noise", "hum", "debian:fake", ("hum.wav",), "CC0"),))
-    monkeypatch.setattr(corpora, "_run", disk_full)
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(corpora, "SOURCES", (corpora.Source("noise", "hum", "debian:fake", ("*.wav",), "CC0",
+                                                            catalogue="sounds.cat"),))
+    if failing == "download":
+        monkeypatch.setattr(corpora, "_run", disk_full)
+    else:  # the package is in the cache; splitting its sound catalogue fills the disk
+        monkeypatch.setattr(corpora, "_fetch", lambda package, cache: cache / "fake")
+        monkeypatch.setattr(corpora, "split_sound_catalogue", disk_full)
     with pytest.raises(OSError) as raised:
-        corpora.build_denoiser_corpus(tmp_path / "corpus", cache_dir=tmp_path / "cache")
-    assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(tmp_path / "cache")
+        corpora.build_denoiser_corpus(tmp_path / "corpus", cache_dir=cache)
+    named = cache if failing == "download" else cache / "fake" / "sounds.cat.d"
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(named)
     assert not (tmp_path / "corpus").exists() and not list(tmp_path.glob(".corpus*"))
 
 

@@ -147,8 +147,8 @@ def primer_from_request(body: dict, steps_per_quarter: int, step: float) -> tupl
     or `notes` played on the keyboard as [{"pitch", "start", "end"}] in seconds, quantised to the
     model's grid of `step` seconds. Of keys pressed together (a chord, by midi_io.group_chords, the
     rule of MIDI files) the top one is kept, from the chord's first onset (a key struck twice within
-    a quarter step is one note, not a chord note left out); start and end go to the nearest step as
-    in midi_io.snap_to_grid, but notes that round to one grid step are moved one step apart."""
+    a quarter step is one note, not a chord note left out); midi_io.snap_to_grid puts them on the
+    grid, notes that round to one grid step moved one step apart."""
     if body.get("text"):
         text = body["text"]
         if not isinstance(text, str):
@@ -178,15 +178,8 @@ def primer_from_request(body: dict, steps_per_quarter: int, step: float) -> tupl
     origin = timed[0][0]
     chords = midi_io.group_chords(_one_strike_per_bounce(
         [(pitch, (start - origin) / step, (end - origin) / step) for start, end, pitch in timed]))
-    notes: list[midi_io.Note] = []
-    for pitch, start, end in (midi_io.top_note(chord) for chord in chords):
-        first = midi_io.grid_step(start)
-        if notes and first <= notes[-1].start:  # a quick run: one note per grid step
-            first = notes[-1].start + 1
-        if notes and notes[-1].start + notes[-1].duration > first:  # cut an overlapped predecessor
-            notes[-1] = dataclasses.replace(notes[-1], duration=first - notes[-1].start)
-        notes.append(midi_io.Note(pitch, first, max(1, midi_io.grid_step(end) - first)))
-    return notes, _notices(chord_notes_left_out=sum(len(chord) - 1 for chord in chords))
+    notes, _ = midi_io.snap_to_grid((midi_io.top_note(chord) for chord in chords), spread=True)
+    return notes, _notices(chord_notes_left_out=sum(len({pitch for pitch, _, _ in chord}) - 1 for chord in chords))
 
 
 def _one_strike_per_bounce(timed: list[tuple[int, float, float]]) -> list[tuple[int, float, float]]:

@@ -188,23 +188,19 @@ def build_denoiser_corpus(out_dir: str | Path, bundle: bool = False, cache_dir: 
         raise UsageError(f"{out} holds other files, not a corpus built by this command; give a new or empty folder")
     cache = Path(cache_dir) if cache_dir else Path(tempfile.gettempdir()) / "audio_dl-packages"
     cache.mkdir(parents=True, exist_ok=True)
-    # unpacked before the corpus is staged: a full or failing cache is named as the cache, not as `out`
-    folders = {source: _unpacked(source, cache) for source in SOURCES if not bundle or source.bundle_seconds > 0}
     with staged_folder(out, replace=True) as staging:
-        counts = _extract_sources(staging, bundle, folders)
+        counts = _extract_sources(staging, bundle, cache)
     return counts
 
 
-def _unpacked(source: Source, cache: Path) -> tuple[Path, Path]:
-    """(the source's package unpacked in the cache, the folder its `members` globs look in)."""
-    root = _fetch(source.package, cache)
-    return root, _catalogue_entries(root / source.catalogue) if source.catalogue else root
-
-
-def _extract_sources(out: Path, bundle: bool, folders: dict[Source, tuple[Path, Path]]) -> dict:
-    """build_denoiser_corpus's work, into the folder `out`, from the sources in `folders` (`_unpacked`)."""
+def _extract_sources(out: Path, bundle: bool, cache: Path) -> dict:
+    """build_denoiser_corpus's work, into the folder `out`."""
     rows, counts = [], {"speech_files": 0, "noise_files": 0, "seconds": 0.0, "skipped": 0}
-    for source, (root, base) in folders.items():
+    for source in SOURCES:
+        if bundle and source.bundle_seconds <= 0:
+            continue
+        root = _fetch(source.package, cache)
+        base = _catalogue_entries(root / source.catalogue) if source.catalogue else root
         members = sorted({p for pattern in source.members for p in base.glob(pattern)
                           if p.stem not in source.exclude})
         if not members:
@@ -270,7 +266,8 @@ def _write_sources_table(out: Path, rows) -> None:
 
 
 def _fetch(package: str, cache: Path) -> Path:
-    """Download and unpack one package into the cache; returns the folder of its contents."""
+    """Download and unpack one package into the cache; returns the folder of its contents (a full
+    cache is named as such, not as the corpus being built)."""
     kind, _, spec = package.partition(":")
     target = cache / package.replace(":", "_").replace("==", "-")
     if (target / ".complete").is_file():
@@ -309,8 +306,9 @@ def _catalogue_entries(catalogue: Path) -> Path:
     """Folder of a sound catalogue's entries beside it in the package cache (split once)."""
     folder = catalogue.with_name(catalogue.name + ".d")
     if not (folder / ".complete").is_file():
-        split_sound_catalogue(catalogue, folder)
-        (folder / ".complete").touch()
+        with write_failures_named(folder):  # a full cache is named as such, not as the corpus being built
+            split_sound_catalogue(catalogue, folder)
+            (folder / ".complete").touch()
     return folder
 
 

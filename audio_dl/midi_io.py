@@ -143,10 +143,10 @@ def read_melody(path: str | Path, steps_per_quarter: int = 4, max_steps: int = 1
 
     chords = group_chords((note.pitch, in_steps(int(midi.time_to_tick(note.start))),
                            in_steps(int(midi.time_to_tick(note.end)))) for note in pitched[0].notes)
-    struck_together = sum(len(chord) > 1 for chord in chords)
+    struck_together = sum(notes_under_top(chord) > 0 for chord in chords)
     if struck_together > max_chord_share * len(chords):
         raise MelodySkipped("polyphonic", f"{struck_together} of {len(chords)} onsets are chords")
-    stats.dropped_chord_notes = sum(len(chord) - 1 for chord in chords)
+    stats.dropped_chord_notes = sum(notes_under_top(chord) for chord in chords)
     timed = [top_note(chord) for chord in chords]
     notes, stats.merged_by_grid = snap_to_grid(timed)
     origin = notes[0].start  # tunes start at step 0 (drop a leading silence)
@@ -180,6 +180,12 @@ def group_chords(timed: Iterable[tuple[int, Real, Real]]) -> list[list[tuple[int
     return chords
 
 
+def notes_under_top(chord: list[tuple[int, Real, Real]]) -> int:
+    """How many pitches of a chord (`group_chords`) lie under its top note: the notes reading it
+    leaves out (a key struck twice is one)."""
+    return len({pitch for pitch, _, _ in chord}) - 1
+
+
 def top_note(chord: list[tuple[int, Real, Real]]) -> tuple[int, Real, Real]:
     """(pitch, start, end) of a chord's top note, from the chord's first onset to where the last
     of its strikes ends (a top key struck twice within the chord is one note)."""
@@ -200,15 +206,15 @@ def snap_to_grid(timed: Iterable[tuple[int, Real, Real]], spread: bool = False) 
     Start and end go to the nearest step (`grid_step`; a note keeps at least one). Of notes
     starting on one step, the one that sounds longest is kept, of equals the one that starts
     nearest the step, then the first: a short ornament before a long note, or before a note on the
-    beat, leaves that note. With spread=True such a note is moved to the next step instead (a run
-    played faster than the grid keeps every note) and the count is of notes moved. A note still
-    sounding at the next onset is cut there."""
+    beat, leaves that note. With spread=True a note whose step is not after the previous note's
+    starts one step after that note instead (a run played faster than the grid keeps every note)
+    and the count is of notes so moved. A note still sounding at the next onset is cut there."""
     notes: list[Note] = []
     collisions = 0
     kept_rank = None  # (exact length, -distance to its step) of notes[-1]
     for pitch, exact_start, exact_end in timed:
         start = grid_step(exact_start)
-        collides = bool(notes) and notes[-1].start >= start  # two onsets on one grid step
+        collides = bool(notes) and notes[-1].start >= start  # at or before the previous note's step
         collisions += collides
         if collides and spread:
             start = notes[-1].start + 1

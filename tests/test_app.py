@@ -92,7 +92,7 @@ def test_a_key_struck_twice_at_once_is_one_note_not_a_chord():
     chord = [{"pitch": 60, "start": 0.0, "end": 0.5}, {"pitch": 60, "start": 0.01, "end": 0.5},
              {"pitch": 64, "start": 0.02, "end": 0.5}]
     assert server.primer_from_request({"notes": chord}, 4, 0.15)[1]["chord_notes_left_out"] == 1
-    # the top key struck again within the chord, a third of a step later: one note to its last end
+    # the top key struck again within the chord, 0.3 step later (past the bounce window): one note to its last end
     chord = [{"pitch": 67, "start": 0.0, "end": 0.03}, {"pitch": 60, "start": 0.0, "end": 1.2},
              {"pitch": 64, "start": 0.02, "end": 1.2}, {"pitch": 67, "start": 0.045, "end": 1.2}]
     notes, notices = server.primer_from_request({"notes": chord}, 4, 0.15)

@@ -122,6 +122,10 @@ def test_an_ornament_rounded_onto_a_long_notes_step_leaves_the_long_note(tmp_pat
     fifths = [Fraction(k, 5) for k in range(11)]
     assert midi_io.snap_to_grid([(60, fifths[3], fifths[7]), (62, fifths[6], fifths[10])]) == ([N(62, 1, 1)], 1)
     assert midi_io.snap_to_grid([(60, fifths[4], fifths[8]), (62, fifths[6], fifths[10])]) == ([N(60, 1, 1)], 1)
+    # spread (the app's piano): a run faster than the grid keeps every note, each a step after the one before
+    run = [(60, 0, 3), (62, 0.4, 0.45), (64, 0.6, 0.7)]
+    assert midi_io.snap_to_grid(run, spread=True) == ([N(60, 0, 1), N(62, 1, 1), N(64, 2, 1)], 2)
+    assert midi_io.snap_to_grid(run) == ([N(60, 0, 1), N(64, 1, 1)], 1)
 
 
 def test_halves_of_a_step_round_up_wherever_the_figure_starts(tmp_path):
@@ -169,6 +173,8 @@ def test_a_chord_struck_by_hand_keeps_its_top_note_and_counts_as_a_chord(tmp_pat
     assert midi_io.read_melody(tmp_path / "stab.mid", max_chord_share=1.0) == \
         ([N(72, 0, 1)], midi_io.ReadStats(dropped_chord_notes=1))
     stab = [(72, 0, Fraction(2, 25)), (60, 0, 8)]  # (pitch, start, end) in steps
+    restruck = stab + [(72, Fraction(1, 10), 8)]  # its top key struck again within it: one note to its last end
+    assert midi_io.top_note(restruck) == (72, 0, 8) and midi_io.notes_under_top(restruck) == 1
     for order in (1, -1):  # pretty_midi reads notes back in its own order: ask group_chords itself
         assert [len(chord) for chord in midi_io.group_chords(stab[::order])] == [2]
     # a roll of 7 notes 10 ticks (1/12 step) apart: the 7th, half a step after the first, starts a chord of its own

@@ -146,9 +146,10 @@ def primer_from_request(body: dict, steps_per_quarter: int, step: float) -> tupl
     notes_dropped_by_grid, rest_dropped): `text` (a note string, see midi_io.read_note_string)
     or `notes` played on the keyboard as [{"pitch", "start", "end"}] in seconds, quantised to the
     model's grid of `step` seconds. Of keys pressed together (a chord, by midi_io.group_chords, the
-    rule of MIDI files) the top one is kept, from the chord's first onset (a key struck twice within
-    a quarter step is one note, not a chord note left out); midi_io.snap_to_grid puts them on the
-    grid, notes that round to one grid step moved one step apart."""
+    rule of MIDI files) the top one is kept, from the chord's first onset to its last strike's end
+    (a key struck twice within a quarter step, or within one chord, is one note, not a chord note
+    left out); midi_io.snap_to_grid puts them on the grid, notes that round to one grid step moved
+    one step apart."""
     if body.get("text"):
         text = body["text"]
         if not isinstance(text, str):
@@ -179,7 +180,7 @@ def primer_from_request(body: dict, steps_per_quarter: int, step: float) -> tupl
     chords = midi_io.group_chords(_one_strike_per_bounce(
         [(pitch, (start - origin) / step, (end - origin) / step) for start, end, pitch in timed]))
     notes, _ = midi_io.snap_to_grid((midi_io.top_note(chord) for chord in chords), spread=True)
-    return notes, _notices(chord_notes_left_out=sum(len({pitch for pitch, _, _ in chord}) - 1 for chord in chords))
+    return notes, _notices(chord_notes_left_out=sum(midi_io.notes_under_top(chord) for chord in chords))
 
 
 def _one_strike_per_bounce(timed: list[tuple[int, float, float]]) -> list[tuple[int, float, float]]:

@@ -564,7 +564,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     again = commands.add_parser("reexport", help="export the newest version's weights again with this code, as "
                                                  "the next version beside it (no retraining)")
     again.add_argument("version_dir", type=cli.given_path,
-                       help="the newest version folder under a base path, e.g. saved_models/melody/5")
+                       help="the newest version folder under a base path, e.g. saved_models/melody/6")
     args = parser.parse_args(argv)
     if args.command == "reexport":
         print(f"re-exported {args.version_dir} as {reexport(args.version_dir)}")

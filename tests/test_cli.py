@@ -358,7 +358,7 @@ def test_a_tool_that_loaded_tensorflow_refuses_in_one_line_where_no_gpu_can_be_o
     if any(Path(device).exists() for device in audio_dl._GPU_DEVICES):
         pytest.skip("a GPU can be opened here: TF logs no cuInit error")
     soundfile.write(tmp_path / "in.wav", np.zeros(800, np.float32), 8000)
-    melody = Path(__file__).parents[1] / "saved_models" / "melody" / "5"
+    melody = Path(__file__).parents[1] / "saved_models" / "melody" / "6"
     args = [sys.executable, "-m", "audio_dl.denoise", str(tmp_path / "in.wav"), "--model", str(melody),
             "-o", str(tmp_path / "out")]
     refusal = (f"python -m audio_dl.denoise: error: {melody} is not a denoiser SavedModel "

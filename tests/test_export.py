@@ -155,13 +155,13 @@ def test_publishing_never_outranks_silently(exported, tiny_export, tmp_path):
 def test_publishing_refuses_what_is_not_a_new_model_of_the_same_kind(exported, tmp_path):
     cfg, model, target, errors = exported
     assert export.serving_inputs(target) == export.SERVING_INPUTS["denoiser"]  # what training checks up front
-    assert export.serving_inputs(Path("saved_models/melody/5")) == export.SERVING_INPUTS["melody"]
+    assert export.serving_inputs(Path("saved_models/melody/6")) == export.SERVING_INPUTS["melody"]
     base = tmp_path / "serving"
     export.publish(target, base)
     with pytest.raises(export.UsageError, match=f"already published as {base / '1'}"):
         export.publish(target, base)
     with pytest.raises(export.UsageError, match="takes max_steps, primer, seed, temperature, top_k; the models in"):
-        export.publish("saved_models/melody/5", base)
+        export.publish("saved_models/melody/6", base)
     corrupt = tmp_path / "corrupt"
     shutil.copytree(target, corrupt)
     (corrupt / "saved_model.pb").write_bytes(b"not a protocol buffer")
@@ -241,7 +241,7 @@ def test_adding_int8_to_a_folder_that_is_not_an_export_is_one_line_exit_2(tmp_pa
     ("no_config", "is not a denoiser export: .*config.json not found"),
 ])
 def test_adding_int8_says_why_a_folder_is_not_a_denoiser_export(exported, tmp_path, folder, message):
-    paths = {"missing": tmp_path / "missing", "melody": "saved_models/melody/5", "no_config": tmp_path / "no_config"}
+    paths = {"missing": tmp_path / "missing", "melody": "saved_models/melody/6", "no_config": tmp_path / "no_config"}
     shutil.copytree(exported[2], tmp_path / "no_config")
     (tmp_path / "no_config" / "config.json").unlink()
     (tmp_path / "no_config" / STREAMING_INT8_TFLITE_NAME).unlink()  # else that is what it is refused for
@@ -317,7 +317,7 @@ def test_reexporting_a_folder_that_is_not_an_export_is_one_line_exit_2(tmp_path)
 
 
 def test_publish_without_base_goes_to_the_base_of_the_models_family(tiny_export, tmp_path, monkeypatch, capsys):
-    melody = Path("saved_models/melody/5").resolve()
+    melody = Path("saved_models/melody/6").resolve()
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit):
         export.main(["publish", "--help"])
@@ -353,7 +353,7 @@ def test_a_base_of_the_other_family_is_refused_before_training_unless_the_run_is
     export.check_publish_target(base, "auto", "denoiser")
     export.check_publish_target(base, "never", "melody")  # the base is not used
     run = tmp_path / "run"
-    export.publish_run(Path("saved_models/melody/5"), run, base, "never")
+    export.publish_run(Path("saved_models/melody/6"), run, base, "never")
     assert capsys.readouterr().out.endswith(f"not published (--publish never); to serve this run as a new version:\n"
                                             f"  python -m audio_dl.export publish {run}\n")  # its family's base
     export.publish_run(tiny_export, run, base, "never")
@@ -367,7 +367,7 @@ def test_a_training_run_directory_stands_for_its_newest_export(exported, tmp_pat
     cfg, model, target, errors = exported
     shutil.copytree(target, tmp_path / "denoiser-run" / "export" / "1")
     assert inference.load_denoiser(tmp_path / "denoiser-run").path == tmp_path / "denoiser-run" / "export" / "1"
-    shutil.copytree("saved_models/melody/5", tmp_path / "melody-run" / "export" / "2")
+    shutil.copytree("saved_models/melody/6", tmp_path / "melody-run" / "export" / "2")
     assert compose.resolve_export(tmp_path / "melody-run") == tmp_path / "melody-run" / "export" / "2"
     assert export.newest_export(tmp_path) is None
 

@@ -1061,21 +1061,21 @@ def test_evaluate_melody_says_the_training_tunes_lie_outside_the_models_range(tm
     """The range is the model's: no advice to widen it or leave it unset (evaluate_melody has no --set)."""
     from audio_dl import cli, evaluate_melody
 
-    high = write_line_tunes(tmp_path / "high", 4, {i: range(96, 101) for i in range(4)})  # above F6
+    high = write_line_tunes(tmp_path / "high", 4, {i: range(96, 101) for i in range(4)})  # above A6
     assert cli.run_main(evaluate_melody.main, ["--midi-dir", str(FIXTURE), "--train-midi-dir", str(high),
-                                               "--model", "saved_models/melody/5", "--generate", "0",
+                                               "--model", "saved_models/melody/6", "--generate", "0",
                                                "-o", str(tmp_path / "r.json")]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert f"no tune of --train-midi-dir {high} lies inside the model's pitch range G3..F6" in line
+    assert f"no tune of --train-midi-dir {high} lies inside the model's pitch range G3..A6" in line
     assert "widen" not in line and "unset" not in line
-    model = tmp_path / "model" / "5"
-    shutil.copytree("saved_models/melody/5", model)
+    model = tmp_path / "model" / "6"
+    shutil.copytree("saved_models/melody/6", model)
     config = json.loads((model / "config.json").read_text())
     (model / "config.json").write_text(json.dumps({**config, "midi_dir": [str(high)]}))  # its config's tunes
     assert cli.run_main(evaluate_melody.main, ["--midi-dir", str(FIXTURE), "--model", str(model), "--generate", "0",
                                                "-o", str(tmp_path / "r.json")]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert f"no tune of midi_dir in {model / 'config.json'} lies inside the model's pitch range G3..F6" in line
+    assert f"no tune of midi_dir in {model / 'config.json'} lies inside the model's pitch range G3..A6" in line
     assert "widen" not in line
 
 

@@ -146,7 +146,7 @@ def test_train_denoiser_refuses_a_base_of_melody_models_before_training(tmp_path
 
     from audio_dl import cli, train_denoiser
 
-    shutil.copytree("saved_models/melody/5", tmp_path / "melodies" / "1")  # shipped
+    shutil.copytree("saved_models/melody/6", tmp_path / "melodies" / "1")  # shipped
     run = tmp_path / "run"
     assert cli.run_main(train_denoiser.main, ["--preset", "tiny", "--set", f"speech={tiny_corpus / 'speech'}",
                                               "--set", f"noise={tiny_corpus / 'noise'}", "--run-dir", str(run),
@@ -167,7 +167,7 @@ def test_a_glob_in_the_built_corpus_is_not_taken_for_a_missing_corpus(tmp_path, 
     assert "data/denoiser/speech does not exist: build the corpus first" in capsys.readouterr().err
     (tmp_path / "data" / "denoiser" / "speech").mkdir(parents=True)
     (tmp_path / "data" / "denoiser" / "noise").mkdir()
-    shutil.copytree(Path(__file__).parents[1] / "saved_models" / "melody" / "5", tmp_path / "melodies" / "1")
+    shutil.copytree(Path(__file__).parents[1] / "saved_models" / "melody" / "6", tmp_path / "melodies" / "1")
     assert cli.run_main(train_denoiser.main, [*glob_args, "--export-base", "melodies"]) == 2  # the next check
     assert "a denoiser model takes waveform; the models in melodies take" in capsys.readouterr().err
 

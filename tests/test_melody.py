@@ -804,7 +804,7 @@ def test_the_shipped_melody_export_names_a_bad_temperature_a_client_sends():
     from audio_dl.compose import load_melody_export
 
     loaded, _, _ = load_melody_export(Path(__file__).parents[1] / "saved_models" / "melody")
-    with pytest.raises(tf.errors.InvalidArgumentError, match="temperature must be > 0"):  # shipped before "finite"
+    with pytest.raises(tf.errors.InvalidArgumentError, match="temperature must be a finite number > 0"):
         loaded.signatures["generate"](primer=tf.constant([5], tf.int32), temperature=tf.constant(0.0),
                                       top_k=tf.constant(0), seed=tf.constant(0), max_steps=tf.constant(4))
 

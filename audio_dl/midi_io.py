@@ -35,6 +35,7 @@ PAD, START, END, REST, HOLD = 0, 1, 2, 3, 4
 FIRST_NOTE_TOKEN = 5
 SPECIAL_TOKENS = ("PAD", "START", "END", "REST", "HOLD")
 SKIP_REASONS = ("unreadable", "empty", "drums_only", "polyphonic", "too_long")
+STRUCK_TOGETHER_STEPS = 0.25  # notes starting this close (in grid steps) may be one chord or one key's bounce
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,12 +142,13 @@ def read_melody(path: str | Path, steps_per_quarter: int = 4, max_steps: int = 1
     def in_steps(tick: int) -> Fraction:  # exact Fractions, so that grid_step rounds halves up
         return Fraction(tick * steps_per_quarter, midi.resolution)
 
-    chords = group_chords((note.pitch, in_steps(int(midi.time_to_tick(note.start))),
-                           in_steps(int(midi.time_to_tick(note.end)))) for note in pitched[0].notes)
-    struck_together = sum(notes_under_top(chord) > 0 for chord in chords)
+    chords = group_chords((note.pitch, in_steps(midi.time_to_tick(note.start)), in_steps(midi.time_to_tick(note.end)))
+                          for note in pitched[0].notes)
+    under_top = [notes_under_top(chord) for chord in chords]
+    struck_together = sum(count > 0 for count in under_top)
     if struck_together > max_chord_share * len(chords):
         raise MelodySkipped("polyphonic", f"{struck_together} of {len(chords)} onsets are chords")
-    stats.dropped_chord_notes = sum(notes_under_top(chord) for chord in chords)
+    stats.dropped_chord_notes = sum(under_top)
     timed = [top_note(chord) for chord in chords]
     notes, stats.merged_by_grid = snap_to_grid(timed)
     origin = notes[0].start  # tunes start at step 0 (drop a leading silence)
@@ -169,8 +171,9 @@ def group_chords(timed: Iterable[tuple[int, Real, Real]]) -> list[list[tuple[int
     latest_onset = last_end = 0  # the current chord's latest onset, and where its last note ends
     for note in sorted(timed, key=lambda n: n[1]):
         _, start, end = note
-        if chords and (start == latest_onset or start - latest_onset < 0.25 and start - chords[-1][0][1] < 0.5
-                       and last_end - start >= 0.25):
+        if chords and (start == latest_onset or start - latest_onset < STRUCK_TOGETHER_STEPS
+                       and start - chords[-1][0][1] < 2 * STRUCK_TOGETHER_STEPS
+                       and last_end - start >= STRUCK_TOGETHER_STEPS):
             chords[-1].append(note)
             last_end = max(last_end, end)
         else:

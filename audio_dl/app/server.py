@@ -190,7 +190,7 @@ def _one_strike_per_bounce(timed: list[tuple[int, float, float]]) -> list[tuple[
     latest: dict[int, int] = {}  # pitch -> index in strikes of its latest strike
     for pitch, start, end in timed:
         index = latest.get(pitch)
-        if index is not None and start - strikes[index][1] < 0.25:
+        if index is not None and start - strikes[index][1] < midi_io.STRUCK_TOGETHER_STEPS:
             strikes[index] = (pitch, strikes[index][1], max(end, strikes[index][2]))
         else:
             latest[pitch] = len(strikes)

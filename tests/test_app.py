@@ -114,6 +114,10 @@ def test_the_piano_groups_chords_and_rounds_ends_as_midi_files_are_read():
     notes, _ = server.primer_from_request(played(*timed), 4, 0.15)
     assert notes == midi_io.snap_to_grid((p, a / 0.15, b / 0.15) for p, a, b in timed)[0] == \
         [midi_io.Note(60, 0, 1), midi_io.Note(62, 1, 2)]
+    # a run played faster than the grid keeps every note, each a step after the one before, and says so
+    notes, notices = server.primer_from_request(played((60, 0.0, 0.1), (62, 0.1, 0.2), (64, 0.2, 0.3)), 4, 0.25)
+    assert [(n.pitch, n.start) for n in notes] == [(60, 0), (62, 1), (64, 2)] and notices["notes_spread_by_grid"] == 2
+    assert notices["notes_moved_to_grid"] == notices["notes_dropped_by_grid"] == 0
 
 
 def test_the_melody_api_says_what_reading_a_typed_primer_changed(app):
@@ -304,6 +308,26 @@ def test_browser_piano_records_keys_and_makes_a_tune(browser_page):
     assert page.get_attribute("#download-midi", "href").startswith("data:audio/midi")
     assert "notes of yours (red)" in page.inner_text("#tune-summary")
     page.screenshot(path=str(ARTIFACTS / "piano.png"), full_page=True)
+
+
+@pytest.mark.slow
+def test_browser_piano_says_a_run_faster_than_the_grid_was_spread(browser_page):
+    page = browser_page
+    page.click("#tab-piano")
+    page.fill("#qpm", "30")  # a grid step of 0.5 s: four keys 0.2 s apart fall on two steps
+    page.click("#record")
+    for pitch in (60, 62, 64, 65):
+        key = page.locator(f'.key[data-pitch="{pitch}"]')
+        key.dispatch_event("mousedown")
+        page.wait_for_timeout(100)
+        key.dispatch_event("mouseup")
+        page.wait_for_timeout(100)
+    page.click("#record")
+    page.evaluate("document.getElementById('tune-summary').textContent = ''")
+    page.click("#make-tune")
+    page.wait_for_function("document.getElementById('tune-summary').textContent.length > 0", timeout=60_000)
+    assert "played faster than the 1/16-note grid moved a step after the one before" in page.inner_text("#tune-summary")
+    page.fill("#qpm", "100")
 
 
 @pytest.mark.slow

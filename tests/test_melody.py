@@ -942,6 +942,38 @@ def test_folk_corpus_command_rejects_unknown_collections(capsys):
     assert exit_code.value.code == 2 and "an empty path" in capsys.readouterr().err
 
 
+FAKE_ABC2MIDI = """#!/bin/sh
+# like abc2midi on a tune whose K: field it rejects: an error line, no MIDI file for it, exit code 0
+echo 'Error in line-char 9-3 : First K: field must specify key signature'
+touch "${1%.abc}1.mid"
+"""
+
+
+def test_folk_corpus_counts_and_lists_the_tunes_abc2midi_writes_no_midi_for(tmp_path, monkeypatch, capsys):
+    from audio_dl import cli, datasets
+    from audio_dl.data import corpora
+
+    packages = tmp_path / "packages"
+    songs = packages / "music21" / "corpus" / "airdsAirs"
+    songs.mkdir(parents=True)
+    (songs / "book1.abc").write_text("% two tunes\n\nX:0001\nT:One\nK:G\nGAB|\n\nX:2\nK: H\nGAB|\n")
+    abc2midi = packages / "usr" / "bin" / "abc2midi"
+    abc2midi.parent.mkdir(parents=True)
+    abc2midi.write_text(FAKE_ABC2MIDI)
+    abc2midi.chmod(0o755)
+    monkeypatch.setattr(corpora, "_fetch", lambda package, cache: packages)
+    out = tmp_path / "midi"
+
+    assert cli.run_main(datasets.main, ["folk-corpus", str(out), "--collections", "airdsAirs"]) == 0
+    assert capsys.readouterr().out.strip() == (
+        f"airdsAirs: 1 MIDI files in {out}/airdsAirs; 1 tunes abc2midi could not convert, listed in "
+        f"{out}/airdsAirs/NOT_CONVERTED.tsv")
+    assert (out / "airdsAirs" / "NOT_CONVERTED.tsv").read_text() == (
+        "book1.abc\tX:2\tFirst K: field must specify key signature\n")
+    # an existing collection folder is counted, not converted again
+    assert corpora.build_folk_corpus(out, ("airdsAirs",)) == {"airdsAirs": {"midi_files": 1, "not_converted": 1}}
+
+
 @pytest.mark.slow
 def test_rerunning_a_finished_run_only_evaluates_exports_and_publishes_it_once(trained, tmp_path, capsys):
     from audio_dl import train_melody

@@ -143,13 +143,13 @@ def _midi_pitch(value) -> int:
 
 def primer_from_request(body: dict, steps_per_quarter: int, step: float) -> tuple[list[midi_io.Note], dict]:
     """The primer, and the reply's notices about it (chord_notes_left_out, notes_moved_to_grid,
-    notes_dropped_by_grid, rest_dropped): `text` (a note string, see midi_io.read_note_string)
+    notes_dropped_by_grid, notes_spread_by_grid, rest_dropped): `text` (a note string, see midi_io.read_note_string)
     or `notes` played on the keyboard as [{"pitch", "start", "end"}] in seconds, quantised to the
     model's grid of `step` seconds. Of keys pressed together (a chord, by midi_io.group_chords, the
     rule of MIDI files) the top one is kept, from the chord's first onset to its last strike's end
     (a key struck twice within a quarter step, or within one chord, is one note, not a chord note
-    left out); midi_io.snap_to_grid puts them on the grid, notes that round to one grid step moved
-    one step apart."""
+    left out); midi_io.snap_to_grid puts them on the grid, a note that rounds to the previous
+    one's step or before moved one step after it (counted: notes_spread_by_grid)."""
     if body.get("text"):
         text = body["text"]
         if not isinstance(text, str):
@@ -179,8 +179,9 @@ def primer_from_request(body: dict, steps_per_quarter: int, step: float) -> tupl
     origin = timed[0][0]
     chords = midi_io.group_chords(_one_strike_per_bounce(
         [(pitch, (start - origin) / step, (end - origin) / step) for start, end, pitch in timed]))
-    notes, _ = midi_io.snap_to_grid((midi_io.top_note(chord) for chord in chords), spread=True)
-    return notes, _notices(chord_notes_left_out=sum(midi_io.notes_under_top(chord) for chord in chords))
+    notes, spread = midi_io.snap_to_grid((midi_io.top_note(chord) for chord in chords), spread=True)
+    return notes, _notices(chord_notes_left_out=sum(midi_io.notes_under_top(chord) for chord in chords),
+                           notes_spread_by_grid=spread)
 
 
 def _one_strike_per_bounce(timed: list[tuple[int, float, float]]) -> list[tuple[int, float, float]]:
@@ -199,10 +200,11 @@ def _one_strike_per_bounce(timed: list[tuple[int, float, float]]) -> list[tuple[
 
 
 def _notices(chord_notes_left_out: int = 0, notes_moved_to_grid: int = 0, notes_dropped_by_grid: int = 0,
-             rest_dropped: bool = False) -> dict:
+             notes_spread_by_grid: int = 0, rest_dropped: bool = False) -> dict:
     """The reply's fields about the primer, each present in every reply (the page words them)."""
     return {"chord_notes_left_out": chord_notes_left_out, "notes_moved_to_grid": notes_moved_to_grid,
-            "notes_dropped_by_grid": notes_dropped_by_grid, "rest_dropped": rest_dropped}
+            "notes_dropped_by_grid": notes_dropped_by_grid, "notes_spread_by_grid": notes_spread_by_grid,
+            "rest_dropped": rest_dropped}
 
 
 def make_tune(generator: MelodyGenerator, body: dict) -> dict:

@@ -17,6 +17,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -394,10 +395,12 @@ def resolve_midi(specs: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def build_folk_corpus(out_dir: str | Path, collections: tuple[str, ...] = tuple(FOLK_COLLECTIONS),
-                      cache_dir: str | Path | None = None) -> dict[str, int]:
+                      cache_dir: str | Path | None = None) -> dict[str, dict[str, int]]:
     """Convert music21's ABC collections to one MIDI file per tune: OUT/<collection>/*.mid.
 
-    Each collection folder is written atomically. Returns {collection: MIDI files written}.
+    Each collection folder is written atomically. A tune abc2midi writes no MIDI file for (it
+    exits 0 even then) is counted and listed, with abc2midi's message, in <collection>/NOT_CONVERTED.
+    Returns {collection: {"midi_files": written, "not_converted": tunes without a MIDI file}}.
     """
     known = {**FOLK_COLLECTIONS, **EVALUATION_COLLECTIONS}
     unknown = sorted(set(collections) - set(known))
@@ -411,16 +414,42 @@ def build_folk_corpus(out_dir: str | Path, collections: tuple[str, ...] = tuple(
     counts = {}
     for name in collections:
         target = out / name
-        if target.is_dir():
-            counts[name] = len(list(target.glob("*.mid")))
-            continue
-        with staged_folder(target) as staging:
-            for abc in sorted((abc_root / name).rglob("*.abc")):
-                shutil.copy(abc, staging / abc.name)  # abc2midi writes <stem><X>.mid beside its input
-                subprocess.run([str(abc2midi), abc.name, *ABC2MIDI_FLAGS], cwd=staging, capture_output=True)
-                (staging / abc.name).unlink()
-            (staging / "LICENSE.txt").write_text(
-                f"{name}: {known[name]}\nABC source: {MUSIC21_PACKAGE} music21/corpus/{name}; "
-                f"converted with {ABCMIDI_PACKAGE} abc2midi {' '.join(ABC2MIDI_FLAGS)}\n")
-            counts[name] = len(list(staging.glob("*.mid")))
+        if not target.is_dir():
+            with staged_folder(target) as staging:
+                not_converted = []
+                for abc in sorted((abc_root / name).rglob("*.abc")):
+                    shutil.copy(abc, staging / abc.name)  # abc2midi writes <stem><X>.mid beside its input
+                    result = subprocess.run([str(abc2midi), abc.name, *ABC2MIDI_FLAGS], cwd=staging,
+                                            capture_output=True, text=True, errors="replace")
+                    (staging / abc.name).unlink()
+                    not_converted += _tunes_without_midi(abc, result.stdout + result.stderr, staging)
+                (staging / "LICENSE.txt").write_text(
+                    f"{name}: {known[name]}\nABC source: {MUSIC21_PACKAGE} music21/corpus/{name}; "
+                    f"converted with {ABCMIDI_PACKAGE} abc2midi {' '.join(ABC2MIDI_FLAGS)}\n")
+                if not_converted:
+                    (staging / NOT_CONVERTED).write_text("".join(f"{line}\n" for line in not_converted))
+                    log.warning("%s: abc2midi wrote no MIDI file for %d tune(s), listed in %s", name,
+                                len(not_converted), target / NOT_CONVERTED)
+        listing = target / NOT_CONVERTED
+        counts[name] = {"midi_files": len(list(target.glob("*.mid"))),
+                        "not_converted": len(listing.read_text().splitlines()) if listing.exists() else 0}
     return counts
+
+
+NOT_CONVERTED = "NOT_CONVERTED.tsv"  # one line per tune: ABC file, X: number, abc2midi's first error in it
+
+
+def _tunes_without_midi(abc: Path, messages: str, folder: Path) -> list[str]:
+    """The tunes of `abc` (its `X:` fields) that abc2midi wrote no <stem><X>.mid for in `folder`,
+    each as "file\tX:n\tabc2midi's first 'Error in line-char L-C : ...' message within its lines"."""
+    lines = abc.read_text(errors="replace").splitlines()
+    starts = [(number, int(m.group(1))) for number, line in enumerate(lines, 1)
+              if (m := re.match(r"X:\s*(\d+)\s*$", line))]
+    errors = [(int(m.group(1)), m.group(2).strip())
+              for m in re.finditer(r"^Error in line-char (\d+)-\d+ :(.*)$", messages, flags=re.M)]
+    missing = []
+    for (first, x), (end, _) in zip(starts, [*starts[1:], (float("inf"), 0)]):
+        if not (folder / f"{abc.stem}{x}.mid").exists():
+            why = next((message for line, message in errors if first <= line < end), "no error printed")
+            missing.append(f"{abc.name}\tX:{x}\t{why}")
+    return missing

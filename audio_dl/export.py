@@ -315,18 +315,26 @@ def versions(base: Path) -> dict[int, dict]:
             if child.is_dir() and child.name.isdigit() and (child / "saved_model.pb").is_file()}
 
 
+_WARNED_PROVENANCE: set[tuple[str, str]] = set()  # (file, sha256 of its bytes) already warned about
+
+
 def read_provenance(version_dir: Path) -> dict:
     """version_dir/provenance.json, or {} when there is none; one that is not a JSON object (a hand
-    edit gone wrong) is {} too, with a warning naming it."""
+    edit gone wrong) is {} too, with a warning naming it: once a process for the same file and
+    content, however often a command reads it (publish reads each version under --base several times)."""
     path = Path(version_dir) / "provenance.json"
     if not path.is_file():
         return {}
+    text = path.read_bytes()
     try:
-        provenance = json.loads(path.read_bytes())
+        provenance = json.loads(text)
     except ValueError:  # not JSON, or not UTF-8
         provenance = None
     if not isinstance(provenance, dict):
-        log.warning("%s is not a JSON object: read as no provenance", path)
+        seen = (os.path.abspath(path), hashlib.sha256(text).hexdigest())
+        if seen not in _WARNED_PROVENANCE:
+            _WARNED_PROVENANCE.add(seen)
+            log.warning("%s is not a JSON object: read as no provenance", path)
         return {}
     return provenance
 
@@ -387,7 +395,8 @@ def serving_inputs(version_dir: Path) -> tuple[str, ...]:
 def published_as(version_dir: Path, base: Path) -> Path | None:
     """The version folder under `base` holding the same model, if any: the same model_sha256 in
     provenance.json (model_digest: however often it is exported) or, for exports made before it
-    was recorded, the same fingerprint.pb."""
+    was recorded, the same fingerprint.pb: a copy of the same export only, as TensorFlow writes a
+    new one (random uuid, order-dependent hashes) with every SavedModel, even of the same weights."""
     mine = _model_identity(Path(version_dir))
     if mine is None:
         return None

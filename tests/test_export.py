@@ -263,6 +263,7 @@ def test_a_denoiser_reexport_is_the_next_version_with_the_same_weights(tiny_expo
     np.testing.assert_array_equal(*(s(waveform=tf.constant(x))["denoised"].numpy() for s in served))
     before, after = (json.loads((v / "provenance.json").read_text()) for v in (earlier, again))
     assert after == {**before, "reexported_from_version": 3}  # model_sha256 included: the same weights
+    assert export.published_as(again, earlier.parent) == earlier  # the same model all the same
     card = (again / "MODEL_CARD.md").read_text()
     assert card.startswith("card {") and "\n\n## Export checks\nVersion 3 re-exported with `python -m" in card
     assert '"saved_model_max_abs_error": 0.0' in card and "{export_errors}" not in card
@@ -299,6 +300,18 @@ def test_a_provenance_that_is_not_a_json_object_reads_as_none(tiny_export, tmp_p
     (version / "provenance.json").write_text(text)
     assert export.versions(version.parent) == {1: {}} and export.will_publish(version.parent, "auto")
     assert f"{version / 'provenance.json'} is not a JSON object: read as no provenance" in caplog.text
+
+
+@pytest.mark.parametrize("broken", ["base/1", "run"])
+def test_a_broken_provenance_is_warned_about_once(tiny_export, tmp_path, caplog, capsys, broken):
+    """publish --ship reads the source's provenance.json twice and each version's under --base five
+    times: one warning for the broken file, not one for each read."""
+    for folder in ("base/1", "run"):
+        shutil.copytree(tiny_export, tmp_path / folder)
+    (tmp_path / broken / "provenance.json").write_text('{"source": "shipped",}')
+    assert export.main(["publish", str(tmp_path / "run"), "--base", str(tmp_path / "base"), "--ship"]) == 0
+    assert caplog.text.count("is not a JSON object: read as no provenance") == 1
+    assert sorted(export.versions(tmp_path / "base")) == [1, 2]
 
 
 def test_a_card_gets_the_new_export_checks_in_place_of_the_old():

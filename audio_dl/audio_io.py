@@ -186,6 +186,7 @@ def open_audio(path: str | os.PathLike) -> soundfile.SoundFile:
 
 def is_silent(x: np.ndarray) -> bool:
     """Digital silence or a constant offset [n]: nothing to hear, mix or compare an estimate with."""
+    x = np.asarray(x, np.float64)  # a float32 mean is off by an ulp: 16000 samples of 0.2 would sum above 1e-12
     return float(np.sum((x - x.mean()) ** 2)) < 1e-12
 
 
@@ -264,7 +265,9 @@ def read_audio(path: str | os.PathLike, sample_rate: int | None = None, start_se
 
     Returns float32 [samples]. Raises ValueError (soundfile.LibsndfileError, ...) when the file
     cannot be decoded or holds samples that are not finite; callers inside a corpus catch it and
-    count a skip.
+    count a skip. Samples all equal (digital silence, a DC offset) stay so at any rate: soxr would
+    ring at their edges, which the silence checks of noise (is_silent, augment.audible) would take
+    for sound.
     """
     if not (start_seconds >= 0 and (duration_seconds is None or duration_seconds >= 0)):  # NaN fails too
         raise ValueError(f"start_seconds and duration_seconds must be >= 0 (got {start_seconds}, {duration_seconds})")
@@ -287,7 +290,8 @@ def read_audio(path: str | os.PathLike, sample_rate: int | None = None, start_se
     require_finite(audio, path)
     mono = audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0]
     if sample_rate is not None and sample_rate != native_rate and mono.size:
-        mono = soxr.resample(mono, native_rate, sample_rate, quality="HQ")
+        resampled = soxr.resample(mono, native_rate, sample_rate, quality="HQ")
+        mono = np.full(len(resampled), mono[0], np.float32) if mono.min() == mono.max() else resampled
     if duration_seconds is not None and sample_rate is not None:
         mono = mono[: int(round(duration_seconds * sample_rate))]
     return np.ascontiguousarray(mono, dtype=np.float32)

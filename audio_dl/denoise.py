@@ -68,6 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UsageError("--clean only adds a panel to the figure; use it with --plot")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     jobs = _jobs(args.inputs, args.output, args.clean)
+    pipe = next((job.source for job in jobs if not job.source.is_file()), None)
+    if args.plot and pipe is not None:
+        raise UsageError(f"{pipe} is a pipe, not a file: its audio can be read once, --plot reads it again; "
+                         "save it to a file first")
     denoiser = inference.load_denoiser(args.model)
     print(f"model: {denoiser.path} ({denoiser.sample_rate} Hz)")
     started = time.perf_counter()
@@ -107,8 +111,9 @@ def _denoise_all(jobs: list[Job], denoiser: inference.Denoiser, strength_db: flo
 def _jobs(inputs: Sequence[str], output: Path, clean: Path | None) -> list[Job]:
     """A Job for every input file, checked before any work: outputs that would collide or
     overwrite an input, clean references that are missing, a named file that cannot be decoded
-    or holds no samples. Files under the output (an earlier run's results inside an input
-    folder) are not inputs."""
+    or holds no samples (a named pipe is not opened here: its bytes would be gone for the
+    denoising). Files under the output (an earlier run's results inside an input folder) are not
+    inputs."""
     if output.suffix.lower() in audio_io.AUDIO_EXTENSIONS - {".wav"}:
         raise UsageError(f"-o {output}: the output is WAV; give a folder or a .wav file name")
     if output.suffix.lower() == ".wav":  # a folder of that name or one that cannot be written: before the model loads
@@ -129,7 +134,8 @@ def _jobs(inputs: Sequence[str], output: Path, clean: Path | None) -> list[Job]:
             for f in files:
                 found.setdefault(cli.file_id(f), (f, f.relative_to(path), False))
         else:
-            _check_decodable(path)
+            if path.is_file():  # not a pipe (/dev/stdin, <(...), a FIFO): read once, by the denoising
+                _check_decodable(path)
             found.setdefault(cli.file_id(path), (path, Path(path.name), True))
     if output.suffix.lower() == ".wav" and len(found) != 1:
         raise UsageError(f"-o {output} names one file but there are {len(found)} inputs; give a folder")

@@ -101,15 +101,19 @@ def mixtures(clean_files, noises: list[tuple[str, np.ndarray]], snrs, seed: int,
             yield f"{path.parent.name}/{path.name}+{Path(noise_path).stem}", snr, clean, noisy.numpy()
 
 
-def noisy_pairs(clean_files, clean_root: Path, noisy_root: Path) -> list[tuple[Path, Path, Path]]:
+def noisy_pairs(clean_files, clean_root: Path, noisy_root: Path, skipped: list) -> list[tuple[Path, Path, Path]]:
     """(clean path, its name relative to clean_root, noisy path) for every clean file: the noisy
-    file at the same relative path, or of the same stem with any audio extension. UsageError,
-    before any work, when some have none."""
+    file at the same relative path, or of the same stem with any audio extension. A clean file
+    without one that does not decode (its header read) needs none: it is appended to `skipped`,
+    as pairs() would have. UsageError, before any work, when others have none."""
     found, missing = [], []
     for path in clean_files:
         relative = _relative(path, clean_root)
         noisy_path = _noisy_partner(noisy_root, relative)
-        (missing.append(relative) if noisy_path is None else found.append((path, relative, noisy_path)))
+        if noisy_path is not None:
+            found.append((path, relative, noisy_path))
+        elif _read_or_skip(path, None, skipped) is not None:
+            missing.append(relative)
     if missing:
         raise UsageError(f"no noisy file for {len(missing)} of {len(clean_files)} clean files in {noisy_root}, "
                          f"e.g. {missing[0]}")
@@ -223,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         items = mixtures(clean_files, noises, args.snr, args.seed, rate, skipped)
     else:
         clean_root, noisy_root = audio_io.given_path(args.clean[0]), args.noisy  # "~/x" too (--noisy: its argparse type)
-        items = pairs(noisy_pairs(clean_files, clean_root, noisy_root), rate, skipped)
+        items = pairs(noisy_pairs(clean_files, clean_root, noisy_root, skipped), rate, skipped)
         unpaired = unpaired_noisy_files(clean_root, noisy_root)
         if unpaired:
             log.warning("%d noisy file(s) in %s are paired with no clean file (same relative path and stem) and "

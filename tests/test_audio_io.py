@@ -4,6 +4,7 @@ import threading
 import numpy as np
 import pytest
 import soundfile
+import soxr
 
 from audio_dl import audio_io
 from audio_dl.errors import UsageError
@@ -31,6 +32,22 @@ def test_read_segment(tmp_path):
     for start, duration in ((-1.0, None), (0.0, -1.0), (float("nan"), None)):
         with pytest.raises(ValueError, match="must be >= 0"):
             audio_io.read_audio(path, 16000, start_seconds=start, duration_seconds=duration)
+
+
+@pytest.mark.parametrize("rate", [11025, 16000, 44100])
+@pytest.mark.parametrize("level", [0.0, 0.2, -0.5])  # digital silence, DC offsets
+def test_samples_all_equal_stay_so_at_any_rate(tmp_path, rate, level):
+    """soxr rings at the edges of a constant; the silence checks of noise would take that for sound."""
+    soundfile.write(tmp_path / "dc.wav", np.full(2 * rate, level, np.float32), rate, subtype="FLOAT")
+    for start, seconds in ((0.0, None), (0.5, 1.0)):  # the whole file, and a crop
+        audio = audio_io.read_audio(tmp_path / "dc.wav", 8000, start, seconds)
+        assert len(audio) == (16000 if seconds is None else 8000)
+        np.testing.assert_array_equal(audio, np.full(len(audio), level, np.float32))
+        assert audio_io.is_silent(audio)  # float32: its mean is not exactly 0.2
+    tone = sine(440, 2.0, rate) + level  # a DC offset under sound is resampled as before
+    soundfile.write(tmp_path / "tone.wav", tone, rate, subtype="FLOAT")
+    np.testing.assert_array_equal(audio_io.read_audio(tmp_path / "tone.wav", 8000),
+                                  soxr.resample(tone, rate, 8000, quality="HQ"))
 
 
 def test_find_audio_files(tmp_path):

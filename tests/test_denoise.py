@@ -621,3 +621,28 @@ def test_a_named_file_that_cannot_be_denoised_is_refused_before_the_model_loads(
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 1 and message in errors[0] and "model not found" not in errors[0], errors
     assert sorted(p.name for p in tmp_path.iterdir()) == ["take.wav"]
+
+
+@pytest.mark.skipif(not Path("/dev/stdin").exists(), reason="no /dev/stdin on this system")
+def test_a_pipe_named_on_the_command_line_is_read_once(tiny_export, tmp_path):
+    """/dev/stdin (or <(...), a FIFO) holds its bytes once: opened to check it and again to denoise
+    it, the second read began after the header ('cannot decode' a valid WAV; a FIFO whose writer
+    is done waited forever)."""
+    soundfile.write(tmp_path / "take.wav", _speechlike(0.5), 8000)
+
+    def cli_on_stdin(data, *args):
+        return subprocess.run([sys.executable, "-m", "audio_dl.denoise", "/dev/stdin", *args], input=data,
+                              capture_output=True, timeout=300)
+
+    result = cli_on_stdin((tmp_path / "take.wav").read_bytes(), "-o", str(tmp_path / "out.wav"),
+                          "--model", str(tiny_export))
+    assert result.returncode == 0, result.stderr[-1500:]
+    assert soundfile.info(tmp_path / "out.wav").frames == 4000
+    result = cli_on_stdin(b"not audio at all", "-o", str(tmp_path / "bad.wav"), "--model", str(tiny_export))
+    errors = [line for line in result.stderr.decode().splitlines() if line.startswith("python -m audio_dl.denoise:")]
+    assert result.returncode == 2 and len(errors) == 1 and "cannot decode /dev/stdin" in errors[0], result.stderr
+    result = cli_on_stdin((tmp_path / "take.wav").read_bytes(), "-o", str(tmp_path / "plot.wav"), "--plot",
+                          "--model", str(tmp_path / "none"))  # refused before the model loads
+    errors = [line for line in result.stderr.decode().splitlines() if line.startswith("python -m audio_dl.denoise:")]
+    assert result.returncode == 2 and len(errors) == 1 and "is a pipe, not a file" in errors[0], result.stderr
+    assert not (tmp_path / "bad.wav").exists() and not (tmp_path / "plot.wav").exists()

@@ -155,15 +155,52 @@ def test_without_snr_the_mixtures_are_made_at_the_default_snrs(tiny_export, tiny
     assert set(summary["summary"]) == {"all", "-5 dB", "0 dB", "5 dB", "10 dB"} and summary["pairs"] == 4
 
 
+@pytest.mark.parametrize("rate", [8000, 44100])  # the model's rate, and one resampled (soxr rings at the edges)
+def test_a_dc_noise_file_at_any_rate_is_skipped_as_silent(tmp_path, rate):
+    soundfile.write(tmp_path / "dc.wav", np.full(2 * rate, 0.2, np.float32), rate)
+    skipped = []
+    assert evaluate_denoiser.load_noises([tmp_path / "dc.wav"], 8000, skipped) == []
+    assert skipped == [tmp_path / "dc.wav"]
+
+
 def test_a_noisy_partner_has_the_clean_files_own_stem(tmp_path):
     for folder, extension in (("clean", "wav"), ("noisy", "flac")):
         (tmp_path / folder).mkdir()
         for stem in ("take", "take.1"):
             soundfile.write(tmp_path / folder / f"{stem}.{extension}", np.zeros(800, np.float32), 8000)
     clean_files = sorted((tmp_path / "clean").iterdir())
-    paired = evaluate_denoiser.noisy_pairs(clean_files, tmp_path / "clean", tmp_path / "noisy")
+    paired = evaluate_denoiser.noisy_pairs(clean_files, tmp_path / "clean", tmp_path / "noisy", [])
     assert [(c.name, n.name) for c, _, n in paired] == [("take.1.wav", "take.1.flac"), ("take.wav", "take.flac")]
     assert evaluate_denoiser.unpaired_noisy_files(tmp_path / "clean", tmp_path / "noisy") == []
+
+
+def _samples_do_not_decode(path: Path) -> Path:
+    """A FLAC file whose header reads (probe keeps it) but whose frames are noise (decoding fails)."""
+    soundfile.write(path, _voice(), 8000)
+    header = path.read_bytes()[:200]
+    path.write_bytes(header + np.random.default_rng(0).bytes(8000))
+    return path
+
+
+def test_an_unpaired_clean_file_that_does_not_decode_is_a_counted_skip_not_a_missing_partner(tmp_path):
+    for folder in ("clean", "noisy"):
+        (tmp_path / folder).mkdir()
+    for folder in ("clean", "noisy"):
+        soundfile.write(tmp_path / folder / "a.wav", _voice(), 8000)
+    _samples_do_not_decode(tmp_path / "clean" / "b.flac")
+    nan = _voice()
+    nan[10] = np.nan
+    soundfile.write(tmp_path / "clean" / "c.wav", nan, 8000, subtype="FLOAT")  # a header, samples not finite
+    clean_files = sorted((tmp_path / "clean").iterdir())
+    assert all(evaluate_denoiser.audio_io.probe(path) for path in clean_files)  # all kept by probe_all
+    skipped = []
+    paired = evaluate_denoiser.noisy_pairs(clean_files, tmp_path / "clean", tmp_path / "noisy", skipped)
+    assert [c.name for c, _, _ in paired] == ["a.wav"]
+    assert skipped == [tmp_path / "clean" / "b.flac", tmp_path / "clean" / "c.wav"]
+    soundfile.write(tmp_path / "clean" / "d.wav", _voice(), 8000)  # decodes, no partner: still a usage error
+    with pytest.raises(UsageError, match="no noisy file for 1 of 4 clean files .*e.g. d.wav"):
+        evaluate_denoiser.noisy_pairs(sorted((tmp_path / "clean").iterdir()), tmp_path / "clean",
+                                      tmp_path / "noisy", [])
 
 
 def test_cli_pairs_clean_and_noisy_folders_also_given_with_a_tilde(tiny_export, tmp_path, monkeypatch):
@@ -262,11 +299,12 @@ def test_cli_skips_and_counts_noisy_files_it_cannot_use_and_pairs_names_with_bra
     nan[10] = np.nan
     soundfile.write(tmp_path / "noisy" / "c.wav", nan, 8000, subtype="FLOAT")  # not finite
     soundfile.write(tmp_path / "noisy" / "d.wav", np.zeros(0, np.float32), 8000)  # a header, no samples
+    _samples_do_not_decode(tmp_path / "clean" / "e.flac")  # no noisy partner, and it would be skipped anyway
     result = _cli("--clean", str(tmp_path / "clean"), "--noisy", str(tmp_path / "noisy"), "--model", str(tiny_export),
                   "-o", str(tmp_path / "eval"))
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "skipped 3 unreadable, empty or silent file(s)" in result.stdout
+    assert "skipped 4 unreadable, empty or silent file(s)" in result.stdout and "Traceback" not in result.stderr
     with open(tmp_path / "eval" / "metrics.csv") as f:
         assert {row["file"] for row in csv.DictReader(f)} == {"take[1].wav"}
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
-    assert (summary["pairs"], summary["skipped"]) == (1, 3)  # pairs scored, not clean files found
+    assert (summary["pairs"], summary["skipped"]) == (1, 4)  # pairs scored, not clean files found

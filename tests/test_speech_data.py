@@ -268,11 +268,12 @@ def test_a_file_that_fails_to_decode_when_preloaded_is_counted_and_never_drawn(t
 
 
 @pytest.mark.parametrize("name, level", [("silence.wav", 0.0), ("dc.wav", 0.2)])  # digital silence, a constant
-def test_a_silent_noise_file_is_counted_and_never_drawn(tiny_corpus, tmp_path, name, level):
+@pytest.mark.parametrize("rate", [8000, 44100])  # the model's rate, and one resampled (soxr rings at the edges)
+def test_a_silent_noise_file_is_counted_and_never_drawn(tiny_corpus, tmp_path, name, level, rate):
     corpus_copy = tmp_path / "c"
     shutil.copytree(tiny_corpus, corpus_copy)
-    soundfile.write(corpus_copy / "noise" / name, np.full(80000, level, np.float32), 8000)  # the longest
-    cfg = _cfg(corpus_copy)  # 8 kHz: not resampled (a resampler's edges would not be constant)
+    soundfile.write(corpus_copy / "noise" / name, np.full(10 * rate, level, np.float32), rate)  # the longest
+    cfg = _cfg(corpus_copy)  # 8 kHz
     infos = speech.load_corpus(cfg).train.noise
     silent = [i for i, info in enumerate(infos) if info.path.endswith(name)]
     for _ in range(2):  # a second run in the process (decoded once, cached) counts it again
@@ -283,11 +284,12 @@ def test_a_silent_noise_file_is_counted_and_never_drawn(tiny_corpus, tmp_path, n
 
 
 @pytest.mark.parametrize("level", [0.0, 0.2])  # digital silence, a constant
-def test_noise_read_per_crop_that_is_silent_mixes_no_example(tiny_corpus, tmp_path, level):
+@pytest.mark.parametrize("rate", [8000, 44100])  # the model's rate, and one resampled crop by crop
+def test_noise_read_per_crop_that_is_silent_mixes_no_example(tiny_corpus, tmp_path, level, rate):
     corpus_copy = tmp_path / "c"
     shutil.copytree(tiny_corpus, corpus_copy)
     for path in (corpus_copy / "noise").iterdir():
-        soundfile.write(path.with_suffix(".wav"), np.full(40000, level, np.float32), 8000)
+        soundfile.write(path.with_suffix(".wav"), np.full(5 * rate, level, np.float32), rate)
         path.unlink()
     cfg = _cfg(corpus_copy, "preload_mb=0")  # per crop: a silent file cannot be known before it is read
     corpus = speech.load_corpus(cfg)

@@ -314,8 +314,9 @@ def open_source(source: str | os.PathLike) -> soundfile.SoundFile:
 
 
 def _undecodable(source: Path, error: Exception) -> ValueError:
+    pipe = "" if source.is_file() else "; from a pipe it reads WAV, MP3 and OGG, FLAC only from a file (it seeks)"
     return ValueError(f"cannot decode {source}: not audio that libsndfile reads "
-                      f"(libsndfile: {audio_io.decode_failure(source, error)})")
+                      f"(libsndfile: {audio_io.decode_failure(source, error)}){pipe}")
 
 
 def _finite_blocks(src: soundfile.SoundFile, source: Path, blocksize: int) -> Iterator[np.ndarray]:

@@ -641,6 +641,11 @@ def test_a_pipe_named_on_the_command_line_is_read_once(tiny_export, tmp_path):
     result = cli_on_stdin(b"not audio at all", "-o", str(tmp_path / "bad.wav"), "--model", str(tiny_export))
     errors = [line for line in result.stderr.decode().splitlines() if line.startswith("python -m audio_dl.denoise:")]
     assert result.returncode == 2 and len(errors) == 1 and "cannot decode /dev/stdin" in errors[0], result.stderr
+    flac = tmp_path / "take.flac"
+    soundfile.write(flac, _speechlike(0.5), 8000)
+    result = cli_on_stdin(flac.read_bytes(), "-o", str(tmp_path / "flac.wav"), "--model", str(tiny_export))
+    errors = [line for line in result.stderr.decode().splitlines() if line.startswith("python -m audio_dl.denoise:")]
+    assert result.returncode == 2 and len(errors) == 1 and "FLAC only from a file" in errors[0], result.stderr
     result = cli_on_stdin((tmp_path / "take.wav").read_bytes(), "-o", str(tmp_path / "plot.wav"), "--plot",
                           "--model", str(tmp_path / "none"))  # refused before the model loads
     errors = [line for line in result.stderr.decode().splitlines() if line.startswith("python -m audio_dl.denoise:")]

@@ -400,6 +400,25 @@ def test_validation_tunes_wider_than_the_range_are_counted_as_skipped(tmp_path):
     assert "(skipped: 1 outside pitch range;" in corpus.report.summary()
 
 
+def test_a_range_that_leaves_no_validation_tune_says_so_not_too_few_tunes(tmp_path, capsys):
+    from audio_dl import cli, train_melody
+
+    folder = write_line_tunes(tmp_path / "tunes", 12, {11: list(range(48, 80))})  # tune11, held out, spans C3..G5
+    with pytest.raises(UsageError, match=r"^the pitch range C4\.\.C5 \(pitch_low=60, pitch_high=72\) leaves no "
+                                         r"validation tune: the one held-out tune spans more than it \(12 MIDI files "
+                                         r"-> 11 single-line tunes \(skipped: 1 outside pitch range;"):
+        melody_data.load_corpus(tiny_cfg(midi_dir=(str(folder),), pitch_low=60, pitch_high=72))
+    with pytest.raises(UsageError, match=r"^the pitch range C4\.\.C5 \(taken from the training tunes\) leaves no"):
+        melody_data.load_corpus(tiny_cfg(midi_dir=(str(folder),)))
+    run = tmp_path / "run"
+    assert cli.run_main(train_melody.main, ["--preset", "tiny", "--midi-dir", str(folder), "--run-dir", str(run),
+                                            "--publish", "never", "--quiet", "--set", "pitch_low=60",
+                                            "--set", "pitch_high=72"]) == 2
+    error = capsys.readouterr().err
+    assert "leaves no validation tune" in error and "too few tunes" not in error and len(error.splitlines()) == 1
+    assert not run.exists()
+
+
 def test_a_validation_tune_that_repeats_a_training_tune_is_left_out_and_counted(tmp_path):
     folder = write_line_tunes(tmp_path / "tunes", 12)  # tune11 is held out
     assert [t.name for t in melody_data.load_corpus(tiny_cfg(midi_dir=(str(folder),))).val] == ["tunes/tune11.mid"]

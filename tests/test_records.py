@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 import soundfile
+import tensorflow as tf
 
 from audio_dl import audio_io
 from audio_dl.config import DenoiserConfig, make_config
@@ -80,12 +81,37 @@ def test_prepare_walks_the_files_that_training_from_the_folder_reads(source):
     assert not any("a_link" in path for path in walked)
 
 
-def test_float_audio_above_full_scale_is_stored_scaled_down_not_clipped(source, tmp_path):
+def test_audio_above_full_scale_reads_back_from_records_at_its_level_not_clipped(source, tmp_path):
+    """A float file above full scale, and a clipped 16-bit one whose resampling overshoots full
+    scale: stored scaled down with their gain, they read back at the level training from the files
+    gives them (per crop, or preloaded), not quieter."""
     hot = 2.5 * np.sin(2 * np.pi * 200 * np.arange(8000) / 8000).astype(np.float32)
     soundfile.write(source / "ann" / "hot.wav", hot, 8000, subtype="FLOAT")
+    clipped = np.clip(0.75 * np.random.default_rng(1).standard_normal(16000), -1, 1)
+    soundfile.write(source / "bob" / "clipped.wav", clipped, 16000, subtype="PCM_16")
     records.prepare(source, tmp_path / "out", sample_rate=8000, files_per_shard=50, workers=1)
     stored = {r["path"].numpy().decode(): r for r in records.read_shards(records.shard_paths(tmp_path / "out"))}
-    np.testing.assert_allclose(stored["ann/hot.wav"]["audio"].numpy(), hot / 2.5, atol=1e-4)
+    for name in ("ann/hot.wav", "bob/clipped.wav"):
+        from_file = audio_io.read_audio(source / name, 8000)
+        peak = float(np.abs(from_file).max())
+        assert peak > 1.2  # 2.5; about 1.4 for the clipped noise resampled to 8 kHz
+        np.testing.assert_allclose(stored[name]["audio"].numpy(), from_file, atol=0.5 * peak / audio_io.PCM16_SCALE + 1e-6)
+    # a shard of the first format (no gain) reads as before: in [-1, 1]
+    example = tf.train.Example(features=tf.train.Features(feature={
+        "audio": tf.train.Feature(bytes_list=tf.train.BytesList(value=[np.array([32767, -16384], "<i2").tobytes()])),
+        "speaker": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"ann"])),
+        "path": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"ann/old.wav"])),
+        "sample_rate": tf.train.Feature(int64_list=tf.train.Int64List(value=[8000]))}))
+    np.testing.assert_allclose(records.parse_example(example.SerializeToString())["audio"].numpy(), [1.0, -16384 / 32767])
+
+
+def test_prepare_writes_shards_of_an_earlier_record_format_again(source, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    monkeypatch.setattr(records, "RECORD_FORMAT", 1)  # shards as prepared before records held their gain
+    records.prepare(source, out, sample_rate=8000, files_per_shard=5, workers=1)
+    monkeypatch.undo()
+    assert records.prepare(source, out, sample_rate=8000, files_per_shard=5, workers=1)["resumed_shards"] == 0
+    assert records.prepare(source, out, sample_rate=8000, files_per_shard=5, workers=1)["resumed_shards"] == 3
 
 
 def test_an_interrupted_prepare_removes_the_shards_its_workers_left_half_written(source, tmp_path, monkeypatch):

@@ -117,13 +117,22 @@ def load_corpus(cfg: MelodyConfig) -> MelodyCorpus:
     val = [t for t in tunes if is_validation(t.name, cfg.val_fraction)]
     if not train or not val:
         train, val = tunes[: max(1, len(tunes) - 1)], tunes[-1:]
-    if cfg.pitch_range_is_set:  # a range taken from these training tunes keeps every one of them
+    range_is_set = cfg.pitch_range_is_set
+    if range_is_set:  # a range taken from these training tunes keeps every one of them
         train = _inside_range(train, report, cfg)
     else:
         cfg = dataclasses.replace(cfg, pitch_low=min(t.pitch_range[0] for t in train),
                                   pitch_high=max(t.pitch_range[1] for t in train))
         _warn_of_outliers(train, cfg)
-    val = _fit_validation(_without_training_tunes(val, train, report), report, cfg)
+    held_out = _without_training_tunes(val, train, report)  # never empties a split it is given
+    val = _fit_validation(held_out, report, cfg)
+    if held_out and not val:  # each one spans more than the range: not too few tunes
+        name = midi_io.range_name(cfg.pitch_low, cfg.pitch_high)
+        source = (f"pitch_low={cfg.pitch_low}, pitch_high={cfg.pitch_high}" if range_is_set
+                  else "taken from the training tunes")
+        which = "the one held-out tune spans" if len(held_out) == 1 else f"all {len(held_out)} held-out tunes span"
+        raise UsageError(f"the pitch range {name} ({source}) leaves no validation tune: {which} more than it "
+                         f"({report.summary()})")  # no advice: the range may be a trained model's (evaluate_melody)
     if not val or len(tunes) < 2:
         raise UsageError(f"{report.summary()}: too few tunes for a training and a validation set")
     return MelodyCorpus(cfg, train, val, report)

@@ -4,10 +4,10 @@
 
 OUT/shard-00000.tfrecord ... each hold `files_per_shard` consecutive files of SRC (sorted walk
 order, so adding or removing a file rewrites that shard and every later one) as tf.train.Example {"audio": int16 PCM bytes, "speaker": first folder below SRC,
-"path": path below SRC, "sample_rate"}; OUT/shard-00000.json records what that shard holds and
+"path": path below SRC, "sample_rate", "gain": see audio_io.to_pcm16}; OUT/shard-00000.json records what that shard holds and
 skipped. Shards are written in parallel processes, each to a temporary name renamed when
 complete, so rerunning the command resumes: finished shards whose files (paths, sizes, times),
-source folder and sample rate are unchanged are kept. OUT/manifest.json (totals, speakers, shards) marks a finished folder; OUT/skipped.tsv lists
+source folder, sample rate and RECORD_FORMAT are unchanged are kept. OUT/manifest.json (totals, speakers, shards) marks a finished folder; OUT/skipped.tsv lists
 every file that could not be decoded, with the reason.
 
 The file list is walked lazily and at most 2 x workers shards are in flight, so memory does not
@@ -38,6 +38,7 @@ SKIPPED = "skipped.tsv"
 MAX_SAMPLE_RATE = 384_000  # Hz
 SPLITS = "splits.json"  # as written by `datasets denoiser-corpus`: {"val_speakers": [...], ...}
 SHARD_PATTERN = "shard-*.tfrecord"
+RECORD_FORMAT = 2  # in each shard's digest; 2: each file's gain is stored (1 left audio above full scale scaled down)
 
 
 def is_prepared(path: str | os.PathLike) -> bool:
@@ -84,9 +85,9 @@ def _shard_name(index: int) -> str:
 
 
 def _chunk_digest(root: Path, paths: list[str], sample_rate: int) -> str:
-    """What a finished shard must match to be kept: source folder, rate, and each file's path,
-    size and modification time."""
-    lines = [f"{root}\t{sample_rate}"]
+    """What a finished shard must match to be kept: source folder, rate, record format, and each
+    file's path, size and modification time."""
+    lines = [f"{root}\t{sample_rate}\t{RECORD_FORMAT}"]
     for relative in paths:
         stat = (root / relative).stat()
         lines.append(f"{relative}\t{stat.st_size}\t{stat.st_mtime_ns}")
@@ -118,12 +119,14 @@ def write_shard(index: int, paths: list[str], root: str, out: str, sample_rate: 
                 summary["skipped"].append([relative, "no samples"])
                 continue
             speaker = speaker_of(path, Path(root))
-            pcm = audio_io.to_pcm16(audio)[0].astype("<i2")  # above full scale: scaled down, not clipped
+            pcm, gain = audio_io.to_pcm16(audio)  # above full scale: stored scaled down, read back at its level
+            pcm = pcm.astype("<i2")
             writer.write(tf.train.Example(features=tf.train.Features(feature={
                 "audio": tf.train.Feature(bytes_list=tf.train.BytesList(value=[pcm.tobytes()])),
                 "speaker": tf.train.Feature(bytes_list=tf.train.BytesList(value=[speaker.encode()])),
                 "path": tf.train.Feature(bytes_list=tf.train.BytesList(value=[relative.encode()])),
                 "sample_rate": tf.train.Feature(int64_list=tf.train.Int64List(value=[sample_rate])),
+                "gain": tf.train.Feature(float_list=tf.train.FloatList(value=[gain])),
             })).SerializeToString())
             seconds = audio.size / sample_rate
             summary["files"] += 1
@@ -265,13 +268,16 @@ def shards_with_speakers(folder: str | os.PathLike, speakers) -> list[str]:
 
 
 def parse_example(serialized):
-    """tf.train.Example -> {"audio": float32 [N] in [-1, 1], "speaker": string, "path": string}."""
+    """tf.train.Example -> {"audio": float32 [N] at the file's level (as read from it, or preloaded:
+    beyond [-1, 1] for audio above full scale), "speaker": string, "path": string}."""
     import tensorflow as tf  # noqa: PLC0415
 
     features = tf.io.parse_single_example(serialized, {
         "audio": tf.io.FixedLenFeature([], tf.string), "speaker": tf.io.FixedLenFeature([], tf.string),
-        "path": tf.io.FixedLenFeature([], tf.string), "sample_rate": tf.io.FixedLenFeature([], tf.int64)})
-    audio = tf.cast(tf.io.decode_raw(features["audio"], tf.int16), tf.float32) / audio_io.PCM16_SCALE
+        "path": tf.io.FixedLenFeature([], tf.string), "sample_rate": tf.io.FixedLenFeature([], tf.int64),
+        "gain": tf.io.FixedLenFeature([], tf.float32, default_value=1.0)})  # absent in format-1 shards
+    pcm = tf.cast(tf.io.decode_raw(features["audio"], tf.int16), tf.float32)
+    audio = pcm / audio_io.PCM16_SCALE * features["gain"]  # as speech._MemoryTable reads its int16
     return {"audio": audio, "speaker": features["speaker"], "path": features["path"]}
 
 

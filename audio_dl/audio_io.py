@@ -186,8 +186,14 @@ def open_audio(path: str | os.PathLike) -> soundfile.SoundFile:
 
 def is_silent(x: np.ndarray) -> bool:
     """Digital silence or a constant offset [n]: nothing to hear, mix or compare an estimate with."""
-    x = np.asarray(x, np.float64)  # a float32 mean is off by an ulp: 16000 samples of 0.2 would sum above 1e-12
-    return float(np.sum((x - x.mean()) ** 2)) < 1e-12
+    x = np.asarray(x)  # in float64: a float32 mean is off by an ulp, and 16000 samples of 0.2 would sum above 1e-12
+    return x.size == 0 or float(np.var(x, dtype=np.float64)) * x.size < 1e-12
+
+
+def is_stream(path: Path) -> bool:
+    """A path that is not a regular file (/dev/stdin, <(...), a FIFO, a device): its bytes can be
+    read once, and a decoder that seeks (FLAC) cannot read it."""
+    return not Path(path).is_file()
 
 
 def to_pcm16(audio: np.ndarray) -> tuple[np.ndarray, float]:

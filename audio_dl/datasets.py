@@ -69,9 +69,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(f"--collections names no collection; choose from {', '.join(corpora.FOLK_COLLECTIONS)}")
         counts = corpora.build_folk_corpus(out, collections, cache_dir=args.cache)
         for name, count in counts.items():
-            print(f"{name}: {count['midi_files']} MIDI files in {out}/{name}" + (
-                f"; {count['not_converted']} tunes abc2midi could not convert, listed in "
-                f"{out}/{name}/{corpora.NOT_CONVERTED}" if count["not_converted"] else ""))
+            if count["not_converted"] is None:
+                unconverted = (" (converted before the tunes abc2midi could not convert were listed: delete it "
+                               "to convert again)")
+            elif count["not_converted"]:
+                unconverted = (f"; {count['not_converted']} tune(s) abc2midi could not convert, listed in "
+                               f"{out}/{name}/{corpora.NOT_CONVERTED}")
+            else:
+                unconverted = ""
+            print(f"{name}: {count['midi_files']} MIDI files in {out}/{name}{unconverted}")
         return 0
     counts = corpora.build_denoiser_corpus(args.out_dir, bundle=args.bundle, cache_dir=args.cache)
     print(f"wrote {counts['speech_files']} speech and {counts['noise_files']} noise files "

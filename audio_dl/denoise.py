@@ -68,10 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UsageError("--clean only adds a panel to the figure; use it with --plot")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     jobs = _jobs(args.inputs, args.output, args.clean)
-    pipe = next((job.source for job in jobs if not job.source.is_file()), None)
-    if args.plot and pipe is not None:
-        raise UsageError(f"{pipe} is a pipe, not a file: its audio can be read once, --plot reads it again; "
-                         "save it to a file first")
+    stream = next((job.source for job in jobs if audio_io.is_stream(job.source)), None)
+    if args.plot and stream is not None:
+        raise UsageError(f"{stream} is not a regular file (a pipe or a device): its audio can be read once, "
+                         "--plot reads it again; save it to a file first")
     denoiser = inference.load_denoiser(args.model)
     print(f"model: {denoiser.path} ({denoiser.sample_rate} Hz)")
     started = time.perf_counter()
@@ -134,7 +134,7 @@ def _jobs(inputs: Sequence[str], output: Path, clean: Path | None) -> list[Job]:
             for f in files:
                 found.setdefault(cli.file_id(f), (f, f.relative_to(path), False))
         else:
-            if path.is_file():  # not a pipe (/dev/stdin, <(...), a FIFO): read once, by the denoising
+            if not audio_io.is_stream(path):  # a pipe is read once, by the denoising
                 _check_decodable(path)
             found.setdefault(cli.file_id(path), (path, Path(path.name), True))
     if output.suffix.lower() == ".wav" and len(found) != 1:

@@ -105,18 +105,17 @@ def noisy_pairs(clean_files, clean_root: Path, noisy_root: Path, skipped: list) 
     """(clean path, its name relative to clean_root, noisy path) for every clean file: the noisy
     file at the same relative path, or of the same stem with any audio extension. A clean file
     without one that does not decode (its header read) needs none: it is appended to `skipped`,
-    as pairs() would have. UsageError, before any work, when others have none."""
+    as pairs() would have. UsageError, before the model runs, at the first one without a partner
+    that decodes, and before any decoding when no clean file has a partner (a mistyped --noisy)."""
     found, missing = [], []
     for path in clean_files:
         relative = _relative(path, clean_root)
         noisy_path = _noisy_partner(noisy_root, relative)
-        if noisy_path is not None:
-            found.append((path, relative, noisy_path))
-        elif _read_or_skip(path, None, skipped) is not None:
-            missing.append(relative)
-    if missing:
-        raise UsageError(f"no noisy file for {len(missing)} of {len(clean_files)} clean files in {noisy_root}, "
-                         f"e.g. {missing[0]}")
+        (missing.append((path, relative)) if noisy_path is None else found.append((path, relative, noisy_path)))
+    for path, relative in missing:
+        if not found or _read_or_skip(path, None, skipped) is not None:
+            raise UsageError(f"no noisy file for {len(missing)} of {len(clean_files)} clean files in {noisy_root}, "
+                             f"e.g. {relative}")
     return found
 
 
@@ -155,7 +154,7 @@ def pairs(matched: list[tuple[Path, Path, Path]], rate: int, skipped: list):
         yield str(relative), None, clean[:length], noisy[:length]
 
 
-def _read_or_skip(path, rate: int, skipped: list) -> np.ndarray | None:
+def _read_or_skip(path, rate: int | None, skipped: list) -> np.ndarray | None:
     try:
         audio = audio_io.read_audio(path, rate)
     except ValueError as error:

@@ -551,6 +551,7 @@ def _card_with_new_checks(card: str, note: str, placeholder: str) -> str:
 # --- CLI: python -m audio_dl.export publish RUN_EXPORT [--base ...] | add-streaming-int8 DIR | reexport DIR
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _WARNED_PROVENANCE.clear()  # each command warns once of a broken provenance.json (a notebook runs several)
     parser = cli.ArgumentParser(prog="python -m audio_dl.export",
                                 description="Publish a run's exported model as a new TF Serving version, "
                                             "add the int8 streaming model to an earlier export, or export "

@@ -314,7 +314,8 @@ def open_source(source: str | os.PathLike) -> soundfile.SoundFile:
 
 
 def _undecodable(source: Path, error: Exception) -> ValueError:
-    pipe = "" if source.is_file() else "; from a pipe it reads WAV, MP3 and OGG, FLAC only from a file (it seeks)"
+    pipe = ("; from a pipe it reads WAV, MP3 and OGG, FLAC only from a file (it seeks)"
+            if audio_io.is_stream(source) else "")
     return ValueError(f"cannot decode {source}: not audio that libsndfile reads "
                       f"(libsndfile: {audio_io.decode_failure(source, error)}){pipe}")
 

@@ -182,7 +182,7 @@ def _samples_do_not_decode(path: Path) -> Path:
     return path
 
 
-def test_an_unpaired_clean_file_that_does_not_decode_is_a_counted_skip_not_a_missing_partner(tmp_path):
+def test_an_unpaired_clean_file_that_does_not_decode_is_a_skip_not_a_missing_partner(tmp_path, monkeypatch):
     for folder in ("clean", "noisy"):
         (tmp_path / folder).mkdir()
     for folder in ("clean", "noisy"):
@@ -198,9 +198,15 @@ def test_an_unpaired_clean_file_that_does_not_decode_is_a_counted_skip_not_a_mis
     assert [c.name for c, _, _ in paired] == ["a.wav"]
     assert skipped == [tmp_path / "clean" / "b.flac", tmp_path / "clean" / "c.wav"]
     soundfile.write(tmp_path / "clean" / "d.wav", _voice(), 8000)  # decodes, no partner: still a usage error
-    with pytest.raises(UsageError, match="no noisy file for 1 of 4 clean files .*e.g. d.wav"):
+    with pytest.raises(UsageError, match="no noisy file for 3 of 4 clean files .*e.g. d.wav"):
         evaluate_denoiser.noisy_pairs(sorted((tmp_path / "clean").iterdir()), tmp_path / "clean",
                                       tmp_path / "noisy", [])
+    # a mistyped --noisy: no clean file has a partner, refused before any file is decoded
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.setattr(evaluate_denoiser.audio_io, "read_audio", lambda *args: pytest.fail("decoded"))
+    with pytest.raises(UsageError, match="no noisy file for 4 of 4 clean files .*e.g. a.wav"):
+        evaluate_denoiser.noisy_pairs(sorted((tmp_path / "clean").iterdir()), tmp_path / "clean",
+                                      tmp_path / "elsewhere", [])
 
 
 def test_cli_pairs_clean_and_noisy_folders_also_given_with_a_tilde(tiny_export, tmp_path, monkeypatch):

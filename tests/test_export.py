@@ -312,6 +312,10 @@ def test_a_broken_provenance_is_warned_about_once(tiny_export, tmp_path, caplog,
     assert export.main(["publish", str(tmp_path / "run"), "--base", str(tmp_path / "base"), "--ship"]) == 0
     assert caplog.text.count("is not a JSON object: read as no provenance") == 1
     assert sorted(export.versions(tmp_path / "base")) == [1, 2]
+    caplog.clear()  # a second command in the process (a notebook) warns again
+    with pytest.raises(export.UsageError, match="already published as"):
+        export.main(["publish", str(tmp_path / "run"), "--base", str(tmp_path / "base"), "--ship"])
+    assert caplog.text.count("is not a JSON object: read as no provenance") == 1
 
 
 def test_a_card_gets_the_new_export_checks_in_place_of_the_old():

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -961,10 +962,20 @@ def test_folk_corpus_command_rejects_unknown_collections(capsys):
     assert exit_code.value.code == 2 and "an empty path" in capsys.readouterr().err
 
 
-FAKE_ABC2MIDI = """#!/bin/sh
-# like abc2midi on a tune whose K: field it rejects: an error line, no MIDI file for it, exit code 0
-echo 'Error in line-char 9-3 : First K: field must specify key signature'
-touch "${1%.abc}1.mid"
+FAKE_ABC2MIDI = """
+# like abc2midi: <stem><X>.mid for each tune (X:0001 -> 1; a second tune of one X: overwrites the first);
+# for a K: field it rejects an error line with the line number and no MIDI file; exit code 0 either way
+import pathlib, re, sys
+abc = pathlib.Path(sys.argv[1])
+x = None
+for number, line in enumerate(abc.read_text().splitlines(), 1):
+    if m := re.match(r"X:\\s*(\\d+)", line):
+        x = int(m.group(1))
+    elif line == "K: H":
+        print(f"Error in line-char {number}-3 : First K: field must specify key signature")
+        x = None
+    elif line.startswith("K:") and x is not None:
+        pathlib.Path(f"{abc.stem}{x}.mid").write_text(line)
 """
 
 
@@ -975,22 +986,34 @@ def test_folk_corpus_counts_and_lists_the_tunes_abc2midi_writes_no_midi_for(tmp_
     packages = tmp_path / "packages"
     songs = packages / "music21" / "corpus" / "airdsAirs"
     songs.mkdir(parents=True)
-    (songs / "book1.abc").write_text("% two tunes\n\nX:0001\nT:One\nK:G\nGAB|\n\nX:2\nK: H\nGAB|\n")
+    (songs / "book1.abc").write_text("% three tunes\n\nX:0001\nK:G\nGAB|\n\nX:2\nT:Two\nK: H\nGAB|\n\nX:11\nK:A\n")
+    (songs / "book11.abc").write_text("X:1\nK:D\nDEF|\n")  # book111.mid, as book1's X:11
+    (songs / "dup.abc").write_text("X:5\nK:C\n\nX:5\nK:F\n\nX:6 % a comment\nK:E\n")
+    (songs / "notes.abc").write_text("% no tune\n")
     abc2midi = packages / "usr" / "bin" / "abc2midi"
     abc2midi.parent.mkdir(parents=True)
-    abc2midi.write_text(FAKE_ABC2MIDI)
+    abc2midi.write_text(f"#!{sys.executable}{FAKE_ABC2MIDI}")
     abc2midi.chmod(0o755)
     monkeypatch.setattr(corpora, "_fetch", lambda package, cache: packages)
     out = tmp_path / "midi"
 
     assert cli.run_main(datasets.main, ["folk-corpus", str(out), "--collections", "airdsAirs"]) == 0
     assert capsys.readouterr().out.strip() == (
-        f"airdsAirs: 1 MIDI files in {out}/airdsAirs; 1 tunes abc2midi could not convert, listed in "
+        f"airdsAirs: 4 MIDI files in {out}/airdsAirs; 4 tune(s) abc2midi could not convert, listed in "
         f"{out}/airdsAirs/NOT_CONVERTED.tsv")
-    assert (out / "airdsAirs" / "NOT_CONVERTED.tsv").read_text() == (
-        "book1.abc\tX:2\tFirst K: field must specify key signature\n")
-    # an existing collection folder is counted, not converted again
-    assert corpora.build_folk_corpus(out, ("airdsAirs",)) == {"airdsAirs": {"midi_files": 1, "not_converted": 1}}
+    assert (out / "airdsAirs" / "NOT_CONVERTED.tsv").read_text().splitlines() == [
+        "book1.abc\tX:2\tFirst K: field must specify key signature",
+        "book11.abc\tX:1\tbook111.mid is the name of a tune of another ABC file",
+        "dup.abc\tX:5\tanother tune of this file is X:5 too (one MIDI file for both)",
+        "notes.abc\t-\tno X: field, so no tune"]
+    assert sorted(p.name for p in (out / "airdsAirs").iterdir()) == [
+        "LICENSE.txt", "NOT_CONVERTED.tsv", "book11.mid", "book111.mid", "dup5.mid", "dup6.mid"]
+    assert (out / "airdsAirs" / "book111.mid").read_text() == "K:A"  # book1's X:11, not overwritten by book11's
+    # an existing collection folder is counted, not converted again; one converted before the listing says so
+    assert corpora.build_folk_corpus(out, ("airdsAirs",)) == {"airdsAirs": {"midi_files": 4, "not_converted": 4}}
+    (out / "airdsAirs" / "NOT_CONVERTED.tsv").unlink()
+    assert cli.run_main(datasets.main, ["folk-corpus", str(out), "--collections", "airdsAirs"]) == 0
+    assert "converted before the tunes abc2midi could not convert were listed" in capsys.readouterr().out
 
 
 @pytest.mark.slow

@@ -105,11 +105,15 @@ def test_audio_above_full_scale_reads_back_from_records_at_its_level_not_clipped
     np.testing.assert_allclose(records.parse_example(example.SerializeToString())["audio"].numpy(), [1.0, -16384 / 32767])
 
 
-def test_prepare_writes_shards_of_an_earlier_record_format_again(source, tmp_path, monkeypatch):
+def test_prepare_writes_shards_of_an_earlier_record_format_again(source, tmp_path, monkeypatch, caplog):
     out = tmp_path / "out"
     monkeypatch.setattr(records, "RECORD_FORMAT", 1)  # shards as prepared before records held their gain
     records.prepare(source, out, sample_rate=8000, files_per_shard=5, workers=1)
     monkeypatch.undo()
+    manifest = json.loads((out / records.MANIFEST).read_text())
+    (out / records.MANIFEST).write_text(json.dumps({k: v for k, v in manifest.items() if k != "record_format"}))
+    speech._record_speakers([str(out)], make_config(DenoiserConfig, "tiny"))  # training from them is told
+    assert f"{out} was prepared before records kept each file's gain" in caplog.text
     assert records.prepare(source, out, sample_rate=8000, files_per_shard=5, workers=1)["resumed_shards"] == 0
     assert records.prepare(source, out, sample_rate=8000, files_per_shard=5, workers=1)["resumed_shards"] == 3
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -370,6 +371,7 @@ COLLECTION_ALIASES = {name: (name,) for name in {**FOLK_COLLECTIONS, **EVALUATIO
 # abc2midi: no guitar-chord accompaniment (-NGUI; it also skips Ryan's fingering marks written
 # in chord-symbol syntax), no grace notes (-NGRA): the melody line only.
 ABC2MIDI_FLAGS = ("-quiet", "-silent", "-NGUI", "-NGRA")
+NOT_CONVERTED = "NOT_CONVERTED.tsv"  # one line per tune abc2midi wrote no MIDI file for: file, X:n, why
 
 
 def default_folk_dir() -> Path:
@@ -395,12 +397,13 @@ def resolve_midi(specs: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def build_folk_corpus(out_dir: str | Path, collections: tuple[str, ...] = tuple(FOLK_COLLECTIONS),
-                      cache_dir: str | Path | None = None) -> dict[str, dict[str, int]]:
+                      cache_dir: str | Path | None = None) -> dict[str, dict[str, int | None]]:
     """Convert music21's ABC collections to one MIDI file per tune: OUT/<collection>/*.mid.
 
     Each collection folder is written atomically. A tune abc2midi writes no MIDI file for (it
-    exits 0 even then) is counted and listed, with abc2midi's message, in <collection>/NOT_CONVERTED.
-    Returns {collection: {"midi_files": written, "not_converted": tunes without a MIDI file}}.
+    exits 0 even then) is counted and listed, with the reason, in <collection>/NOT_CONVERTED.tsv.
+    Returns {collection: {"midi_files": written, "not_converted": tunes listed there}} ("not_converted"
+    is None for a folder converted before the listing was written).
     """
     known = {**FOLK_COLLECTIONS, **EVALUATION_COLLECTIONS}
     unknown = sorted(set(collections) - set(known))
@@ -416,40 +419,55 @@ def build_folk_corpus(out_dir: str | Path, collections: tuple[str, ...] = tuple(
         target = out / name
         if not target.is_dir():
             with staged_folder(target) as staging:
-                not_converted = []
-                for abc in sorted((abc_root / name).rglob("*.abc")):
-                    shutil.copy(abc, staging / abc.name)  # abc2midi writes <stem><X>.mid beside its input
-                    result = subprocess.run([str(abc2midi), abc.name, *ABC2MIDI_FLAGS], cwd=staging,
-                                            capture_output=True, text=True, errors="replace")
-                    (staging / abc.name).unlink()
-                    not_converted += _tunes_without_midi(abc, result.stdout + result.stderr, staging)
+                not_converted = [line for abc in sorted((abc_root / name).rglob("*.abc"))
+                                 for line in _convert_abc(abc2midi, abc, staging)]
                 (staging / "LICENSE.txt").write_text(
                     f"{name}: {known[name]}\nABC source: {MUSIC21_PACKAGE} music21/corpus/{name}; "
                     f"converted with {ABCMIDI_PACKAGE} abc2midi {' '.join(ABC2MIDI_FLAGS)}\n")
+                (staging / NOT_CONVERTED).write_text("".join(f"{line}\n" for line in not_converted))
                 if not_converted:
-                    (staging / NOT_CONVERTED).write_text("".join(f"{line}\n" for line in not_converted))
                     log.warning("%s: abc2midi wrote no MIDI file for %d tune(s), listed in %s", name,
                                 len(not_converted), target / NOT_CONVERTED)
         listing = target / NOT_CONVERTED
         counts[name] = {"midi_files": len(list(target.glob("*.mid"))),
-                        "not_converted": len(listing.read_text().splitlines()) if listing.exists() else 0}
+                        "not_converted": len(listing.read_text().splitlines()) if listing.exists() else None}
     return counts
 
 
-NOT_CONVERTED = "NOT_CONVERTED.tsv"  # one line per tune: ABC file, X: number, abc2midi's first error in it
-
-
-def _tunes_without_midi(abc: Path, messages: str, folder: Path) -> list[str]:
-    """The tunes of `abc` (its `X:` fields) that abc2midi wrote no <stem><X>.mid for in `folder`,
-    each as "file\tX:n\tabc2midi's first 'Error in line-char L-C : ...' message within its lines"."""
-    lines = abc.read_text(errors="replace").splitlines()
-    starts = [(number, int(m.group(1))) for number, line in enumerate(lines, 1)
-              if (m := re.match(r"X:\s*(\d+)\s*$", line))]
-    errors = [(int(m.group(1)), m.group(2).strip())
-              for m in re.finditer(r"^Error in line-char (\d+)-\d+ :(.*)$", messages, flags=re.M)]
-    missing = []
-    for (first, x), (end, _) in zip(starts, [*starts[1:], (float("inf"), 0)]):
-        if not (folder / f"{abc.stem}{x}.mid").exists():
-            why = next((message for line, message in errors if first <= line < end), "no error printed")
-            missing.append(f"{abc.name}\tX:{x}\t{why}")
-    return missing
+def _convert_abc(abc2midi: Path, abc: Path, folder: Path) -> list[str]:
+    """Convert the tunes of one ABC file into `folder` as abc2midi names them (<stem><X>.mid: the
+    names the corpus has always had); return those that got no MIDI file there, each as
+    "file\tX:n\twhy" (why: abc2midi's first 'Error in line-char L-C : ...' message within the tune's
+    lines, or the name another tune took first). abc2midi runs in a folder of its own, so a tune of
+    another file whose name it would overwrite (book1 X:11 and book11 X:1) is kept and this one listed."""
+    work = folder / ".abc2midi"
+    work.mkdir()
+    try:
+        shutil.copy(abc, work / abc.name)
+        result = subprocess.run([str(abc2midi), abc.name, *ABC2MIDI_FLAGS], cwd=work,
+                                capture_output=True, text=True, errors="replace")
+        lines = abc.read_text(errors="replace").splitlines()
+        starts = [(number, int(m.group(1))) for number, line in enumerate(lines, 1)
+                  if (m := re.match(r"X:\s*(\d+)", line))]
+        errors = [(int(m.group(1)), m.group(2).strip()) for m in re.finditer(
+            r"^Error in line-char (\d+)-\d+ :(.*)$", result.stdout + result.stderr, flags=re.M)]
+        if not starts:
+            return [f"{abc.name}\t-\tno X: field, so no tune"]
+        missing, seen = [], set()
+        for (first, x), end in zip(starts, [line for line, _ in starts[1:]] + [math.inf]):
+            name = f"{abc.stem}{x}.mid"
+            if x in seen:
+                why = f"another tune of this file is X:{x} too (one MIDI file for both)"
+            elif (folder / name).exists():
+                why = f"{name} is the name of a tune of another ABC file"
+            elif (work / name).exists():
+                (work / name).rename(folder / name)
+                why = None
+            else:
+                why = next((message for line, message in errors if first <= line < end), "no error printed")
+            seen.add(x)
+            if why:
+                missing.append(f"{abc.name}\tX:{x}\t{why}")
+        return missing
+    finally:
+        shutil.rmtree(work)

@@ -181,9 +181,9 @@ def prepare(source: str | os.PathLike, out: str | os.PathLike, sample_rate: int 
     (out_dir / MANIFEST).unlink(missing_ok=True)  # present again only when every shard is done
     workers = max(1, workers or os.cpu_count() or 1)
     chunks = _chunks(walk_audio_files(root), root, files_per_shard)
-    manifest = {"source": str(root), "sample_rate": sample_rate, "files_per_shard": files_per_shard,
-                "shards": 0, "files": 0, "seconds": 0.0, "skipped": 0, "resumed_shards": 0,
-                "workers_peak_rss_mib": 0.0, "speakers": {}}
+    manifest = {"source": str(root), "sample_rate": sample_rate, "record_format": RECORD_FORMAT,
+                "files_per_shard": files_per_shard, "shards": 0, "files": 0, "seconds": 0.0, "skipped": 0,
+                "resumed_shards": 0, "workers_peak_rss_mib": 0.0, "speakers": {}}
     context = multiprocessing.get_context("spawn")  # TensorFlow in the workers: never fork it
     try:
         with (concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool,

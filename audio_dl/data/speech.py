@@ -130,6 +130,10 @@ def _record_speakers(prepared: list[str], cfg: DenoiserConfig) -> tuple[dict[str
         if manifest["sample_rate"] != cfg.sample_rate:
             raise UsageError(f"{spec} was prepared at {manifest['sample_rate']} Hz but the model runs at "
                              f"{cfg.sample_rate} Hz; prepare it again with --sample-rate {cfg.sample_rate}")
+        if manifest.get("record_format", 1) < records.RECORD_FORMAT:
+            log.warning("%s was prepared before records kept each file's gain: a file above full scale reads "
+                        "quieter than from its audio file; run `python -m audio_dl.datasets prepare` on it again "
+                        "(it rewrites the shards)", spec)
         for name, s in manifest["speakers"].items():
             files, seconds = stats.get(name, (0, 0.0))
             stats[name] = (files + s["files"], seconds + s["seconds"])

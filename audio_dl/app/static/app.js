@@ -132,7 +132,7 @@ $("make-tune").addEventListener("click", async () => {
       `, ${tune.notes_moved_to_grid} note(s) moved onto the 1/${4 * tune.steps_per_quarter}-note grid` +
       (tune.notes_dropped_by_grid ? ` (${tune.notes_dropped_by_grid} dropped: of notes sharing a step the longest is kept)` : "") : "";
     const spread = tune.notes_spread_by_grid ?
-      `, ${tune.notes_spread_by_grid} note(s) played faster than the 1/${4 * tune.steps_per_quarter}-note grid moved a step after the one before` : "";
+      `, ${tune.notes_spread_by_grid} note(s) were played faster than the 1/${4 * tune.steps_per_quarter}-note grid: each moved a step after the one before` : "";
     const rest = tune.rest_dropped ? ", the rest at the end of your notes dropped (the network goes on from your last note)" : "";
     $("tune-summary").textContent = `${tune.primer.length} notes of yours (red) + ${tune.generated.length} by the network (blue)` +
       (tune.ended ? ", which ended the tune by itself" : "") + shifted + chords + grid + spread + rest + ".";

@@ -190,7 +190,7 @@ def is_silent(x: np.ndarray) -> bool:
     return x.size == 0 or float(np.var(x, dtype=np.float64)) * x.size < 1e-12
 
 
-def is_stream(path: Path) -> bool:
+def is_stream(path: str | os.PathLike) -> bool:
     """A path that is not a regular file (/dev/stdin, <(...), a FIFO, a device): its bytes can be
     read once, and a decoder that seeks (FLAC) cannot read it."""
     return not Path(path).is_file()

@@ -111,7 +111,10 @@ def noisy_pairs(clean_files, clean_root: Path, noisy_root: Path, skipped: list) 
     for path in clean_files:
         relative = _relative(path, clean_root)
         noisy_path = _noisy_partner(noisy_root, relative)
-        (missing.append((path, relative)) if noisy_path is None else found.append((path, relative, noisy_path)))
+        if noisy_path is None:
+            missing.append((path, relative))
+        else:
+            found.append((path, relative, noisy_path))
     for path, relative in missing:
         if not found or _read_or_skip(path, None, skipped) is not None:
             raise UsageError(f"no noisy file for {len(missing)} of {len(clean_files)} clean files in {noisy_root}, "

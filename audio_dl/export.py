@@ -320,8 +320,8 @@ _WARNED_PROVENANCE: set[tuple[str, str]] = set()  # (file, sha256 of its bytes) 
 
 def read_provenance(version_dir: Path) -> dict:
     """version_dir/provenance.json, or {} when there is none; one that is not a JSON object (a hand
-    edit gone wrong) is {} too, with a warning naming it: once a process for the same file and
-    content, however often a command reads it (publish reads each version under --base several times)."""
+    edit gone wrong) is {} too, with a warning naming it: once a command (export.main) for the
+    same file and content, however often it reads it (publish reads each version under --base several times)."""
     path = Path(version_dir) / "provenance.json"
     if not path.is_file():
         return {}

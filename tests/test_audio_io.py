@@ -50,6 +50,16 @@ def test_samples_all_equal_stay_so_at_any_rate(tmp_path, rate, level):
                                   soxr.resample(tone, rate, 8000, quality="HQ"))
 
 
+def test_a_pipe_a_device_or_a_link_to_a_pipe_is_a_stream_a_file_or_a_link_to_one_is_not(tmp_path):
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "to_fifo").symlink_to(tmp_path / "fifo")
+    (tmp_path / "file.wav").write_bytes(b"")
+    (tmp_path / "to_file").symlink_to(tmp_path / "file.wav")
+    assert [audio_io.is_stream(tmp_path / name) for name in ("fifo", "to_fifo", "file.wav", "to_file")] == \
+        [True, True, False, False]
+    assert audio_io.is_stream("/dev/null")
+
+
 def test_find_audio_files(tmp_path):
     (tmp_path / "a" / "b").mkdir(parents=True)
     for name in ("a/x.wav", "a/b/y.flac", "a/readme.txt"):

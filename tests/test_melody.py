@@ -969,8 +969,8 @@ import pathlib, re, sys
 abc = pathlib.Path(sys.argv[1])
 x = None
 for number, line in enumerate(abc.read_text().splitlines(), 1):
-    if m := re.match(r"X:\\s*(\\d+)", line):
-        x = int(m.group(1))
+    if m := re.match(r"\\s*X:\\s*(\\S*)", line):  # " X:1" too; an X: that is no number is 0
+        x = int(m.group(1)) if m.group(1).isdigit() else 0
     elif line == "K: H":
         print(f"Error in line-char {number}-3 : First K: field must specify key signature")
         x = None
@@ -990,6 +990,8 @@ def test_folk_corpus_counts_and_lists_the_tunes_abc2midi_writes_no_midi_for(tmp_
     (songs / "book11.abc").write_text("X:1\nK:D\nDEF|\n")  # book111.mid, as book1's X:11
     (songs / "dup.abc").write_text("X:5\nK:C\n\nX:5\nK:F\n\nX:6 % a comment\nK:E\n")
     (songs / "notes.abc").write_text("% no tune\n")
+    (songs / "lead.abc").write_text(" X:1\nK:G\n")  # abc2midi takes an X: field after a space: lead1.mid
+    (songs / "odd.abc").write_text("X:abc\nK:G\n")  # and writes odd0.mid for one that is not a number
     abc2midi = packages / "usr" / "bin" / "abc2midi"
     abc2midi.parent.mkdir(parents=True)
     abc2midi.write_text(f"#!{sys.executable}{FAKE_ABC2MIDI}")
@@ -999,18 +1001,19 @@ def test_folk_corpus_counts_and_lists_the_tunes_abc2midi_writes_no_midi_for(tmp_
 
     assert cli.run_main(datasets.main, ["folk-corpus", str(out), "--collections", "airdsAirs"]) == 0
     assert capsys.readouterr().out.strip() == (
-        f"airdsAirs: 4 MIDI files in {out}/airdsAirs; 4 tune(s) abc2midi could not convert, listed in "
+        f"airdsAirs: 6 MIDI files in {out}/airdsAirs; 4 tune(s) abc2midi could not convert, listed in "
         f"{out}/airdsAirs/NOT_CONVERTED.tsv")
     assert (out / "airdsAirs" / "NOT_CONVERTED.tsv").read_text().splitlines() == [
         "book1.abc\tX:2\tFirst K: field must specify key signature",
         "book11.abc\tX:1\tbook111.mid is the name of a tune of another ABC file",
-        "dup.abc\tX:5\tanother tune of this file is X:5 too (one MIDI file for both)",
+        "dup.abc\tX:5\tanother tune of this file is X:5 too: abc2midi writes one MIDI file for both (the last)",
         "notes.abc\t-\tno X: field, so no tune"]
     assert sorted(p.name for p in (out / "airdsAirs").iterdir()) == [
-        "LICENSE.txt", "NOT_CONVERTED.tsv", "book11.mid", "book111.mid", "dup5.mid", "dup6.mid"]
+        "LICENSE.txt", "NOT_CONVERTED.tsv", "book11.mid", "book111.mid", "dup5.mid", "dup6.mid", "lead1.mid",
+        "odd0.mid"]
     assert (out / "airdsAirs" / "book111.mid").read_text() == "K:A"  # book1's X:11, not overwritten by book11's
     # an existing collection folder is counted, not converted again; one converted before the listing says so
-    assert corpora.build_folk_corpus(out, ("airdsAirs",)) == {"airdsAirs": {"midi_files": 4, "not_converted": 4}}
+    assert corpora.build_folk_corpus(out, ("airdsAirs",)) == {"airdsAirs": {"midi_files": 6, "not_converted": 4}}
     (out / "airdsAirs" / "NOT_CONVERTED.tsv").unlink()
     assert cli.run_main(datasets.main, ["folk-corpus", str(out), "--collections", "airdsAirs"]) == 0
     assert "converted before the tunes abc2midi could not convert were listed" in capsys.readouterr().out

@@ -115,6 +115,9 @@ def test_prepare_writes_shards_of_an_earlier_record_format_again(source, tmp_pat
     speech._record_speakers([str(out)], make_config(DenoiserConfig, "tiny"))  # training from them is told
     assert f"{out} was prepared before records kept each file's gain" in caplog.text
     assert records.prepare(source, out, sample_rate=8000, files_per_shard=5, workers=1)["resumed_shards"] == 0
+    caplog.clear()
+    speech._record_speakers([str(out)], make_config(DenoiserConfig, "tiny"))  # this format: no warning
+    assert "prepared before records kept" not in caplog.text
     assert records.prepare(source, out, sample_rate=8000, files_per_shard=5, workers=1)["resumed_shards"] == 3
 
 

@@ -439,7 +439,8 @@ def _convert_abc(abc2midi: Path, abc: Path, folder: Path) -> list[str]:
     names the corpus has always had); return those that got no MIDI file there, each as
     "file\tX:n\twhy" (why: abc2midi's first 'Error in line-char L-C : ...' message within the tune's
     lines, or the name another tune took first). abc2midi runs in a folder of its own, so a tune of
-    another file whose name it would overwrite (book1 X:11 and book11 X:1) is kept and this one listed."""
+    another file whose name it would overwrite (book1 X:11 and book11 X:1) is kept and this one listed;
+    a file it names otherwise (an X: field that is not a number: <stem>0.mid) is kept where its name is free."""
     work = folder / ".abc2midi"
     work.mkdir()
     try:
@@ -448,26 +449,33 @@ def _convert_abc(abc2midi: Path, abc: Path, folder: Path) -> list[str]:
                                 capture_output=True, text=True, errors="replace")
         lines = abc.read_text(errors="replace").splitlines()
         starts = [(number, int(m.group(1))) for number, line in enumerate(lines, 1)
-                  if (m := re.match(r"X:\s*(\d+)", line))]
+                  if (m := re.match(r"\s*X:\s*(\d+)", line))]
         errors = [(int(m.group(1)), m.group(2).strip()) for m in re.finditer(
             r"^Error in line-char (\d+)-\d+ :(.*)$", result.stdout + result.stderr, flags=re.M)]
-        if not starts:
-            return [f"{abc.name}\t-\tno X: field, so no tune"]
-        missing, seen = [], set()
+        missing, seen, kept = [], set(), 0
         for (first, x), end in zip(starts, [line for line, _ in starts[1:]] + [math.inf]):
             name = f"{abc.stem}{x}.mid"
             if x in seen:
-                why = f"another tune of this file is X:{x} too (one MIDI file for both)"
+                why = f"another tune of this file is X:{x} too: abc2midi writes one MIDI file for both (the last)"
             elif (folder / name).exists():
                 why = f"{name} is the name of a tune of another ABC file"
             elif (work / name).exists():
                 (work / name).rename(folder / name)
-                why = None
+                why, kept = None, kept + 1
             else:
                 why = next((message for line, message in errors if first <= line < end), "no error printed")
             seen.add(x)
             if why:
                 missing.append(f"{abc.name}\tX:{x}\t{why}")
+        expected = {f"{abc.stem}{x}.mid" for _, x in starts}  # those left here are listed above
+        for other in sorted(path for path in work.glob("*.mid") if path.name not in expected):
+            if (folder / other.name).exists():
+                missing.append(f"{abc.name}\t-\tabc2midi also wrote {other.name}, the name of another tune: not kept")
+            else:
+                other.rename(folder / other.name)
+                kept += 1
+        if not kept and not missing:
+            missing.append(f"{abc.name}\t-\tno X: field, so no tune")
         return missing
     finally:
         shutil.rmtree(work)

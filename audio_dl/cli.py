@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import contextvars
 import errno
 import os
 import signal
@@ -22,10 +23,23 @@ _CHECKOUT = Path(__file__).resolve().parent.parent  # holds this package: the re
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse that exits with code 2 and one line for every misuse (argparse's own convention)."""
+    """argparse that exits with code 2 and one line for every misuse (argparse's own convention).
+    Under run_main, a tool that has loaded TensorFlow checks its temporary folder once its
+    arguments parse (require_utf8_temporary_folder): a misuse, or --help, is answered first."""
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+    def parse_args(self, args=None, namespace=None):
+        parsed = super().parse_args(args, namespace)
+        if _CHECK_TEMPORARY_FOLDER.get():
+            _CHECK_TEMPORARY_FOLDER.set(False)
+            require_utf8_temporary_folder()
+        return parsed
+
+
+# set by run_main for a tool that traces functions; the tool's ArgumentParser checks once its arguments parse
+_CHECK_TEMPORARY_FOLDER = contextvars.ContextVar("check_temporary_folder", default=False)
 
 
 def add_config_options(parser: argparse.ArgumentParser, presets: Sequence[str], default: str = "default",
@@ -305,27 +319,20 @@ def require_utf8_temporary_folder() -> None:
                                        "temporary files there; set TMPDIR to another folder")
 
 
-def _asks_for_help(arg: str) -> bool:
-    """-h, --help, or an abbreviation of it that argparse takes (--he)."""
-    return arg == "-h" or (len(arg) > 2 and "--help".startswith(arg))
-
-
 def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
     """Run a CLI entry point; a UsageError, or an OSError on a path the user gave (an output folder
     that is a file, a folder that cannot be written), becomes `prog: error: message` and exit code 2;
     a write or lookup that fails for lack of space, on a failing device or on a mount gone
     (WRITE_FAILURES), that line and exit code 1. A tool that has loaded TensorFlow is refused where
-    TensorFlow cannot trace functions (require_utf8_temporary_folder) unless its main says
-    main.traces_functions = False.
+    TensorFlow cannot trace functions (require_utf8_temporary_folder), once its arguments parse
+    (ArgumentParser.parse_args), unless its main says main.traces_functions = False.
     Ctrl-C and SIGTERM end it with one line (exit codes 130 and 143) after partial outputs are removed."""
     prog = getattr(main, "prog", None) or sys.argv[0]
     if getattr(sys.stdout, "errors", None) == "strict":  # a UTF-8 locale's: a file name that is not UTF-8
         sys.stdout.reconfigure(errors="backslashreplace")  # prints escaped (as stderr does), not a traceback
     TERMINATION.clear()
+    check = _CHECK_TEMPORARY_FOLDER.set("tensorflow" in sys.modules and getattr(main, "traces_functions", True))
     try:
-        if "tensorflow" in sys.modules and getattr(main, "traces_functions", True) and \
-                not any(_asks_for_help(arg) for arg in (sys.argv[1:] if argv is None else argv)):
-            require_utf8_temporary_folder()
         with _sigterm_unwinds():
             code = main(argv) or 0
         if TERMINATION.is_set():  # Python printed "Exception ignored in ... __del__" and went on
@@ -346,3 +353,5 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        _CHECK_TEMPORARY_FOLDER.reset(check)

@@ -386,6 +386,9 @@ def test_a_temporary_folder_whose_path_is_not_utf8_is_refused_before_the_work(ti
     assert sorted(p.name for p in (tmp_path / "denoiser").iterdir()) == ["1"]
     helped = subprocess.run([sys.executable, "-m", "audio_dl.export", "--hel"], capture_output=True, text=True, env=env)
     assert helped.returncode == 0 and "reexport" in helped.stdout  # --help (here abbreviated) still answers there
+    misused = subprocess.run([sys.executable, "-m", "audio_dl.export", "reexport"], capture_output=True, text=True,
+                             env=env)  # a misuse is answered first: the arguments parse before the check
+    assert misused.returncode == 2 and "the following arguments are required" in misused.stderr.splitlines()[-1]
 
 
 def test_no_temporary_folder_is_one_line_exit_2(monkeypatch, capsys):
@@ -394,6 +397,7 @@ def test_no_temporary_folder_is_one_line_exit_2(monkeypatch, capsys):
     monkeypatch.setattr(tempfile, "_candidate_tempdir_list", lambda: ["/nonexistent/folder"])
 
     def main(argv):
+        cli.ArgumentParser(prog=main.prog).parse_args(argv)  # the check comes once the arguments parse
         raise AssertionError("not reached")
 
     main.prog = "python -m audio_dl.example"

@@ -394,19 +394,28 @@ def serving_inputs(version_dir: Path) -> tuple[str, ...]:
 
 def published_as(version_dir: Path, base: Path) -> Path | None:
     """The version folder under `base` holding the same model, if any: the same model_sha256 in
-    provenance.json (model_digest: however often it is exported) or, for exports made before it
-    was recorded, the same fingerprint.pb: a copy of the same export only, as TensorFlow writes a
-    new one (random uuid, order-dependent hashes) with every SavedModel, even of the same weights."""
+    provenance.json (model_digest: however often it is exported) where both record one, else (an
+    export made before it was recorded, or a provenance.json broken by hand) the same fingerprint.pb:
+    a copy of the same export only, as TensorFlow writes a new one (random uuid, order-dependent
+    hashes) with every SavedModel, even of the same weights."""
     mine = _model_identity(Path(version_dir))
-    if mine is None:
+    if mine == (None, None):
         return None
-    return next((c for c in (Path(base) / str(n) for n in sorted(versions(base))) if _model_identity(c) == mine), None)
+    return next((c for c in (Path(base) / str(n) for n in sorted(versions(base)))
+                 if _same_model(mine, _model_identity(c))), None)
 
 
-def _model_identity(version_dir: Path) -> str | bytes | None:
+def _model_identity(version_dir: Path) -> tuple[str | None, bytes | None]:
+    """(model_sha256 of its provenance.json, fingerprint.pb's bytes), each None where missing."""
     fingerprint = version_dir / "fingerprint.pb"
-    digest = read_provenance(version_dir).get("model_sha256")
-    return digest or (fingerprint.read_bytes() if fingerprint.is_file() else None)
+    return (read_provenance(version_dir).get("model_sha256"),
+            fingerprint.read_bytes() if fingerprint.is_file() else None)
+
+
+def _same_model(one: tuple, other: tuple) -> bool:
+    if one[0] and other[0]:
+        return one[0] == other[0]
+    return one[1] is not None and one[1] == other[1]
 
 
 def publish(version_dir: Path, base: Path, version: int | None = None, shipped: bool = False) -> Path:

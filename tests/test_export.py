@@ -308,6 +308,7 @@ def test_a_broken_provenance_is_warned_about_once(tiny_export, tmp_path, caplog,
     times: one warning for the broken file, not one for each read."""
     for folder in ("base/1", "run"):
         shutil.copytree(tiny_export, tmp_path / folder)
+    _another_export(tmp_path / "base" / "1")
     (tmp_path / broken / "provenance.json").write_text('{"source": "shipped",}')
     assert export.main(["publish", str(tmp_path / "run"), "--base", str(tmp_path / "base"), "--ship"]) == 0
     assert caplog.text.count("is not a JSON object: read as no provenance") == 1
@@ -316,6 +317,32 @@ def test_a_broken_provenance_is_warned_about_once(tiny_export, tmp_path, caplog,
     with pytest.raises(export.UsageError, match="already published as"):
         export.main(["publish", str(tmp_path / "run"), "--base", str(tmp_path / "base"), "--ship"])
     assert caplog.text.count("is not a JSON object: read as no provenance") == 1
+
+
+def _another_export(version_dir: Path) -> None:
+    """Make a copy of an export look like another export: its own model_sha256 and fingerprint uuid."""
+    from tensorflow.core.protobuf import fingerprint_pb2
+
+    provenance = json.loads((version_dir / "provenance.json").read_text())
+    (version_dir / "provenance.json").write_text(json.dumps({**provenance, "model_sha256": "0" * 64}))
+    fingerprint = fingerprint_pb2.FingerprintDef.FromString((version_dir / "fingerprint.pb").read_bytes())
+    fingerprint.uuid = "another"
+    (version_dir / "fingerprint.pb").write_bytes(fingerprint.SerializeToString())
+
+
+@pytest.mark.parametrize("broken", ["base/1", "run"])
+def test_a_model_is_known_as_published_by_its_fingerprint_where_a_provenance_is_broken(tiny_export, tmp_path,
+                                                                                      broken):
+    for folder in ("base/1", "run"):  # the same export, published before
+        shutil.copytree(tiny_export, tmp_path / folder)
+    (tmp_path / broken / "provenance.json").write_text("{")
+    with pytest.raises(export.UsageError, match=f"already published as {tmp_path / 'base' / '1'}"):
+        export.publish(tmp_path / "run", tmp_path / "base")
+    for folder in ("base/1", "run"):
+        shutil.copy(tiny_export / "provenance.json", tmp_path / folder)
+    _another_export(tmp_path / "base" / "1")  # another model: published
+    (tmp_path / broken / "provenance.json").write_text("{")
+    assert export.publish(tmp_path / "run", tmp_path / "base") == tmp_path / "base" / "2"
 
 
 def test_a_card_gets_the_new_export_checks_in_place_of_the_old():

@@ -27,9 +27,9 @@ from audio_dl.data import melody as melody_data
 from audio_dl.errors import UsageError
 from audio_dl.models.melody import build_folknet, vocab_size
 from audio_dl import distribute
-from audio_dl.training import (EpochClock, ResumedEarlyStopping, best_epoch, check_divergence, counted, device_name,
-                               finished_training, load_best_weights, mark_trained, prepare_run_dir, refuse_other_config,
-                               check_write_paths, run_callbacks)
+from audio_dl.training import (EpochClock, ResumedEarlyStopping, best_epoch, check_divergence, check_validation_set,
+                               counted, device_name, finished_training, load_best_weights, mark_trained,
+                               prepare_run_dir, refuse_other_config, check_write_paths, run_callbacks)
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,14 @@ def held_out_tunes(specs: tuple[str, ...], cfg: MelodyConfig) -> tuple[list[melo
     fitted = [f for t in chosen if (f := melody_data.fit_to_range(t, cfg)) is not None]
     note = f"{report.summary()}; scored {len(fitted)} (of {len(chosen)} drawn; {len(chosen) - len(fitted)} span more than the range)"
     return fitted, note
+
+
+def tunes_digest(tunes: list[melody_data.Tune], cfg: MelodyConfig) -> str:
+    """A digest of `tunes`: their names and tokens."""
+    sha = hashlib.sha1()
+    for tune, tokens in zip(tunes, melody_data.encode_tunes(tunes, cfg)):
+        sha.update(tune.name.encode() + b"\0" + np.asarray(tokens, "<i4").tobytes() + b"\0")
+    return sha.hexdigest()
 
 
 def count_training_tunes(tunes: list[melody_data.Tune], train: list[melody_data.Tune]) -> int:
@@ -168,6 +176,7 @@ def train_melody(cfg: MelodyConfig, run_dir: Path, verbose: int = 1, command: st
     callbacks.append(ResumedEarlyStopping(run_dir / "history.csv", monitor="val_loss", patience=cfg.patience))
     train_seconds = finished_training(run_dir)
     if train_seconds is None:  # else the fit completed before: only evaluate and export again
+        check_validation_set(run_dir, tunes_digest(corpus.val, cfg))
         # epochs have an unknown number of batches (length buckets); Keras warns at each epoch's end
         warnings.filterwarnings("ignore", message="Your input ran out of data")
         distributed = distribute.is_distributed(tf_strategy)

@@ -7,6 +7,7 @@ A run directory holds everything of one run::
     RUN/backup/                BackupAndRestore state: rerunning the command resumes
     RUN/checkpoints/best.weights.h5   best validation loss
     RUN/history.csv, RUN/metrics.json
+    RUN/validation.json        digest of the validation set its epochs were scored on
     RUN/export/1/              SavedModel + denoiser.tflite + MODEL_CARD.md (TF Serving layout)
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import glob
+import hashlib
 import json
 import logging
 import math
@@ -200,6 +202,38 @@ def prepare_run_dir(run_dir: Path, cfg) -> None:
     save_config(cfg, run_dir / "config.json")
 
 
+VALIDATION_RECORD = "validation.json"
+
+
+def check_validation_set(run_dir: Path, digest: str) -> None:
+    """Record the `digest` of the validation set a run is scored on in RUN/validation.json; warn a
+    resumed run whose validation set is not the one recorded (its corpus, its split or the code
+    that draws it changed since): the val_loss its best checkpoint and early stopping go by was
+    measured on another set for its earlier epochs. A run older than the record records the set
+    it resumes with."""
+    path = Path(run_dir) / VALIDATION_RECORD
+    epochs = EpochClock(run_dir).epochs()
+    saved = json.loads(path.read_text()) if epochs and path.is_file() else None
+    if saved is None:  # a new run, one interrupted before its first epoch ended, or one older than the record
+        atomic.write_text(path, json.dumps({"digest": digest, "from_epoch": epochs + 1}) + "\n")
+    elif saved.get("digest") != digest:
+        log.warning("the validation set differs from the one epochs %d..%d of %s were scored on (%s): its corpus, "
+                    "split or the code that draws it changed; the best checkpoint and early stopping compare "
+                    "val_loss of both sets (train in another --run-dir to compare like with like)",
+                    saved.get("from_epoch", 1), epochs, run_dir, path.name)
+
+
+def validation_digest(dataset) -> tuple[str, int]:
+    """(digest of a finite (noisy, targets) dataset's mixtures, its batches); samples are rounded
+    to 1/4096 first, so that float noise of another machine rarely tells two equal sets apart."""
+    sha, batches = hashlib.sha1(), 0
+    for noisy, targets in dataset:
+        for audio in (noisy, targets["denoised"]):
+            sha.update(np.round(audio.numpy().astype(np.float64) * 4096).astype("<i8").tobytes())
+        batches += 1
+    return sha.hexdigest(), batches
+
+
 def check_write_paths(run_dir: Path) -> None:
     """UsageError, before the data is read, where training would fail only once it starts: a run
     folder this process cannot write or make (cli.writable_folder) or whose path is not UTF-8
@@ -323,7 +357,9 @@ def train_denoiser(cfg: DenoiserConfig, run_dir: Path, mixed_precision: bool = F
         # one pass fills val_ds's cache and counts its batches: without a strategy, fit and the
         # metrics below reuse its mixtures and Keras never runs past its end (under a strategy,
         # each worker builds its own validation dataset and runs it to its end)
-        validation_steps = None if distributed else sum(1 for _ in val_ds)
+        digest, batches = validation_digest(val_ds)
+        check_validation_set(run_dir, digest)
+        validation_steps = None if distributed else batches
         validation_data = distribute.distribute_datasets(
             tf_strategy, lambda c: speech.validation_dataset(corpus.val, cfg, c)) if distributed else val_ds
         first_example = EpochClock(run_dir).epochs() * cfg.steps_per_epoch * cfg.batch_size  # resumed: new mixtures

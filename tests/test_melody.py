@@ -420,6 +420,18 @@ def test_a_range_that_leaves_no_validation_tune_says_so_not_too_few_tunes(tmp_pa
     assert not run.exists()
 
 
+def test_the_validation_digest_a_resumed_run_compares_changes_with_any_tune_name_or_note():
+    from audio_dl import melody_training
+
+    cfg = tiny_cfg(pitch_low=60, pitch_high=72)
+    tunes = [melody_data.Tune("folk/a.mid", [N(67, 0, 2), N(69, 2, 2)]), melody_data.Tune("folk/b.mid", [N(60, 0, 4)])]
+    digest = melody_training.tunes_digest(tunes, cfg)
+    assert melody_training.tunes_digest([dataclasses.replace(t) for t in tunes], cfg) == digest
+    assert melody_training.tunes_digest([dataclasses.replace(tunes[0], name="folk/c.mid"), tunes[1]], cfg) != digest
+    assert melody_training.tunes_digest([tunes[0], melody_data.Tune("folk/b.mid", [N(60, 0, 3)])], cfg) != digest
+    assert melody_training.tunes_digest(tunes[:1], cfg) != digest
+
+
 def test_a_validation_tune_that_repeats_a_training_tune_is_left_out_and_counted(tmp_path):
     folder = write_line_tunes(tmp_path / "tunes", 12)  # tune11 is held out
     assert [t.name for t in melody_data.load_corpus(tiny_cfg(midi_dir=(str(folder),))).val] == ["tunes/tune11.mid"]

@@ -243,3 +243,38 @@ def test_validation_from_shards_spans_every_held_out_speaker(tiny_corpus, tmp_pa
     clean = np.concatenate([targets["denoised"].numpy() for _, targets in speech.validation_dataset(corpus.val, cfg)])
     found = [int(np.argmax(np.abs(np.fft.rfft(crop))) * 8000 / crop.size) for crop in clean]
     assert len(found) == 8 and sorted(set(found)) == [300, 700, 1100, 1500]  # every held-out voice, not the first
+
+
+def test_a_resumed_run_is_told_when_its_validation_mixtures_from_records_changed(tmp_path, caplog):
+    """A run records a digest of its validation mixtures; resumed against others (here the folder
+    was prepared again with more files, so every k-th record is another one) it is warned."""
+    from audio_dl import training
+
+    source, out, run, noise = tmp_path / "src", tmp_path / "prepared", tmp_path / "run", tmp_path / "noise"
+    noise.mkdir()
+    for name in ("hiss", "hum"):
+        soundfile.write(noise / f"{name}.wav", 0.1 * np.random.default_rng(len(name)).standard_normal(8000), 8000)
+    for i in range(12):  # a tone per file tells the crops apart
+        for speaker in ("ann", "bob"):
+            path = source / speaker / f"u{i:02d}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            soundfile.write(path, (0.3 * np.sin(2 * np.pi * (300 + 50 * i) * np.arange(4000) / 8000)).astype(np.float32),
+                            8000)
+        if i == 7:
+            records.prepare(source, out, sample_rate=8000, files_per_shard=100, workers=1)
+    cfg = make_config(DenoiserConfig, "tiny", overrides=[f"speech={out}", f"noise={noise}", "val_speakers=ann",
+                                                         "val_examples=4"])
+
+    def digest():
+        return training.validation_digest(speech.validation_dataset(speech.load_corpus(cfg).val, cfg))[0]
+
+    run.mkdir()
+    first = digest()
+    training.check_validation_set(run, first)  # a new run records its mixtures
+    (run / training.EpochClock.FILE).write_text(json.dumps({"train_seconds": 1.0, "epochs": 2}))
+    assert digest() == first
+    training.check_validation_set(run, first)
+    assert "validation set differs" not in caplog.text
+    records.prepare(source, out, sample_rate=8000, files_per_shard=100, workers=1)  # 12 files of ann, not 8
+    training.check_validation_set(run, digest())
+    assert f"the validation set differs from the one epochs 1..2 of {run} were scored on" in caplog.text

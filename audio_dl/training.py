@@ -207,20 +207,41 @@ VALIDATION_RECORD = "validation.json"
 
 def check_validation_set(run_dir: Path, digest: str) -> None:
     """Record the `digest` of the validation set a run is scored on in RUN/validation.json; warn a
-    resumed run whose validation set is not the one recorded (its corpus, its split or the code
-    that draws it changed since): the val_loss its best checkpoint and early stopping go by was
-    measured on another set for its earlier epochs. A run older than the record records the set
-    it resumes with."""
+    resumed run whose earlier epochs were scored on another set (its corpus, its split or the code
+    that draws it changed since, or another machine or library version computes it otherwise): the
+    val_loss its best checkpoint and early stopping go by then compares both. A run older than the
+    record records the set it resumes with."""
     path = Path(run_dir) / VALIDATION_RECORD
     epochs = EpochClock(run_dir).epochs()
-    saved = json.loads(path.read_text()) if epochs and path.is_file() else None
+    saved = _validation_record(path) if epochs else None
     if saved is None:  # a new run, one interrupted before its first epoch ended, or one older than the record
         atomic.write_text(path, json.dumps({"digest": digest, "from_epoch": epochs + 1}) + "\n")
-    elif saved.get("digest") != digest:
-        log.warning("the validation set differs from the one epochs %d..%d of %s were scored on (%s): its corpus, "
-                    "split or the code that draws it changed; the best checkpoint and early stopping compare "
-                    "val_loss of both sets (train in another --run-dir to compare like with like)",
-                    saved.get("from_epoch", 1), epochs, run_dir, path.name)
+        return
+    if saved.get("digest") == digest:
+        other = (1, saved["mixed_until"]) if saved.get("mixed_until") else None
+    else:
+        other = (saved.get("from_epoch", 1), epochs)
+        atomic.write_text(path, json.dumps({"digest": digest, "from_epoch": epochs + 1, "mixed_until": epochs}) + "\n")
+    if other:
+        log.warning("epochs %d..%d of %s were scored on another validation set than this one (%s): its corpus, split "
+                    "or the code that draws it changed, or another machine or library version computes it otherwise; "
+                    "the best checkpoint and early stopping compare val_loss of both sets (train in another --run-dir "
+                    "to compare like with like)", *other, run_dir, path.name)
+
+
+def _validation_record(path: Path) -> dict | None:
+    """RUN/validation.json, or None when there is none; one that is not a JSON object is None too,
+    with a warning (it is written again)."""
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_bytes())
+    except ValueError:
+        record = None
+    if not isinstance(record, dict):
+        log.warning("%s is not a JSON object: the validation set is recorded again", path)
+        return None
+    return record
 
 
 def validation_digest(dataset) -> tuple[str, int]:
@@ -354,9 +375,9 @@ def train_denoiser(cfg: DenoiserConfig, run_dir: Path, mixed_precision: bool = F
     distributed = distribute.is_distributed(tf_strategy)
     train_seconds = finished_training(run_dir)
     if train_seconds is None:
-        # one pass fills val_ds's cache and counts its batches: without a strategy, fit and the
-        # metrics below reuse its mixtures and Keras never runs past its end (under a strategy,
-        # each worker builds its own validation dataset and runs it to its end)
+        # one pass fills val_ds's cache, counts its batches and digests them (check_validation_set):
+        # without a strategy, fit and the metrics below reuse its mixtures and Keras never runs past
+        # its end (under a strategy, each worker builds its own validation dataset and runs it to its end)
         digest, batches = validation_digest(val_ds)
         check_validation_set(run_dir, digest)
         validation_steps = None if distributed else batches

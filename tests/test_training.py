@@ -13,6 +13,7 @@ import pytest
 
 from audio_dl.config import DenoiserConfig, make_config
 from audio_dl.data import speech
+from audio_dl import training
 from audio_dl.training import compile_denoiser, train_denoiser
 
 
@@ -338,3 +339,21 @@ def test_a_run_folder_that_cannot_be_made_is_refused_before_the_data_is_read(tmp
         with pytest.raises(UsageError, match=message):
             melody_training.train_melody(make_config(MelodyConfig, "tiny"), run)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "loop"]
+
+
+def test_a_resumed_run_is_told_which_epochs_were_scored_on_another_validation_set(tmp_path, caplog):
+    def resume(epochs, digest):
+        (tmp_path / training.EpochClock.FILE).write_text(json.dumps({"train_seconds": 1.0, "epochs": epochs}))
+        caplog.clear()
+        training.check_validation_set(tmp_path, digest)
+        found = re.search(r"epochs (\d+)\.\.(\d+) of .* were scored on another validation set", caplog.text)
+        return found and (int(found[1]), int(found[2]))
+
+    assert resume(0, "A") is None  # a new run records its set
+    assert resume(2, "A") is None
+    assert resume(3, "B") == (1, 3)  # the set changed: epochs 1..3 were scored on A
+    assert resume(6, "B") == (1, 3)  # and they still were
+    assert resume(8, "A") == (4, 8)  # back to A: epochs 4..8 were scored on B
+    (tmp_path / training.VALIDATION_RECORD).write_text("[1]")  # broken by hand: recorded again, with a warning
+    assert resume(9, "A") is None and "is not a JSON object: the validation set is recorded again" in caplog.text
+    assert resume(10, "A") is None

@@ -30,7 +30,8 @@ import tensorflow as tf
 
 from audio_dl import audio_io, cli, native_logs
 from audio_dl.atomic import staged_file, staged_folder
-from audio_dl.config import RERUN_KEYS, ConfigError, DenoiserConfig, json_text, load_config, save_config, to_dict
+from audio_dl.config import (RERUN_KEYS, ConfigError, DenoiserConfig, json_text, load_config, read_json_object,
+                             save_config, to_dict)
 from audio_dl.errors import UsageError
 from audio_dl.litert import signature_runner
 from audio_dl.models.denoiser import (
@@ -325,18 +326,14 @@ def read_provenance(version_dir: Path) -> dict:
     path = Path(version_dir) / "provenance.json"
     if not path.is_file():
         return {}
-    text = path.read_bytes()
     try:
-        provenance = json.loads(text)
-    except ValueError:  # not JSON, or not UTF-8
-        provenance = None
-    if not isinstance(provenance, dict):
-        seen = (os.path.abspath(path), hashlib.sha256(text).hexdigest())
+        return read_json_object(path, "provenance")
+    except ConfigError:  # not JSON, not UTF-8 or not an object
+        seen = (os.path.abspath(path), hashlib.sha256(path.read_bytes()).hexdigest())
         if seen not in _WARNED_PROVENANCE:
             _WARNED_PROVENANCE.add(seen)
             log.warning("%s is not a JSON object: read as no provenance", path)
         return {}
-    return provenance
 
 
 def require_utf8_saved_model_path(path: Path, alternative: str = "", writes: bool = False) -> None:

@@ -32,7 +32,7 @@ import tensorflow as tf
 
 from audio_dl import atomic, audio_io, cli, distribute, evaluate, export
 from audio_dl import layers as L
-from audio_dl.config import RERUN_KEYS, DenoiserConfig, json_text, read_json_object, save_config, to_dict
+from audio_dl.config import RERUN_KEYS, ConfigError, DenoiserConfig, json_text, read_json_object, save_config, to_dict
 from audio_dl.errors import UsageError
 from audio_dl.data import speech
 from audio_dl.losses import make_losses
@@ -235,13 +235,10 @@ def _validation_record(path: Path) -> dict | None:
     if not path.is_file():
         return None
     try:
-        record = json.loads(path.read_bytes())
-    except ValueError:
-        record = None
-    if not isinstance(record, dict):
+        return read_json_object(path, "validation record")
+    except ConfigError:
         log.warning("%s is not a JSON object: the validation set is recorded again", path)
         return None
-    return record
 
 
 def validation_digest(dataset) -> tuple[str, int]:
